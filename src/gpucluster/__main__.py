@@ -1,0 +1,3 @@
+from gpucluster.cli.main import main
+
+main()

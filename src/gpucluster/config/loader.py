@@ -1,0 +1,104 @@
+"""Loading the configuration: YAML file plus environment overrides.
+
+This is the only module that reads the process environment for settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gpucluster.config.schema import Config
+
+CONFIG_ENV = "GPUCLUSTER_CONFIG"
+
+# environment variable -> dotted key it overrides
+ENV_OVERRIDES: dict[str, str] = {
+    "NGINX_HTTP_PORT": "platform.ports.nginx_http",
+    "RAY_DASHBOARD_PORT": "platform.ports.ray_dashboard",
+    "GPUCLUSTER_STATE_DIR": "platform.state_dir",
+    "GPUCLUSTER_MODEL_CACHE": "platform.model_cache_dir",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the source, key and reason."""
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (or $GPUCLUSTER_CONFIG, or nothing: the defaults) and apply env overrides."""
+    env = os.environ if env is None else env
+    if path is None and env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    raw = _read_yaml(path) if path is not None else {}
+    origins: dict[tuple[str, ...], str] = {}
+    for var, dotted in ENV_OVERRIDES.items():
+        if var in env:
+            keys = tuple(dotted.split("."))
+            _set_nested(raw, keys, env[var])
+            origins[keys] = f"environment variable {var}"
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path) if path else "defaults", origins)) from None
+    return _expand_paths(config)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {reason}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _set_nested(raw: dict[str, Any], keys: tuple[str, ...], value: str) -> None:
+    node = raw
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def _describe(exc: ValidationError, source: str, origins: dict[tuple[str, ...], str]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc) or "(top level)"
+        reason = error["msg"]
+        if error["type"] == "extra_forbidden":
+            reason = "unknown key"
+        where = origins.get(loc, source)
+        lines.append(f"{where}: {key}: {reason}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _expand_paths(config: Config) -> Config:
+    platform = config.platform.model_copy(
+        update={
+            "state_dir": config.platform.state_dir.expanduser(),
+            "model_cache_dir": config.platform.model_cache_dir.expanduser(),
+        }
+    )
+    return config.model_copy(update={"platform": platform})

@@ -1,0 +1,172 @@
+"""The platform's configuration schema: strict, frozen pydantic models.
+
+Every field says what it is for; unknown keys are rejected so that a typo in a config file is
+an error naming the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BUILTIN_MODEL_ID = "smollm2-135m-instruct"
+BUILTIN_SOURCE = f"builtin:{BUILTIN_MODEL_ID}"
+
+_MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReplicaBounds(_Strict):
+    """How many serving replicas a model may have."""
+
+    min: int = Field(1, ge=0, description="Fewest replicas kept running.")
+    max: int = Field(1, ge=1, description="Most replicas the autoscaler may start.")
+    initial: int | None = Field(
+        None, ge=0, description="Replicas started at deploy time; defaults to `min`."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicaBounds:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        if self.initial is not None and not self.min <= self.initial <= self.max:
+            raise ValueError(f"initial ({self.initial}) must lie between min and max")
+        return self
+
+
+class ModelConfig(_Strict):
+    """One served model: where its weights come from and how its engine runs."""
+
+    id: str = Field(BUILTIN_MODEL_ID, description="Model id clients send in `model`.")
+    source: str = Field(
+        BUILTIN_SOURCE,
+        description=(
+            "Where the weights come from: `builtin:smollm2-135m-instruct`, a Hugging Face id "
+            "(`org/name`, downloaded by the hub client), or a local directory path."
+        ),
+    )
+    accelerator: Literal["cpu", "gpu"] = Field(
+        "cpu", description="`cpu` runs vLLM's CPU build; `gpu` asks Ray for one GPU per shard."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one replica shards over.")
+    max_model_len: int | None = Field(
+        2048, ge=16, description="Longest context (prompt + output) in tokens; null: model's own."
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Share of accelerator memory vLLM may use."
+    )
+    max_num_seqs: int = Field(16, ge=1, description="Most sequences one engine batches at once.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="Weight and activation dtype."
+    )
+    cpu_kvcache_gib: int = Field(
+        1, ge=1, description="KV cache size in whole GiB for the CPU build (VLLM_CPU_KVCACHE_SPACE)."
+    )
+    replicas: ReplicaBounds = Field(
+        default_factory=ReplicaBounds, description="Replica count bounds for this model."
+    )
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Escape hatch: extra vLLM engine arguments passed through unchanged "
+            "(for example `enable_prefix_caching: true`). They win over the fields above."
+        ),
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not _MODEL_ID_PATTERN.match(value):
+            raise ValueError(
+                "must start with a letter or digit and use only letters, digits and . _ : / -"
+            )
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _cpu_has_no_shards(self) -> ModelConfig:
+        if self.accelerator == "cpu" and self.tensor_parallel_size != 1:
+            raise ValueError("tensor_parallel_size must be 1 when accelerator is cpu")
+        return self
+
+
+class PortsConfig(_Strict):
+    """TCP ports; the defaults are the operator guide's."""
+
+    nginx_http: int = Field(18080, ge=1, le=65535, description="nginx proxy (NGINX_HTTP_PORT).")
+    ray_dashboard: int = Field(
+        18265, ge=1, le=65535, description="Ray dashboard (RAY_DASHBOARD_PORT)."
+    )
+    serve_http: int = Field(8000, ge=1, le=65535, description="Ray Serve HTTP proxy.")
+    ray_metrics: int = Field(
+        8080, ge=1, le=65535, description="Ray metrics export, found by Prometheus via file_sd."
+    )
+    prometheus: int = Field(19090, ge=1, le=65535, description="Prometheus web UI and API.")
+    grafana: int = Field(13000, ge=1, le=65535, description="Grafana (compose mode).")
+    ray_gcs: int = Field(6379, ge=1, le=65535, description="Ray head GCS port.")
+
+
+class PlatformConfig(_Strict):
+    """Where the platform keeps its state and how it binds."""
+
+    state_dir: Path = Field(
+        Path("~/.local/state/gpucluster"),
+        description="Pid files, logs and generated files of the local-mode platform.",
+    )
+    model_cache_dir: Path = Field(
+        Path("~/.cache/gpucluster/models"), description="Prepared model directories."
+    )
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="Address Serve and the dashboard listen on; keep loopback unless fronted.",
+    )
+    ray_num_cpus: int | None = Field(
+        None,
+        ge=1,
+        description="Logical CPUs the Ray head advertises; default max(8, 4 x cores) so that "
+        "the ingress and engine replicas both schedule on small hosts.",
+    )
+    startup_timeout_s: float = Field(
+        900, gt=0, description="How long `up` waits for every model to answer."
+    )
+    ports: PortsConfig = Field(default_factory=PortsConfig, description="TCP ports.")
+
+
+class Config(_Strict):
+    """The whole platform configuration (one YAML file)."""
+
+    platform: PlatformConfig = Field(
+        default_factory=PlatformConfig, description="Platform settings."
+    )
+    models: list[ModelConfig] = Field(
+        default_factory=lambda: [ModelConfig()],
+        min_length=1,
+        description="Models to serve; default: the built-in model on CPU.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Config:
+        ids = [m.id for m in self.models]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"model ids must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+    def model(self, model_id: str) -> ModelConfig:
+        """The configured model with this id; KeyError when there is none."""
+        for model in self.models:
+            if model.id == model_id:
+                return model
+        raise KeyError(model_id)

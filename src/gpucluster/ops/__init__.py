@@ -1,0 +1,1 @@
+"""Operator tools over HTTP (health, status, diagnose, capacity)."""

@@ -1,0 +1,1 @@
+"""Local-mode runtime: start, stop and watch the platform's processes."""

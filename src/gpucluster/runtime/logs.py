@@ -1,0 +1,92 @@
+"""Component logs of the local-mode platform and the platform's own timestamped log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from gpucluster.runtime.state import RAY_SESSION_LOGS, StateDir
+
+COMPONENTS: dict[str, str] = {
+    "platform": "what `gpucluster up`/`down` did, with the guide's log lines",
+    "ray": "`ray start`/`ray stop` output, the GCS and raylet",
+    "deploy": "the Serve deploy driver",
+    "serve": "Serve controller, proxy, ingress and model replicas (model loading lines)",
+    "engine": "vLLM engine output from the Ray workers",
+}
+
+
+class UnknownComponent(ValueError):
+    """A `logs` component that does not exist."""
+
+
+def component_files(state: StateDir, component: str) -> list[Path]:
+    """The log files of `component`, oldest first; empty when it has not run yet."""
+    if component not in COMPONENTS:
+        known = ", ".join(COMPONENTS)
+        raise UnknownComponent(f"unknown component {component!r}; choose one of: {known}")
+    if component == "platform":
+        files = [state.log("platform")]
+    elif component == "ray":
+        files = [state.log("ray"), RAY_SESSION_LOGS / "gcs_server.out", RAY_SESSION_LOGS / "raylet.out"]
+    elif component == "deploy":
+        files = [state.log("deploy")]
+    elif component == "serve":
+        files = sorted((RAY_SESSION_LOGS / "serve").glob("*.log"), key=_mtime)
+    else:
+        files = sorted(RAY_SESSION_LOGS.glob("worker-*.err"), key=_mtime)
+    return [path for path in files if path.is_file()]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of a text file."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 256 * 1024))
+        data = handle.read().decode("utf-8", errors="replace")
+    return data.splitlines()[-lines:]
+
+
+def find_lines(paths: list[Path], needles: tuple[str, ...], limit: int = 20) -> list[str]:
+    """Lines containing any of `needles`, in file order, at most `limit` (the last ones)."""
+    found: list[str] = []
+    for path in paths:
+        try:
+            found.extend(line for line in tail(path, 5000) if any(n in line for n in needles))
+        except OSError:
+            continue
+    return found[-limit:]
+
+
+def platform_logger(state: StateDir, echo: Callable[[str], None] | None = None) -> logging.Logger:
+    """A logger writing timestamped lines to the platform log (and to `echo`, for progress)."""
+    logger = logging.getLogger(f"gpucluster.platform.{state.root}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(state.log("platform"), encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(file_handler)
+    if echo is not None:
+        logger.addHandler(_EchoHandler(echo))
+    return logger
+
+
+class _EchoHandler(logging.Handler):
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self._echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._echo(record.getMessage())

@@ -1,0 +1,210 @@
+"""`up` and `down` of the local-mode platform: Ray head, the Serve application, its models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gpucluster.config import Config
+from gpucluster.models import ModelSourceError, prepare_model
+from gpucluster.runtime import readiness
+from gpucluster.runtime.logs import component_files, find_lines, platform_logger
+from gpucluster.runtime.processes import (
+    describe,
+    platform_processes,
+    port_in_use,
+    port_owner,
+    terminate_all,
+)
+from gpucluster.runtime.ray_head import RayStartError, start_head, stop_ray
+from gpucluster.runtime.state import Endpoints, PlatformRecord, StateDir
+
+Progress = Callable[[str], None]
+
+_GUIDE_ERRORS = ("ERROR: Model loading timeout", "ERROR: Out of memory", "ERROR: GPU allocation")
+_POLL_S = 2.0
+
+
+class UpError(RuntimeError):
+    """`up` could not bring the platform up; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class UpResult:
+    already_running: bool
+    record: PlatformRecord
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DownResult:
+    was_running: bool
+    stopped: list[str]
+    leftovers: list[str]
+
+
+def endpoints_for(config: Config) -> Endpoints:
+    platform = config.platform
+    host = platform.bind_host
+    serve = f"http://{host}:{platform.ports.serve_http}"
+    return Endpoints(
+        openai_api=f"{serve}/v1",
+        health=f"{serve}/health",
+        ray_dashboard=f"http://{host}:{platform.ports.ray_dashboard}",
+        ray_metrics=f"http://{host}:{platform.ports.ray_metrics}/metrics",
+    )
+
+
+def running_record(state: StateDir) -> PlatformRecord | None:
+    """The record of a platform that is up and answering, else None."""
+    record = state.read_record()
+    if record is not None and readiness.serving_models(record.endpoints.openai_api) is not None:
+        return record
+    return None
+
+
+def up(config: Config, progress: Progress) -> UpResult:
+    """Start the platform, or report the one already running. Returns once every model answers."""
+    started = time.monotonic()
+    state = StateDir(config.platform.state_dir)
+    state.ensure()
+    existing = running_record(state)
+    if existing is not None:
+        return UpResult(True, existing, 0.0)
+    log = platform_logger(state, progress)
+    if state.read_record() is not None or platform_processes():
+        log.info("Cleaning up what a previous run left behind")
+        _stop_everything(state)
+    _check_ports(config)
+    try:
+        weights = _prepare_models(config, log)
+        log.info("Starting Ray head (dashboard :%d)", config.platform.ports.ray_dashboard)
+        address = start_head(config, state)
+        _deploy(config, state, address, weights, log, progress)
+    except (UpError, RayStartError, ModelSourceError) as exc:
+        log.error("%s", exc)
+        _stop_everything(state)
+        raise UpError(str(exc)) from None
+    except BaseException:
+        _stop_everything(state)
+        raise
+    record = PlatformRecord(
+        started_at=time.time(),
+        ray_address=address,
+        config=json.loads(config.model_dump_json()),
+        endpoints=endpoints_for(config),
+        models=[m.id for m in config.models],
+    )
+    state.write_record(record)
+    log.info("Platform up in %.0f s: %s", time.monotonic() - started, record.endpoints.openai_api)
+    return UpResult(False, record, time.monotonic() - started)
+
+
+def down(config: Config) -> DownResult:
+    """Stop everything `up` started; report anything that would not stop."""
+    state = StateDir(config.platform.state_dir)
+    state.ensure()
+    was_running = state.read_record() is not None
+    stopped = [describe(p) for p in platform_processes()]
+    leftovers = _stop_everything(state)
+    if was_running or stopped:
+        platform_logger(state).info("Platform stopped (%d processes)", len(stopped))
+    return DownResult(was_running or bool(stopped), stopped, leftovers)
+
+
+def _stop_everything(state: StateDir) -> list[str]:
+    if platform_processes():
+        stop_ray(state)
+    # `ray stop` ends Ray's processes; vLLM engine processes of killed replicas can outlive them.
+    leftovers = terminate_all(platform_processes(), grace_s=10)
+    if leftovers:
+        stop_ray(state, force=True)
+        leftovers = terminate_all(platform_processes(), grace_s=5)
+    state.clear_record()
+    return [describe(p) for p in leftovers]
+
+
+def _check_ports(config: Config) -> None:
+    host = config.platform.bind_host
+    busy = []
+    for name, port in config.platform.ports.model_dump().items():
+        if name in ("grafana", "nginx_http", "prometheus"):
+            continue  # not started in local mode by this component
+        if port_in_use(port, host):
+            owner = port_owner(port)
+            busy.append(f"port {port} (platform.ports.{name}) is in use{' by ' + owner if owner else ''}")
+    if busy:
+        raise UpError(
+            "cannot start: " + "; ".join(busy) + ". Stop what holds it, or set another port in "
+            "the config file (NGINX_HTTP_PORT and RAY_DASHBOARD_PORT override those two)."
+        )
+
+
+def _prepare_models(config: Config, log: logging.Logger) -> dict[str, str]:
+    weights = {}
+    for model in config.models:
+        log.info("Preparing model %s from %s", model.id, model.source)
+        weights[model.id] = prepare_model(
+            model.source, config.platform.model_cache_dir, progress=log.info
+        )
+    return weights
+
+
+def _deploy(
+    config: Config,
+    state: StateDir,
+    address: str,
+    weights: dict[str, str],
+    log: logging.Logger,
+    progress: Progress,
+) -> None:
+    spec = {"config": json.loads(config.model_dump_json()), "ray_address": address, "weights": weights}
+    state.deploy_spec.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    for model in config.models:
+        log.info("Loading model %s...", model.id)
+    with state.log("deploy").open("a", encoding="utf-8") as deploy_log:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "gpucluster.serving.deploy", str(state.deploy_spec)],
+            stdout=deploy_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started = time.monotonic()
+    deadline = started + config.platform.startup_timeout_s
+    try:
+        while driver.poll() is None:
+            if time.monotonic() > deadline:
+                log.error("ERROR: Model loading timeout")
+                raise UpError(
+                    f"models did not load within {config.platform.startup_timeout_s:.0f} s; "
+                    "see `gpucluster logs serve` and `gpucluster logs engine`, or raise "
+                    "platform.startup_timeout_s"
+                )
+            progress(f"loading models ({time.monotonic() - started:.0f} s)")
+            time.sleep(_POLL_S)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    if driver.returncode != 0:
+        raise UpError(_deploy_failure(state))
+    api = endpoints_for(config).openai_api
+    for model in config.models:
+        ok, detail = readiness.answers(api, model.id, timeout_s=60)
+        if not ok:
+            raise UpError(f"model {model.id} is deployed but does not answer: {detail}")
+        log.info("Model loaded successfully (%s)", model.id)
+
+
+def _deploy_failure(state: StateDir) -> str:
+    guide_lines = find_lines(component_files(state, "serve"), _GUIDE_ERRORS, limit=3)
+    deploy_errors = find_lines(component_files(state, "deploy"), ("ERROR",), limit=3)
+    detail = "\n  ".join(guide_lines + deploy_errors) or "no error line found"
+    return (
+        "the Serve application failed to deploy:\n  " + detail + "\n"
+        "Look at `gpucluster logs serve` and `gpucluster logs engine` for the cause."
+    )

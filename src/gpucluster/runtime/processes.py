@@ -1,0 +1,123 @@
+"""Process helpers: ports, commands with logs, and finding what Ray and vLLM left running."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+# Ray's daemons and workers, and vLLM's engine processes (they set these titles).
+_PLATFORM_PROCESS_MARKERS = (
+    "raylet",
+    "gcs_server",
+    "ray::",
+    "ray/dashboard",
+    "ray/autoscaler",
+    "ray/_private/log_monitor",
+    "ray/_private/runtime_env",
+    "default_worker.py",
+    "VLLM::",
+    "EngineCore",
+    "gpucluster.serving.deploy",
+)
+
+
+def venv_bin(name: str) -> str:
+    """A console script installed beside the running interpreter."""
+    return str(Path(sys.executable).parent / name)
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def port_owner(port: int) -> str:
+    """A short description of the process listening on `port`, or '' when unknown."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid:
+                    proc = psutil.Process(conn.pid)
+                    return f"{proc.name()} (pid {conn.pid})"
+                return "another process"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def run_logged(
+    argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion, appending its output to `log_path`."""
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"\n$ {' '.join(argv)}\n")
+        log.flush()
+        return subprocess.run(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+            text=True,
+            check=False,
+        )
+
+
+def platform_processes() -> list[psutil.Process]:
+    """Ray and vLLM processes running on this host (ours: same user)."""
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "username"]):
+        try:
+            if proc.info["pid"] == me:
+                continue
+            text = " ".join([proc.info["name"] or "", *(proc.info["cmdline"] or [])])
+        except psutil.Error:
+            continue
+        if any(marker in text for marker in _PLATFORM_PROCESS_MARKERS):
+            found.append(proc)
+    return found
+
+
+def describe(proc: psutil.Process) -> str:
+    """'name (pid N)' for messages."""
+    try:
+        return f"{proc.name()} (pid {proc.pid})"
+    except psutil.Error:
+        return f"pid {proc.pid}"
+
+
+def terminate_all(procs: list[psutil.Process], grace_s: float = 10.0) -> list[psutil.Process]:
+    """SIGTERM, wait up to `grace_s`, then SIGKILL; returns the processes that survived."""
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=5)
+    return alive
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.5) -> bool:
+    """Poll `predicate` until it is true or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()

@@ -1,0 +1,57 @@
+"""Starting and stopping the local Ray head node with the platform's ports."""
+
+from __future__ import annotations
+
+import os
+
+from gpucluster.config import Config
+from gpucluster.runtime.processes import run_logged, venv_bin
+from gpucluster.runtime.state import StateDir
+
+
+class RayStartError(RuntimeError):
+    """`ray start` failed; the message carries the reason and where the log is."""
+
+
+def logical_cpus(config: Config) -> int:
+    """CPUs the head advertises: more than the cores, so that small hosts schedule every actor."""
+    if config.platform.ray_num_cpus is not None:
+        return config.platform.ray_num_cpus
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
+def ray_address(config: Config) -> str:
+    return f"{config.platform.bind_host}:{config.platform.ports.ray_gcs}"
+
+
+def start_head(config: Config, state: StateDir) -> str:
+    """Start the Ray head (dashboard and metrics export on the configured ports)."""
+    platform = config.platform
+    ports = platform.ports
+    argv = [
+        venv_bin("ray"),
+        "start",
+        "--head",
+        f"--node-ip-address={platform.bind_host}",
+        f"--port={ports.ray_gcs}",
+        "--include-dashboard=true",
+        f"--dashboard-host={platform.bind_host}",
+        f"--dashboard-port={ports.ray_dashboard}",
+        f"--metrics-export-port={ports.ray_metrics}",
+        f"--num-cpus={logical_cpus(config)}",
+        "--disable-usage-stats",
+    ]
+    result = run_logged(argv, state.log("ray"), env={"RAY_USAGE_STATS_ENABLED": "0"}, timeout=180)
+    if result.returncode != 0:
+        raise RayStartError(
+            f"`ray start` failed (exit {result.returncode}); see {state.log('ray')}"
+        )
+    return ray_address(config)
+
+
+def stop_ray(state: StateDir, force: bool = False) -> int:
+    """`ray stop`: ends every Ray process of this user on the host; returns its exit code."""
+    argv = [venv_bin("ray"), "stop", "--grace-period", "10"]
+    if force:
+        argv.append("--force")
+    return run_logged(argv, state.log("ray"), timeout=120).returncode

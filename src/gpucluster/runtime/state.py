@@ -1,0 +1,87 @@
+"""The local-mode state directory: what `up` started, its logs and generated files."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Ray writes its session logs and the Prometheus service-discovery file here; the operator
+# guide names /tmp/ray/prom_metrics_service_discovery.json, so the location stays Ray's default.
+RAY_TEMP_DIR = Path("/tmp/ray")
+RAY_SESSION_LOGS = RAY_TEMP_DIR / "session_latest" / "logs"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where an operator reaches the running platform."""
+
+    openai_api: str
+    health: str
+    ray_dashboard: str
+    ray_metrics: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PlatformRecord:
+    """What a successful `up` started, written to `platform.json`."""
+
+    started_at: float
+    ray_address: str
+    config: dict[str, Any]
+    endpoints: Endpoints
+    models: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> PlatformRecord:
+        data = json.loads(text)
+        data["endpoints"] = Endpoints(**data["endpoints"])
+        return cls(**data)
+
+
+class StateDir:
+    """Paths under the platform's state directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def record_file(self) -> Path:
+        return self.root / "platform.json"
+
+    @property
+    def deploy_spec(self) -> Path:
+        return self.root / "deploy.json"
+
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    def ensure(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+
+    def read_record(self) -> PlatformRecord | None:
+        try:
+            return PlatformRecord.from_json(self.record_file.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+
+    def write_record(self, record: PlatformRecord) -> None:
+        tmp = self.record_file.with_suffix(".tmp")
+        tmp.write_text(record.to_json(), encoding="utf-8")
+        tmp.replace(self.record_file)
+
+    def clear_record(self) -> None:
+        self.record_file.unlink(missing_ok=True)

@@ -1,0 +1,171 @@
+"""One error shape for every failure the API can return.
+
+Whatever raises (FastAPI's validation, Starlette's routing, Ray Serve LLM, the engine, our own
+checks), the client receives ``{"error": {"message", "type", "param", "code"}}`` with a fitting
+HTTP status. Server-side failures say what failed and carry the request id, never a Python repr.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger("gpucluster.api")
+
+REQUEST_ID_HEADER = "x-request-id"
+
+# HTTP status -> OpenAI error type
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class ApiError(Exception):
+    """An error meant for the client, in the OpenAI shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.error_type = error_type or error_type_for(status)
+
+
+def error_type_for(status: int) -> str:
+    """The OpenAI error `type` that goes with an HTTP status."""
+    if status >= 500:
+        return "server_error"
+    return _TYPES.get(status, "invalid_request_error")
+
+
+def error_body(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI error object."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    """A JSON response carrying `error` in the OpenAI shape."""
+    return JSONResponse(
+        status_code=error.status,
+        content=error_body(error.message, error.error_type, error.param, error.code),
+    )
+
+
+def request_id_of(request: Request) -> str:
+    """The id the request carries (set by Serve's proxy or our middleware)."""
+    return request.headers.get(REQUEST_ID_HEADER) or getattr(request.state, "request_id", "-")
+
+
+def validation_error(exc: RequestValidationError) -> ApiError:
+    """A 400 naming the first offending parameter of a request that failed validation."""
+    errors = exc.errors()
+    first = errors[0] if errors else {"msg": "invalid request", "loc": (), "type": ""}
+    if first.get("type") == "json_invalid":
+        return ApiError(400, "The request body is not valid JSON.", code="invalid_json")
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    # pydantic unions add the member type to the path ("messages", "0", "ChatMessage", ...)
+    param = ".".join(p for p in loc if not p[:1].isupper()) or None
+    if param is None and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
+        return ApiError(400, "The request body must be a JSON object.", code="invalid_body")
+    message = f"Invalid value for '{param}': {first.get('msg')}." if param else first.get("msg")
+    return ApiError(400, str(message), param=param, code="invalid_parameter")
+
+
+def _http_error(exc: StarletteHTTPException) -> ApiError:
+    if exc.status_code == 404:
+        return ApiError(404, "Unknown path. See /v1/models for the API.", code="not_found")
+    if exc.status_code == 405:
+        return ApiError(405, "Method not allowed on this path.", code="method_not_allowed")
+    return ApiError(exc.status_code, str(exc.detail))
+
+
+def _status_of(exc: Exception) -> int:
+    """Status carried by exceptions from Ray Serve LLM (OpenAIHTTPException) and the like."""
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) and 400 <= status <= 599 else 500
+
+
+def unexpected_error(exc: Exception, request_id: str) -> ApiError:
+    """Map an exception nobody handled: a client error keeps its status, the rest is a 500."""
+    status = _status_of(exc)
+    if status < 500:
+        message = getattr(exc, "message", None) or str(exc)
+        return ApiError(status, str(message))
+    logger.error("request %s failed: %s: %s", request_id, type(exc).__name__, exc)
+    return ApiError(
+        status,
+        f"The server failed to process the request (request id {request_id}).",
+        code="internal_error",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error `app` can produce an OpenAI error object."""
+
+    async def on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(exc))
+
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(_http_error(exc))
+
+    async def on_other(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(unexpected_error(exc, request_id_of(request)))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_other)
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (keeps the one Serve's proxy set) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        request_id = headers.get(REQUEST_ID_HEADER.encode(), b"").decode() or str(uuid.uuid4())
+        if REQUEST_ID_HEADER.encode() not in headers:
+            scope["headers"] = [*scope.get("headers", []), (REQUEST_ID_HEADER.encode(), request_id.encode())]
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                sent = list(message.get("headers", []))
+                if not any(name.lower() == REQUEST_ID_HEADER.encode() for name, _ in sent):
+                    message["headers"] = [*sent, (REQUEST_ID_HEADER.encode(), request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
