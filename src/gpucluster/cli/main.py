@@ -137,7 +137,7 @@ def down(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Prepare every configured model's weights in the model cache (done by `up` too)."""
-    from gpucluster.models import ModelSourceError, prepare_model
+    from gpucluster.models import ModelError, prepare_model
 
     cfg = _config(config, as_json)
     prepared = {}
@@ -148,7 +148,7 @@ def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                 cfg.platform.model_cache_dir,
                 progress=lambda m: err.print(m, highlight=False),
             )
-        except ModelSourceError as exc:
+        except ModelError as exc:
             _fail(str(exc), 1, as_json)
     if as_json:
         _emit({"ok": True, "models": prepared})

@@ -86,7 +86,7 @@ def _describe(exc: ValidationError, source: str, origins: dict[tuple[str, ...], 
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
         key = ".".join(loc) or "(top level)"
-        reason = error["msg"]
+        reason = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             reason = "unknown key"
         where = origins.get(loc, source)

@@ -156,13 +156,14 @@ class Config(_Strict):
         description="Models to serve; default: the built-in model on CPU.",
     )
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Config:
-        ids = [m.id for m in self.models]
+    @field_validator("models")
+    @classmethod
+    def _unique_ids(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        ids = [m.id for m in models]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"model ids must be unique, repeated: {', '.join(duplicates)}")
-        return self
+        return models
 
     def model(self, model_id: str) -> ModelConfig:
         """The configured model with this id; KeyError when there is none."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpucluster.config import Config
-from gpucluster.models import ModelSourceError, prepare_model
+from gpucluster.models import ModelError, prepare_model
 from gpucluster.runtime import readiness
 from gpucluster.runtime.logs import component_files, find_lines, platform_logger
 from gpucluster.runtime.processes import (
@@ -86,7 +86,7 @@ def up(config: Config, progress: Progress) -> UpResult:
         log.info("Starting Ray head (dashboard :%d)", config.platform.ports.ray_dashboard)
         address = start_head(config, state)
         _deploy(config, state, address, weights, log, progress)
-    except (UpError, RayStartError, ModelSourceError) as exc:
+    except (UpError, RayStartError, ModelError) as exc:
         log.error("%s", exc)
         _stop_everything(state)
         raise UpError(str(exc)) from None

@@ -9,6 +9,10 @@ from gpucluster.runtime.processes import run_logged, venv_bin
 from gpucluster.runtime.state import StateDir
 
 
+# Ray's default worker port range (10002-19999) holds the guide's ports (18080, 18265, 19090).
+WORKER_PORTS = (20000, 29999)
+
+
 class RayStartError(RuntimeError):
     """`ray start` failed; the message carries the reason and where the log is."""
 
@@ -39,6 +43,8 @@ def start_head(config: Config, state: StateDir) -> str:
         f"--dashboard-port={ports.ray_dashboard}",
         f"--metrics-export-port={ports.ray_metrics}",
         f"--num-cpus={logical_cpus(config)}",
+        f"--min-worker-port={WORKER_PORTS[0]}",
+        f"--max-worker-port={WORKER_PORTS[1]}",
         "--disable-usage-stats",
     ]
     result = run_logged(argv, state.log("ray"), env={"RAY_USAGE_STATS_ENABLED": "0"}, timeout=180)

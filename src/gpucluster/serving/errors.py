@@ -8,14 +8,12 @@ HTTP status. Server-side failures say what failed and carry the request id, neve
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("gpucluster.api")
 
@@ -78,8 +76,8 @@ def error_response(error: ApiError) -> JSONResponse:
 
 
 def request_id_of(request: Request) -> str:
-    """The id the request carries (set by Serve's proxy or our middleware)."""
-    return request.headers.get(REQUEST_ID_HEADER) or getattr(request.state, "request_id", "-")
+    """The id Serve's proxy gave the request (it also returns it in the response headers)."""
+    return request.headers.get(REQUEST_ID_HEADER, "-")
 
 
 def validation_error(exc: RequestValidationError) -> ApiError:
@@ -144,28 +142,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_other)
-
-
-class RequestIdMiddleware:
-    """Gives every request an id (keeps the one Serve's proxy set) and echoes it back."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers", []))
-        request_id = headers.get(REQUEST_ID_HEADER.encode(), b"").decode() or str(uuid.uuid4())
-        if REQUEST_ID_HEADER.encode() not in headers:
-            scope["headers"] = [*scope.get("headers", []), (REQUEST_ID_HEADER.encode(), request_id.encode())]
-
-        async def send_with_id(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                sent = list(message.get("headers", []))
-                if not any(name.lower() == REQUEST_ID_HEADER.encode() for name, _ in sent):
-                    message["headers"] = [*sent, (REQUEST_ID_HEADER.encode(), request_id.encode())]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)

@@ -20,7 +20,6 @@ from starlette.responses import JSONResponse, Response
 
 from gpucluster.serving.errors import (
     ApiError,
-    RequestIdMiddleware,
     error_body,
     install_error_handlers,
 )
@@ -112,7 +111,6 @@ def build_fastapi_app() -> FastAPI:
     """A fresh FastAPI app with the platform's error contract installed."""
     app = FastAPI(title="gpu-cluster OpenAI API", docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -1,0 +1,51 @@
+"""`gpucluster up` twice reports the running platform; `down` leaves no Ray or vLLM process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpucluster.runtime.processes import describe, platform_processes
+
+
+def test_second_up_reports_the_running_platform(live):
+    result = live.cli("up", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["already_running"] is True
+    assert data["endpoints"] == live.endpoints
+
+
+def test_platform_log_has_the_guide_lines(live):
+    result = live.cli("logs", "platform", "--json", timeout=60)
+    text = "\n".join(line for lines in json.loads(result.stdout)["files"].values() for line in lines)
+    assert f"Loading model {live.model}..." in text
+    assert "Model loaded successfully" in text
+
+
+def test_serve_logs_have_the_replica_lines(live):
+    result = live.cli("logs", "serve", "-n", "5000", timeout=60)
+    assert result.returncode == 0
+    assert f"Loading model {live.model}..." in result.stdout
+    assert "Replica started successfully" in result.stdout
+    line = next(l for l in result.stdout.splitlines() if "Replica started successfully" in l)
+    assert line.startswith("INFO ")  # level, then Serve's timestamp
+
+
+def test_unknown_log_component_is_a_usage_error(live):
+    result = live.cli("logs", "nginxx", timeout=60)
+    assert result.returncode == 2
+    assert "unknown component" in result.stderr
+
+
+@pytest.mark.stops_platform
+def test_down_leaves_no_ray_or_vllm_process(live):
+    result = live.cli("down", "--json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["was_running"] is True
+    assert data["leftovers"] == []
+    assert [describe(p) for p in platform_processes()] == []
+    again = live.cli("down", "--json", timeout=120)
+    assert json.loads(again.stdout)["was_running"] is False

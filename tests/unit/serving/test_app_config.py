@@ -1,0 +1,48 @@
+"""How a model config becomes a Ray Serve LLM config (no Ray cluster needed)."""
+
+from __future__ import annotations
+
+from gpucluster.config import ModelConfig
+from gpucluster.serving.app import engine_kwargs, llm_config
+from gpucluster.serving.llm_server import classify_start_failure
+
+
+def test_cpu_model_runs_eager_with_its_kv_cache_size():
+    model = ModelConfig(cpu_kvcache_gib=3, max_num_seqs=8)
+    config = llm_config(model, "/models/smollm2")
+    assert config.model_id == model.id
+    assert config.engine_kwargs["enforce_eager"] is True
+    assert config.engine_kwargs["max_num_seqs"] == 8
+    assert config.runtime_env["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    assert config.placement_group_config == {"bundles": [{"CPU": 1}]}
+
+
+def test_engine_kwargs_escape_hatch_wins():
+    model = ModelConfig(max_num_seqs=8, engine_kwargs={"max_num_seqs": 2, "seed": 7})
+    kwargs = engine_kwargs(model)
+    assert kwargs["max_num_seqs"] == 2 and kwargs["seed"] == 7
+
+
+def test_gpu_model_asks_for_gpus_and_replica_bounds_pass_through():
+    model = ModelConfig(
+        id="big", accelerator="gpu", tensor_parallel_size=4, replicas={"min": 1, "max": 3}
+    )
+    config = llm_config(model, "Qwen/Qwen2.5-32B-Instruct")
+    assert config.placement_group_config["bundle_per_worker"]["GPU"] == 1
+    assert "enforce_eager" not in config.engine_kwargs
+    assert config.engine_kwargs["tensor_parallel_size"] == 4
+    autoscaling = config.deployment_config["autoscaling_config"]
+    assert (autoscaling["min_replicas"], autoscaling["max_replicas"]) == (1, 3)
+
+
+def test_start_failures_map_to_the_guide_error_lines():
+    assert classify_start_failure(TimeoutError()) == "ERROR: Model loading timeout"
+    assert classify_start_failure(RuntimeError("CUDA out of memory")) == "ERROR: Out of memory"
+    assert (
+        classify_start_failure(ValueError("VLLM_CPU_KVCACHE_SPACE exceeds available memory"))
+        == "ERROR: Out of memory"
+    )
+    assert classify_start_failure(RuntimeError("No CUDA GPUs are available")) == (
+        "ERROR: GPU allocation failed"
+    )
+    assert classify_start_failure(ValueError("bad config")) == "ERROR: Model loading failed"
