@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -15,13 +16,14 @@ from gpucluster.models import ModelError, prepare_model
 from gpucluster.runtime import readiness
 from gpucluster.runtime.logs import component_files, find_lines, platform_logger
 from gpucluster.runtime.processes import (
+    PLATFORM_TAG_ENV,
     describe,
     platform_processes,
     port_in_use,
     port_owner,
     terminate_all,
 )
-from gpucluster.runtime.ray_head import RayStartError, start_head, stop_ray
+from gpucluster.runtime.ray_head import RayStartError, start_head
 from gpucluster.runtime.state import Endpoints, PlatformRecord, StateDir
 
 Progress = Callable[[str], None]
@@ -77,7 +79,7 @@ def up(config: Config, progress: Progress) -> UpResult:
     if existing is not None:
         return UpResult(True, existing, 0.0)
     log = platform_logger(state, progress)
-    if state.read_record() is not None or platform_processes():
+    if state.read_record() is not None or platform_processes(state.tag):
         log.info("Cleaning up what a previous run left behind")
         _stop_everything(state)
     _check_ports(config)
@@ -110,7 +112,7 @@ def down(config: Config) -> DownResult:
     state = StateDir(config.platform.state_dir)
     state.ensure()
     was_running = state.read_record() is not None
-    stopped = [describe(p) for p in platform_processes()]
+    stopped = [describe(p) for p in platform_processes(state.tag)]
     leftovers = _stop_everything(state)
     if was_running or stopped:
         platform_logger(state).info("Platform stopped (%d processes)", len(stopped))
@@ -118,13 +120,11 @@ def down(config: Config) -> DownResult:
 
 
 def _stop_everything(state: StateDir) -> list[str]:
-    if platform_processes():
-        stop_ray(state)
-    # `ray stop` ends Ray's processes; vLLM engine processes of killed replicas can outlive them.
-    leftovers = terminate_all(platform_processes(), grace_s=10)
-    if leftovers:
-        stop_ray(state, force=True)
-        leftovers = terminate_all(platform_processes(), grace_s=5)
+    # Not `ray stop`: it would end every Ray cluster on the host, and vLLM engine processes of
+    # killed replicas can outlive it. The tag finds exactly this platform's processes.
+    terminate_all(platform_processes(state.tag), grace_s=15)
+    # A second sweep for what dying parents spawned or orphaned meanwhile.
+    leftovers = terminate_all(platform_processes(state.tag), grace_s=5)
     state.clear_record()
     return [describe(p) for p in leftovers]
 
@@ -172,6 +172,7 @@ def _deploy(
             [sys.executable, "-m", "gpucluster.serving.deploy", str(state.deploy_spec)],
             stdout=deploy_log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, PLATFORM_TAG_ENV: state.tag},
             start_new_session=True,
         )
     started = time.monotonic()

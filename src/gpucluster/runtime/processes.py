@@ -12,20 +12,10 @@ from pathlib import Path
 
 import psutil
 
-# Ray's daemons and workers, and vLLM's engine processes (they set these titles).
-_PLATFORM_PROCESS_MARKERS = (
-    "raylet",
-    "gcs_server",
-    "ray::",
-    "ray/dashboard",
-    "ray/autoscaler",
-    "ray/_private/log_monitor",
-    "ray/_private/runtime_env",
-    "default_worker.py",
-    "VLLM::",
-    "EngineCore",
-    "gpucluster.serving.deploy",
-)
+# Every process of a platform carries this variable (set on `ray start` and the deploy driver,
+# inherited by Ray's workers and the vLLM engines they spawn), so that `down` stops exactly the
+# platform's processes and never another Ray cluster or a bare vLLM server on the same host.
+PLATFORM_TAG_ENV = "GPUCLUSTER_PLATFORM"
 
 
 def venv_bin(name: str) -> str:
@@ -72,19 +62,18 @@ def run_logged(
         )
 
 
-def platform_processes() -> list[psutil.Process]:
-    """Ray and vLLM processes running on this host (ours: same user)."""
+def platform_processes(tag: str) -> list[psutil.Process]:
+    """Processes of the platform tagged `tag` (Ray daemons and workers, vLLM engines)."""
     me = os.getpid()
     found = []
-    for proc in psutil.process_iter(["pid", "name", "cmdline", "username"]):
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
         try:
-            if proc.info["pid"] == me:
-                continue
-            text = " ".join([proc.info["name"] or "", *(proc.info["cmdline"] or [])])
+            if proc.environ().get(PLATFORM_TAG_ENV) == tag:
+                found.append(proc)
         except psutil.Error:
             continue
-        if any(marker in text for marker in _PLATFORM_PROCESS_MARKERS):
-            found.append(proc)
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from gpucluster.config import Config
-from gpucluster.runtime.processes import run_logged, venv_bin
+from gpucluster.runtime.processes import PLATFORM_TAG_ENV, run_logged, venv_bin
 from gpucluster.runtime.state import StateDir
 
 
@@ -47,17 +47,10 @@ def start_head(config: Config, state: StateDir) -> str:
         f"--max-worker-port={WORKER_PORTS[1]}",
         "--disable-usage-stats",
     ]
-    result = run_logged(argv, state.log("ray"), env={"RAY_USAGE_STATS_ENABLED": "0"}, timeout=180)
+    env = {"RAY_USAGE_STATS_ENABLED": "0", PLATFORM_TAG_ENV: state.tag}
+    result = run_logged(argv, state.log("ray"), env=env, timeout=180)
     if result.returncode != 0:
         raise RayStartError(
             f"`ray start` failed (exit {result.returncode}); see {state.log('ray')}"
         )
     return ray_address(config)
-
-
-def stop_ray(state: StateDir, force: bool = False) -> int:
-    """`ray stop`: ends every Ray process of this user on the host; returns its exit code."""
-    argv = [venv_bin("ray"), "stop", "--grace-period", "10"]
-    if force:
-        argv.append("--force")
-    return run_logged(argv, state.log("ray"), timeout=120).returncode

@@ -65,6 +65,11 @@ class StateDir:
     def deploy_spec(self) -> Path:
         return self.root / "deploy.json"
 
+    @property
+    def tag(self) -> str:
+        """Marks this platform's processes (see processes.PLATFORM_TAG_ENV)."""
+        return str(self.root.resolve())
+
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 

@@ -1,0 +1,59 @@
+"""The gpucluster command's contract: --json, exit codes, messages (no platform needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpucluster.cli.main import app
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUCLUSTER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("GPUCLUSTER_CONFIG", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))
+
+
+def config_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "platform.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_prepare_prints_a_local_model_dir(run, tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    result = run("prepare", "--json", "-c", config_file(tmp_path, f"models:\n  - id: m\n    source: {model}\n"))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"ok": True, "models": {"m": str(model)}}
+
+
+def test_prepare_names_a_missing_source(run, tmp_path):
+    missing = tmp_path / "nowhere"
+    result = run("prepare", "--json", "-c", config_file(tmp_path, f"models:\n  - id: m\n    source: {missing}\n"))
+    assert result.exit_code == 1
+    assert str(missing) in json.loads(result.stdout)["error"]
+
+
+def test_bad_config_is_a_usage_error_naming_the_key(run, tmp_path):
+    result = run("up", "--json", "-c", config_file(tmp_path, "platform:\n  portz: {}\n"))
+    assert result.exit_code == 2
+    assert "platform.portz: unknown key" in json.loads(result.stdout)["error"]
+
+
+def test_down_with_nothing_running(run):
+    result = run("down", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["was_running"] is False
+
+
+def test_logs_of_an_unknown_component_is_a_usage_error(run):
+    result = run("logs", "nope")
+    assert result.exit_code == 2
+    assert "unknown component 'nope'" in result.output
