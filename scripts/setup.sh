@@ -40,7 +40,7 @@ install_python_packages() {
   "$VENV/bin/pip" install --quiet --no-deps -r "$LOCK"
   # PyPI's torchvision/torchaudio break beside torch+cpu; they are not needed.
   "$VENV/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
-  "$VENV/bin/pip" install --quiet --no-deps --no-build-isolation -e "$ROOT"
+  "$VENV/bin/pip" install --quiet --no-deps -e "$ROOT"
   echo "$want" > "$stamp"
 }
 

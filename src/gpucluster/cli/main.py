@@ -157,6 +157,33 @@ def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             out.print(f"{model_id}: {path}", highlight=False)
 
 
+config_app = typer.Typer(help="Check or show the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Validate a config file (and the environment overrides); exit 2 naming each bad key."""
+    cfg = _config(config, as_json)
+    if as_json:
+        _emit({"ok": True, "models": [m.id for m in cfg.models]})
+    else:
+        out.print(f"[green]valid[/]: {len(cfg.models)} model(s): {', '.join(m.id for m in cfg.models)}")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Print the effective configuration: defaults, file and environment combined."""
+    cfg = _config(config, as_json)
+    data = json.loads(cfg.model_dump_json())
+    if as_json:
+        _emit(data)
+    else:
+        import yaml
+
+        out.print(yaml.safe_dump(data, sort_keys=False), highlight=False, markup=False)
+
+
 @app.command()
 def logs(
     component: Annotated[str, typer.Argument(help="platform, ray, deploy, serve or engine.")] = "platform",

@@ -57,3 +57,12 @@ def test_logs_of_an_unknown_component_is_a_usage_error(run):
     result = run("logs", "nope")
     assert result.exit_code == 2
     assert "unknown component 'nope'" in result.output
+
+
+def test_config_check_and_show(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("NGINX_HTTP_PORT", "28080")
+    path = config_file(tmp_path, "models:\n  - id: a\n    max_num_seqs: 4\n")
+    assert run("config", "check", "-c", path).exit_code == 0
+    shown = json.loads(run("config", "show", "--json", "-c", path).stdout)
+    assert shown["models"][0]["max_num_seqs"] == 4
+    assert shown["platform"]["ports"]["nginx_http"] == 28080
