@@ -63,17 +63,31 @@ def run_logged(
 
 
 def platform_processes(tag: str) -> list[psutil.Process]:
-    """Processes of the platform tagged `tag` (Ray daemons and workers, vLLM engines)."""
+    """Processes of the platform tagged `tag` (Ray daemons and workers, vLLM engines).
+
+    A process counts when it carries the tag or descends from one that does: processes that
+    set a long title (Ray's dashboard heads and agents) overwrite the environment that
+    /proc shows, so their ancestry speaks for them.
+    """
     me = os.getpid()
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == me:
-            continue
+    procs = {p.pid: p for p in psutil.process_iter(["pid", "ppid"]) if p.pid != me}
+    tagged = set()
+    for pid, proc in procs.items():
         try:
             if proc.environ().get(PLATFORM_TAG_ENV) == tag:
-                found.append(proc)
+                tagged.add(pid)
         except psutil.Error:
             continue
+    found = []
+    for pid, proc in procs.items():
+        ancestor, seen = pid, set()
+        while ancestor and ancestor not in seen:
+            if ancestor in tagged:
+                found.append(proc)
+                break
+            seen.add(ancestor)
+            parent = procs.get(ancestor)
+            ancestor = parent.info["ppid"] if parent is not None else 0
     return found
 
 

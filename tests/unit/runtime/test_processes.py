@@ -1,0 +1,39 @@
+"""Finding a platform's processes: by its tag, and by descent from a tagged process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from gpucluster.runtime.processes import PLATFORM_TAG_ENV, platform_processes, terminate_all
+
+SPAWN_UNTAGGED_CHILD = (
+    "import os, subprocess, sys\n"
+    f"env = dict(os.environ); env.pop({PLATFORM_TAG_ENV!r})\n"
+    "subprocess.Popen(['sleep', '60'], env=env).wait()\n"
+)
+
+
+def test_tagged_processes_and_their_untagged_children_are_found_and_stopped(tmp_path):
+    tag = str(tmp_path)
+    env = {**os.environ, PLATFORM_TAG_ENV: tag}
+    parent = subprocess.Popen([sys.executable, "-c", SPAWN_UNTAGGED_CHILD], env=env)
+    other = subprocess.Popen(["sleep", "60"], env={**os.environ, PLATFORM_TAG_ENV: "someone-else"})
+    try:
+        deadline = time.monotonic() + 10
+        while len(platform_processes(tag)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        found = platform_processes(tag)
+        pids = {p.pid for p in found}
+        assert parent.pid in pids
+        assert len(pids) == 2  # the parent and its untagged sleep child
+        assert other.pid not in pids
+        assert terminate_all(found, grace_s=5) == []
+        assert platform_processes(tag) == []
+    finally:
+        other.kill()
+        parent.kill()
+        other.wait()
+        parent.wait()
