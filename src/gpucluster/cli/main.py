@@ -91,6 +91,9 @@ def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                 "seconds": round(result.seconds, 1),
                 "models": result.record.models,
                 "endpoints": endpoints.as_dict(),
+                "dashboard_user": cfg.platform.security.dashboard_user,
+                "dashboard_password": result.dashboard_password,
+                "warnings": list(result.warnings),
             }
         )
         return
@@ -99,6 +102,14 @@ def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     else:
         out.print(f"[green]Platform up[/] in {result.seconds:.0f} s.")
     _print_endpoints(endpoints.as_dict(), result.record.models)
+    if result.dashboard_password:
+        out.print(
+            f"\n[bold]Dashboard login[/] (shown once; reset with `gpucluster dashboard-password`): "
+            f"{cfg.platform.security.dashboard_user} / {result.dashboard_password}",
+            highlight=False,
+        )
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
 def _print_endpoints(endpoints: dict[str, str], models: list[str]) -> None:
@@ -132,6 +143,23 @@ def down(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         out.print(f"[green]Stopped[/] ({len(result.stopped)} processes).")
     if result.leftovers:
         raise typer.Exit(1)
+
+
+@app.command("dashboard-password")
+def dashboard_password(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Set a new random password for /dashboard (nginx reads it on the next request)."""
+    from gpucluster.runtime.edge import reset_dashboard_password
+    from gpucluster.runtime.state import StateDir
+
+    cfg = _config(config, as_json)
+    state = StateDir(cfg.platform.state_dir)
+    state.ensure()
+    user = cfg.platform.security.dashboard_user
+    password = reset_dashboard_password(state, user)
+    if as_json:
+        _emit({"ok": True, "user": user, "password": password})
+    else:
+        out.print(f"{user} / {password}", highlight=False)
 
 
 @app.command()

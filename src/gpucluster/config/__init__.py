@@ -1,6 +1,6 @@
 """Configuration: schema and loading."""
 
-from gpucluster.config.loader import ConfigError, load_config
+from gpucluster.config.loader import ConfigError, env_api_keys, load_config
 from gpucluster.config.schema import (
     BUILTIN_MODEL_ID,
     BUILTIN_SOURCE,
@@ -15,6 +15,7 @@ __all__ = [
     "BUILTIN_SOURCE",
     "Config",
     "ConfigError",
+    "env_api_keys",
     "ModelConfig",
     "PlatformConfig",
     "PortsConfig",

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from gpucluster.config.schema import Config
 
 CONFIG_ENV = "GPUCLUSTER_CONFIG"
+API_KEYS_ENV = "GPUCLUSTER_API_KEYS"
 
 # environment variable -> dotted key it overrides
 ENV_OVERRIDES: dict[str, str] = {
@@ -47,6 +48,13 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     except ValidationError as exc:
         raise ConfigError(_describe(exc, str(path) if path else "defaults", origins)) from None
     return _expand_paths(config)
+
+
+def env_api_keys(env: Mapping[str, str] | None = None) -> list[str]:
+    """API keys given in $GPUCLUSTER_API_KEYS (comma- or whitespace-separated)."""
+    env = os.environ if env is None else env
+    raw = env.get(API_KEYS_ENV, "")
+    return [key for key in raw.replace(",", " ").split() if key]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -95,10 +103,16 @@ def _describe(exc: ValidationError, source: str, origins: dict[tuple[str, ...], 
 
 
 def _expand_paths(config: Config) -> Config:
+    security = config.platform.security
+    if security.api_keys_file is not None:
+        security = security.model_copy(
+            update={"api_keys_file": security.api_keys_file.expanduser().absolute()}
+        )
     platform = config.platform.model_copy(
         update={
             "state_dir": config.platform.state_dir.expanduser(),
             "model_cache_dir": config.platform.model_cache_dir.expanduser(),
+            "security": security,
         }
     )
     return config.model_copy(update={"platform": platform})

@@ -118,6 +118,38 @@ class PortsConfig(_Strict):
     ray_gcs: int = Field(6379, ge=1, le=65535, description="Ray head GCS port.")
 
 
+class EdgeConfig(_Strict):
+    """The nginx proxy in front of everything: where it listens and what it lets through."""
+
+    listen_host: str = Field(
+        "0.0.0.0",
+        description="Address nginx listens on: the one component reachable beyond localhost.",
+    )
+    rate_limit_rps: int = Field(
+        20, ge=1, description="Requests per second per API key (per client address without keys)."
+    )
+    rate_limit_burst: int = Field(
+        40, ge=0, description="Requests beyond the rate admitted at once before 429s start."
+    )
+    max_body_mib: int = Field(4, ge=1, le=1024, description="Largest request body in MiB (413).")
+    read_timeout_s: int = Field(
+        600, ge=10, description="Longest a response (a whole generation) may take through nginx."
+    )
+
+
+class SecurityConfig(_Strict):
+    """API keys and operator credentials."""
+
+    api_keys_file: Path | None = Field(
+        None,
+        description="File of API keys, one per line (# comments); re-read when it changes. "
+        "With it or GPUCLUSTER_API_KEYS set, /v1 requires `Authorization: Bearer <key>`.",
+    )
+    dashboard_user: str = Field(
+        "operator", min_length=1, description="User name for /dashboard basic auth."
+    )
+
+
 class PlatformConfig(_Strict):
     """Where the platform keeps its state and how it binds."""
 
@@ -142,6 +174,10 @@ class PlatformConfig(_Strict):
         900, gt=0, description="How long `up` waits for every model to answer."
     )
     ports: PortsConfig = Field(default_factory=PortsConfig, description="TCP ports.")
+    edge: EdgeConfig = Field(default_factory=EdgeConfig, description="The nginx proxy.")
+    security: SecurityConfig = Field(
+        default_factory=SecurityConfig, description="API keys and operator credentials."
+    )
 
 
 class Config(_Strict):

@@ -10,6 +10,8 @@ from gpucluster.runtime.state import RAY_SESSION_LOGS, StateDir
 
 COMPONENTS: dict[str, str] = {
     "platform": "what `gpucluster up`/`down` did, with the guide's log lines",
+    "nginx": "the edge proxy: access log (no headers, so no keys) and error log",
+    "supervisor": "the supervisor keeping nginx running (restarts and why)",
     "ray": "`ray start`/`ray stop` output, the GCS and raylet",
     "deploy": "the Serve deploy driver",
     "serve": "Serve controller, proxy, ingress and model replicas (model loading lines)",
@@ -30,6 +32,10 @@ def component_files(state: StateDir, component: str) -> list[Path]:
         files = [state.log("platform")]
     elif component == "ray":
         files = [state.log("ray"), RAY_SESSION_LOGS / "gcs_server.out", RAY_SESSION_LOGS / "raylet.out"]
+    elif component == "nginx":
+        files = [state.log("nginx-access"), state.log("nginx-error"), state.log("nginx")]
+    elif component == "supervisor":
+        files = [state.log("supervisor")]
     elif component == "deploy":
         files = [state.log("deploy")]
     elif component == "serve":

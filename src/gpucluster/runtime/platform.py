@@ -11,9 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gpucluster.config import Config
+from gpucluster.config import Config, env_api_keys
+from gpucluster.config.keys import first_key
 from gpucluster.models import ModelError, prepare_model
 from gpucluster.runtime import readiness
+from gpucluster.runtime.edge import (
+    ensure_dashboard_password,
+    nginx_service,
+    write_nginx_conf,
+    write_private,
+)
 from gpucluster.runtime.logs import component_files, find_lines, platform_logger
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
@@ -22,9 +29,11 @@ from gpucluster.runtime.processes import (
     port_in_use,
     port_owner,
     terminate_all,
+    wait_until,
 )
-from gpucluster.runtime.ray_head import RayStartError, start_head
+from gpucluster.runtime.ray_head import RayStartError, ensure_ray_token, ray_env, start_head
 from gpucluster.runtime.state import Endpoints, PlatformRecord, StateDir
+from gpucluster.runtime.supervisor import write_services
 
 Progress = Callable[[str], None]
 
@@ -41,6 +50,8 @@ class UpResult:
     already_running: bool
     record: PlatformRecord
     seconds: float
+    dashboard_password: str | None = None  # set when `up` created it: shown once
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,19 +64,22 @@ class DownResult:
 def endpoints_for(config: Config) -> Endpoints:
     platform = config.platform
     host = platform.bind_host
-    serve = f"http://{host}:{platform.ports.serve_http}"
+    edge_host = host if platform.edge.listen_host in ("0.0.0.0", "::") else platform.edge.listen_host
+    proxy = f"http://{edge_host}:{platform.ports.nginx_http}"
     return Endpoints(
-        openai_api=f"{serve}/v1",
-        health=f"{serve}/health",
+        openai_api=f"{proxy}/v1",
+        health=f"{proxy}/health",
+        dashboard=f"{proxy}/dashboard/",
         ray_dashboard=f"http://{host}:{platform.ports.ray_dashboard}",
+        serve=f"http://{host}:{platform.ports.serve_http}",
         ray_metrics=f"http://{host}:{platform.ports.ray_metrics}/metrics",
     )
 
 
 def running_record(state: StateDir) -> PlatformRecord | None:
-    """The record of a platform that is up and answering, else None."""
+    """The record of a platform whose Serve application answers (healthy or not), else None."""
     record = state.read_record()
-    if record is not None and readiness.serving_models(record.endpoints.openai_api) is not None:
+    if record is not None and readiness.port_accepts(f"{record.endpoints.serve}/health"):
         return record
     return None
 
@@ -83,11 +97,21 @@ def up(config: Config, progress: Progress) -> UpResult:
         log.info("Cleaning up what a previous run left behind")
         _stop_everything(state)
     _check_ports(config)
+    warnings = []
     try:
         weights = _prepare_models(config, log)
         log.info("Starting Ray head (dashboard :%d)", config.platform.ports.ray_dashboard)
         address = start_head(config, state)
-        _deploy(config, state, address, weights, log, progress)
+        key_files, probe_key = _api_key_files(config, state)
+        if not key_files:
+            warnings.append(
+                "No API keys configured: anyone who reaches port "
+                f"{config.platform.ports.nginx_http} can use the API. Set GPUCLUSTER_API_KEYS "
+                "or platform.security.api_keys_file."
+            )
+        password = _start_edge(config, state, log)
+        _deploy(config, state, address, weights, key_files, log, progress)
+        _wait_until_answering(config, probe_key, log)
     except (UpError, RayStartError, ModelError) as exc:
         log.error("%s", exc)
         _stop_everything(state)
@@ -101,10 +125,11 @@ def up(config: Config, progress: Progress) -> UpResult:
         config=json.loads(config.model_dump_json()),
         endpoints=endpoints_for(config),
         models=[m.id for m in config.models],
+        api_key_files=key_files,
     )
     state.write_record(record)
     log.info("Platform up in %.0f s: %s", time.monotonic() - started, record.endpoints.openai_api)
-    return UpResult(False, record, time.monotonic() - started)
+    return UpResult(False, record, time.monotonic() - started, password, tuple(warnings))
 
 
 def down(config: Config) -> DownResult:
@@ -120,6 +145,7 @@ def down(config: Config) -> DownResult:
 
 
 def _stop_everything(state: StateDir) -> list[str]:
+    _stop_supervisor(state)
     # Not `ray stop`: it would end every Ray cluster on the host, and vLLM engine processes of
     # killed replicas can outlive it. The tag finds exactly this platform's processes.
     terminate_all(platform_processes(state.tag), grace_s=15)
@@ -129,11 +155,21 @@ def _stop_everything(state: StateDir) -> list[str]:
     return [describe(p) for p in leftovers]
 
 
+def _stop_supervisor(state: StateDir) -> None:
+    """Ask the supervisor to stop its services (nginx drains) before the sweep below."""
+    try:
+        pid = int(state.supervisor_pid.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    procs = [p for p in platform_processes(state.tag) if p.pid == pid]
+    terminate_all(procs, grace_s=15)
+
+
 def _check_ports(config: Config) -> None:
     host = config.platform.bind_host
     busy = []
     for name, port in config.platform.ports.model_dump().items():
-        if name in ("grafana", "nginx_http", "prometheus"):
+        if name in ("grafana", "prometheus"):
             continue  # not started in local mode by this component
         if port_in_use(port, host):
             owner = port_owner(port)
@@ -155,15 +191,71 @@ def _prepare_models(config: Config, log: logging.Logger) -> dict[str, str]:
     return weights
 
 
+def _api_key_files(config: Config, state: StateDir) -> tuple[list[str], str | None]:
+    """Files the ingress reads keys from, and one key for `up`'s own readiness probe."""
+    files = []
+    probe_key = None
+    keys = env_api_keys()
+    if keys:
+        write_private(state.api_keys_file, "\n".join(keys) + "\n")
+        files.append(str(state.api_keys_file))
+        probe_key = keys[0]
+    else:
+        state.api_keys_file.unlink(missing_ok=True)
+    keys_file = config.platform.security.api_keys_file
+    if keys_file is not None:
+        files.append(str(keys_file))
+        probe_key = probe_key or first_key(keys_file)
+    return files, probe_key
+
+
+def _start_edge(config: Config, state: StateDir, log: logging.Logger) -> str | None:
+    """Start the supervisor running nginx; returns the dashboard password when newly created."""
+    password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
+    conf = write_nginx_conf(config, state, ensure_ray_token(state))
+    write_services(state, [nginx_service(conf, state)])
+    log.info("Starting nginx on :%d (supervised)", config.platform.ports.nginx_http)
+    with state.log("supervisor").open("a", encoding="utf-8") as supervisor_log:
+        subprocess.Popen(
+            [sys.executable, "-m", "gpucluster.runtime.supervisor", str(state.root)],
+            stdout=supervisor_log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, PLATFORM_TAG_ENV: state.tag},
+            start_new_session=True,
+        )
+    health = endpoints_for(config).health
+    if not wait_until(lambda: readiness.port_accepts(health), timeout_s=15):
+        raise UpError(
+            f"nginx did not start on port {config.platform.ports.nginx_http}; "
+            "see `gpucluster logs nginx`"
+        )
+    return password
+
+
+def _wait_until_answering(config: Config, api_key: str | None, log: logging.Logger) -> None:
+    api = endpoints_for(config).openai_api
+    for model in config.models:
+        ok, detail = readiness.answers(api, model.id, api_key=api_key, timeout_s=60)
+        if not ok:
+            raise UpError(f"model {model.id} is deployed but does not answer through nginx: {detail}")
+        log.info("Model loaded successfully (%s)", model.id)
+
+
 def _deploy(
     config: Config,
     state: StateDir,
     address: str,
     weights: dict[str, str],
+    key_files: list[str],
     log: logging.Logger,
     progress: Progress,
 ) -> None:
-    spec = {"config": json.loads(config.model_dump_json()), "ray_address": address, "weights": weights}
+    spec = {
+        "config": json.loads(config.model_dump_json()),
+        "ray_address": address,
+        "weights": weights,
+        "api_key_files": key_files,
+    }
     state.deploy_spec.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     for model in config.models:
         log.info("Loading model %s...", model.id)
@@ -172,7 +264,7 @@ def _deploy(
             [sys.executable, "-m", "gpucluster.serving.deploy", str(state.deploy_spec)],
             stdout=deploy_log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, PLATFORM_TAG_ENV: state.tag},
+            env={**os.environ, **ray_env(config, state)},
             start_new_session=True,
         )
     started = time.monotonic()
@@ -193,12 +285,6 @@ def _deploy(
             driver.kill()
     if driver.returncode != 0:
         raise UpError(_deploy_failure(state))
-    api = endpoints_for(config).openai_api
-    for model in config.models:
-        ok, detail = readiness.answers(api, model.id, timeout_s=60)
-        if not ok:
-            raise UpError(f"model {model.id} is deployed but does not answer: {detail}")
-        log.info("Model loaded successfully (%s)", model.id)
 
 
 def _deploy_failure(state: StateDir) -> str:

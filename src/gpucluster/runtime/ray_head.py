@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 
 from gpucluster.config import Config
 from gpucluster.runtime.processes import PLATFORM_TAG_ENV, run_logged, venv_bin
@@ -22,6 +24,37 @@ def logical_cpus(config: Config) -> int:
     if config.platform.ray_num_cpus is not None:
         return config.platform.ray_num_cpus
     return max(8, 4 * (os.cpu_count() or 1))
+
+
+def ensure_ray_token(state: StateDir) -> str:
+    """The platform's Ray auth token (created on first use, readable by its owner only)."""
+    if not state.ray_token_file.exists():
+        state.ray_token_file.touch(mode=0o600)
+        state.ray_token_file.write_text(secrets.token_hex(32), encoding="utf-8")
+    return state.ray_token_file.read_text(encoding="utf-8").strip()
+
+
+def ray_env(config: Config, state: StateDir) -> dict[str, str]:
+    """Environment for Ray's processes and its clients (the deploy driver, `ray status`)."""
+    env = {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        PLATFORM_TAG_ENV: state.tag,
+        # Token authentication on the dashboard and GCS; nginx carries the token for /dashboard.
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(state.ray_token_file),
+    }
+    if _is_loopback(config.platform.bind_host):
+        # Ray swaps a loopback --node-ip-address for the host's address (and binds there)
+        # unless it runs as a single-host cluster: this keeps its ports on 127.0.0.1.
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    return env
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def ray_address(config: Config) -> str:
@@ -47,8 +80,8 @@ def start_head(config: Config, state: StateDir) -> str:
         f"--max-worker-port={WORKER_PORTS[1]}",
         "--disable-usage-stats",
     ]
-    env = {"RAY_USAGE_STATS_ENABLED": "0", PLATFORM_TAG_ENV: state.tag}
-    result = run_logged(argv, state.log("ray"), env=env, timeout=180)
+    ensure_ray_token(state)
+    result = run_logged(argv, state.log("ray"), env=ray_env(config, state), timeout=180)
     if result.returncode != 0:
         raise RayStartError(
             f"`ray start` failed (exit {result.returncode}); see {state.log('ray')}"

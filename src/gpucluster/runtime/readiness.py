@@ -5,8 +5,11 @@ from __future__ import annotations
 import httpx
 
 
-def answers(base_url: str, model_id: str, timeout_s: float = 30.0) -> tuple[bool, str]:
+def answers(
+    base_url: str, model_id: str, api_key: str | None = None, timeout_s: float = 30.0
+) -> tuple[bool, str]:
     """Generate one token from `model_id` through the OpenAI API at `base_url` (…/v1)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = httpx.post(
             f"{base_url}/chat/completions",
@@ -16,6 +19,7 @@ def answers(base_url: str, model_id: str, timeout_s: float = 30.0) -> tuple[bool
                 "max_tokens": 1,
                 "temperature": 0,
             },
+            headers=headers,
             timeout=timeout_s,
         )
     except httpx.HTTPError as exc:
@@ -25,11 +29,14 @@ def answers(base_url: str, model_id: str, timeout_s: float = 30.0) -> tuple[bool
     return True, "ok"
 
 
-def serving_models(base_url: str, timeout_s: float = 5.0) -> list[str] | None:
-    """Model ids listed by GET /v1/models, or None when the API does not answer."""
+def health_status(url: str, timeout_s: float = 5.0) -> int | None:
+    """HTTP status of a health endpoint, or None when nothing answers."""
     try:
-        response = httpx.get(f"{base_url}/models", timeout=timeout_s)
-        response.raise_for_status()
-        return [card["id"] for card in response.json()["data"]]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return httpx.get(url, timeout=timeout_s).status_code
+    except httpx.HTTPError:
         return None
+
+
+def port_accepts(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether an HTTP server answers at `url` at all (any status)."""
+    return health_status(url, timeout_s) is not None

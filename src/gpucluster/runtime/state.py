@@ -20,7 +20,9 @@ class Endpoints:
 
     openai_api: str
     health: str
+    dashboard: str
     ray_dashboard: str
+    serve: str
     ray_metrics: str
 
     def as_dict(self) -> dict[str, str]:
@@ -36,6 +38,7 @@ class PlatformRecord:
     config: dict[str, Any]
     endpoints: Endpoints
     models: list[str] = field(default_factory=list)
+    api_key_files: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -69,6 +72,31 @@ class StateDir:
     def tag(self) -> str:
         """Marks this platform's processes (see processes.PLATFORM_TAG_ENV)."""
         return str(self.root.resolve())
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.root / "nginx"
+
+    @property
+    def htpasswd_file(self) -> Path:
+        return self.root / "dashboard.htpasswd"
+
+    @property
+    def ray_token_file(self) -> Path:
+        return self.root / "ray-auth-token"
+
+    @property
+    def api_keys_file(self) -> Path:
+        """Keys given in $GPUCLUSTER_API_KEYS, written here for the ingress to read."""
+        return self.root / "api-keys.env"
+
+    @property
+    def services_file(self) -> Path:
+        return self.root / "services.json"
+
+    @property
+    def supervisor_pid(self) -> Path:
+        return self.root / "supervisor.pid"
 
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"

@@ -57,13 +57,16 @@ def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
     )
 
 
-def build_app(config: Config, weights: dict[str, str]) -> Application:
-    """The whole application; `weights` maps each model id to what vLLM loads."""
+def build_app(config: Config, weights: dict[str, str], api_key_files: list[str]) -> Application:
+    """The whole application; `weights` maps each model id to what vLLM loads.
+
+    With `api_key_files`, every /v1 request needs one of the keys they hold.
+    """
     configs = [llm_config(model, weights[model.id]) for model in config.models]
     deployments = {
         c.model_id: build_llm_deployment(c, deployment_cls=PlatformLLMServer) for c in configs
     }
     cards = {c.model_id: to_model_metadata(c.model_id, c) for c in configs}
     options = PlatformIngress.get_deployment_options(configs)
-    ingress = serve.deployment(make_ingress_class(), name=INGRESS_NAME, **options)
+    ingress = serve.deployment(make_ingress_class(api_key_files), name=INGRESS_NAME, **options)
     return ingress.bind(llm_deployments=deployments, model_cards=cards)

@@ -32,7 +32,8 @@ def deploy(spec_path: Path) -> None:
     )
     for model in config.models:
         logger.info("Loading model %s...", model.id)
-    serve.run(build_app(config, spec["weights"]), name=APP_NAME, route_prefix="/")
+    app = build_app(config, spec["weights"], spec.get("api_key_files", []))
+    serve.run(app, name=APP_NAME, route_prefix="/")
     logger.info("Application %r running", APP_NAME)
 
 

@@ -17,12 +17,16 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 )
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress, make_fastapi_ingress
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import (
     ApiError,
     error_body,
+    error_response,
     install_error_handlers,
 )
+from gpucluster.serving.validation import check_chat, check_completion
 
 logger = logging.getLogger("ray.serve")
 
@@ -37,20 +41,16 @@ ENDPOINTS = {
 }
 
 
-def _check_token_limits(body: ChatCompletionRequest | CompletionRequest) -> None:
-    for param in ("max_tokens", "max_completion_tokens"):
-        value = getattr(body, param, None)
-        if value is not None and value < 1:
-            raise ApiError(
-                400,
-                f"Invalid value for '{param}': {value}. It must be at least 1.",
-                param=param,
-                code="invalid_parameter",
-            )
-
-
 class PlatformIngress(OpenAiIngress):
-    """OpenAI API front of the platform: one per application, routing to model deployments."""
+    """OpenAI API front of the platform: one per application, routing to model deployments.
+
+    API keys are checked by the app's middleware (see `build_fastapi_app`) before any body is
+    read, here in the ingress rather than only at nginx, so that a request reaching Serve
+    directly is refused too.
+    """
+
+    def _context_len(self, model_id: str) -> int | None:
+        return self._model_cards[model_id].metadata.get("max_request_context_length")
 
     async def _get_model_id(self, model: str | None) -> str:
         if model is None and len(self._model_cards) == 1:
@@ -73,13 +73,13 @@ class PlatformIngress(OpenAiIngress):
         return self._model_cards[model]
 
     async def chat(self, body: ChatCompletionRequest, request: Request) -> Response:
-        _check_token_limits(body)
-        await self._get_model_id(body.model)
+        model_id = await self._get_model_id(body.model)
+        check_chat(body, self._context_len(model_id))
         return await super().chat(body, request)
 
     async def completions(self, body: CompletionRequest, request: Request) -> Response:
-        _check_token_limits(body)
-        await self._get_model_id(body.model)
+        model_id = await self._get_model_id(body.model)
+        check_completion(body, self._context_len(model_id))
         return await super().completions(body, request)
 
     async def health(self) -> JSONResponse:
@@ -107,13 +107,34 @@ class PlatformIngress(OpenAiIngress):
         return "ok"
 
 
-def build_fastapi_app() -> FastAPI:
-    """A fresh FastAPI app with the platform's error contract installed."""
+class ApiKeyMiddleware:
+    """Refuses /v1 requests without a valid `Authorization: Bearer <key>` (401, OpenAI shape)."""
+
+    def __init__(self, app: ASGIApp, api_keys: ApiKeys) -> None:
+        self.app = app
+        self.api_keys = api_keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1"):
+            headers = dict(scope.get("headers", []))
+            authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+            try:
+                self.api_keys.check(authorization)
+            except ApiError as exc:
+                await error_response(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_fastapi_app(api_keys: ApiKeys) -> FastAPI:
+    """A fresh FastAPI app with the platform's error contract and API key check installed."""
     app = FastAPI(title="gpu-cluster OpenAI API", docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)
     return app
 
 
-def make_ingress_class() -> type:
+def make_ingress_class(api_key_files: list[str]) -> type:
     """PlatformIngress bound to a new FastAPI app as a Serve ingress class."""
-    return make_fastapi_ingress(PlatformIngress, endpoint_map=ENDPOINTS, app=build_fastapi_app())
+    app = build_fastapi_app(ApiKeys(api_key_files))
+    return make_fastapi_ingress(PlatformIngress, endpoint_map=ENDPOINTS, app=app)

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from gpucluster.serving.errors import ApiError
+from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.ingress import build_fastapi_app
 
 
@@ -25,7 +26,7 @@ class UpstreamError(Exception):
 
 @pytest.fixture
 def client() -> TestClient:
-    app: FastAPI = build_fastapi_app()
+    app: FastAPI = build_fastapi_app(ApiKeys([]))
 
     @app.post("/echo")
     async def echo(body: Body) -> dict:

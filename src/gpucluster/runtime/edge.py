@@ -1,0 +1,104 @@
+"""The nginx edge of local mode: its config rendered from deploy/nginx, its credentials."""
+
+from __future__ import annotations
+
+import crypt
+import getpass
+import re
+import secrets
+from pathlib import Path
+
+from gpucluster.config import Config
+from gpucluster.runtime.state import StateDir
+from gpucluster.runtime.supervisor import ServiceSpec
+
+DEPLOY_DIR = Path(__file__).resolve().parents[3] / "deploy"
+NGINX_TEMPLATE = DEPLOY_DIR / "nginx" / "nginx.conf.template"
+NGINX_BINARY = "/usr/sbin/nginx"
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+# Serve's HTTP proxy keeps idle connections 90 s (RAY_SERVE_HTTP_KEEP_ALIVE_TIMEOUT_S default);
+# nginx must give up on them first.
+UPSTREAM_KEEPALIVE_S = 30
+
+
+class TemplateError(ValueError):
+    """A template placeholder without a value."""
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Replace `${NAME}` placeholders (envsubst style); nginx's own `$vars` are left alone."""
+    missing = sorted({name for name in _PLACEHOLDER.findall(template) if name not in values})
+    if missing:
+        raise TemplateError(f"no value for template placeholders: {', '.join(missing)}")
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, str]:
+    """Placeholder values of the nginx template for local mode."""
+    platform = config.platform
+    edge = platform.edge
+    loopback = platform.bind_host
+    return {
+        # workers run as the invoking user (nginx would switch root's workers to `nobody`,
+        # who cannot read the private state dir)
+        "NGINX_USER_LINE": f"user {getpass.getuser()};",
+        "NGINX_LISTEN": f"{edge.listen_host}:{platform.ports.nginx_http}",
+        "NGINX_PID_FILE": str(state.nginx_dir / "nginx.pid"),
+        "NGINX_LOG_DIR": str(state.logs),
+        "NGINX_TEMP_DIR": str(state.nginx_dir / "tmp"),
+        "NGINX_MAX_BODY": f"{edge.max_body_mib}m",
+        "NGINX_RATE_LIMIT": str(edge.rate_limit_rps),
+        "NGINX_RATE_BURST": str(edge.rate_limit_burst),
+        "NGINX_READ_TIMEOUT_S": str(edge.read_timeout_s),
+        "NGINX_UPSTREAM_KEEPALIVE_S": str(UPSTREAM_KEEPALIVE_S),
+        "NGINX_HTPASSWD_FILE": str(state.htpasswd_file),
+        "SERVE_UPSTREAM": f"{loopback}:{platform.ports.serve_http}",
+        "DASHBOARD_UPSTREAM": f"{loopback}:{platform.ports.ray_dashboard}",
+        "RAY_DASHBOARD_AUTH": f"Bearer {ray_token}",
+    }
+
+
+def write_nginx_conf(config: Config, state: StateDir, ray_token: str) -> Path:
+    """Render deploy/nginx/nginx.conf.template into the state dir (0600: it holds Ray's token)."""
+    (state.nginx_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    text = render(NGINX_TEMPLATE.read_text(encoding="utf-8"), nginx_values(config, state, ray_token))
+    path = state.nginx_dir / "nginx.conf"
+    write_private(path, text)
+    return path
+
+
+def nginx_service(conf: Path, state: StateDir) -> ServiceSpec:
+    """nginx in the foreground, supervised."""
+    argv = [
+        NGINX_BINARY, "-p", str(state.nginx_dir), "-c", str(conf),
+        "-e", str(state.log("nginx-error")), "-g", "daemon off;",
+    ]
+    return ServiceSpec(name="nginx", argv=argv)
+
+
+def ensure_dashboard_password(state: StateDir, user: str) -> str | None:
+    """Create the /dashboard basic-auth file on first use; returns the new password, else None.
+
+    Only a SHA-512 crypt hash is stored; the password is shown once by `gpucluster up`.
+    """
+    if state.htpasswd_file.exists():
+        return None
+    return reset_dashboard_password(state, user)
+
+
+def reset_dashboard_password(state: StateDir, user: str) -> str:
+    """A new random password for `user` on /dashboard; returns it."""
+    password = secrets.token_urlsafe(18)
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+    write_private(state.htpasswd_file, f"{user}:{hashed}\n")
+    return password
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,90 @@
+"""Request checks done in the ingress before a request reaches an engine.
+
+vLLM accepts some requests that the OpenAI API refuses (unknown roles, an empty prompt) and
+answers others only once the engine has them; these checks give each a 400 naming the
+parameter, before the first byte, with the OpenAI API's ranges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpucluster.serving.errors import ApiError
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+MAX_CHOICES = 8
+MAX_LOGPROBS = 20
+
+# parameter -> (low, high, low inclusive)
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "temperature": (0.0, 2.0, True),
+    "top_p": (0.0, 1.0, False),
+    "presence_penalty": (-2.0, 2.0, True),
+    "frequency_penalty": (-2.0, 2.0, True),
+    "n": (1, MAX_CHOICES, True),
+    "top_logprobs": (0, MAX_LOGPROBS, True),
+}
+
+
+def _invalid(param: str, message: str) -> ApiError:
+    return ApiError(400, message, param=param, code="invalid_parameter")
+
+
+def _check_ranges(body: Any) -> None:
+    for param, (low, high, low_inclusive) in _RANGES.items():
+        value = getattr(body, param, None)
+        if value is None:
+            continue
+        below = value < low if low_inclusive else value <= low
+        if below or value > high:
+            opener = "[" if low_inclusive else "("
+            raise _invalid(
+                param, f"Invalid value for '{param}': {value}. It must lie in {opener}{low}, {high}]."
+            )
+
+
+def _check_max_tokens(body: Any, context_len: int | None) -> None:
+    for param in ("max_tokens", "max_completion_tokens"):
+        value = getattr(body, param, None)
+        if value is None:
+            continue
+        if value < 1:
+            raise _invalid(param, f"Invalid value for '{param}': {value}. It must be at least 1.")
+        if context_len is not None and value > context_len:
+            raise _invalid(
+                param,
+                f"Invalid value for '{param}': {value}. The model's context is {context_len} "
+                "tokens, prompt included.",
+            )
+
+
+def check_chat(body: Any, context_len: int | None) -> None:
+    """Refuse a chat completion request the OpenAI API would refuse."""
+    if not body.messages:
+        raise _invalid("messages", "'messages' must contain at least one message.")
+    for index, message in enumerate(body.messages):
+        role = message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+        if role not in ROLES:
+            raise _invalid(
+                f"messages.{index}.role",
+                f"Invalid value for 'messages[{index}].role': {str(role)[:40]!r}. "
+                f"Supported roles: {', '.join(ROLES)}.",
+            )
+    _check_ranges(body)
+    _check_max_tokens(body, context_len)
+
+
+def check_completion(body: Any, context_len: int | None) -> None:
+    """Refuse a completion request the OpenAI API would refuse."""
+    prompt = body.prompt
+    if prompt is None or (isinstance(prompt, (str, list)) and len(prompt) == 0):
+        raise _invalid("prompt", "'prompt' must not be empty.")
+    if isinstance(prompt, list) and any(isinstance(p, (str, list)) and len(p) == 0 for p in prompt):
+        raise _invalid("prompt", "'prompt' must not contain empty prompts.")
+    logprobs = getattr(body, "logprobs", None)
+    if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
+        raise _invalid(
+            "logprobs", f"Invalid value for 'logprobs': {logprobs}. It must lie in [0, {MAX_LOGPROBS}]."
+        )
+    _check_ranges(body)
+    _check_max_tokens(body, context_len)
