@@ -7,7 +7,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3.11}"
 LOCK="$ROOT/requirements/cpu.lock"
-APT_PACKAGES=(curl jq procps)
+# nginx: the edge proxy; chromium: the dashboard browser test; curl, jq: the guide's commands
+APT_PACKAGES=(curl jq procps nginx chromium)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

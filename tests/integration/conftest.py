@@ -1,7 +1,8 @@
 """One live local platform per test session: real Ray, real vLLM (CPU build), the real default model.
 
-The platform is started through the real CLI (`gpucluster up --json`) into a private state dir
-and stopped at the end; tests marked `stops_platform` run last.
+The platform is started through the real CLI (`gpucluster up --json`) into a private state dir,
+with API keys from a keys file (several keys, so that rate limiting one does not slow the
+others), and stopped at the end; tests marked `stops_platform` run last.
 """
 
 from __future__ import annotations
@@ -10,23 +11,43 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import openai
 import pytest
 
 from gpucluster.config import BUILTIN_MODEL_ID
 
 CLI = [sys.executable, "-m", "gpucluster"]
 UP_TIMEOUT_S = 1200
+KEYS = {"main": "test-key-main-0123", "limits": "test-key-limits-4567", "fuzz": "test-key-fuzz-89ab"}
+RATE_LIMIT_RPS = 50
+RATE_LIMIT_BURST = 100
 
 
 @dataclass(frozen=True)
 class LivePlatform:
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)
     endpoints: dict[str, str]
     model: str
     up_seconds: float
+    keys_file: Path
+    dashboard_user: str
+    dashboard_password: str
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """API keys by use: `main` for most tests, others where a test spends its budget."""
+        return dict(KEYS)
+
+    @property
+    def api_key(self) -> str:
+        return KEYS["main"]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     @property
     def api(self) -> str:
@@ -34,7 +55,13 @@ class LivePlatform:
 
     @property
     def base(self) -> str:
+        """The nginx proxy."""
         return self.api.removesuffix("/v1")
+
+    @property
+    def serve(self) -> str:
+        """Ray Serve directly, bypassing nginx."""
+        return self.endpoints["serve"]
 
     def cli(self, *args: str, timeout: float = UP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         """Run `gpucluster ARGS` against this platform."""
@@ -54,19 +81,56 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def live(tmp_path_factory) -> LivePlatform:
-    state_dir = tmp_path_factory.mktemp("state")
-    env = {**os.environ, "GPUCLUSTER_STATE_DIR": str(state_dir)}
-    env.pop("GPUCLUSTER_CONFIG", None)
+    root = tmp_path_factory.mktemp("platform")
+    keys_file = root / "api-keys"
+    keys_file.write_text("# test keys\n" + "\n".join(KEYS.values()) + "\n")
+    config = root / "platform.yaml"
+    config.write_text(
+        "platform:\n"
+        f"  state_dir: {root / 'state'}\n"
+        "  security:\n"
+        f"    api_keys_file: {keys_file}\n"
+        "  edge:\n"
+        f"    rate_limit_rps: {RATE_LIMIT_RPS}\n"
+        f"    rate_limit_burst: {RATE_LIMIT_BURST}\n"
+    )
+    state_dir = root / "state"
+    env = {**os.environ, "GPUCLUSTER_CONFIG": str(config)}
+    for var in ("GPUCLUSTER_STATE_DIR", "GPUCLUSTER_API_KEYS", "NGINX_HTTP_PORT", "RAY_DASHBOARD_PORT"):
+        env.pop(var, None)
     result = subprocess.run(
         [*CLI, "up", "--json"], env=env, capture_output=True, text=True, timeout=UP_TIMEOUT_S
     )
     if result.returncode != 0:
         pytest.fail(f"gpucluster up failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}")
     data = json.loads(result.stdout)
-    platform = LivePlatform(env, data["endpoints"], BUILTIN_MODEL_ID, data["seconds"])
+    platform = LivePlatform(
+        env=env,
+        endpoints=data["endpoints"],
+        model=BUILTIN_MODEL_ID,
+        up_seconds=data["seconds"],
+        keys_file=keys_file,
+        dashboard_user=data["dashboard_user"],
+        dashboard_password=data["dashboard_password"],
+    )
     yield platform
     platform.cli("down", "--json", timeout=300)
-    artifacts = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts"))
-    artifacts.mkdir(exist_ok=True)
     for log in (state_dir / "logs").glob("*.log"):
-        (artifacts / log.name).write_text(log.read_text(errors="replace"))
+        (artifacts_dir() / log.name).write_text(log.read_text(errors="replace"))
+
+
+def artifacts_dir() -> Path:
+    """Where tests keep what a person may want to look at afterwards (logs, screenshots)."""
+    path = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts"))
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    return artifacts_dir()
+
+
+@pytest.fixture(scope="session")
+def openai_client(live) -> openai.OpenAI:
+    return openai.OpenAI(base_url=live.api, api_key=live.api_key, timeout=120, max_retries=0)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import httpx
 import psutil
 
 # Ray's daemons and workers, and vLLM's engine processes (they set these titles).
@@ -59,5 +60,8 @@ def test_down_leaves_no_ray_or_vllm_process(live):
     assert data["was_running"] is True
     assert data["leftovers"] == []
     assert ray_or_vllm_processes() == []
+    for url in (live.base, live.serve):  # nginx and Serve no longer answer
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/health", timeout=5)
     again = live.cli("down", "--json", timeout=120)
     assert json.loads(again.stdout)["was_running"] is False

@@ -98,6 +98,7 @@ def up(config: Config, progress: Progress) -> UpResult:
         _stop_everything(state)
     _check_ports(config)
     warnings = []
+    password = None
     try:
         weights = _prepare_models(config, log)
         log.info("Starting Ray head (dashboard :%d)", config.platform.ports.ray_dashboard)
@@ -109,15 +110,17 @@ def up(config: Config, progress: Progress) -> UpResult:
                 f"{config.platform.ports.nginx_http} can use the API. Set GPUCLUSTER_API_KEYS "
                 "or platform.security.api_keys_file."
             )
-        password = _start_edge(config, state, log)
+        password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
+        _start_edge(config, state, log)
         _deploy(config, state, address, weights, key_files, log, progress)
         _wait_until_answering(config, probe_key, log)
-    except (UpError, RayStartError, ModelError) as exc:
-        log.error("%s", exc)
+    except BaseException as exc:
+        if password is not None:
+            state.htpasswd_file.unlink()  # never shown: the next `up` makes and shows a new one
         _stop_everything(state)
-        raise UpError(str(exc)) from None
-    except BaseException:
-        _stop_everything(state)
+        if isinstance(exc, (UpError, RayStartError, ModelError)):
+            log.error("%s", exc)
+            raise UpError(str(exc)) from None
         raise
     record = PlatformRecord(
         started_at=time.time(),
@@ -209,9 +212,8 @@ def _api_key_files(config: Config, state: StateDir) -> tuple[list[str], str | No
     return files, probe_key
 
 
-def _start_edge(config: Config, state: StateDir, log: logging.Logger) -> str | None:
-    """Start the supervisor running nginx; returns the dashboard password when newly created."""
-    password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
+def _start_edge(config: Config, state: StateDir, log: logging.Logger) -> None:
+    """Start the supervisor, which runs nginx; returns once nginx answers."""
     conf = write_nginx_conf(config, state, ensure_ray_token(state))
     write_services(state, [nginx_service(conf, state)])
     log.info("Starting nginx on :%d (supervised)", config.platform.ports.nginx_http)
@@ -229,7 +231,6 @@ def _start_edge(config: Config, state: StateDir, log: logging.Logger) -> str | N
             f"nginx did not start on port {config.platform.ports.nginx_http}; "
             "see `gpucluster logs nginx`"
         )
-    return password
 
 
 def _wait_until_answering(config: Config, api_key: str | None, log: logging.Logger) -> None:

@@ -8,6 +8,7 @@ HTTP status. Server-side failures say what failed and carry the request id, neve
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -87,12 +88,19 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     if first.get("type") == "json_invalid":
         return ApiError(400, "The request body is not valid JSON.", code="invalid_json")
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    # pydantic unions add the member type to the path ("messages", "0", "ChatMessage", ...)
-    param = ".".join(p for p in loc if not p[:1].isupper()) or None
+    param = ".".join(p for p in loc if not _is_union_tag(p)) or None
     if param is None and first.get("type") in ("missing", "model_attributes_type", "dict_type"):
         return ApiError(400, "The request body must be a JSON object.", code="invalid_body")
     message = f"Invalid value for '{param}': {first.get('msg')}." if param else first.get("msg")
     return ApiError(400, str(message), param=param, code="invalid_parameter")
+
+
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none", "null"}
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic puts the union member tried into error paths ("str", "ChatMessage", "list[int]")."""
+    return part[:1].isupper() or part.lower() in _TYPE_NAMES or any(c in part for c in "[(-")
 
 
 def _http_error(exc: StarletteHTTPException) -> ApiError:
@@ -103,18 +111,39 @@ def _http_error(exc: StarletteHTTPException) -> ApiError:
     return ApiError(exc.status_code, str(exc.detail))
 
 
+# vLLM appends "(parameter=NAME, value=...)" to the messages of its client errors.
+_PARAM_SUFFIX = re.compile(r"\s*\(parameter=([A-Za-z_][\w.]*)(?:, value=.*)?\)\s*$", re.S)
+
+
 def _status_of(exc: Exception) -> int:
     """Status carried by exceptions from Ray Serve LLM (OpenAIHTTPException) and the like."""
+    if any(cls.__name__ == "VLLMClientError" for cls in type(exc).__mro__):
+        return 400  # vLLM's request errors, raised while its request models validate
     status = getattr(exc, "status_code", None)
     return status if isinstance(status, int) and 400 <= status <= 599 else 500
 
 
-def unexpected_error(exc: Exception, request_id: str) -> ApiError:
+def client_error(status: int, text: str, path: str) -> ApiError:
+    """A client error from the engine, its parameter named in `param` as OpenAI does."""
+    param = None
+    match = _PARAM_SUFFIX.search(text)
+    if match:
+        param, text = match.group(1), text[: match.start()]
+    if param == "input_tokens":  # the engine's name for what the client sent as the prompt
+        param = "messages" if path.endswith("/chat/completions") else "prompt"
+    return ApiError(status, text.strip(), param=param, code="invalid_parameter" if param else None)
+
+
+def unexpected_error(exc: Exception, request_id: str, path: str = "") -> ApiError:
     """Map an exception nobody handled: a client error keeps its status, the rest is a 500."""
     status = _status_of(exc)
     if status < 500:
-        message = getattr(exc, "message", None) or str(exc)
-        return ApiError(status, str(message))
+        message = getattr(exc, "message", None) or (exc.args[0] if exc.args else str(exc))
+        error = client_error(status, str(message), path)
+        parameter = getattr(exc, "parameter", None)
+        if error.param is None and isinstance(parameter, str):
+            error.param, error.code = parameter, "invalid_parameter"
+        return error
     logger.error("request %s failed: %s: %s", request_id, type(exc).__name__, exc)
     return ApiError(
         status,
@@ -136,7 +165,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(_http_error(exc))
 
     async def on_other(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(unexpected_error(exc, request_id_of(request)))
+        return error_response(unexpected_error(exc, request_id_of(request), request.url.path))
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

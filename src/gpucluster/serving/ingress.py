@@ -26,7 +26,7 @@ from gpucluster.serving.errors import (
     error_response,
     install_error_handlers,
 )
-from gpucluster.serving.validation import check_chat, check_completion
+from gpucluster.serving.validation import check_chat, check_completion, parse_body
 
 logger = logging.getLogger("ray.serve")
 
@@ -72,12 +72,14 @@ class PlatformIngress(OpenAiIngress):
             await self._get_model_id(model)
         return self._model_cards[model]
 
-    async def chat(self, body: ChatCompletionRequest, request: Request) -> Response:
+    async def chat(self, request: Request) -> Response:
+        body = await parse_body(request, ChatCompletionRequest)
         model_id = await self._get_model_id(body.model)
         check_chat(body, self._context_len(model_id))
         return await super().chat(body, request)
 
-    async def completions(self, body: CompletionRequest, request: Request) -> Response:
+    async def completions(self, request: Request) -> Response:
+        body = await parse_body(request, CompletionRequest)
         model_id = await self._get_model_id(body.model)
         check_completion(body, self._context_len(model_id))
         return await super().completions(body, request)
@@ -126,11 +128,34 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
 
+class JsonBodyMiddleware:
+    """Refuses POST bodies that are not declared JSON (415), before FastAPI reads them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = dict(scope.get("headers", []))
+            content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+            if content_type.split(";")[0].strip() != "application/json":
+                error = ApiError(
+                    415,
+                    "The request body must be JSON, sent with 'Content-Type: application/json'.",
+                    code="unsupported_media_type",
+                    error_type="invalid_request_error",
+                )
+                await error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def build_fastapi_app(api_keys: ApiKeys) -> FastAPI:
-    """A fresh FastAPI app with the platform's error contract and API key check installed."""
+    """A fresh FastAPI app with the platform's error contract and request gates installed."""
     app = FastAPI(title="gpu-cluster OpenAI API", docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)  # outermost: keys first
     return app
 
 

@@ -7,9 +7,16 @@ parameter, before the first byte, with the OpenAI API's ranges.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, TypeVar
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 
 from gpucluster.serving.errors import ApiError
+
+Model = TypeVar("Model", bound=BaseModel)
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 MAX_CHOICES = 8
@@ -24,6 +31,32 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "n": (1, MAX_CHOICES, True),
     "top_logprobs": (0, MAX_LOGPROBS, True),
 }
+
+
+async def parse_body(request: Request, model: type[Model]) -> Model:
+    """The request's JSON body as `model`; every way it can be wrong is a 400.
+
+    Done here rather than by FastAPI because vLLM's request models run validators that raise
+    TypeError on some malformed bodies (`"messages": null`), which FastAPI would turn into 500s.
+    """
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+    except (TypeError, ValueError, AttributeError, KeyError):
+        raise ApiError(
+            400,
+            "The request body does not have the fields of this endpoint's request, with their "
+            "types (see the OpenAI API reference).",
+            code="invalid_body",
+        ) from None
 
 
 def _invalid(param: str, message: str) -> ApiError:

@@ -8,8 +8,11 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from gpucluster.serving.errors import ApiError
+from starlette.requests import Request
+
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.ingress import build_fastapi_app
+from gpucluster.serving.validation import parse_body
 
 
 class Body(BaseModel):
@@ -95,3 +98,101 @@ def test_server_error_hides_internals_and_carries_request_id(client):
     assert error["type"] == "server_error"
     assert "req-42" in error["message"]
     assert "0x1234" not in error["message"] and "RuntimeError" not in error["message"]
+
+
+class VLLMClientError(Exception):
+    """Stands in for vLLM's class of the same name (matched by name, vllm is not imported)."""
+
+
+class VLLMValidationError(VLLMClientError):
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+@pytest.fixture
+def engine_client() -> TestClient:
+    app = build_fastapi_app(ApiKeys([]))
+
+    @app.post("/v1/completions")
+    async def completions() -> None:
+        raise VLLMValidationError("Either prompt or prompt_embeds must be provided.", parameter="prompt")
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> None:
+        raise UpstreamError(
+            400,
+            "This model's maximum context length is 2048 tokens. (parameter=input_tokens, value=2044)",
+        )
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_vllm_client_errors_are_400_with_their_parameter(engine_client):
+    error = error_of(engine_client.post("/v1/completions", json={}), 400)
+    assert error["param"] == "prompt"
+    assert error["message"] == "Either prompt or prompt_embeds must be provided."
+
+
+def test_engine_parameter_suffix_becomes_param(engine_client):
+    error = error_of(engine_client.post("/v1/chat/completions", json={}), 400)
+    assert error["param"] == "messages"
+    assert error["message"] == "This model's maximum context length is 2048 tokens."
+
+
+def test_non_json_content_type_is_415(client):
+    response = client.post("/echo", content=b'{"messages": []}', headers={"content-type": "text/plain"})
+    assert error_of(response, 415)["code"] == "unsupported_media_type"
+
+
+def test_union_member_names_are_not_part_of_param(client):
+    error = error_of(client.post("/echo", json={"messages": [5]}), 400)
+    assert error["param"] == "messages.0"
+
+
+class Fragile(BaseModel):
+    """Like vLLM's request models: a validator that raises TypeError on some bodies."""
+
+    messages: list[str]
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        from pydantic_core import core_schema
+
+        def check(data):
+            for _ in data.get("messages"):  # TypeError when messages is null
+                pass
+            return data
+
+        return core_schema.no_info_before_validator_function(check, handler(source))
+
+
+@pytest.fixture
+def parsing_client() -> TestClient:
+    app = build_fastapi_app(ApiKeys([]))
+
+    @app.post("/parse")
+    async def parse(request: Request) -> dict:
+        return (await parse_body(request, Fragile)).model_dump()
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        (b"{nope", "invalid_json", None),
+        (b"[1]", "invalid_body", None),
+        (b'{"messages": null}', "invalid_body", None),
+        (b'{"messages": [1]}', "invalid_parameter", "messages.0"),
+    ],
+)
+def test_parse_body_turns_every_failure_into_a_400(parsing_client, body, code, param):
+    response = parsing_client.post("/parse", content=body, headers={"content-type": "application/json"})
+    error = error_of(response, 400)
+    assert (error["code"], error["param"]) == (code, param)
+    assert "NoneType" not in error["message"]
+
+
+def test_parse_body_returns_the_model(parsing_client):
+    assert parsing_client.post("/parse", json={"messages": ["a"]}).json() == {"messages": ["a"]}

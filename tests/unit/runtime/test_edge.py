@@ -1,0 +1,66 @@
+"""The nginx config: rendered from deploy/nginx, accepted by the real nginx, credentials private."""
+
+from __future__ import annotations
+
+import crypt
+import subprocess
+
+import pytest
+
+from gpucluster.config import load_config
+from gpucluster.runtime.edge import (
+    NGINX_BINARY,
+    NGINX_TEMPLATE,
+    TemplateError,
+    ensure_dashboard_password,
+    render,
+    write_nginx_conf,
+)
+from gpucluster.runtime.state import StateDir
+
+
+@pytest.fixture
+def state(tmp_path) -> StateDir:
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    return state
+
+
+def test_render_replaces_placeholders_and_leaves_nginx_variables():
+    assert render("listen ${PORT}; set $host x;", {"PORT": "80"}) == "listen 80; set $host x;"
+    with pytest.raises(TemplateError, match="MISSING"):
+        render("${MISSING}", {})
+
+
+def test_rendered_config_passes_nginx_t(state):
+    config = load_config(None, env={"NGINX_HTTP_PORT": "28080"})
+    conf = write_nginx_conf(config, state, ray_token="t0ken")
+    text = conf.read_text()
+    assert "${" not in text
+    assert "listen 0.0.0.0:28080;" in text
+    assert 'X-Ray-Authorization "Bearer t0ken"' in text
+    assert oct(conf.stat().st_mode & 0o777) == "0o600"
+    ensure_dashboard_password(state, "operator")
+    result = subprocess.run(
+        [NGINX_BINARY, "-t", "-p", str(state.nginx_dir), "-c", str(conf), "-e", str(state.log("nginx-error"))],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_streaming_settings_are_in_the_template():
+    template = NGINX_TEMPLATE.read_text()
+    v1 = template[template.index("location /v1/"):template.index("location = /dashboard")]
+    assert "proxy_buffering off;" in v1
+    assert "proxy_http_version 1.1;" in template and 'proxy_set_header Connection "";' in template
+    assert "client_max_body_size" in template
+
+
+def test_dashboard_password_is_created_once_and_stored_hashed(state):
+    password = ensure_dashboard_password(state, "operator")
+    assert password and len(password) >= 20
+    line = state.htpasswd_file.read_text().strip()
+    user, hashed = line.split(":", 1)
+    assert user == "operator" and password not in line
+    assert crypt.crypt(password, hashed) == hashed
+    assert ensure_dashboard_password(state, "operator") is None  # shown once only

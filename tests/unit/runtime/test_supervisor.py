@@ -1,0 +1,61 @@
+"""The supervisor restarts a dying service with growing backoff and stops everything on request."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from gpucluster.runtime.state import StateDir
+from gpucluster.runtime.supervisor import (
+    BACKOFF_START_S,
+    ServiceSpec,
+    Supervisor,
+    read_services,
+    write_services,
+)
+
+
+@pytest.fixture
+def state(tmp_path) -> StateDir:
+    state = StateDir(tmp_path)
+    state.ensure()
+    return state
+
+
+def test_services_round_trip_through_the_state_dir(state):
+    spec = ServiceSpec("nginx", ["/usr/sbin/nginx", "-g", "daemon off;"], {"A": "1"})
+    write_services(state, [spec])
+    assert read_services(state) == [spec]
+
+
+def test_a_dying_service_is_restarted_with_growing_backoff(state, caplog):
+    supervisor = Supervisor(state, [ServiceSpec("flaky", ["sh", "-c", "exit 3"])], logging.getLogger("t"))
+    service = supervisor.running[0]
+    service.start()
+    service.proc.wait()
+    with caplog.at_level(logging.INFO, logger="t"):
+        supervisor._check(100.0)
+        assert service.proc is None
+        assert "ERROR: flaky exited with code 3" in caplog.text
+        supervisor._check(100.0 + BACKOFF_START_S / 2)
+        assert service.proc is None  # still backing off
+        supervisor._check(100.0 + BACKOFF_START_S)
+        assert service.proc is not None and service.restarts == 1
+        service.proc.wait()
+        supervisor._check(200.0)
+        assert service.restart_at == 200.0 + 2 * BACKOFF_START_S  # doubled
+
+
+def test_stop_request_ends_the_services(state):
+    supervisor = Supervisor(state, [ServiceSpec("sleeper", ["sleep", "60"])], logging.getLogger("t"))
+    runner = threading.Thread(target=supervisor.run, kwargs={"poll_s": 0.05})
+    runner.start()
+    while supervisor.running[0].proc is None:
+        pass
+    proc = supervisor.running[0].proc
+    supervisor.request_stop()
+    runner.join(timeout=15)
+    assert not runner.is_alive()
+    assert proc.poll() is not None

@@ -1,0 +1,79 @@
+"""API keys: files re-read on change, Bearer parsing, 401s that never echo the key."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gpucluster.serving.api_keys import RECHECK_S, ApiKeys
+from gpucluster.serving.errors import ApiError
+from gpucluster.serving.ingress import build_fastapi_app
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_no_files_means_no_authentication():
+    ApiKeys([]).check(None)
+
+
+def test_keys_file_with_comments_and_rotation(tmp_path):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# operators\nkey-one\n\n  key-two  # ci\n")
+    clock = Clock()
+    keys = ApiKeys([str(keys_file)], clock=clock)
+    keys.check("Bearer key-one")
+    keys.check("bearer key-two")
+    keys_file.write_text("key-three\n")
+    os.utime(keys_file, ns=(1, 1))  # a different mtime even within the same clock tick
+    clock.now += RECHECK_S
+    keys.check("Bearer key-three")
+    with pytest.raises(ApiError) as err:
+        keys.check("Bearer key-one")
+    assert err.value.status == 401
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [(None, "missing_api_key"), ("Basic abc", "invalid_api_key"), ("Bearer wrong-key", "invalid_api_key")],
+)
+def test_refusals_say_why_without_echoing_the_key(tmp_path, header, code):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("right-key\n")
+    with pytest.raises(ApiError) as err:
+        ApiKeys([str(keys_file)]).check(header)
+    assert err.value.code == code
+    assert "wrong-key" not in err.value.message and "right-key" not in err.value.message
+
+
+def test_unreadable_keys_file_refuses_everything(tmp_path):
+    with pytest.raises(ApiError):
+        ApiKeys([str(tmp_path / "missing")]).check("Bearer anything")
+
+
+def test_middleware_guards_v1_before_the_body_is_read(tmp_path):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("k\n")
+    app = build_fastapi_app(ApiKeys([str(keys_file)]))
+
+    @app.post("/v1/x")
+    async def x(body: dict) -> dict:
+        return body
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"ok": True}
+
+    client = TestClient(app)
+    refused = client.post("/v1/x", content=b"not json", headers={"content-type": "application/json"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "missing_api_key"
+    assert client.post("/v1/x", json={"a": 1}, headers={"Authorization": "Bearer k"}).json() == {"a": 1}
+    assert client.get("/health").status_code == 200
