@@ -114,6 +114,10 @@ class PortsConfig(_Strict):
         8080, ge=1, le=65535, description="Ray metrics export, found by Prometheus via file_sd."
     )
     prometheus: int = Field(19090, ge=1, le=65535, description="Prometheus web UI and API.")
+    alertmanager: int = Field(19093, ge=1, le=65535, description="Alertmanager.")
+    alert_receiver: int = Field(
+        19094, ge=1, le=65535, description="The platform's webhook receiver for Alertmanager."
+    )
     grafana: int = Field(13000, ge=1, le=65535, description="Grafana (compose mode).")
     ray_gcs: int = Field(6379, ge=1, le=65535, description="Ray head GCS port.")
 

@@ -11,7 +11,10 @@ from gpucluster.runtime.state import RAY_SESSION_LOGS, StateDir
 COMPONENTS: dict[str, str] = {
     "platform": "what `gpucluster up`/`down` did, with the guide's log lines",
     "nginx": "the edge proxy: access log (no headers, so no keys) and error log",
-    "supervisor": "the supervisor keeping nginx running (restarts and why)",
+    "supervisor": "the supervisor keeping nginx and monitoring running (restarts and why)",
+    "prometheus": "Prometheus",
+    "alertmanager": "Alertmanager",
+    "alerts": "alerts Alertmanager delivered to the platform's receiver (one JSON line each)",
     "ray": "`ray start`/`ray stop` output, the GCS and raylet",
     "deploy": "the Serve deploy driver",
     "serve": "Serve controller, proxy, ingress and model replicas (model loading lines)",
@@ -34,8 +37,8 @@ def component_files(state: StateDir, component: str) -> list[Path]:
         files = [state.log("ray"), RAY_SESSION_LOGS / "gcs_server.out", RAY_SESSION_LOGS / "raylet.out"]
     elif component == "nginx":
         files = [state.log("nginx-access"), state.log("nginx-error"), state.log("nginx")]
-    elif component == "supervisor":
-        files = [state.log("supervisor")]
+    elif component in ("supervisor", "prometheus", "alertmanager", "alerts"):
+        files = [state.log(component)]
     elif component == "deploy":
         files = [state.log("deploy")]
     elif component == "serve":

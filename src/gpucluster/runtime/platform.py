@@ -21,6 +21,7 @@ from gpucluster.runtime.edge import (
     write_nginx_conf,
     write_private,
 )
+from gpucluster.runtime.monitoring import monitoring_services
 from gpucluster.runtime.logs import component_files, find_lines, platform_logger
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
@@ -73,6 +74,8 @@ def endpoints_for(config: Config) -> Endpoints:
         ray_dashboard=f"http://{host}:{platform.ports.ray_dashboard}",
         serve=f"http://{host}:{platform.ports.serve_http}",
         ray_metrics=f"http://{host}:{platform.ports.ray_metrics}/metrics",
+        prometheus=f"http://{host}:{platform.ports.prometheus}",
+        alertmanager=f"http://{host}:{platform.ports.alertmanager}",
     )
 
 
@@ -111,7 +114,7 @@ def up(config: Config, progress: Progress) -> UpResult:
                 "or platform.security.api_keys_file."
             )
         password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
-        _start_edge(config, state, log)
+        _start_services(config, state, log)
         _deploy(config, state, address, weights, key_files, log, progress)
         _wait_until_answering(config, probe_key, log)
     except BaseException as exc:
@@ -172,8 +175,8 @@ def _check_ports(config: Config) -> None:
     host = config.platform.bind_host
     busy = []
     for name, port in config.platform.ports.model_dump().items():
-        if name in ("grafana", "prometheus"):
-            continue  # not started in local mode by this component
+        if name == "grafana":
+            continue  # compose mode only
         if port_in_use(port, host):
             owner = port_owner(port)
             busy.append(f"port {port} (platform.ports.{name}) is in use{' by ' + owner if owner else ''}")
@@ -212,11 +215,15 @@ def _api_key_files(config: Config, state: StateDir) -> tuple[list[str], str | No
     return files, probe_key
 
 
-def _start_edge(config: Config, state: StateDir, log: logging.Logger) -> None:
-    """Start the supervisor, which runs nginx; returns once nginx answers."""
+def _start_services(config: Config, state: StateDir, log: logging.Logger) -> None:
+    """Start the supervisor (nginx, Prometheus, Alertmanager, alert receiver); wait for them."""
     conf = write_nginx_conf(config, state, ensure_ray_token(state))
-    write_services(state, [nginx_service(conf, state)])
-    log.info("Starting nginx on :%d (supervised)", config.platform.ports.nginx_http)
+    write_services(state, [nginx_service(conf, state), *monitoring_services(config, state)])
+    ports = config.platform.ports
+    log.info(
+        "Starting nginx :%d, Prometheus :%d, Alertmanager :%d (supervised)",
+        ports.nginx_http, ports.prometheus, ports.alertmanager,
+    )
     with state.log("supervisor").open("a", encoding="utf-8") as supervisor_log:
         subprocess.Popen(
             [sys.executable, "-m", "gpucluster.runtime.supervisor", str(state.root)],
@@ -225,12 +232,14 @@ def _start_edge(config: Config, state: StateDir, log: logging.Logger) -> None:
             env={**os.environ, PLATFORM_TAG_ENV: state.tag},
             start_new_session=True,
         )
-    health = endpoints_for(config).health
-    if not wait_until(lambda: readiness.port_accepts(health), timeout_s=15):
-        raise UpError(
-            f"nginx did not start on port {config.platform.ports.nginx_http}; "
-            "see `gpucluster logs nginx`"
-        )
+    endpoints = endpoints_for(config)
+    for name, url in (
+        ("nginx", endpoints.health),
+        ("prometheus", f"{endpoints.prometheus}/-/ready"),
+        ("alertmanager", f"{endpoints.alertmanager}/-/ready"),
+    ):
+        if not wait_until(lambda url=url: readiness.port_accepts(url), timeout_s=30):
+            raise UpError(f"{name} did not start; see `gpucluster logs {name}`")
 
 
 def _wait_until_answering(config: Config, api_key: str | None, log: logging.Logger) -> None:

@@ -24,6 +24,8 @@ class Endpoints:
     ray_dashboard: str
     serve: str
     ray_metrics: str
+    prometheus: str
+    alertmanager: str
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -76,6 +78,14 @@ class StateDir:
     @property
     def nginx_dir(self) -> Path:
         return self.root / "nginx"
+
+    @property
+    def prometheus_dir(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def alertmanager_dir(self) -> Path:
+        return self.root / "alertmanager"
 
     @property
     def htpasswd_file(self) -> Path:

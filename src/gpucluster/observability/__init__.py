@@ -1,0 +1,1 @@
+"""Observability: the metric catalogue, recording rules and dashboards as code."""

@@ -1,0 +1,373 @@
+"""The platform's Grafana dashboards as code.
+
+`python -m gpucluster.observability.generate` writes them to deploy/grafana/dashboards/, where
+Grafana's file provider loads them (deploy/grafana/provisioning/). A unit test fails when the
+committed JSON differs from what this module builds. Generic builders live in `grafana.py`.
+
+Queries use the guide's names (catalogue.GUIDE_METRICS, several provided by our recording
+rules) and a few names Ray 2.60 exports as they are. The guide's latency histograms are recorded
+as per-bucket series that already hold the 5-minute CDF, so they are read without rate():
+`histogram_quantile(q, sum by (le, ...) (NAME))`. A counter that appears only after its first
+event is written `... or vector(0)`, so that its panels show 0 rather than "No data".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gpucluster.observability.grafana import (
+    dashboard,
+    query_variable,
+    resolve_variables,
+    row,
+    stat,
+    timeseries,
+)
+
+SERVE_UID = "rayServeDashboard"  # the guide links http://localhost:13000/d/rayServeDashboard
+DEPLOYMENT_UID = "rayServeDeploymentDashboard"
+LLM_UID = "gpuclusterLLM"
+W = "5m"  # rate window, the same as the recording rules'
+# The deployment dashboard's filter; `=~` so that "All" (a regex) keeps the query valid.
+SEL = 'application=~"$application", deployment=~"$deployment"'
+USER_ROUTES = 'route!~"/-/.*"'  # Serve's own health routes (/-/healthz, /-/routes)
+DEP = "{{application}} / {{deployment}}"  # legend of per-deployment series
+BY_DEP = "sum by (application, deployment)"
+
+
+def _m(name: str, selector: str = "") -> str:
+    """`name` with an optional label selector."""
+    return f"{name}{{{selector}}}" if selector else name
+
+
+def _pct(q: float) -> str:
+    return f"p{round(q * 100)}"
+
+
+# Panels both Serve dashboards show; `sel` narrows them to the chosen deployments.
+
+
+def _latency(sel: str, width: int = 12) -> dict[str, Any]:
+    series = _m("serve_deployment_processing_latency_ms", sel)
+    return timeseries(
+        "Processing latency p50 / p95 / p99",
+        [
+            (
+                f"histogram_quantile({q}, sum by (le, application, deployment) ({series}))",
+                f"{_pct(q)} {DEP}",
+            )
+            for q in (0.5, 0.95, 0.99)
+        ],
+        description="Time the deployments' replicas spent on a request (5-minute window).",
+        unit="ms",
+        width=width,
+    )
+
+
+def _throughput(sel: str, width: int = 12) -> dict[str, Any]:
+    expr = f"{BY_DEP} (rate({_m('ray_serve_num_router_requests_total', sel)}[{W}]))"
+    return timeseries(
+        "Request throughput", [(expr, DEP)], description="Requests routed to each deployment.",
+        unit="reqps", width=width,
+    )
+
+
+def _replica_panels(sel: str, desired: bool) -> list[dict[str, Any]]:
+    replicas = [
+        (f"{BY_DEP} ({_m('ray_serve_num_deployment_replicas', sel)})", f"current {DEP}"),
+        (f"{BY_DEP} ({_m('ray_serve_autoscaling_target_replicas', sel)})", f"target {DEP}"),
+    ]
+    description = "Healthy replicas, and the number the controller is scaling to."
+    if desired:
+        replicas.append(
+            (f"{BY_DEP} ({_m('ray_serve_autoscaling_desired_replicas', sel)})", f"desired {DEP}")
+        )
+        description += " Desired: the autoscaling policy's decision before min/max bounds."
+    starts = f"60 * {BY_DEP} (rate({_m('ray_serve_deployment_replica_starts_total', sel)}[{W}]))"
+    failures = (
+        f"60 * {BY_DEP} (rate({_m('ray_serve_deployment_replica_failures_total', sel)}[{W}]))"
+    )
+    return [
+        row("Replicas and autoscaling"),
+        timeseries(
+            "Replicas: current / target" + (" / desired" if desired else ""),
+            replicas, description=description, width=8,
+        ),
+        timeseries(
+            "Autoscaling activity (replica starts/min)", [(starts, DEP)],
+            description="Replicas started per minute: scale-ups and replacements.", width=8,
+        ),
+        timeseries(
+            "Replica failures (failed health checks/min)", [(failures, DEP)],
+            description="Failed replica health checks per minute (a crashed replica fails one).",
+            width=8, red_at=0.5,
+        ),
+    ]
+
+
+def _cluster_panels() -> list[dict[str, Any]]:
+    mem = "100 * sum by (ip) (ray_node_mem_used) / sum by (ip) (ray_node_mem_total)"
+    return [
+        row("Cluster"),
+        timeseries(
+            "Active nodes", [("sum by (node_type) (ray_cluster_active_nodes)", "{{node_type}}")],
+            description="Alive Ray nodes by node type.", width=6,
+        ),
+        timeseries(
+            "Node CPU and memory (%)",
+            [("avg by (ip) (ray_node_cpu_utilization)", "CPU {{ip}}"), (mem, "memory {{ip}}")],
+            description="CPU utilization and memory used of each node.", unit="percent", width=6,
+        ),
+        timeseries(
+            "Component CPU (% of one core)",
+            [("topk(10, sum by (Component) (ray_component_cpu_percentage))", "{{Component}}")],
+            description="The 10 busiest Ray processes; above 100 a process uses more than a core.",
+            unit="percent", width=6,
+        ),
+        timeseries(
+            "Component shared memory",
+            [("topk(10, sum by (Component) (ray_component_mem_shared_bytes))", "{{Component}}")],
+            description="Shared memory of the 10 largest Ray processes.", unit="bytes", width=6,
+        ),
+    ]
+
+
+def serve_dashboard() -> dict[str, Any]:
+    """Ray Serve Dashboard: traffic, errors, latency and replicas of every deployment."""
+    errors = f"rate(ray_serve_num_router_requests_errors_total{{{USER_ROUTES}}}[{W}])"
+    requests = f"rate(ray_serve_num_http_requests_total{{{USER_ROUTES}}}[{W}])"
+    http_latency = f"rate(ray_serve_http_request_latency_ms_bucket{{{USER_ROUTES}}}[{W}])"
+    panels = [
+        row("Overview"),
+        stat("Requests/s", f"sum(rate(ray_serve_num_router_requests_total[{W}]))", unit="reqps"),
+        stat(
+            "5xx error ratio", f"100 * sum({errors}) / clamp_min(sum({requests}), 1e-9)",
+            description="Share of HTTP requests answered with a 5xx (5-minute window).",
+            unit="percent", red_at=1,
+        ),
+        stat(
+            "Slowest deployment p95", f"max({_latency('')['targets'][1]['expr']})",
+            description="The highest p95 processing latency among the deployments.", unit="ms",
+        ),
+        stat("Healthy replicas", "sum(ray_serve_num_deployment_replicas)"),
+        stat("Target replicas", "sum(ray_serve_autoscaling_target_replicas)"),
+        stat("Ongoing HTTP requests", "sum(ray_serve_num_ongoing_http_requests)"),
+        row("Traffic and errors"),
+        _throughput(""),
+        timeseries(
+            "Error rate (5xx)",
+            [(f"sum by (application, route) ({errors})", "{{application}} {{route}}")],
+            description="HTTP requests answered with a 5xx, by application and route.",
+            unit="reqps",
+        ),
+        row("Latency"),
+        _latency(""),
+        timeseries(
+            "HTTP request latency p50 / p95 / p99",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le, application) ({http_latency}))",
+                    f"{_pct(q)} {{{{application}}}}",
+                )
+                for q in (0.5, 0.95, 0.99)
+            ],
+            description="Latency seen by Serve's HTTP proxy, per application.", unit="ms",
+        ),
+        *_replica_panels("", desired=False),
+        *_cluster_panels(),
+    ]
+    return dashboard(
+        SERVE_UID, "Ray Serve Dashboard", panels, tags=("ray-serve",),
+        description="Request throughput, errors, latency percentiles and replicas of Ray Serve.",
+    )
+
+
+def deployment_dashboard() -> dict[str, Any]:
+    """Ray Serve Deployment Dashboard: the same signals for the chosen application/deployment."""
+    replicas = "ray_serve_num_deployment_replicas"
+    variables = [
+        query_variable("application", "Application", f"label_values({replicas}, application)"),
+        query_variable(
+            "deployment", "Deployment",
+            f'label_values({replicas}{{application=~"$application"}}, deployment)',
+        ),
+    ]
+    app_errors = 'ray_serve_num_router_requests_errors_total{application=~"$application"}'
+    app_error_rate = f"sum by (application, route) (rate({app_errors}[{W}]))"
+    panels = [
+        row("Overview"),
+        stat("Healthy replicas", f"sum({_m(replicas, SEL)})"),
+        stat("Target replicas", f"sum({_m('ray_serve_autoscaling_target_replicas', SEL)})"),
+        stat(
+            "Requests/s", f"sum(rate({_m('ray_serve_num_router_requests_total', SEL)}[{W}]))",
+            unit="reqps",
+        ),
+        stat(
+            "Slowest p95", f"max({_latency(SEL)['targets'][1]['expr']})",
+            description="The highest p95 processing latency among the chosen deployments.",
+            unit="ms",
+        ),
+        stat(
+            "Replica starts (1h)",
+            f"sum(increase({_m('ray_serve_deployment_replica_starts_total', SEL)}[1h]))",
+        ),
+        stat(
+            "Replica failures (1h)",
+            f"sum(increase({_m('ray_serve_deployment_replica_failures_total', SEL)}[1h]))",
+            red_at=1,
+        ),
+        row("Traffic and latency"),
+        _throughput(SEL, width=8),
+        _latency(SEL, width=8),
+        timeseries(
+            "Application 5xx errors",
+            [(app_error_rate, "{{application}} {{route}}")],
+            description="5xx answers of the chosen applications (no deployment label on errors).",
+            unit="reqps", width=8,
+        ),
+        *_replica_panels(SEL, desired=True),
+    ]
+    return dashboard(
+        DEPLOYMENT_UID, "Ray Serve Deployment Dashboard", panels, variables=variables,
+        tags=("ray-serve",), description="Chosen Serve deployments in detail.",
+    )
+
+
+def _model_quantiles(metric: str, recorded: bool = True) -> list[tuple[str, str]]:
+    """p50/p95 per model of a vLLM histogram: a recorded guide name, or an exported _bucket."""
+    series = metric if recorded else f"rate({metric}[{W}])"
+    return [
+        (
+            f"histogram_quantile({q}, sum by (le, model_name) ({series}))",
+            f"{_pct(q)} {{{{model_name}}}}",
+        )
+        for q in (0.5, 0.95)
+    ]
+
+
+def llm_dashboard() -> dict[str, Any]:
+    """LLM Dashboard: vLLM engine latency, load, KV cache and token throughput per model."""
+    kv_cache = "avg(vllm:gpu_cache_usage_perc) * 100"  # the guide's example panel
+    ttft = _model_quantiles("vllm:time_to_first_token_seconds")
+    preemptions = f"sum(rate(ray_vllm_num_preemptions_total[{W}])) or vector(0)"
+    tokens = "sum by (model_name) (rate(vllm:{}_tokens_total[" + W + "]))"
+    finished = f"sum by (model_name, finished_reason) (rate(ray_vllm_request_success_total[{W}]))"
+    panels = [
+        row("Overview"),
+        stat(
+            "KV cache usage (%)", kv_cache, unit="percent", red_at=80,
+            description="Average KV cache use of the engines; alert threshold 80%.",
+        ),
+        stat(
+            "TTFT p95", f"max({ttft[1][0]})", unit="s", red_at=2,
+            description="Time to first token, p95 of the slowest model; alert threshold 2 s.",
+        ),
+        stat("Running requests", "sum(vllm:num_requests_running)"),
+        stat("Waiting requests", "sum(vllm:num_requests_waiting)", red_at=1),
+        stat("Generation tokens/s", f"sum(rate(vllm:generation_tokens_total[{W}]))"),
+        stat(
+            "Preemptions/s", preemptions, red_at=0.01,
+            description="Requests preempted for lack of KV cache; above 0 the cache is too small.",
+        ),
+        row("Latency"),
+        timeseries("Time to first token p50 / p95", ttft, unit="s", width=8, red_at=2),
+        timeseries(
+            "Time per output token p50 / p95",
+            _model_quantiles("vllm:time_per_output_token_seconds"),
+            description="Time between generated tokens after the first.", unit="s", width=8,
+        ),
+        timeseries(
+            "End-to-end request latency p50 / p95",
+            _model_quantiles("ray_vllm_e2e_request_latency_seconds_bucket", recorded=False),
+            description="Time each request spent in the engine, from arrival to its last token.",
+            unit="s", width=8,
+        ),
+        row("Load and KV cache"),
+        timeseries(
+            "KV cache usage by replica (%)",
+            [
+                (kv_cache, "average"),
+                ("100 * max by (model_name, ReplicaId) (vllm:gpu_cache_usage_perc)",
+                 "{{model_name}} {{ReplicaId}}"),
+            ],
+            description="KV cache use of each engine replica; near 100% requests wait or are "
+            "preempted.", unit="percent", width=8, red_at=80,
+        ),
+        timeseries(
+            "Requests running / waiting",
+            [
+                ("sum by (model_name) (vllm:num_requests_running)", "running {{model_name}}"),
+                ("sum by (model_name) (vllm:num_requests_waiting)", "waiting {{model_name}}"),
+            ],
+            description="Requests in the engines' batches, and queued for a slot or KV cache.",
+            width=8,
+        ),
+        timeseries(
+            "KV cache preemptions/s", [(preemptions, "preemptions")], width=8,
+            description="Requests preempted (their KV cache evicted) per second.",
+        ),
+        row("Throughput"),
+        timeseries(
+            "Tokens/s: prompt and generation",
+            [
+                (tokens.format("prompt"), "prompt {{model_name}}"),
+                (tokens.format("generation"), "generation {{model_name}}"),
+            ],
+            description="Prompt tokens processed and tokens generated per second.",
+        ),
+        timeseries(
+            "Finished requests/s by reason", [(finished, "{{model_name}} {{finished_reason}}")],
+            description="Requests the engines finished, by reason (stop, length, abort).",
+            unit="reqps",
+        ),
+    ]
+    return dashboard(
+        LLM_UID, "LLM Dashboard", panels, tags=("llm", "vllm"),
+        description="vLLM engines: latency, load, KV cache and token throughput per model.",
+    )
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """Every dashboard, by the file name it is written to."""
+    return {
+        "ray-serve.json": serve_dashboard(),
+        "ray-serve-deployment.json": deployment_dashboard(),
+        "llm.json": llm_dashboard(),
+    }
+
+
+def render_dashboards() -> dict[str, str]:
+    """Every dashboard's file text (stable: sorted keys, indent 2, trailing newline)."""
+    return {
+        name: json.dumps(board, indent=2, sort_keys=True) + "\n"
+        for name, board in dashboards().items()
+    }
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, expr) of every target, runnable as is against Prometheus.
+
+    Template variables become a regex matching every value, as Grafana's "All" does (panels use
+    them only in `=~` matchers).
+    """
+    queries = []
+    for board in dashboards().values():
+        names = {variable["name"] for variable in board["templating"]["list"]}
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                expr = resolve_variables(target["expr"], names)
+                queries.append((board["uid"], panel["title"], expr))
+    return queries
+
+
+def write_dashboards(directory: Path) -> list[Path]:
+    """Write every dashboard into `directory` (created if missing); the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_dashboards().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,85 @@
+"""Prometheus, Alertmanager and the alert receiver in local mode, from deploy/ configs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from gpucluster.config import Config
+from gpucluster.runtime.edge import DEPLOY_DIR, render
+from gpucluster.runtime.state import StateDir
+from gpucluster.runtime.supervisor import ServiceSpec
+
+PROMETHEUS_BINARY = "/usr/bin/prometheus"
+ALERTMANAGER_BINARY = "/usr/bin/prometheus-alertmanager"
+RETENTION = "15d"
+
+
+def prepare_prometheus(config: Config, state: StateDir) -> Path:
+    """Copy deploy/prometheus (config and rules) into the state dir; point it at Alertmanager."""
+    target = state.prometheus_dir
+    rules = target / "rules"
+    rules.mkdir(parents=True, exist_ok=True)
+    for old in rules.glob("*.yml"):
+        old.unlink()
+    shutil.copy(DEPLOY_DIR / "prometheus" / "prometheus.yml", target / "prometheus.yml")
+    for rule_file in (DEPLOY_DIR / "prometheus" / "rules").glob("*.yml"):
+        shutil.copy(rule_file, rules / rule_file.name)
+    alertmanager = f"{config.platform.bind_host}:{config.platform.ports.alertmanager}"
+    (target / "alertmanagers.json").write_text(
+        json.dumps([{"targets": [alertmanager]}]), encoding="utf-8"
+    )
+    return target / "prometheus.yml"
+
+
+def prepare_alertmanager(config: Config, state: StateDir) -> Path:
+    """Render deploy/alertmanager/alertmanager.yml with the local receiver's URL."""
+    state.alertmanager_dir.mkdir(parents=True, exist_ok=True)
+    host, port = config.platform.bind_host, config.platform.ports.alert_receiver
+    text = render(
+        (DEPLOY_DIR / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"),
+        {"ALERT_RECEIVER_URL": f"http://{host}:{port}/alerts"},
+    )
+    path = state.alertmanager_dir / "alertmanager.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def monitoring_services(config: Config, state: StateDir) -> list[ServiceSpec]:
+    """Prometheus, Alertmanager and the receiver, each bound to the platform's loopback host."""
+    host = config.platform.bind_host
+    ports = config.platform.ports
+    prometheus_yml = prepare_prometheus(config, state)
+    alertmanager_yml = prepare_alertmanager(config, state)
+    return [
+        ServiceSpec(
+            name="prometheus",
+            argv=[
+                PROMETHEUS_BINARY,
+                f"--config.file={prometheus_yml}",
+                f"--storage.tsdb.path={state.prometheus_dir / 'data'}",
+                f"--storage.tsdb.retention.time={RETENTION}",
+                f"--web.listen-address={host}:{ports.prometheus}",
+                "--web.enable-lifecycle",
+            ],
+        ),
+        ServiceSpec(
+            name="alertmanager",
+            argv=[
+                ALERTMANAGER_BINARY,
+                f"--config.file={alertmanager_yml}",
+                f"--storage.path={state.alertmanager_dir / 'data'}",
+                f"--web.listen-address={host}:{ports.alertmanager}",
+                "--cluster.listen-address=",
+            ],
+        ),
+        ServiceSpec(
+            name="alert-receiver",
+            argv=[
+                sys.executable, "-m", "gpucluster.runtime.alert_receiver",
+                host, str(ports.alert_receiver), str(state.log("alerts")),
+            ],
+        ),
+    ]
