@@ -7,8 +7,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3.11}"
 LOCK="$ROOT/requirements/cpu.lock"
-# nginx: the edge proxy; chromium: the dashboard browser test; curl, jq: the guide's commands
-APT_PACKAGES=(curl jq procps nginx chromium)
+# nginx: the edge proxy; prometheus (with promtool), prometheus-alertmanager: monitoring;
+# chromium: the dashboard browser test; curl, jq: the guide's commands
+APT_PACKAGES=(curl jq procps nginx prometheus prometheus-alertmanager chromium)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

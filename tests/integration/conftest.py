@@ -24,6 +24,7 @@ UP_TIMEOUT_S = 1200
 KEYS = {"main": "test-key-main-0123", "limits": "test-key-limits-4567", "fuzz": "test-key-fuzz-89ab"}
 RATE_LIMIT_RPS = 50
 RATE_LIMIT_BURST = 100
+MAX_NUM_SEQS = 4  # small, so that tests can make requests queue
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,10 @@ class LivePlatform:
     model: str
     up_seconds: float
     keys_file: Path
+    state_dir: Path
     dashboard_user: str
     dashboard_password: str
+    max_num_seqs: int = MAX_NUM_SEQS
 
     @property
     def keys(self) -> dict[str, str]:
@@ -57,6 +60,14 @@ class LivePlatform:
     def base(self) -> str:
         """The nginx proxy."""
         return self.api.removesuffix("/v1")
+
+    @property
+    def prometheus(self) -> str:
+        return self.endpoints["prometheus"]
+
+    @property
+    def alertmanager(self) -> str:
+        return self.endpoints["alertmanager"]
 
     @property
     def serve(self) -> str:
@@ -86,6 +97,9 @@ def live(tmp_path_factory) -> LivePlatform:
     keys_file.write_text("# test keys\n" + "\n".join(KEYS.values()) + "\n")
     config = root / "platform.yaml"
     config.write_text(
+        "models:\n"
+        f"  - id: {BUILTIN_MODEL_ID}\n"
+        f"    max_num_seqs: {MAX_NUM_SEQS}\n"
         "platform:\n"
         f"  state_dir: {root / 'state'}\n"
         "  security:\n"
@@ -110,6 +124,7 @@ def live(tmp_path_factory) -> LivePlatform:
         model=BUILTIN_MODEL_ID,
         up_seconds=data["seconds"],
         keys_file=keys_file,
+        state_dir=state_dir,
         dashboard_user=data["dashboard_user"],
         dashboard_password=data["dashboard_password"],
     )

@@ -1,0 +1,41 @@
+"""Prometheus and Alertmanager configs as local mode prepares them pass their own checkers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from gpucluster.config import load_config
+from gpucluster.runtime.monitoring import monitoring_services, prepare_alertmanager, prepare_prometheus
+from gpucluster.runtime.state import StateDir
+
+
+def test_prepared_prometheus_config_passes_promtool(tmp_path):
+    state = StateDir(tmp_path)
+    state.ensure()
+    config_file = prepare_prometheus(load_config(None, env={}), state)
+    assert json.loads((config_file.parent / "alertmanagers.json").read_text()) == [
+        {"targets": ["127.0.0.1:19093"]}
+    ]
+    assert (config_file.parent / "rules" / "guide-names.yml").exists()
+    result = subprocess.run(["promtool", "check", "config", str(config_file)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rendered_alertmanager_config_passes_amtool(tmp_path):
+    state = StateDir(tmp_path)
+    state.ensure()
+    path = prepare_alertmanager(load_config(None, env={}), state)
+    assert "http://127.0.0.1:19094/alerts" in path.read_text()
+    result = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_monitoring_listens_on_loopback_only(tmp_path):
+    state = StateDir(tmp_path)
+    state.ensure()
+    services = {s.name: s for s in monitoring_services(load_config(None, env={}), state)}
+    assert "--web.listen-address=127.0.0.1:19090" in services["prometheus"].argv
+    assert "--web.listen-address=127.0.0.1:19093" in services["alertmanager"].argv
+    assert "--cluster.listen-address=" in services["alertmanager"].argv  # no gossip port
+    assert services["alert-receiver"].argv[-3:-1] == ["127.0.0.1", "19094"]
