@@ -54,6 +54,21 @@ def _scaled_cdf(source: str, by: str) -> str:
     return f"(({cdf}) * ignoring(le) group_left() ({mean} / {share_avg})) and ignoring(le) ({seen})"
 
 
+def _gauge_or_idle_zero(source: str) -> str:
+    """An engine gauge, or 0 for each live replica whose engine has not stepped lately.
+
+    vLLM sets its gauges only when the engine steps, and Ray drops a gauge that was not set for
+    two export intervals: an idle engine's `running`, `waiting` and KV cache gauges vanish. For
+    a live replica (healthy per the Serve controller) whose engine has served before (its
+    counters exist), no recent step means idle, so the value is 0.
+    """
+    live = (
+        'label_replace(ray_serve_deployment_replica_healthy == 1, "ReplicaId", "$1", "replica", "(.*)")'
+    )
+    idle = f"0 * max by (ReplicaId, model_name) (ray_vllm_prompt_tokens_total) and on(ReplicaId) {live}"
+    return f"{source} or on(ReplicaId) ({idle})"
+
+
 def _or_zero(expr: str, like: str) -> str:
     """`expr`, or 0 for every series of `like` when `expr` has none yet (lazy counters)."""
     return f"({expr}) or ({like} * 0)"
@@ -138,20 +153,20 @@ GUIDE_METRICS: tuple[GuideMetric, ...] = (
     GuideMetric(
         "vllm:gpu_cache_usage_perc",
         "KV cache use of each engine, 0-1 (GPU or, on CPU, the VLLM_CPU_KVCACHE_SPACE cache).",
-        ("ray_vllm_kv_cache_usage_perc",),
-        "ray_vllm_kv_cache_usage_perc",
+        ("ray_vllm_kv_cache_usage_perc", "ray_vllm_prompt_tokens_total", "ray_serve_deployment_replica_healthy"),
+        _gauge_or_idle_zero("ray_vllm_kv_cache_usage_perc"),
     ),
     GuideMetric(
         "vllm:num_requests_running",
         "Requests each engine is running.",
-        ("ray_vllm_num_requests_running",),
-        "ray_vllm_num_requests_running",
+        ("ray_vllm_num_requests_running", "ray_vllm_prompt_tokens_total", "ray_serve_deployment_replica_healthy"),
+        _gauge_or_idle_zero("ray_vllm_num_requests_running"),
     ),
     GuideMetric(
         "vllm:num_requests_waiting",
         "Requests queued in each engine, waiting for KV cache or a batch slot.",
-        ("ray_vllm_num_requests_waiting",),
-        "ray_vllm_num_requests_waiting",
+        ("ray_vllm_num_requests_waiting", "ray_vllm_prompt_tokens_total", "ray_serve_deployment_replica_healthy"),
+        _gauge_or_idle_zero("ray_vllm_num_requests_waiting"),
     ),
     GuideMetric(
         "vllm:prompt_tokens_total",

@@ -1,0 +1,307 @@
+"""`gpucluster capacity`: how a model fits on an accelerator, and how many replicas a load needs.
+
+Registered by the main app with `app.command("capacity")(capacity)`. Exit codes: 0 the model
+fits, 1 it does not (the output names the smallest tensor-parallel size that would), 2 usage
+error (unknown GPU or model, inputs vLLM would refuse).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gpucluster.config import Config, ConfigError, ModelConfig, load_config
+from gpucluster.ops.capacity import (
+    KV_CACHE_DTYPES,
+    WEIGHT_DTYPES,
+    CapacityInputError,
+    CapacityPlan,
+    Load,
+    normalise_dtype,
+    parse_params,
+    plan,
+    resolve_model,
+)
+from gpucluster.ops.hardware import CPU, GiB, UnknownNameError, find_gpu, gpu_names
+
+# Declared here rather than imported from cli.main, which imports this module.
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Platform config file (YAML): plan one of its models with its "
+        "settings. Default: $GPUCLUSTER_CONFIG, else the built-in model on CPU.", dir_okay=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+HF_CACHE = Path("~/.cache/huggingface/hub")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int, as_json: bool) -> NoReturn:
+    if as_json:
+        print(json.dumps({"ok": False, "error": message}))
+    else:
+        err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def capacity(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m",
+        help="A model directory or config.json, a Hugging Face id in the local hub cache, the "
+        "built-in model id, or a table model (e.g. Qwen/Qwen2.5-32B-Instruct). "
+        "Default: the config's first model.",
+    )] = None,
+    gpu: Annotated[str | None, typer.Option(
+        "--gpu", "-g",
+        help=f"Accelerator: {', '.join(gpu_names())}. Default: cpu for a configured CPU model.",
+    )] = None,
+    tp: Annotated[int | None, typer.Option("--tp", help="Tensor-parallel size.")] = None,
+    max_model_len: Annotated[int | None, typer.Option(
+        "--max-model-len",
+        help="Context length (prompt + output). Default: the config's, else the model's.",
+    )] = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option(
+        "--gpu-memory-utilization", help="Share of GPU memory vLLM may use (default 0.9).",
+    )] = None,
+    dtype: Annotated[str | None, typer.Option(
+        "--dtype", help=f"Weight dtype: {', '.join(WEIGHT_DTYPES)} (auto: the model's).",
+    )] = None,
+    kv_cache_dtype: Annotated[str | None, typer.Option(
+        "--kv-cache-dtype",
+        help=f"KV cache dtype: {', '.join(KV_CACHE_DTYPES)} (auto: the compute dtype).",
+    )] = None,
+    kv_cache_gib: Annotated[float | None, typer.Option(
+        "--kv-cache-gib",
+        help="cpu only: the KV cache size (VLLM_CPU_KVCACHE_SPACE); default the config's, else 1.",
+    )] = None,
+    bandwidth_gbs: Annotated[float | None, typer.Option(
+        "--bandwidth-gbs",
+        help="Memory bandwidth per device in GB/s (overrides the table; needed on cpu).",
+    )] = None,
+    tflops: Annotated[float | None, typer.Option(
+        "--tflops", help="Peak dense bf16 TFLOP/s per device (overrides the table; cpu: none).",
+    )] = None,
+    memory_gib: Annotated[float | None, typer.Option(
+        "--memory-gib", help="GPU memory per device in GiB (overrides the table).",
+    )] = None,
+    overhead_gib: Annotated[float | None, typer.Option(
+        "--overhead-gib",
+        help="Per-GPU memory besides weights and KV cache (default 3 GiB, +2 GiB when tp > 1).",
+    )] = None,
+    block_size: Annotated[int | None, typer.Option(
+        "--block-size", help="KV cache block in tokens (default: vLLM's, 16 on GPU, 128 on cpu).",
+    )] = None,
+    max_num_seqs: Annotated[int | None, typer.Option(
+        "--max-num-seqs",
+        help="Most sequences one engine batches (default: the config's, else vLLM's).",
+    )] = None,
+    params: Annotated[str | None, typer.Option(
+        "--params",
+        help="Parameter count, e.g. 32.8B (default: the table's, or counted from the config).",
+    )] = None,
+    rps: Annotated[float | None, typer.Option(
+        "--rps", help="Target load in requests/s: adds the replicas it needs.",
+    )] = None,
+    input_tokens: Annotated[int | None, typer.Option(
+        "--input-tokens", help="Prompt tokens per request (with --rps).",
+    )] = None,
+    output_tokens: Annotated[int | None, typer.Option(
+        "--output-tokens", help="Generated tokens per request (with --rps).",
+    )] = None,
+    hf_cache: Annotated[Path, typer.Option(
+        "--hf-cache", file_okay=False,
+        help="Hugging Face hub cache to look model ids up in (never downloads).",
+    )] = HF_CACHE,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:  # fmt: skip
+    """Plan memory, KV cache, decode throughput and replicas for a model on a GPU type."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc), 2, as_json)
+    configured = _configured(cfg, model)
+    defaults = _config_settings(configured) if configured else {}
+    source = configured.source if configured else model
+    gpu_name = gpu or ("cpu" if configured and configured.accelerator == "cpu" else None)
+    if gpu_name is None:
+        hint = f"model {configured.id} runs on GPUs: " if configured else ""
+        _fail(f"{hint}pass --gpu, one of: {', '.join(gpu_names())}", 2, as_json)
+    if (input_tokens is None) != (output_tokens is None) or (
+        rps is not None and input_tokens is None
+    ):
+        _fail("--rps needs both --input-tokens and --output-tokens", 2, as_json)
+
+    def pick(value: Any, key: str, fallback: Any = None) -> Any:
+        return value if value is not None else defaults.get(key, fallback)
+
+    try:
+        device = find_gpu(gpu_name)
+        shape = resolve_model(
+            source, model_cache_dir=cfg.platform.model_cache_dir, hf_cache_dir=hf_cache,
+            params=parse_params(params) if params is not None else None,
+        )
+        result = plan(
+            shape, device,
+            tp=pick(tp, "tp", 1),
+            max_model_len=pick(max_model_len, "max_model_len"),
+            gpu_memory_utilization=pick(gpu_memory_utilization, "gpu_memory_utilization", 0.9),
+            dtype=pick(dtype, "dtype", "auto"),
+            kv_cache_dtype=pick(kv_cache_dtype, "kv_cache_dtype", "auto"),
+            kv_cache_gib=pick(kv_cache_gib, "kv_cache_gib") if device.name == CPU else kv_cache_gib,
+            bandwidth_gbs=bandwidth_gbs, tflops=tflops, memory_gib=memory_gib,
+            overhead_gib=overhead_gib,
+            block_size=pick(block_size, "block_size"),
+            max_num_seqs=pick(max_num_seqs, "max_num_seqs"),
+            load=Load(rps, input_tokens, output_tokens) if rps is not None else None,
+        )  # fmt: skip
+    except (CapacityInputError, UnknownNameError) as exc:
+        _fail(str(exc), 2, as_json)
+    if as_json:
+        print(json.dumps({"ok": result.fits, **dataclasses.asdict(result)}, indent=2))
+    else:
+        _render(result)
+    if not result.fits:
+        raise typer.Exit(1)
+
+
+def _configured(cfg: Config, model: str | None) -> ModelConfig | None:
+    """The configured model planned: the first one, or the one whose id is `model`."""
+    if model is None:
+        return cfg.models[0] if cfg.models else None
+    return next((m for m in cfg.models if m.id == model), None)
+
+
+def _config_settings(model: ModelConfig) -> dict[str, Any]:
+    """Planning inputs from a model's config, `engine_kwargs` winning as they do for vLLM."""
+    kwargs = model.engine_kwargs
+    values = {
+        "tp": kwargs.get("tensor_parallel_size", model.tensor_parallel_size),
+        "max_model_len": kwargs.get("max_model_len", model.max_model_len),
+        "gpu_memory_utilization": kwargs.get(
+            "gpu_memory_utilization", model.gpu_memory_utilization
+        ),
+        "dtype": normalise_dtype(kwargs.get("dtype", model.dtype)),
+        "kv_cache_dtype": normalise_dtype(kwargs.get("kv_cache_dtype")),
+        "block_size": kwargs.get("block_size"),
+        "max_num_seqs": kwargs.get("max_num_seqs", model.max_num_seqs),
+        "kv_cache_gib": model.cpu_kvcache_gib,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _gib(value: float | None) -> str:
+    return "-" if value is None else f"{value / GiB:,.2f} GiB"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} tok/s"
+
+
+def _render(p: CapacityPlan) -> None:
+    m, g = p.model, p.gpu
+    table = Table(title=f"{m.name} on {g.name} x tp {p.tp}", title_justify="left")
+    for column in ("quantity", "value", "how"):
+        table.add_column(column, overflow="fold")
+    bandwidth = f"{p.bandwidth_bytes_per_s / 1e9:,.0f} GB/s" if p.bandwidth_bytes_per_s else "-"
+    flops = f"{p.flops_per_s / 1e12:,.0f} TFLOP/s" if p.flops_per_s else "-"
+    rows = [
+        ("model", f"{m.num_layers} layers, {m.num_attention_heads} heads / {m.num_kv_heads} KV "
+         f"heads x {m.head_dim}, {m.params / 1e9:,.2f} B params", m.source),
+        ("device", f"{_gib(p.memory_bytes_per_gpu)}, {bandwidth}, {flops}",
+         g.note or "memory: nvidia-smi total; bandwidth, dense bf16 FLOP/s: vendor peak"),
+        ("weights / GPU", _gib(p.weight_bytes_per_gpu), f"params x {p.weight_dtype} / tp"),
+    ]
+    if g.is_cpu:
+        rows.append(("KV cache", _gib(p.kv_cache_bytes_per_gpu), "--kv-cache-gib"))
+    else:
+        rows += [
+            ("usable / GPU", _gib(p.usable_bytes_per_gpu),
+             f"memory x gpu_memory_utilization {p.gpu_memory_utilization:g}"),
+            ("overhead / GPU", _gib(p.overhead_bytes_per_gpu), "activations, CUDA graphs, NCCL"),
+            ("KV cache / GPU", _gib(p.kv_cache_bytes_per_gpu), "usable - weights - overhead"),
+        ]
+    heads = f"{p.kv_heads_per_gpu} KV head(s)/GPU" + (", replicated" if p.kv_replicated else "")
+    rows += [
+        ("KV bytes / token", f"{p.kv_bytes_per_token:,} B ({p.kv_bytes_per_token_per_gpu:,} B/GPU)",
+         f"2 x layers x KV heads x head_dim x {p.kv_cache_dtype}; {heads}"),
+        ("KV capacity", f"{p.kv_token_capacity:,} tokens",
+         f"{p.kv_blocks:,} blocks of {p.block_size} (vLLM logs {p.vllm_reported_kv_tokens:,})"),
+        ("concurrency", f"{p.max_concurrency:,.2f}x {p.max_model_len:,} tokens",
+         f"{p.max_sequences_at_max_model_len:,} full-length sequences; "
+         f"max_num_seqs {p.max_num_seqs}"),
+        ("decode bound", _rate(p.decode_tokens_per_s),
+         f"batch {p.decode_batch} at {p.decode_context_tokens:,} tokens of context"
+         + (f", {p.decode_limit.replace('_', ' ')} bound" if p.decode_limit else "")
+         + f"; one sequence alone {_rate(p.decode_tokens_per_s_single)}"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    _render_load(p)
+    _render_tp(p)
+    verdict = "[green]fits[/]" if p.fits else "[bold red]does not fit[/]"
+    out.print(f"{verdict}: {p.reason}", highlight=False)
+    for note in p.notes:
+        out.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+def _render_load(p: CapacityPlan) -> None:
+    if p.load is None:
+        return
+    load = p.load
+    table = Table(title=f"load: {load.rps:g} req/s x ({load.input_tokens} in + "
+                  f"{load.output_tokens} out) tokens", title_justify="left")  # fmt: skip
+    for column in ("quantity", "value", "how"):
+        table.add_column(column, overflow="fold")
+    prefill = load.prefill_seconds_per_request
+    rows = [
+        ("sequences / replica", f"{load.sequences_per_replica:,}",
+         f"limit: {load.concurrency_limit.replace('_', ' ')}"),
+        ("decode bound / replica", _rate(load.replica_decode_tokens_per_s), "at that batch"),
+        ("decode needed", _rate(load.required_decode_tokens_per_s), "rps x output tokens"),
+        ("prefill / request", "-" if prefill is None else f"{prefill * 1e3:,.1f} ms",
+         "2 x params x input tokens / (tp x FLOP/s)"),
+    ]
+    if load.replicas is not None:
+        prefill_part = load.prefill_replica_seconds or 0.0
+        rows += [
+            ("replicas", f"{load.replicas} ({load.gpus} GPUs)",
+             f"ceil({load.decode_replica_seconds:.2f} decode + {prefill_part:.2f} prefill); "
+             f"{load.binding} binds"),
+            ("batch / replica", f"{load.steady_batch_per_replica:,.1f}", "Little's law"),
+            ("time / request", f"{load.request_seconds:,.2f} s", "prefill + output x step"),
+            ("in flight", f"{load.in_flight_sequences:,.1f}", "rps x time / request"),
+            ("KV share of step bytes", f"{load.kv_share_of_step_bytes:.0%}", "at the full batch"),
+        ]
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _render_tp(p: CapacityPlan) -> None:
+    table = Table(title="tensor-parallel options", title_justify="left")
+    columns = ("tp", "fits", "weights/GPU", "KV/GPU", "KV tokens", "max seqs", "decode bound",
+               "note")  # fmt: skip
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for o in p.tp_options:
+        if not o.valid:
+            table.add_row(str(o.tp), "-", "-", "-", "-", "-", "-", o.reason)
+            continue
+        table.add_row(
+            str(o.tp), "yes" if o.fits else "no", _gib(o.weight_bytes_per_gpu),
+            _gib(o.kv_cache_bytes_per_gpu), f"{o.kv_token_capacity:,}",
+            f"{o.max_sequences_at_max_model_len:,}", _rate(o.decode_tokens_per_s),
+            "" if o.fits else o.reason,
+        )
+    out.print(table)

@@ -1,0 +1,196 @@
+"""`gpucluster diagnose`: the guide's troubleshooting procedures, as rules over evidence.
+
+`gather()` reads the platform over HTTP, Prometheus and the host (ports, GPU, logs) into a
+Snapshot; each rule is a pure function of the Snapshot returning findings with the evidence
+(value and the query or command) and the step to take. Findings come out most severe first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
+from gpucluster.ops.target import Target
+from gpucluster.runtime.logs import component_files, find_lines
+from gpucluster.runtime.processes import port_in_use, port_owner
+
+SD_FILE = Path("/tmp/ray/prom_metrics_service_discovery.json")
+RUNBOOK = "docs/runbooks/alerts.md"
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+GUIDE_ERRORS = ("ERROR: Model loading timeout", "ERROR: Out of memory", "ERROR: GPU allocation",
+                "ERROR: Model loading failed")
+KV_HIGH = 0.8
+LATENCY_HIGH_MS = 5000
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # critical | warning | info
+    title: str
+    evidence: str
+    step: str
+
+
+@dataclass
+class Snapshot:
+    """What diagnose saw. None means "could not be read"."""
+
+    running: bool = False
+    api_status: int | None = None
+    busy_ports: dict[str, str] = field(default_factory=dict)  # "name (port)" -> owner
+    wants_gpu: bool = False
+    gpu_tool: bool = False
+    sd_targets: int | None = None
+    prometheus_up: bool = False
+    ray_targets_down: list[str] = field(default_factory=list)
+    metrics_port_up: bool = False
+    kv_cache: float | None = None
+    waiting: float | None = None
+    p95_latency_ms: float | None = None
+    replicas: dict[str, tuple[float, float]] = field(default_factory=dict)  # deployment -> (now, max)
+    error_lines: list[str] = field(default_factory=list)
+
+
+def _http_status(url: str, headers: dict[str, str] | None = None) -> int | None:
+    try:
+        return httpx.get(url, headers=headers or {}, timeout=3).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def gather(target: Target) -> Snapshot:
+    """Read every source diagnose uses."""
+    snap = Snapshot(running=target.running)
+    snap.api_status = _http_status(f"{target.endpoints.openai_api}/models", target.auth_headers)
+    if snap.api_status is None:
+        host = target.config.platform.bind_host
+        for name, port in target.config.platform.ports.model_dump().items():
+            if name != "grafana" and port_in_use(port, host):
+                snap.busy_ports[f"{name} ({port})"] = port_owner(port) or "another process"
+    snap.wants_gpu = any(m.accelerator == "gpu" for m in target.config.models)
+    snap.gpu_tool = shutil.which("nvidia-smi") is not None
+    try:
+        snap.sd_targets = sum(len(g.get("targets", [])) for g in json.loads(SD_FILE.read_text()))
+    except (OSError, ValueError):
+        snap.sd_targets = None
+    snap.metrics_port_up = _http_status(target.endpoints.ray_metrics) == 200
+    _gather_metrics(snap, Prometheus(target.endpoints.prometheus), target)
+    files = component_files(target.state, "serve") + component_files(target.state, "platform")
+    snap.error_lines = find_lines(files, GUIDE_ERRORS, limit=5)
+    return snap
+
+
+def _gather_metrics(snap: Snapshot, prom: Prometheus, target: Target) -> None:
+    try:
+        targets = prom.client.get(f"{prom.base_url}/api/v1/targets").json()["data"]["activeTargets"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return
+    snap.prometheus_up = True
+    snap.ray_targets_down = [
+        t["scrapeUrl"] for t in targets if t["labels"].get("job") == "ray" and t["health"] != "up"
+    ]
+    try:
+        snap.kv_cache = prom.scalar("avg(vllm:gpu_cache_usage_perc)")
+        snap.waiting = prom.scalar("sum(vllm:num_requests_waiting)")
+        snap.p95_latency_ms = prom.scalar(
+            "max(histogram_quantile(0.95, serve_deployment_processing_latency_ms))"
+        )
+        current = prom.by_label("ray_serve_num_deployment_replicas", "deployment")
+    except PrometheusUnavailable:
+        return
+    bounds = {f"PlatformLLMServer:{m.id}": m.replicas.max for m in target.config.models}
+    snap.replicas = {d: (now, bounds[d]) for d, now in current.items() if d in bounds}
+
+
+# --- rules: Snapshot -> findings ---------------------------------------------------------
+
+def rule_not_running(s: Snapshot) -> list[Finding]:
+    if s.api_status is not None:
+        return []
+    ports = "; ".join(f"{p} held by {owner}" for p, owner in s.busy_ports.items())
+    if s.busy_ports and not s.running:
+        return [Finding("critical", "Ports the platform needs are taken",
+                        f"busy: {ports} (platform not running)",
+                        "Stop what holds them (lsof -i :PORT) or set other ports in the config "
+                        "(NGINX_HTTP_PORT, RAY_DASHBOARD_PORT, platform.ports.*); then gpucluster up")]
+    return [Finding("critical", "The API does not answer",
+                    "GET /v1/models through nginx: no answer",
+                    "gpucluster logs platform; gpucluster logs serve; then gpucluster down && gpucluster up")]
+
+
+def rule_gpu(s: Snapshot) -> list[Finding]:
+    if s.wants_gpu and not s.gpu_tool:
+        return [Finding("critical", "A model asks for GPUs but none is visible",
+                        "accelerator: gpu in the config; nvidia-smi not found",
+                        "Install the NVIDIA driver / expose GPUs to this host, or set accelerator: cpu")]
+    return []
+
+
+def rule_engine_errors(s: Snapshot) -> list[Finding]:
+    if not s.error_lines:
+        return []
+    return [Finding("critical", "The engine logged start-up errors", " | ".join(s.error_lines[-3:]),
+                    f"gpucluster logs engine; see {RUNBOOK} and docs/operator-guide.md#out-of-memory")]
+
+
+def rule_metrics(s: Snapshot) -> list[Finding]:
+    findings = []
+    if not s.prometheus_up:
+        findings.append(Finding("critical", "Metrics not appearing: Prometheus does not answer",
+                                "GET /api/v1/targets on :19090 failed",
+                                "gpucluster logs prometheus; gpucluster logs supervisor (it restarts Prometheus)"))
+    if s.sd_targets is None or s.sd_targets == 0:
+        findings.append(Finding("critical", "Metrics not appearing: no service discovery targets",
+                                f"{SD_FILE}: {'missing' if s.sd_targets is None else 'no targets'}",
+                                "Ray writes it at start: check gpucluster logs ray; restart the platform"))
+    if s.ray_targets_down:
+        findings.append(Finding("critical", "Metrics not appearing: Ray targets down",
+                                f"up{{job=\"ray\"}} == 0 for {', '.join(s.ray_targets_down)}",
+                                f"curl {s.ray_targets_down[0]}; {RUNBOOK}#raytargetdown"))
+    if not s.metrics_port_up and s.api_status is not None:
+        findings.append(Finding("critical", "Metrics not appearing: Ray metrics port does not answer",
+                                "GET http://127.0.0.1:8080/metrics failed", "gpucluster logs ray"))
+    return findings
+
+
+def rule_saturation(s: Snapshot) -> list[Finding]:
+    findings = []
+    if s.kv_cache is not None and s.kv_cache > KV_HIGH:
+        findings.append(Finding("warning", "KV cache nearly full",
+                                f"avg(vllm:gpu_cache_usage_perc) = {s.kv_cache:.2f} (> {KV_HIGH})",
+                                f"{RUNBOOK}#kvcachesaturation: add replicas (replicas.max), more KV cache "
+                                "(cpu_kvcache_gib / gpu_memory_utilization) or a shorter max_model_len"))
+    if s.waiting is not None and s.waiting > 0:
+        at_max = [d for d, (now, most) in s.replicas.items() if now >= most]
+        scale = (f"; {', '.join(at_max)} already at replicas.max: raise it" if at_max
+                 else "; the autoscaler should add replicas")
+        findings.append(Finding("warning", "Requests are queueing",
+                                f"sum(vllm:num_requests_waiting) = {s.waiting:g}",
+                                f"{RUNBOOK}#requestswaiting{scale}"))
+    if s.p95_latency_ms is not None and s.p95_latency_ms > LATENCY_HIGH_MS:
+        findings.append(Finding("warning", "High latency",
+                                f"histogram_quantile(0.95, serve_deployment_processing_latency_ms) = "
+                                f"{s.p95_latency_ms:.0f} ms (> {LATENCY_HIGH_MS})",
+                                f"{RUNBOOK}#highprocessinglatency: check KV cache and waiting requests first"))
+    return findings
+
+
+RULES: list[Callable[[Snapshot], list[Finding]]] = [
+    rule_not_running, rule_gpu, rule_engine_errors, rule_metrics, rule_saturation,
+]
+
+
+def diagnose(snapshot: Snapshot) -> list[Finding]:
+    """Every rule's findings, most severe first."""
+    findings = [finding for rule in RULES for finding in rule(snapshot)]
+    return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+def as_dicts(findings: list[Finding]) -> list[dict]:
+    return [asdict(f) for f in findings]

@@ -1,0 +1,140 @@
+"""Reference tables for capacity planning: accelerators and the shapes of common models.
+
+GPU memory is the total `nvidia-smi` reports (memory.total, MiB): CUDA itself sees a few hundred
+MiB less (vLLM logs it as `total_gpu_memory`), which the planner's overhead allowance absorbs.
+Bandwidth is the vendor's peak HBM/GDDR figure (real kernels reach roughly 70-90 % of it) and
+FLOPs the peak dense (no sparsity) bf16/fp16 tensor-core rate.
+
+Model shapes are copied from each model's published config.json; `params` is the published
+parameter count (it equals `capacity.estimate_params` of the shape, which the tests check).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MiB = 2**20
+GiB = 2**30
+CPU = "cpu"
+
+
+class UnknownNameError(ValueError):
+    """A GPU or model name that no table knows; the message lists the known ones."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One accelerator type: memory per device and memory bandwidth per device."""
+
+    name: str
+    memory_bytes: int | None  # None for the `cpu` pseudo-device: its KV space is given
+    bandwidth_bytes_per_s: float | None  # None when unknown (cpu: pass --bandwidth-gbs)
+    flops: float | None  # peak dense bf16 FLOP/s; None when unknown (cpu: pass --tflops)
+    aliases: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.name == CPU
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What capacity depends on: the decoder's shape, parameter count and context limit."""
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int | None
+    intermediate_size: int | None
+    params: int
+    max_position_embeddings: int
+    dtype: str = "bfloat16"  # the checkpoint's dtype (config.json `dtype` / `torch_dtype`)
+    source: str = "built-in table"
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False
+    params_estimated: bool = False  # True: counted from the shape, not published
+
+
+GPUS: tuple[Gpu, ...] = (  # fmt: skip
+    Gpu("H100-80GB-SXM", 81559 * MiB, 3.35e12, 989e12,
+        ("h100", "h100-sxm", "h100-80gb", "h100-80gb-hbm3")),
+    Gpu("H200-141GB", 143771 * MiB, 4.8e12, 989e12, ("h200", "h200-sxm")),
+    Gpu("A100-40GB", 40960 * MiB, 1.555e12, 312e12, ("a100-40gb-sxm", "a100-sxm4-40gb")),
+    Gpu("A100-80GB", 81920 * MiB, 2.039e12, 312e12, ("a100", "a100-80gb-sxm", "a100-sxm4-80gb")),
+    Gpu("L40S-48GB", 46068 * MiB, 864e9, 362e12, ("l40s",)),
+    Gpu("L4-24GB", 23034 * MiB, 300e9, 121e12, ("l4",)),
+    # AWS's A10G: no datasheet; ~70 TFLOP/s is what bf16 matmuls reach (the A10's sheet says 125).
+    Gpu("A10G-24GB", 23028 * MiB, 600e9, 70e12, ("a10g",)),
+    Gpu(
+        CPU,
+        None,
+        None,
+        None,
+        ("host",),
+        "vLLM's CPU build: the KV cache is exactly --kv-cache-gib (VLLM_CPU_KVCACHE_SPACE)",
+    ),
+)
+
+MODELS: tuple[ModelShape, ...] = (
+    ModelShape(
+        "Qwen/Qwen2.5-32B-Instruct", 64, 5120, 40, 8, 128, 152064, 27648, 32_763_876_352, 32768,
+        qkv_bias=True,
+    ),
+    ModelShape(
+        "Qwen/Qwen2.5-7B-Instruct", 28, 3584, 28, 4, 128, 152064, 18944, 7_615_616_512, 32768,
+        qkv_bias=True,
+    ),
+    ModelShape(
+        "meta-llama/Llama-3.1-8B-Instruct", 32, 4096, 32, 8, 128, 128256, 14336, 8_030_261_248,
+        131072,
+    ),
+    ModelShape(
+        "meta-llama/Llama-3.1-70B-Instruct", 80, 8192, 64, 8, 128, 128256, 28672, 70_553_706_496,
+        131072,
+    ),
+    ModelShape(
+        "mistralai/Mistral-7B-Instruct-v0.3", 32, 4096, 32, 8, 128, 32768, 14336, 7_248_023_552,
+        32768,
+    ),
+    ModelShape(
+        "HuggingFaceTB/SmolLM2-135M-Instruct", 30, 576, 9, 3, 64, 49152, 1536, 134_515_008, 8192,
+        tie_word_embeddings=True,
+    ),
+)
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def gpu_names() -> list[str]:
+    """Canonical names of the known accelerators."""
+    return [gpu.name for gpu in GPUS]
+
+
+def find_gpu(name: str) -> Gpu:
+    """The GPU called `name` (case, spaces and dashes ignored; aliases such as `h100` accepted)."""
+    wanted = _key(name)
+    for gpu in GPUS:
+        if wanted in {_key(gpu.name), *(_key(alias) for alias in gpu.aliases)}:
+            return gpu
+    raise UnknownNameError(f"unknown GPU {name!r}; known: {', '.join(gpu_names())}")
+
+
+def model_names() -> list[str]:
+    """Ids of the models in the built-in table."""
+    return [model.name for model in MODELS]
+
+
+def find_table_model(name: str) -> ModelShape | None:
+    """The table model whose id, or name without the organisation, is `name` (any case)."""
+    wanted = name.strip().lower()
+    for model in MODELS:
+        if wanted in (model.name.lower(), model.name.split("/", 1)[1].lower()):
+            return model
+    return None

@@ -1,0 +1,172 @@
+"""`gpucluster health`: the guide's health-check script, run in parallel with short timeouts.
+
+Each check reports a status, what it saw, how long it took and, when it fails, what to do.
+The end-to-end probe generates one token through nginx -> Serve -> engine, which tells a
+platform whose processes are up from one that actually generates.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import httpx
+
+from gpucluster.ops.target import Target
+
+OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
+TIMEOUT_S = 2.0
+PROBE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: str
+    detail: str
+    latency_ms: float
+    hint: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class CheckFailed(Exception):
+    """A check's failure: what was seen and what to do."""
+
+    def __init__(self, detail: str, hint: str, status: str = FAIL) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.hint = hint
+        self.status = status
+
+
+def _get(url: str, headers: dict[str, str] | None = None, timeout: float = TIMEOUT_S) -> httpx.Response:
+    try:
+        return httpx.get(url, headers=headers or {}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise CheckFailed(f"{url}: {type(exc).__name__}", "") from None
+
+
+def check_api(t: Target) -> str:
+    response = _get(f"{t.endpoints.openai_api}/models", t.auth_headers)
+    if response.status_code == 401:
+        raise CheckFailed("401 from /v1/models", "set GPUCLUSTER_API_KEYS to a valid key for the checks")
+    if response.status_code != 200:
+        raise CheckFailed(f"HTTP {response.status_code} from /v1/models", "gpucluster logs serve")
+    ids = [m["id"] for m in response.json()["data"]]
+    return f"models: {', '.join(ids)}"
+
+
+def check_proxy_health(t: Target) -> str:
+    response = _get(t.endpoints.health, timeout=8)
+    if response.status_code != 200:
+        reason = response.json().get("error", {}).get("message", response.text[:200])
+        raise CheckFailed(f"HTTP {response.status_code}: {reason}", "gpucluster logs serve; gpucluster logs engine")
+    return "200 " + ", ".join(f"{m}: {s}" for m, s in response.json().get("models", {}).items())
+
+
+def check_ray_dashboard(t: Target) -> str:
+    response = _get(t.endpoints.ray_dashboard)
+    if response.status_code != 200:
+        raise CheckFailed(f"HTTP {response.status_code}", "gpucluster logs ray")
+    return "200"
+
+
+def check_ray_cluster(t: Target) -> str:
+    response = _get(f"{t.endpoints.ray_dashboard}/nodes?view=summary", t.ray_headers(), timeout=5)
+    if response.status_code != 200:
+        raise CheckFailed(f"Ray API answered HTTP {response.status_code}", "gpucluster logs ray")
+    nodes = response.json()["data"]["summary"]
+    alive = [n for n in nodes if n.get("raylet", {}).get("state") == "ALIVE"]
+    if not alive:
+        raise CheckFailed("no alive Ray node", "gpucluster down && gpucluster up")
+    return f"{len(alive)} alive node(s)"
+
+
+def check_prometheus(t: Target) -> str:
+    response = _get(f"{t.endpoints.prometheus}/-/healthy")
+    if response.status_code != 200:
+        raise CheckFailed(f"HTTP {response.status_code}", "gpucluster logs prometheus")
+    targets = _get(f"{t.endpoints.prometheus}/api/v1/targets").json()["data"]["activeTargets"]
+    ray = [x for x in targets if x["labels"].get("job") == "ray"]
+    down = [x["scrapeUrl"] for x in ray if x["health"] != "up"]
+    if not ray or down:
+        raise CheckFailed(
+            f"Ray targets up: {len(ray) - len(down)}/{len(ray)}" + (f"; down: {', '.join(down)}" if down else ""),
+            "cat /tmp/ray/prom_metrics_service_discovery.json; curl http://127.0.0.1:8080/metrics",
+            WARN,
+        )
+    return f"healthy; {len(ray)} Ray target(s) up"
+
+
+def check_alertmanager(t: Target) -> str:
+    response = _get(f"{t.endpoints.alertmanager}/-/healthy")
+    if response.status_code != 200:
+        raise CheckFailed(f"HTTP {response.status_code}", "gpucluster logs alertmanager")
+    return "healthy"
+
+
+def check_gpu(t: Target) -> str:
+    wants_gpu = any(m.accelerator == "gpu" for m in t.config.models)
+    smi = shutil.which("nvidia-smi")
+    if not wants_gpu:
+        return "not used (every model runs on CPU)"
+    if smi is None:
+        raise CheckFailed("a model asks for GPUs but nvidia-smi is not installed", "install the NVIDIA driver")
+    result = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5, check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise CheckFailed("nvidia-smi sees no GPU", "check the driver and that GPUs are visible: nvidia-smi")
+    return f"{len(result.stdout.strip().splitlines())} GPU(s)"
+
+
+def check_generation(t: Target) -> str:
+    model = t.models[0]
+    try:
+        response = httpx.post(
+            f"{t.endpoints.openai_api}/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1},
+            headers=t.auth_headers,
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except httpx.HTTPError as exc:
+        raise CheckFailed(f"{type(exc).__name__}", "gpucluster logs engine") from None
+    if response.status_code != 200:
+        raise CheckFailed(f"HTTP {response.status_code}: {response.text[:200]}", "gpucluster logs serve")
+    return f"{model} generated 1 token"
+
+
+CHECKS: dict[str, tuple[Callable[[Target], str], str]] = {
+    "api": (check_api, "gpucluster logs serve; gpucluster up"),
+    "nginx /health": (check_proxy_health, "gpucluster logs nginx"),
+    "ray dashboard": (check_ray_dashboard, "gpucluster logs ray"),
+    "ray cluster": (check_ray_cluster, "gpucluster down && gpucluster up"),
+    "prometheus": (check_prometheus, "gpucluster logs prometheus"),
+    "alertmanager": (check_alertmanager, "gpucluster logs alertmanager"),
+    "gpu": (check_gpu, "nvidia-smi"),
+    "generation": (check_generation, "gpucluster logs engine"),
+}
+
+
+def _run(name: str, check: Callable[[Target], str], default_hint: str, target: Target) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        detail, status, hint = check(target), OK, ""
+    except CheckFailed as exc:
+        detail, status, hint = exc.detail, exc.status, exc.hint or default_hint
+    except Exception as exc:  # noqa: BLE001 - a broken check is a failed check, not a crash
+        detail, status, hint = f"{type(exc).__name__}: {exc}", FAIL, default_hint
+    return CheckResult(name, status, detail, round((time.perf_counter() - started) * 1000, 1), hint)
+
+
+def run_health(target: Target) -> list[CheckResult]:
+    """Every check, in parallel; results in CHECKS order."""
+    with ThreadPoolExecutor(max_workers=len(CHECKS)) as pool:
+        futures = [
+            pool.submit(_run, name, check, hint, target) for name, (check, hint) in CHECKS.items()
+        ]
+        return [future.result() for future in futures]
