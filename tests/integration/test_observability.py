@@ -46,7 +46,7 @@ def with_traffic(live, openai_client):
     return live
 
 
-def eventually(check, timeout_s: float = 90, interval_s: float = 5):
+def eventually(check, timeout_s: float = 45, interval_s: float = 5):
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from gpucluster.cli.common import ConfigOption, JsonOption, fail, out
 from gpucluster.config import Config, ConfigError, ModelConfig, load_config
 from gpucluster.ops.capacity import (
     KV_CACHE_DTYPES,
@@ -30,27 +30,7 @@ from gpucluster.ops.capacity import (
 )
 from gpucluster.ops.hardware import CPU, GiB, UnknownNameError, find_gpu, gpu_names
 
-# Declared here rather than imported from cli.main, which imports this module.
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Platform config file (YAML): plan one of its models with its "
-        "settings. Default: $GPUCLUSTER_CONFIG, else the built-in model on CPU.", dir_okay=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 HF_CACHE = Path("~/.cache/huggingface/hub")
-
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int, as_json: bool) -> NoReturn:
-    if as_json:
-        print(json.dumps({"ok": False, "error": message}))
-    else:
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def capacity(
@@ -128,18 +108,18 @@ def capacity(
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        _fail(str(exc), 2, as_json)
+        fail(str(exc), 2, as_json)
     configured = _configured(cfg, model)
     defaults = _config_settings(configured) if configured else {}
     source = configured.source if configured else model
     gpu_name = gpu or ("cpu" if configured and configured.accelerator == "cpu" else None)
     if gpu_name is None:
         hint = f"model {configured.id} runs on GPUs: " if configured else ""
-        _fail(f"{hint}pass --gpu, one of: {', '.join(gpu_names())}", 2, as_json)
+        fail(f"{hint}pass --gpu, one of: {', '.join(gpu_names())}", 2, as_json)
     if (input_tokens is None) != (output_tokens is None) or (
         rps is not None and input_tokens is None
     ):
-        _fail("--rps needs both --input-tokens and --output-tokens", 2, as_json)
+        fail("--rps needs both --input-tokens and --output-tokens", 2, as_json)
 
     def pick(value: Any, key: str, fallback: Any = None) -> Any:
         return value if value is not None else defaults.get(key, fallback)
@@ -165,7 +145,7 @@ def capacity(
             load=Load(rps, input_tokens, output_tokens) if rps is not None else None,
         )  # fmt: skip
     except (CapacityInputError, UnknownNameError) as exc:
-        _fail(str(exc), 2, as_json)
+        fail(str(exc), 2, as_json)
     if as_json:
         print(json.dumps({"ok": result.fits, **dataclasses.asdict(result)}, indent=2))
     else:

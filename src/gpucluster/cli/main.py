@@ -9,49 +9,19 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from gpucluster.config import Config, ConfigError, load_config
+from gpucluster.cli.capacity import capacity
+from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
 
 app = typer.Typer(
     help="gpu-cluster: serve LLMs with vLLM on Ray Serve. Start with `gpucluster up`.",
     no_args_is_help=True,
     add_completion=False,
 )
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Platform config file (YAML). Default: $GPUCLUSTER_CONFIG, else "
-        "the built-in model on CPU.", dir_okay=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int, as_json: bool) -> NoReturn:
-    if as_json:
-        print(json.dumps({"ok": False, "error": message}))
-    else:
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _config(path: Path | None, as_json: bool) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _fail(str(exc), 2, as_json)
-
-
-def _emit(data: dict[str, Any]) -> None:
-    print(json.dumps(data, indent=2))
+app.command("capacity")(capacity)
 
 
 @app.command()
@@ -60,7 +30,7 @@ def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     from gpucluster.runtime.platform import UpError
     from gpucluster.runtime.platform import up as start
 
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     status = err.status("starting", spinner="dots") if not as_json else None
 
     def progress(message: str) -> None:
@@ -78,13 +48,13 @@ def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     except UpError as exc:
         if status is not None:
             status.stop()
-        _fail(str(exc), 1, as_json)
+        fail(str(exc), 1, as_json)
     finally:
         if status is not None:
             status.stop()
     endpoints = result.record.endpoints
     if as_json:
-        _emit(
+        emit(
             {
                 "ok": True,
                 "already_running": result.already_running,
@@ -131,10 +101,10 @@ def down(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Stop everything `up` started (Ray, Serve, vLLM engine processes)."""
     from gpucluster.runtime.platform import down as stop
 
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     result = stop(cfg)
     if as_json:
-        _emit({"ok": not result.leftovers, **result.__dict__})
+        emit({"ok": not result.leftovers, **result.__dict__})
     elif not result.was_running:
         out.print("Nothing was running.")
     elif result.leftovers:
@@ -151,13 +121,13 @@ def dashboard_password(config: ConfigOption = None, as_json: JsonOption = False)
     from gpucluster.runtime.edge import reset_dashboard_password
     from gpucluster.runtime.state import StateDir
 
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     state = StateDir(cfg.platform.state_dir)
     state.ensure()
     user = cfg.platform.security.dashboard_user
     password = reset_dashboard_password(state, user)
     if as_json:
-        _emit({"ok": True, "user": user, "password": password})
+        emit({"ok": True, "user": user, "password": password})
     else:
         out.print(f"{user} / {password}", highlight=False)
 
@@ -167,7 +137,7 @@ def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Prepare every configured model's weights in the model cache (done by `up` too)."""
     from gpucluster.models import ModelError, prepare_model
 
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     prepared = {}
     for model in cfg.models:
         try:
@@ -177,9 +147,9 @@ def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                 progress=lambda m: err.print(m, highlight=False),
             )
         except ModelError as exc:
-            _fail(str(exc), 1, as_json)
+            fail(str(exc), 1, as_json)
     if as_json:
-        _emit({"ok": True, "models": prepared})
+        emit({"ok": True, "models": prepared})
     else:
         for model_id, path in prepared.items():
             out.print(f"{model_id}: {path}", highlight=False)
@@ -193,13 +163,13 @@ def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     from gpucluster.ops.health import FAIL, OK, run_health
     from gpucluster.ops.target import load_target
 
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     started = time.perf_counter()
     results = run_health(load_target(cfg))
     elapsed = time.perf_counter() - started
     failed = [r for r in results if r.status == FAIL]
     if as_json:
-        _emit({"ok": not failed, "seconds": round(elapsed, 2), "checks": [r.as_dict() for r in results]})
+        emit({"ok": not failed, "seconds": round(elapsed, 2), "checks": [r.as_dict() for r in results]})
     else:
         table = Table(title=f"gpu-cluster health ({elapsed:.1f} s)")
         for column in ("check", "status", "detail", "ms", "next step"):
@@ -256,11 +226,11 @@ def status(
     from gpucluster.ops.status import collect_status
     from gpucluster.ops.target import load_target
 
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     target = load_target(cfg)
     if as_json:
         result = collect_status(target)
-        _emit({"ok": not result.problems, **result.as_dict()})
+        emit({"ok": not result.problems, **result.as_dict()})
         if result.problems:
             raise typer.Exit(1)
         return
@@ -286,10 +256,10 @@ def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     from gpucluster.ops.diagnose import diagnose as run_rules
     from gpucluster.ops.target import load_target
 
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     findings = run_rules(gather(load_target(cfg)))
     if as_json:
-        _emit({"ok": not findings, "findings": as_dicts(findings)})
+        emit({"ok": not findings, "findings": as_dicts(findings)})
     elif not findings:
         out.print("[green]No findings[/]: the platform answers, metrics flow, nothing is saturated.")
     else:
@@ -304,6 +274,26 @@ def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
+@app.command("support-bundle")
+def support_bundle(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write into.", file_okay=False)] = Path("."),
+) -> None:
+    """Write one tar.gz with config (redacted), versions, health/status/diagnose, metrics, logs."""
+    from gpucluster.ops.bundle import write_bundle
+    from gpucluster.ops.target import load_target
+
+    cfg = config_or_exit(config, as_json)
+    output.mkdir(parents=True, exist_ok=True)
+    with err.status("collecting (health, status, diagnose, metrics, logs)"):
+        path = write_bundle(load_target(cfg), output)
+    if as_json:
+        emit({"ok": True, "path": str(path.resolve()), "bytes": path.stat().st_size})
+    else:
+        out.print(f"Support bundle: {path.resolve()} ({path.stat().st_size / 1024:.0f} KiB)", highlight=False)
+
+
 config_app = typer.Typer(help="Check or show the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
@@ -311,9 +301,9 @@ app.add_typer(config_app, name="config")
 @config_app.command("check")
 def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Validate a config file (and the environment overrides); exit 2 naming each bad key."""
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     if as_json:
-        _emit({"ok": True, "models": [m.id for m in cfg.models]})
+        emit({"ok": True, "models": [m.id for m in cfg.models]})
     else:
         out.print(f"[green]valid[/]: {len(cfg.models)} model(s): {', '.join(m.id for m in cfg.models)}")
 
@@ -321,10 +311,10 @@ def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> No
 @config_app.command("show")
 def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Print the effective configuration: defaults, file and environment combined."""
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     data = json.loads(cfg.model_dump_json())
     if as_json:
-        _emit(data)
+        emit(data)
     else:
         import yaml
 
@@ -342,13 +332,13 @@ def logs(
     from gpucluster.runtime.logs import COMPONENTS, UnknownComponent, component_files, tail
     from gpucluster.runtime.state import StateDir
 
-    cfg = _config(config, as_json)
+    cfg = config_or_exit(config, as_json)
     try:
         files = component_files(StateDir(cfg.platform.state_dir), component)
     except UnknownComponent as exc:
-        _fail(str(exc), 2, as_json)
+        fail(str(exc), 2, as_json)
     if as_json:
-        _emit({"ok": True, "component": component, "files": {str(f): tail(f, lines) for f in files}})
+        emit({"ok": True, "component": component, "files": {str(f): tail(f, lines) for f in files}})
         return
     if not files:
         err.print(f"No {component} logs yet ({COMPONENTS[component]}).")

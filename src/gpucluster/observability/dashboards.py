@@ -153,7 +153,7 @@ def serve_dashboard() -> dict[str, Any]:
         ),
         stat("Healthy replicas", "sum(ray_serve_num_deployment_replicas)"),
         stat("Target replicas", "sum(ray_serve_autoscaling_target_replicas)"),
-        stat("Ongoing HTTP requests", "sum(ray_serve_num_ongoing_http_requests)"),
+        stat("Ongoing HTTP requests", "sum(ray_serve_num_ongoing_http_requests) or vector(0)"),
         row("Traffic and errors"),
         _throughput(""),
         timeseries(
