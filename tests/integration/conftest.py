@@ -82,12 +82,18 @@ class LivePlatform:
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that stop the platform run after every other test."""
-    items.sort(key=lambda item: item.get_closest_marker("stops_platform") is not None)
+    """Tests that saturate the engine run after the others, and those stopping it run last."""
+    def phase(item) -> int:
+        if item.get_closest_marker("stops_platform"):
+            return 2
+        return 1 if item.get_closest_marker("saturates") else 0
+
+    items.sort(key=phase)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "stops_platform: stops the live platform; runs last")
+    config.addinivalue_line("markers", "saturates: loads the engine until requests queue")
 
 
 @pytest.fixture(scope="session")

@@ -114,8 +114,10 @@ FAST_WAITING_RULE = """groups:
 """
 
 
+@pytest.mark.saturates
 def test_queueing_fires_an_alert_that_reaches_the_receiver(live, artifacts):
-    """Saturate the engine; Prometheus sees waiting requests and the alert reaches the log."""
+    """Saturate the engine: Prometheus sees waiting requests, `diagnose` reports the queueing,
+    and the alert reaches Alertmanager and the platform's receiver."""
     rules_dir = live.state_dir / "prometheus" / "rules"
     (rules_dir / "test-overrides.yml").write_text(FAST_WAITING_RULE)
     assert httpx.post(f"{live.prometheus}/-/reload", timeout=30).status_code == 200
@@ -141,6 +143,8 @@ def test_queueing_fires_an_alert_that_reaches_the_receiver(live, artifacts):
     try:
         waiting = eventually(lambda: query(live, "vllm:num_requests_waiting > 0"), timeout_s=120)
         assert waiting, "Prometheus never saw waiting requests"
+        diagnosis = json.loads(live.cli("diagnose", "--json", timeout=120).stdout)
+        assert "Requests are queueing" in [f["title"] for f in diagnosis["findings"]]
         alerts_log = live.state_dir / "logs" / "alerts.log"
 
         def delivered() -> list[dict]:

@@ -1,0 +1,115 @@
+"""Operator commands against the live platform: health, status, diagnose, capacity, support-bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import tarfile
+import time
+
+import psutil
+import pytest
+
+
+def run_json(live, *args: str, timeout: float = 120) -> tuple[int, dict]:
+    result = live.cli(*args, "--json", timeout=timeout)
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_health_is_all_ok_and_generates(live, record_property):
+    started = time.perf_counter()
+    code, data = run_json(live, "health")
+    record_property("health_seconds", round(time.perf_counter() - started, 2))
+    assert code == 0, data
+    checks = {c["name"]: c for c in data["checks"]}
+    assert all(c["status"] == "ok" for c in checks.values()), checks
+    assert checks["gpu"]["detail"].startswith("not used")
+    assert checks["generation"]["detail"] == f"{live.model} generated 1 token"
+    # every check but the generation probe answers fast
+    assert max(c["latency_ms"] for n, c in checks.items() if n != "generation") < 2000
+
+
+def test_status_shows_nodes_deployments_and_the_model(live):
+    code, data = run_json(live, "status")
+    assert code == 0, data
+    assert data["nodes"] and data["nodes"][0]["state"] == "ALIVE"
+    deployments = {d["deployment"]: d for d in data["deployments"]}
+    llm = deployments[f"PlatformLLMServer:{live.model}"]
+    assert llm["status"] == "HEALTHY" and llm["replicas"] == 1 and llm["target"] == 1
+    assert "OpenAiIngress" in deployments
+    (model,) = data["models"]
+    assert model["model"] == live.model
+    assert model["kv_cache_percent"] is not None and model["waiting"] is not None
+
+
+def test_diagnose_finds_nothing_on_a_healthy_platform(live):
+    code, data = run_json(live, "diagnose")
+    assert (code, data["findings"]) == (0, [])
+
+
+def test_diagnose_reports_prometheus_down(live):
+    prometheus = next(
+        p for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and p.info["cmdline"][0].endswith("prometheus")
+        and str(live.state_dir) in " ".join(p.info["cmdline"])
+    )
+    prometheus.send_signal(signal.SIGSTOP)  # frozen: answers nothing, and the supervisor leaves it
+    try:
+        code, data = run_json(live, "diagnose")
+    finally:
+        prometheus.send_signal(signal.SIGCONT)
+    assert code == 1
+    titles = [f["title"] for f in data["findings"]]
+    assert "Metrics not appearing: Prometheus does not answer" in titles
+    assert data["findings"][0]["severity"] == "critical"
+
+
+def test_diagnose_names_a_port_held_by_something_else(live, tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = tmp_path / "other.yaml"
+        config.write_text(
+            f"platform:\n  state_dir: {tmp_path / 'state'}\n  ports:\n    nginx_http: {port}\n"
+        )
+        code, data = run_json(live, "diagnose", "-c", str(config))
+    assert code == 1
+    finding = data["findings"][0]
+    assert finding["title"] == "Ports the platform needs are taken"
+    assert f"nginx_http ({port}) held by python" in finding["evidence"]
+
+
+def test_capacity_of_the_running_model_matches_what_vllm_reports(live):
+    code, data = run_json(live, "capacity")
+    assert code == 0, data
+    predicted = data["kv_cache_tokens"]
+    engine_logs = live.cli("logs", "engine", "-n", "100000", timeout=60).stdout
+    reported = [int(n.replace(",", "")) for n in re.findall(r"KV cache size: ([\d,]+) tokens", engine_logs)]
+    assert reported, "vLLM's KV cache size line not found in the engine logs"
+    assert abs(predicted - reported[-1]) / reported[-1] <= 0.05, (predicted, reported[-1])
+
+
+def test_support_bundle_has_everything_and_no_secrets(live, tmp_path):
+    code, data = run_json(live, "support-bundle", "-o", str(tmp_path), timeout=180)
+    assert code == 0
+    with tarfile.open(data["path"]) as archive:
+        names = [n.split("/", 1)[1] for n in archive.getnames()]
+        text = b"".join(archive.extractfile(m).read() for m in archive.getmembers() if m.isfile())
+    for expected in ("config.json", "versions.json", "health.json", "status.json", "diagnose.json",
+                     "metrics.json", "prometheus-targets.json", "prometheus-alerts.json"):
+        assert expected in names
+    assert any(n.startswith("logs/serve/") for n in names)
+    token = (live.state_dir / "ray-auth-token").read_text().strip()
+    for secret in (token, *live.keys.values(), live.dashboard_password):
+        assert secret.encode() not in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs to read other processes' environments")
+def test_every_platform_process_is_tagged_or_descends_from_one(live):
+    from gpucluster.runtime.processes import platform_processes
+
+    assert len(platform_processes(str(live.state_dir.resolve()))) >= 10
