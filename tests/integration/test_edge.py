@@ -43,28 +43,25 @@ def test_every_configured_key_works_and_the_openai_client_sees_401_for_others(li
         client.models.list()
 
 
+def models_status_becomes(live, key: str, expected: int, timeout_s: float = 10) -> int:
+    """Poll GET /v1/models with `key` until it answers `expected` (or time runs out)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = httpx.get(f"{live.api}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code
+        if status == expected or time.monotonic() > deadline:
+            return status
+        time.sleep(0.5)
+
+
 def test_a_key_added_to_the_file_works_without_restart_and_a_removed_one_stops(live):
     original = live.keys_file.read_text()
     rotated = "rotated-key-" + str(int(time.time()))
     try:
         live.keys_file.write_text(original + rotated + "\n")
-        deadline = time.monotonic() + 10
-        status = None
-        while time.monotonic() < deadline:
-            status = httpx.get(f"{live.api}/models", headers={"Authorization": f"Bearer {rotated}"}, timeout=30).status_code
-            if status == 200:
-                break
-            time.sleep(0.5)
-        assert status == 200
+        assert models_status_becomes(live, rotated, 200) == 200
     finally:
         live.keys_file.write_text(original)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{live.api}/models", headers={"Authorization": f"Bearer {rotated}"}, timeout=30).status_code
-        if status == 401:
-            break
-        time.sleep(0.5)
-    assert status == 401
+    assert models_status_becomes(live, rotated, 401) == 401
 
 
 def test_a_burst_beyond_the_rate_limit_gets_429_with_retry_after_then_recovers(live):

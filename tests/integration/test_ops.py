@@ -86,7 +86,7 @@ def test_diagnose_names_a_port_held_by_something_else(live, tmp_path):
 def test_capacity_of_the_running_model_matches_what_vllm_reports(live):
     code, data = run_json(live, "capacity")
     assert code == 0, data
-    predicted = data["kv_cache_tokens"]
+    predicted = data["kv_token_capacity"]
     engine_logs = live.cli("logs", "engine", "-n", "100000", timeout=60).stdout
     reported = [int(n.replace(",", "")) for n in re.findall(r"KV cache size: ([\d,]+) tokens", engine_logs)]
     assert reported, "vLLM's KV cache size line not found in the engine logs"
