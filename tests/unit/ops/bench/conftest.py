@@ -100,3 +100,15 @@ def fake() -> FakeOpenAI:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def make_fake():
+    """FakeOpenAI's constructor, for tests that want several servers or special behaviour."""
+    return FakeOpenAI
+
+
+@pytest.fixture
+def make_client():
+    """An httpx.AsyncClient over fake servers by host: make_client({"a.test": fake})."""
+    return client_for
