@@ -8,6 +8,7 @@ docs/bench.md explains the options and every number.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,80 +43,167 @@ DEFAULT_REQUESTS = 50
 # Connections for rate mode, where in-flight requests are not bounded by a concurrency.
 RATE_MODE_CONNECTIONS = 1024
 LATENCIES = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2e_ms"))
-RATIO_COLUMNS = (("req/s", "request_throughput"), ("out tok/s", "output_throughput"),
-                 ("goodput", "goodput"), ("TTFT p50", "ttft_p50"), ("TPOT p50", "tpot_p50"),
-                 ("ITL p50", "itl_p50"), ("E2E p50", "e2e_p50"))  # fmt: skip
+RATIO_COLUMNS = (
+    ("req/s", "request_throughput"),
+    ("out tok/s", "output_throughput"),
+    ("goodput", "goodput"),
+    ("TTFT p50", "ttft_p50"),
+    ("TPOT p50", "tpot_p50"),
+    ("ITL p50", "itl_p50"),
+    ("E2E p50", "e2e_p50"),
+)
 
 
 def bench(
-    url: Annotated[str | None, typer.Option(
-        "--url", help="OpenAI-compatible base URL ending in /v1. Default: this platform's /v1.",
-    )] = None,
-    api_key: Annotated[str | None, typer.Option(
-        "--api-key", help="Bearer key for --url. Default with no --url: the platform's key.",
-    )] = None,
-    model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Model to ask. Default: the first one GET /v1/models lists.",
-    )] = None,
-    concurrency: Annotated[str | None, typer.Option(
-        "--concurrency", help="Requests in flight, or a sweep: 1,8,32. Default: 1.",
-    )] = None,
-    rate: Annotated[str | None, typer.Option(
-        "--rate", help="Poisson arrivals in requests/s, or a sweep: 1,2,4 (instead of --concurrency).",
-    )] = None,
-    requests: Annotated[int | None, typer.Option(
-        "--requests", "-n", min=1,
-        help=f"Requests per run. Default: {DEFAULT_REQUESTS}, or unlimited with --duration.",
-    )] = None,
-    duration: Annotated[float | None, typer.Option(
-        "--duration", min=0.001, help="Seconds per run: no new request starts after it.",
-    )] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="OpenAI-compatible base URL ending in /v1. Default: this platform's /v1.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            help="Bearer key for --url. Default with no --url: the platform's key.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model to ask. Default: the first one GET /v1/models lists.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            "--concurrency",
+            help="Requests in flight, or a sweep: 1,8,32. Default: 1.",
+        ),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            help="Poisson arrivals in requests/s, or a sweep: 1,2,4 (instead of --concurrency).",
+        ),
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option(
+            "--requests",
+            "-n",
+            min=1,
+            help=f"Requests per run. Default: {DEFAULT_REQUESTS}, or unlimited with --duration.",
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration",
+            min=0.001,
+            help="Seconds per run: no new request starts after it.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of prompts and arrival times.")] = 0,
-    input_tokens: Annotated[int, typer.Option(
-        "--input-tokens", min=1, help="Synthetic prompt length in tokens (approximate).",
-    )] = 128,
-    output_tokens: Annotated[int, typer.Option(
-        "--output-tokens", min=1, help="max_tokens per request (a prompts file line may override).",
-    )] = 64,
-    prompts: Annotated[Path | None, typer.Option(
-        "--prompts", dir_okay=False,
-        help='JSONL file, one {"prompt": ...} or {"messages": [...]} per line, optional "max_tokens".',
-    )] = None,
-    ignore_eos: Annotated[bool, typer.Option(
-        "--ignore-eos/--no-ignore-eos",
-        help="Send vLLM's ignore_eos so every answer is exactly max_tokens long.",
-    )] = True,
-    slo_ttft_ms: Annotated[float | None, typer.Option("--slo-ttft-ms", min=0,
-                                                      help="Goodput SLO: TTFT at most this.")] = None,
-    slo_tpot_ms: Annotated[float | None, typer.Option("--slo-tpot-ms", min=0,
-                                                      help="Goodput SLO: TPOT at most this.")] = None,
-    slo_e2e_ms: Annotated[float | None, typer.Option("--slo-e2e-ms", min=0,
-                                                     help="Goodput SLO: end-to-end at most this.")] = None,
-    compare: Annotated[str | None, typer.Option(
-        "--compare", help="A second base URL (B) to run the same workload against, interleaved.",
-    )] = None,
-    compare_api_key: Annotated[str | None, typer.Option("--compare-api-key",
-                                                        help="Bearer key for --compare.")] = None,
-    compare_model: Annotated[str | None, typer.Option(
-        "--compare-model", help="Model for --compare. Default: the first it lists.",
-    )] = None,
-    warmup: Annotated[int, typer.Option(
-        "--warmup", min=0, help="Short requests per endpoint before measuring (not counted).",
-    )] = 1,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.1,
-                                           help="Seconds a request may wait for bytes.")] = 600,
-    chart: Annotated[Path | None, typer.Option(
-        "--chart", dir_okay=False, help="Write a throughput-vs-latency PNG here.",
-    )] = None,
-    chart_metric: Annotated[str, typer.Option(
-        "--chart-metric", help=f"Latency on the chart's y axis: {', '.join(METRICS)}.",
-    )] = "ttft",
-    details: Annotated[bool, typer.Option(
-        "--details", help="With --json: add every request's timings to each run.",
-    )] = False,
+    input_tokens: Annotated[
+        int,
+        typer.Option(
+            "--input-tokens",
+            min=1,
+            help="Synthetic prompt length in tokens (approximate).",
+        ),
+    ] = 128,
+    output_tokens: Annotated[
+        int,
+        typer.Option(
+            "--output-tokens",
+            min=1,
+            help="max_tokens per request (a prompts file line may override).",
+        ),
+    ] = 64,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            dir_okay=False,
+            help='JSONL file: one {"prompt": ...} or {"messages": [...]} per line, '
+            'optional "max_tokens".',
+        ),
+    ] = None,
+    ignore_eos: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-eos/--no-ignore-eos",
+            help="Send vLLM's ignore_eos so every answer is exactly max_tokens long.",
+        ),
+    ] = True,
+    slo_ttft_ms: Annotated[
+        float | None, typer.Option("--slo-ttft-ms", min=0, help="Goodput SLO: TTFT at most this.")
+    ] = None,
+    slo_tpot_ms: Annotated[
+        float | None, typer.Option("--slo-tpot-ms", min=0, help="Goodput SLO: TPOT at most this.")
+    ] = None,
+    slo_e2e_ms: Annotated[
+        float | None,
+        typer.Option("--slo-e2e-ms", min=0, help="Goodput SLO: end-to-end at most this."),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="A second base URL (B) to run the same workload against, interleaved.",
+        ),
+    ] = None,
+    compare_api_key: Annotated[
+        str | None, typer.Option("--compare-api-key", help="Bearer key for --compare.")
+    ] = None,
+    compare_model: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-model",
+            help="Model for --compare. Default: the first it lists.",
+        ),
+    ] = None,
+    warmup: Annotated[
+        int,
+        typer.Option(
+            "--warmup",
+            min=0,
+            help="Short requests per endpoint before measuring (not counted).",
+        ),
+    ] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds a request may wait for bytes.")
+    ] = 600,
+    chart: Annotated[
+        Path | None,
+        typer.Option(
+            "--chart",
+            dir_okay=False,
+            help="Write a throughput-vs-latency PNG here.",
+        ),
+    ] = None,
+    chart_metric: Annotated[
+        str,
+        typer.Option(
+            "--chart-metric",
+            help=f"Latency on the chart's y axis: {', '.join(METRICS)}.",
+        ),
+    ] = "ttft",
+    details: Annotated[
+        bool,
+        typer.Option(
+            "--details",
+            help="With --json: add every request's timings to each run.",
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
-) -> None:  # fmt: skip
+) -> None:
     """Load an OpenAI-compatible endpoint with streamed chat requests; report TTFT, TPOT, ITL,
     latency percentiles, throughput and goodput per concurrency or rate."""
     specs = _specs(concurrency, rate, requests, duration, seed, as_json)
@@ -126,16 +214,18 @@ def bench(
         fail("--compare-api-key and --compare-model need --compare URL", 2, as_json)
     endpoints = [_endpoint_a(url, api_key, model, config, as_json)]
     if compare is not None:
-        endpoints.append(Endpoint("B", _base_url(compare, "--compare", as_json), compare_api_key,
-                                  compare_model))  # fmt: skip
+        endpoints.append(
+            Endpoint("B", _base_url(compare, "--compare", as_json), compare_api_key, compare_model)
+        )
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)
     if specs[0].mode == "concurrency":
         connections = int(max(s.value for s in specs)) + 8
     else:
         connections = RATE_MODE_CONNECTIONS
     try:
-        endpoints, results = asyncio.run(_measure(endpoints, specs, workload, warmup, ignore_eos,
-                                                  connections, timeout))  # fmt: skip
+        endpoints, results = asyncio.run(
+            _measure(endpoints, specs, workload, warmup, ignore_eos, connections, timeout)
+        )
     except BenchError as exc:
         fail(str(exc), 1, as_json)
     report = build_report(results, endpoints, workload, slo, ignore_eos=ignore_eos, details=details)
@@ -152,8 +242,14 @@ def bench(
         raise typer.Exit(1)
 
 
-def _specs(concurrency: str | None, rate: str | None, requests: int | None,
-           duration: float | None, seed: int, as_json: bool) -> list[RunSpec]:  # fmt: skip
+def _specs(
+    concurrency: str | None,
+    rate: str | None,
+    requests: int | None,
+    duration: float | None,
+    seed: int,
+    as_json: bool,
+) -> list[RunSpec]:
     if concurrency is not None and rate is not None:
         fail("give --concurrency or --rate, not both", 2, as_json)
     if requests is None and duration is None:
@@ -173,16 +269,21 @@ def _numbers(text: str, option: str, kind: type, as_json: bool) -> list[Any]:
             value = kind(item.strip())
         except ValueError:
             value = None
-        if value is None or value <= 0:
+        if value is None or not math.isfinite(value) or value <= 0:
             noun = "whole numbers" if kind is int else "numbers"
-            fail(f"{option}: {item.strip()!r} is not valid; give {noun} above 0, e.g. "
-                 f"{'1,8,32' if kind is int else '0.5,1,2'}", 2, as_json)  # fmt: skip
+            fail(
+                f"{option}: {item.strip()!r} is not valid; give {noun} above 0, e.g. "
+                f"{'1,8,32' if kind is int else '0.5,1,2'}",
+                2,
+                as_json,
+            )
         values.append(value)
     return values
 
 
-def _workload(prompts: Path | None, input_tokens: int, output_tokens: int, seed: int,
-              as_json: bool) -> Workload:  # fmt: skip
+def _workload(
+    prompts: Path | None, input_tokens: int, output_tokens: int, seed: int, as_json: bool
+) -> Workload:
     try:
         items = load_prompts(prompts) if prompts is not None else None
         return Workload(items, input_tokens=input_tokens, output_tokens=output_tokens, seed=seed)
@@ -203,13 +304,17 @@ def _check_chart(chart: Path, metric: str, as_json: bool) -> None:
 
 def _base_url(url: str, option: str, as_json: bool) -> str:
     if not url.startswith(("http://", "https://")):
-        fail(f"{option}: {url!r} is not an http(s) URL; give the base URL, e.g. "
-             "http://host:8000/v1", 2, as_json)  # fmt: skip
+        fail(
+            f"{option}: {url!r} is not an http(s) URL; give the base URL, e.g. http://host:8000/v1",
+            2,
+            as_json,
+        )
     return url.rstrip("/")
 
 
-def _endpoint_a(url: str | None, api_key: str | None, model: str | None,
-                config: Path | None, as_json: bool) -> Endpoint:  # fmt: skip
+def _endpoint_a(
+    url: str | None, api_key: str | None, model: str | None, config: Path | None, as_json: bool
+) -> Endpoint:
     if url is not None:
         return Endpoint("A", _base_url(url, "--url", as_json), api_key, model)
     from gpucluster.ops.target import load_target
@@ -218,22 +323,34 @@ def _endpoint_a(url: str | None, api_key: str | None, model: str | None,
     return Endpoint("A", target.endpoints.openai_api.rstrip("/"), api_key or target.api_key, model)
 
 
-async def _measure(endpoints: list[Endpoint], specs: list[RunSpec], workload: Workload,
-                   warmup: int, ignore_eos: bool, connections: int,
-                   timeout: float) -> tuple[list[Endpoint], list[RunResult]]:  # fmt: skip
+async def _measure(
+    endpoints: list[Endpoint],
+    specs: list[RunSpec],
+    workload: Workload,
+    warmup: int,
+    ignore_eos: bool,
+    connections: int,
+    timeout: float,
+) -> tuple[list[Endpoint], list[RunResult]]:
     """Resolve models, warm up, then run the sweep with a progress bar on stderr."""
     async with open_client(connections, timeout) as client:
         runner = Runner(client, ignore_eos=ignore_eos)
-        endpoints = [e if e.model else replace(e, model=await runner.first_model(e))
-                     for e in endpoints]  # fmt: skip
+        endpoints = [
+            e if e.model else replace(e, model=await runner.first_model(e)) for e in endpoints
+        ]
         for endpoint in endpoints:
             failure = await runner.warmup(endpoint, workload, warmup)
             if failure is not None:
                 raise BenchError(_warmup_message(endpoint, failure, ignore_eos))
         progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("[red]{task.fields[failed]} failed"), TimeElapsedColumn(), console=err,
-        )  # fmt: skip
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            console=err,
+        )
 
         def on_start(endpoint: Endpoint, spec: RunSpec):
             name = f"{endpoint.name} {spec.label}" if len(endpoints) > 1 else spec.label
@@ -253,8 +370,10 @@ async def _measure(endpoints: list[Endpoint], specs: list[RunSpec], workload: Wo
 
 
 def _warmup_message(endpoint: Endpoint, record: RequestRecord, ignore_eos: bool) -> str:
-    message = f"warm-up request to {endpoint.name} ({endpoint.base_url}, model " \
-              f"{endpoint.model}) failed: {record.error}"
+    message = (
+        f"warm-up request to {endpoint.name} ({endpoint.base_url}, model "
+        f"{endpoint.model}) failed: {record.error}"
+    )
     if ignore_eos and (record.error_kind or "").startswith("HTTP 4"):
         message += "; if this server refuses ignore_eos, pass --no-ignore-eos"
     return message
@@ -270,9 +389,14 @@ def render(report: dict[str, Any]) -> None:
     for e in report["endpoints"]:
         out.print(f"[bold]{e['name']}[/]: {e['url']}  model {e['model']}", highlight=False)
     w = report["workload"]
-    shape = (f"{w['input_tokens']} in / {w['output_tokens']} out tokens (synthetic)"
-             if w["kind"] == "synthetic" else f"{w['prompts']} prompts from file")  # fmt: skip
-    out.print(f"workload: {shape}, ignore_eos {'on' if w['ignore_eos'] else 'off'}", highlight=False)
+    shape = (
+        f"{w['input_tokens']} in / {w['output_tokens']} out tokens (synthetic)"
+        if w["kind"] == "synthetic"
+        else f"{w['prompts']} prompts from file"
+    )
+    out.print(
+        f"workload: {shape}, ignore_eos {'on' if w['ignore_eos'] else 'off'}", highlight=False
+    )
     out.print(_throughput_table(report, compare))
     out.print(_latency_table(report, compare))
     if compare:
@@ -280,12 +404,17 @@ def render(report: dict[str, Any]) -> None:
     for run in report["runs"]:
         name = f"{run['endpoint']} {run['label']}" if compare else run["label"]
         for e in run["errors"]:
-            err.print(f"[red]{name}: {e['count']} x {e['kind']}[/] e.g. {e['example']}",
-                      highlight=False, soft_wrap=True)  # fmt: skip
+            err.print(
+                f"[red]{name}: {e['count']} x {e['kind']}[/] e.g. {e['example']}",
+                highlight=False,
+                soft_wrap=True,
+            )
         if run["without_usage"]:
-            err.print(f"[yellow]warning:[/] {name}: {run['without_usage']} response(s) without "
-                      "usage: token counts need stream_options.include_usage support",
-                      highlight=False)  # fmt: skip
+            err.print(
+                f"[yellow]warning:[/] {name}: {run['without_usage']} response(s) without "
+                "usage: token counts need stream_options.include_usage support",
+                highlight=False,
+            )
     if report.get("chart"):
         out.print(f"chart: {report['chart']}", highlight=False)
 
@@ -312,15 +441,22 @@ def _throughput_table(report: dict[str, Any], compare: bool) -> Table:
         table.add_column(header, justify="right")
     for run in report["runs"]:
         cells = _run_cells(run, compare) + [
-            str(run["ok"]), f"[red]{run['failed']}[/]" if run["failed"] else "0",
-            _fmt(run["duration_s"], "{:.2f}"), _fmt(run["request_throughput"], "{:.2f}"),
+            str(run["ok"]),
+            f"[red]{run['failed']}[/]" if run["failed"] else "0",
+            _fmt(run["duration_s"], "{:.2f}"),
+            _fmt(run["request_throughput"], "{:.2f}"),
             _fmt(run["output_throughput"]),
-            f"{_fmt(run['mean_input_tokens'], '{:.0f}')}/{_fmt(run['mean_output_tokens'], '{:.0f}')}",
-        ]  # fmt: skip
+            _tokens(run),
+        ]
         if given:
             cells.append(f"{_fmt(run['goodput'], '{:.2f}')} ({run['good']}/{run['requests']})")
         table.add_row(*cells)
     return table
+
+
+def _tokens(run: dict[str, Any]) -> str:
+    """Mean prompt/completion tokens per request, as the server counted them."""
+    return f"{_fmt(run['mean_input_tokens'], '{:.0f}')}/{_fmt(run['mean_output_tokens'], '{:.0f}')}"
 
 
 def _latency_table(report: dict[str, Any], compare: bool) -> Table:
@@ -334,14 +470,19 @@ def _latency_table(report: dict[str, Any], compare: bool) -> Table:
             table.add_section()
         for name, key in LATENCIES:
             s = run[key]
-            table.add_row(*_run_cells(run, compare), name,
-                          *(_fmt(s[q]) for q in ("mean", "p50", "p90", "p95", "p99")))  # fmt: skip
+            table.add_row(
+                *_run_cells(run, compare),
+                name,
+                *(_fmt(s[q]) for q in ("mean", "p50", "p90", "p95", "p99")),
+            )
     return table
 
 
 def _ratio_table(report: dict[str, Any]) -> Table:
-    table = Table(title="B / A (throughput: above 1 is B faster; latency: below 1 is B faster)",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title="B / A (throughput: above 1 is B faster; latency: below 1 is B faster)",
+        title_justify="left",
+    )
     table.add_column("run")
     for header, _ in RATIO_COLUMNS:
         table.add_column(header, justify="right")

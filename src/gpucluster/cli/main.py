@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
 
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("capacity")(capacity)
+app.command("bench")(bench)
 
 
 @app.command()

@@ -44,7 +44,8 @@ def component_files(state: StateDir, component: str) -> list[Path]:
     elif component == "serve":
         files = sorted((RAY_SESSION_LOGS / "serve").glob("*.log"), key=_mtime)
     else:
-        files = sorted(RAY_SESSION_LOGS.glob("worker-*.err"), key=_mtime)
+        # vLLM logs to stdout and stderr of the Ray worker processes running it
+        files = sorted([*RAY_SESSION_LOGS.glob("worker-*.out"), *RAY_SESSION_LOGS.glob("worker-*.err")], key=_mtime)
     return [path for path in files if path.is_file()]
 
 

@@ -34,8 +34,13 @@ def write_chart(report: dict[str, Any], path: Path, metric: str = "ttft") -> Pat
     figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
     plotted = False
     for endpoint in report["endpoints"]:
-        runs = [r for r in report["runs"] if r["endpoint"] == endpoint["name"]
-                and r["output_throughput"] is not None and r[key]["p50"] is not None]  # fmt: skip
+        runs = [
+            r
+            for r in report["runs"]
+            if r["endpoint"] == endpoint["name"]
+            and r["output_throughput"] is not None
+            and r[key]["p50"] is not None
+        ]
         runs.sort(key=lambda r: r["value"])
         if not runs:
             continue
@@ -43,12 +48,19 @@ def write_chart(report: dict[str, Any], path: Path, metric: str = "ttft") -> Pat
         x = [r["output_throughput"] for r in runs]
         name = f"{endpoint['name']} {endpoint.get('model') or ''} ({endpoint['url']})"
         marker = MARKERS.get(endpoint["name"], "^")
-        axes.plot(x, [r[key]["p50"] for r in runs], marker=marker, label=f"{name} p50")
-        axes.plot(x, [r[key]["p95"] for r in runs], marker=marker, linestyle="--",
-                  label=f"{name} p95")  # fmt: skip
+        (p50,) = axes.plot(x, [r[key]["p50"] for r in runs], marker=marker, label=f"{name} p50")
+        axes.plot(
+            x,
+            [r[key]["p95"] for r in runs],
+            marker=marker,
+            linestyle="--",
+            color=p50.get_color(),  # one colour per endpoint: solid p50, dashed p95
+            label=f"{name} p95",
+        )
         for run, px, py in zip(runs, x, (r[key]["p50"] for r in runs)):
-            axes.annotate(run["label"], (px, py), textcoords="offset points", xytext=(4, 4),
-                          fontsize=8)  # fmt: skip
+            axes.annotate(
+                run["label"], (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
     if not plotted:
         plt.close(figure)
         raise ChartError("no successful run to plot")

@@ -38,8 +38,15 @@ def run_entry(result: RunResult, slo: Slo, details: bool = False) -> dict[str, A
     return entry
 
 
-def build_report(results: list[RunResult], endpoints: list[Endpoint], workload: Workload,
-                 slo: Slo, *, ignore_eos: bool, details: bool = False) -> dict[str, Any]:  # fmt: skip
+def build_report(
+    results: list[RunResult],
+    endpoints: list[Endpoint],
+    workload: Workload,
+    slo: Slo,
+    *,
+    ignore_eos: bool,
+    details: bool = False,
+) -> dict[str, Any]:
     """The whole benchmark: settings, runs in the order they ran, comparisons when two endpoints."""
     runs = [run_entry(result, slo, details) for result in results]
     return {
@@ -62,9 +69,17 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         a, b = pair.get("A"), pair.get("B")
         if a is None or b is None:
             continue
-        rows.append({"label": a["label"], "mode": mode, "value": value,
-                     "ratios": {name: ratio(_figure(b, key, q), _figure(a, key, q))
-                                for name, (key, q) in RATIOS.items()}})  # fmt: skip
+        rows.append(
+            {
+                "label": a["label"],
+                "mode": mode,
+                "value": value,
+                "ratios": {
+                    name: ratio(_figure(b, key, q), _figure(a, key, q))
+                    for name, (key, q) in RATIOS.items()
+                },
+            }
+        )
     return rows
 
 

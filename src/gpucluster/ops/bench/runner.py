@@ -101,15 +101,20 @@ class RunResult:
 
 def open_client(max_connections: int, timeout: float) -> httpx.AsyncClient:
     """The shared client: a pool above the concurrency so no request waits for a connection."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout, connect=min(timeout, 10)))
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.AsyncClient(
+        limits=limits, timeout=httpx.Timeout(timeout, connect=min(timeout, 10))
+    )
 
 
 class Runner:
     """Streams chat completions through `client`, timing them on `clock`."""
 
-    def __init__(self, client: httpx.AsyncClient, clock: Clock | None = None, *,
-                 ignore_eos: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, client: httpx.AsyncClient, clock: Clock | None = None, *, ignore_eos: bool = True
+    ) -> None:
         self.client = client
         self.clock = clock or MonotonicClock()
         self.ignore_eos = ignore_eos
@@ -122,8 +127,10 @@ class Runner:
         except httpx.HTTPError as exc:
             raise BenchError(f"cannot reach {url}: {_describe(exc)}") from None
         if response.status_code != 200:
-            raise BenchError(f"GET {url} answered HTTP {response.status_code}: "
-                             f"{_error_message(response.content)}")  # fmt: skip
+            raise BenchError(
+                f"GET {url} answered HTTP {response.status_code}: "
+                f"{_error_message(response.content)}"
+            )
         try:
             return str(response.json()["data"][0]["id"])
         except (ValueError, KeyError, IndexError, TypeError):
@@ -148,8 +155,9 @@ class Runner:
         record = RequestRecord(start=self.clock.now())
         url = f"{endpoint.base_url}/chat/completions"
         try:
-            async with self.client.stream("POST", url, json=self.body(endpoint, request),
-                                          headers=endpoint.headers) as response:  # fmt: skip
+            async with self.client.stream(
+                "POST", url, json=self.body(endpoint, request), headers=endpoint.headers
+            ) as response:
                 if response.status_code != 200:
                     text = _error_message(await response.aread())
                     _fail(record, f"HTTP {response.status_code}", text)
@@ -194,19 +202,27 @@ class Runner:
         else:
             _fail(record, "incomplete stream", "the stream ended before usage or [DONE]")
 
-    async def warmup(self, endpoint: Endpoint, workload: Workload, count: int) -> RequestRecord | None:
+    async def warmup(
+        self, endpoint: Endpoint, workload: Workload, count: int
+    ) -> RequestRecord | None:
         """Send `count` short requests one by one; the first failure, or None."""
         for index in range(count):
             request = workload.request(-1 - index)
-            short = BenchRequest(request.messages, min(request.max_tokens or WARMUP_MAX_TOKENS,
-                                                       WARMUP_MAX_TOKENS))  # fmt: skip
+            short = BenchRequest(
+                request.messages, min(request.max_tokens or WARMUP_MAX_TOKENS, WARMUP_MAX_TOKENS)
+            )
             record = await self.one(endpoint, short)
             if not record.ok:
                 return record
         return None
 
-    async def run(self, endpoint: Endpoint, spec: RunSpec, workload: Workload,
-                  on_done: Callable[[RequestRecord], None] | None = None) -> RunResult:  # fmt: skip
+    async def run(
+        self,
+        endpoint: Endpoint,
+        spec: RunSpec,
+        workload: Workload,
+        on_done: Callable[[RequestRecord], None] | None = None,
+    ) -> RunResult:
         """One run of `workload` against `endpoint` at `spec`'s concurrency or rate."""
         if spec.requests is None and spec.duration is None:
             raise ValueError("a run needs a number of requests or a duration")
@@ -225,8 +241,14 @@ class Runner:
             return False
         return spec.duration is None or at - started < spec.duration
 
-    async def _closed_loop(self, endpoint: Endpoint, spec: RunSpec, workload: Workload,
-                           result: RunResult, done: Callable[[RequestRecord], None]) -> None:  # fmt: skip
+    async def _closed_loop(
+        self,
+        endpoint: Endpoint,
+        spec: RunSpec,
+        workload: Workload,
+        result: RunResult,
+        done: Callable[[RequestRecord], None],
+    ) -> None:
         sent = 0
 
         async def worker() -> None:
@@ -239,8 +261,14 @@ class Runner:
 
         await asyncio.gather(*(worker() for _ in range(int(spec.value))))
 
-    async def _open_loop(self, endpoint: Endpoint, spec: RunSpec, workload: Workload,
-                         result: RunResult, done: Callable[[RequestRecord], None]) -> None:  # fmt: skip
+    async def _open_loop(
+        self,
+        endpoint: Endpoint,
+        spec: RunSpec,
+        workload: Workload,
+        result: RunResult,
+        done: Callable[[RequestRecord], None],
+    ) -> None:
         gaps = poisson_intervals(spec.value, random.Random(spec.seed))
         tasks: list[asyncio.Task[None]] = []
         offset = 0.0  # the first request goes at once, the next after a random gap, ...
@@ -259,10 +287,14 @@ class Runner:
         await asyncio.gather(*tasks)
 
 
-async def run_sweep(runner: Runner, endpoints: list[Endpoint], specs: list[RunSpec],
-                    workload: Workload, *,
-                    on_start: Callable[[Endpoint, RunSpec], Callable[[RequestRecord], None]]
-                    | None = None) -> list[RunResult]:  # fmt: skip
+async def run_sweep(
+    runner: Runner,
+    endpoints: list[Endpoint],
+    specs: list[RunSpec],
+    workload: Workload,
+    *,
+    on_start: Callable[[Endpoint, RunSpec], Callable[[RequestRecord], None]] | None = None,
+) -> list[RunResult]:
     """Every sweep point against every endpoint, endpoints interleaved run by run.
 
     With two endpoints the order alternates per point (A B, B A, A B, ...) so that neither always

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from itertools import pairwise
+from typing import Any
 
 QUANTILES = (50, 90, 95, 99)
 MAX_ERROR_KINDS = 5
@@ -103,7 +105,7 @@ def tpot(e2e: float | None, ttft: float | None, completion_tokens: int | None) -
 
 def inter_token_gaps(chunk_times: Sequence[float]) -> list[float]:
     """Gaps between consecutive content-chunk arrivals."""
-    return [b - a for a, b in zip(chunk_times, chunk_times[1:])]
+    return [b - a for a, b in pairwise(chunk_times)]
 
 
 def meets_slo(record: RequestRecord, slo: Slo) -> bool:
@@ -165,8 +167,10 @@ def error_summary(failed: Iterable[RequestRecord]) -> list[dict[str, Any]]:
     examples: dict[str, str] = {}
     for r in failed:
         examples.setdefault(r.error_kind or "error", r.error or "")
-    return [{"kind": kind, "count": count, "example": examples[kind]}
-            for kind, count in counts.most_common(MAX_ERROR_KINDS)]  # fmt: skip
+    return [
+        {"kind": kind, "count": count, "example": examples[kind]}
+        for kind, count in counts.most_common(MAX_ERROR_KINDS)
+    ]
 
 
 def request_detail(record: RequestRecord, run_start: float) -> dict[str, Any]:

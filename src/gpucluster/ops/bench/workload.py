@@ -17,16 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-WORDS = tuple(
-    """about after again against all also an and another any are as at back be because been
-    before being between both but by came can come could day did do down each even first for
-    from get go good great had has have he her here his how if in into is it its just know last
-    life like little long made make man many may me men might more most much must my never new
-    no not now of off old on one only or other our out over own people right said same see she
-    should since so some state still such take than that the their them then there these they
-    this those three through time to too two under up us used very was water way we well were
-    what when where which while who will with work world would year years you your""".split()
-)
+WORDS = (
+    "about", "after", "again", "against", "all", "also", "an", "and", "another", "any", "are",
+    "as", "at", "back", "be", "because", "been", "before", "being", "between", "both", "but",
+    "by", "came", "can", "come", "could", "day", "did", "do", "down", "each", "even", "first",
+    "for", "from", "get", "go", "good", "great", "had", "has", "have", "he", "her", "here", "his",
+    "how", "if", "in", "into", "is", "it", "its", "just", "know", "last", "life", "like",
+    "little", "long", "made", "make", "man", "many", "may", "me", "men", "might", "more", "most",
+    "much", "must", "my", "never", "new", "no", "not", "now", "of", "off", "old", "on", "one",
+    "only", "or", "other", "our", "out", "over", "own", "people", "right", "said", "same", "see",
+    "she", "should", "since", "so", "some", "state", "still", "such", "take", "than", "that",
+    "the", "their", "them", "then", "there", "these", "they", "this", "those", "three", "through",
+    "time", "to", "too", "two", "under", "up", "us", "used", "very", "was", "water", "way", "we",
+    "well", "were", "what", "when", "where", "which", "while", "who", "will", "with", "work",
+    "world", "would", "year", "years", "you", "your",
+)  # fmt: skip
 
 
 class WorkloadError(ValueError):
@@ -44,8 +49,14 @@ class BenchRequest:
 class Workload:
     """The requests of a run, by index: the same index gives the same request on every run."""
 
-    def __init__(self, items: list[BenchRequest] | None = None, *, input_tokens: int = 128,
-                 output_tokens: int = 64, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        items: list[BenchRequest] | None = None,
+        *,
+        input_tokens: int = 128,
+        output_tokens: int = 64,
+        seed: int = 0,
+    ) -> None:
         if items is not None and not items:
             raise WorkloadError("the workload has no requests")
         self.items = items
@@ -65,9 +76,17 @@ class Workload:
 
     def describe(self) -> dict[str, Any]:
         if self.items is not None:
-            return {"kind": "file", "prompts": len(self.items), "default_max_tokens": self.output_tokens}
-        return {"kind": "synthetic", "input_tokens": self.input_tokens,
-                "output_tokens": self.output_tokens, "seed": self.seed}  # fmt: skip
+            return {
+                "kind": "file",
+                "prompts": len(self.items),
+                "default_max_tokens": self.output_tokens,
+            }
+        return {
+            "kind": "synthetic",
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "seed": self.seed,
+        }
 
 
 def synthetic_prompt(tokens: int, rng: random.Random) -> str:
@@ -90,7 +109,9 @@ def load_prompts(path: Path) -> list[BenchRequest]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkloadError(f"cannot read prompts file {path}: {exc}") from None
-    items = [_parse_line(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    items = [
+        _parse_line(path, number, line) for number, line in enumerate(lines, 1) if line.strip()
+    ]
     if not items:
         raise WorkloadError(f"{path}: no prompts (expected one JSON object per line)")
     return items
@@ -108,8 +129,9 @@ def _parse_line(path: Path, number: int, line: str) -> BenchRequest:
         raise WorkloadError(f'{where}: give exactly one of "prompt" or "messages"')
     unknown = sorted(set(data) - {"prompt", "messages", "max_tokens"})
     if unknown:
-        raise WorkloadError(f"{where}: unknown key(s) {', '.join(unknown)} "
-                            '(allowed: prompt, messages, max_tokens)')  # fmt: skip
+        raise WorkloadError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: prompt, messages, max_tokens)"
+        )
     max_tokens = data.get("max_tokens")
     if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
         raise WorkloadError(f'{where}: "max_tokens" must be a positive integer, not {max_tokens!r}')

@@ -13,14 +13,24 @@ import pytest
 class FakeOpenAI:
     """Streams one content chunk per requested token, then usage, then [DONE].
 
-    `fail_every=k` answers every k-th chat request with HTTP 500; `usage=False` leaves usage out;
+    `fail_every=k` answers every k-th chat request with HTTP `fail_status` (500);
+    `usage=False` leaves usage out;
     `error_event=True` sends an SSE error event after the first chunk.
     """
 
-    def __init__(self, model: str = "fake-model", *, fail_every: int | None = None,
-                 usage: bool = True, error_event: bool = False, default_tokens: int = 16) -> None:
+    def __init__(
+        self,
+        model: str = "fake-model",
+        *,
+        fail_every: int | None = None,
+        fail_status: int = 500,
+        usage: bool = True,
+        error_event: bool = False,
+        default_tokens: int = 16,
+    ) -> None:
         self.model = model
         self.fail_every = fail_every
+        self.fail_status = fail_status
         self.usage = usage
         self.error_event = error_event
         self.default_tokens = default_tokens
@@ -40,9 +50,17 @@ class FakeOpenAI:
         self.bodies.append(body)
         self.headers.append(request.headers)
         if self.fail_every and len(self.bodies) % self.fail_every == 0:
-            return httpx.Response(500, json={"error": {
-                "message": f"engine failed (request {len(self.bodies)})", "type": "InternalServerError",
-                "param": None, "code": 500}})  # fmt: skip
+            return httpx.Response(
+                self.fail_status,
+                json={
+                    "error": {
+                        "message": f"engine failed (request {len(self.bodies)})",
+                        "type": "InternalServerError",
+                        "param": None,
+                        "code": self.fail_status,
+                    }
+                },
+            )
         tokens = body.get("max_tokens", self.default_tokens)
         prompt_tokens = sum(len(str(m["content"]).split()) for m in body["messages"])
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": body["model"]}
@@ -53,9 +71,17 @@ class FakeOpenAI:
                 events.append({"error": {"message": "engine died mid-stream", "code": 500}})
         events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
         if self.usage:
-            events.append({**base, "choices": [], "usage": {
-                "prompt_tokens": prompt_tokens, "completion_tokens": tokens,
-                "total_tokens": prompt_tokens + tokens}})  # fmt: skip
+            events.append(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": tokens,
+                        "total_tokens": prompt_tokens + tokens,
+                    },
+                }
+            )
         text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=text)
 

@@ -16,7 +16,8 @@ A = Endpoint("A", "http://a.test/v1", "key-a", "fake-model")
 B = Endpoint("B", "http://b.test/v1", None, "fake-model")
 
 
-def bench(servers, make_client, clock, specs, endpoints=(A,), workload=None, slo=Slo(), **runner_kw):
+def bench(servers, make_client, clock, specs, endpoints=(A,), workload=None, slo=None, **runner_kw):
+    slo = slo or Slo()
     workload = workload or Workload(input_tokens=12, output_tokens=8, seed=1)
 
     async def go():
@@ -55,14 +56,21 @@ def test_requests_are_streamed_with_usage_exact_length_and_the_key(fake, make_cl
 
 
 def test_no_ignore_eos_leaves_the_extension_out(fake, make_client, clock):
-    bench({"a.test": fake}, make_client, clock, [RunSpec("concurrency", 1, requests=2)],
-          ignore_eos=False)
+    bench(
+        {"a.test": fake},
+        make_client,
+        clock,
+        [RunSpec("concurrency", 1, requests=2)],
+        ignore_eos=False,
+    )
     assert all("ignore_eos" not in body for body in fake.bodies)
 
 
 def test_server_errors_are_counted_as_failures(make_fake, make_client, clock):
     failing = make_fake(fail_every=4)
-    report = bench({"a.test": failing}, make_client, clock, [RunSpec("concurrency", 3, requests=20)])
+    report = bench(
+        {"a.test": failing}, make_client, clock, [RunSpec("concurrency", 3, requests=20)]
+    )
     run = report["runs"][0]
     assert report["ok"] is False
     assert (run["ok"], run["failed"]) == (15, 5)
@@ -78,14 +86,20 @@ def test_errors_mid_stream_and_unreachable_servers_fail_requests(make_fake, make
     assert report["runs"][0]["errors"][0]["kind"] == "stream error"
     assert "engine died mid-stream" in report["runs"][0]["errors"][0]["example"]
     nowhere = Endpoint("A", "http://nowhere.test/v1", None, "m")
-    report = bench({}, make_client, clock, [RunSpec("concurrency", 1, requests=2)], endpoints=[nowhere])
+    report = bench(
+        {}, make_client, clock, [RunSpec("concurrency", 1, requests=2)], endpoints=[nowhere]
+    )
     assert report["runs"][0]["failed"] == 2
     assert report["runs"][0]["errors"][0]["kind"] == "ConnectError"
 
 
 def test_a_stream_without_usage_succeeds_but_is_flagged(make_fake, make_client, clock):
-    report = bench({"a.test": make_fake(usage=False)}, make_client, clock,
-                   [RunSpec("concurrency", 1, requests=3)])
+    report = bench(
+        {"a.test": make_fake(usage=False)},
+        make_client,
+        clock,
+        [RunSpec("concurrency", 1, requests=3)],
+    )
     run = report["runs"][0]
     assert run["ok"] == 3 and run["without_usage"] == 3
     assert run["output_tokens"] == 0  # never guessed from chunk counts
@@ -124,14 +138,22 @@ def test_compare_mode_interleaves_runs_and_reports_ratios(make_fake, make_client
     specs = [RunSpec("concurrency", c, requests=6) for c in (1, 2, 3)]
     report = bench(servers, make_client, clock, specs, endpoints=(A, B))
     assert [(r["endpoint"], r["label"]) for r in report["runs"]] == [
-        ("A", "c=1"), ("B", "c=1"), ("B", "c=2"), ("A", "c=2"), ("A", "c=3"), ("B", "c=3")]
+        ("A", "c=1"),
+        ("B", "c=1"),
+        ("B", "c=2"),
+        ("A", "c=2"),
+        ("A", "c=3"),
+        ("B", "c=3"),
+    ]
     assert len(servers["a.test"].bodies) == len(servers["b.test"].bodies) == 18
     assert [c["label"] for c in report["comparisons"]] == ["c=1", "c=2", "c=3"]
     runs = {(r["endpoint"], r["label"]): r for r in report["runs"]}
     for row in report["comparisons"]:
         a, b = runs[("A", row["label"])], runs[("B", row["label"])]
         ratios = row["ratios"]
-        assert ratios["output_throughput"] == pytest.approx(b["output_throughput"] / a["output_throughput"])
+        assert ratios["output_throughput"] == pytest.approx(
+            b["output_throughput"] / a["output_throughput"]
+        )
         assert ratios["ttft_p50"] == pytest.approx(b["ttft_ms"]["p50"] / a["ttft_ms"]["p50"])
         assert ratios["e2e_p50"] == pytest.approx(b["e2e_ms"]["p50"] / a["e2e_ms"]["p50"])
         assert ratios["goodput"] is None  # no SLO given
@@ -141,13 +163,21 @@ def test_compare_mode_interleaves_runs_and_reports_ratios(make_fake, make_client
 
 def test_compare_against_a_failing_server(make_fake, make_client, clock):
     servers = {"a.test": make_fake(), "b.test": make_fake(fail_every=2)}
-    report = bench(servers, make_client, clock, [RunSpec("concurrency", 1, requests=10)],
-                   endpoints=(A, B), slo=Slo(e2e_ms=1e6))
+    report = bench(
+        servers,
+        make_client,
+        clock,
+        [RunSpec("concurrency", 1, requests=10)],
+        endpoints=(A, B),
+        slo=Slo(e2e_ms=1e6),
+    )
     a, b = report["runs"]
     assert (a["failed"], b["failed"]) == (0, 5)
     assert report["ok"] is False
     ratios = report["comparisons"][0]["ratios"]
-    assert ratios["request_throughput"] == pytest.approx(b["request_throughput"] / a["request_throughput"])
+    assert ratios["request_throughput"] == pytest.approx(
+        b["request_throughput"] / a["request_throughput"]
+    )
     assert ratios["goodput"] == pytest.approx(b["goodput"] / a["goodput"])
 
 
@@ -185,7 +215,9 @@ def test_reasoning_chunks_count_as_tokens(make_client, clock):
 
     async def go():
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await Runner(client, clock).one(A, BenchRequest([{"role": "user", "content": "q"}], 2))
+            return await Runner(client, clock).one(
+                A, BenchRequest([{"role": "user", "content": "q"}], 2)
+            )
 
     record = asyncio.run(go())
     assert record.ok and len(record.chunk_times) == 2 and record.completion_tokens == 2

@@ -21,8 +21,15 @@ def record(start=0.0, ttft=0.1, gaps=(0.02, 0.02, 0.02), tokens=4, ok=True, prom
     chunks = [start + ttft]
     for gap in gaps:
         chunks.append(chunks[-1] + gap)
-    return RequestRecord(start=start, end=end if end is not None else chunks[-1], first_token=chunks[0],
-                         chunk_times=chunks, ok=ok, prompt_tokens=prompt, completion_tokens=tokens)
+    return RequestRecord(
+        start=start,
+        end=end if end is not None else chunks[-1],
+        first_token=chunks[0],
+        chunk_times=chunks,
+        ok=ok,
+        prompt_tokens=prompt,
+        completion_tokens=tokens,
+    )
 
 
 def failed(kind="HTTP 500", message="HTTP 500: boom"):
@@ -86,8 +93,11 @@ def test_tokens_come_from_usage_not_from_chunk_counts():
 
 
 def test_counts_throughput_and_failures():
-    stats = run_stats([record(), record(), failed(), failed(), failed("ReadTimeout", "ReadTimeout: x")],
-                      duration=4.0, slo=Slo())
+    stats = run_stats(
+        [record(), record(), failed(), failed(), failed("ReadTimeout", "ReadTimeout: x")],
+        duration=4.0,
+        slo=Slo(),
+    )
     assert (stats["requests"], stats["ok"], stats["failed"]) == (5, 2, 3)
     assert stats["request_throughput"] == pytest.approx(0.5)
     assert stats["ttft_ms"]["count"] == 2  # latencies only over successful requests

@@ -43,7 +43,10 @@ def test_synthetic_prompts_have_the_wanted_number_of_words_from_the_list():
 
 
 def test_synthetic_workload_is_deterministic_per_index_and_varies_across_indices():
-    a, b = Workload(input_tokens=50, output_tokens=9, seed=3), Workload(input_tokens=50, output_tokens=9, seed=3)
+    a, b = (
+        Workload(input_tokens=50, output_tokens=9, seed=3),
+        Workload(input_tokens=50, output_tokens=9, seed=3),
+    )
     assert a.request(5) == b.request(5)
     assert a.request(5) != a.request(6)
     assert a.request(0) != Workload(input_tokens=50, seed=4).request(0)
@@ -62,8 +65,15 @@ def test_prompts_file_with_prompts_messages_and_max_tokens(tmp_path):
         tmp_path,
         json.dumps({"prompt": "Hello"}),
         "",
-        json.dumps({"messages": [{"role": "system", "content": "Be brief."},
-                                 {"role": "user", "content": "Hi"}], "max_tokens": 5}),
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Hi"},
+                ],
+                "max_tokens": 5,
+            }
+        ),
     )
     items = load_prompts(path)
     assert items[0].messages == [{"role": "user", "content": "Hello"}]
