@@ -68,6 +68,12 @@ class ModelConfig(_Strict):
     cpu_kvcache_gib: int = Field(
         1, ge=1, description="KV cache size in whole GiB for the CPU build (VLLM_CPU_KVCACHE_SPACE)."
     )
+    stream_batching_ms: int | None = Field(
+        None,
+        ge=0,
+        description="How long Ray Serve LLM gathers streamed tokens into one chunk, ms "
+        "(0: send each token at once). Null: Ray's default (50 ms).",
+    )
     replicas: ReplicaBounds = Field(
         default_factory=ReplicaBounds, description="Replica count bounds for this model."
     )

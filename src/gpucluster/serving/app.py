@@ -42,11 +42,17 @@ def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
         placement = {"bundle_per_worker": {"GPU": 1, "CPU": 1}}
         env = {}
     replicas = model.replicas
+    experimental = (
+        {"stream_batching_interval_ms": model.stream_batching_ms}
+        if model.stream_batching_ms is not None
+        else {}
+    )
     return LLMConfig(
         model_loading_config={"model_id": model.id, "model_source": weights},
         engine_kwargs=engine_kwargs(model),
         placement_group_config=placement,
         runtime_env={"env_vars": env},
+        experimental_configs=experimental,
         deployment_config={
             "autoscaling_config": {
                 "min_replicas": replicas.min,

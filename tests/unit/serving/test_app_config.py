@@ -46,3 +46,9 @@ def test_start_failures_map_to_the_guide_error_lines():
         "ERROR: GPU allocation failed"
     )
     assert classify_start_failure(ValueError("bad config")) == "ERROR: Model loading failed"
+
+
+def test_stream_batching_is_passed_only_when_set():
+    assert llm_config(ModelConfig(), "/m").experimental_configs == {}
+    config = llm_config(ModelConfig(stream_batching_ms=0), "/m")
+    assert config.experimental_configs == {"stream_batching_interval_ms": 0}
