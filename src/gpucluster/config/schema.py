@@ -69,10 +69,10 @@ class ModelConfig(_Strict):
         1, ge=1, description="KV cache size in whole GiB for the CPU build (VLLM_CPU_KVCACHE_SPACE)."
     )
     stream_batching_ms: int | None = Field(
-        None,
+        0,
         ge=0,
-        description="How long Ray Serve LLM gathers streamed tokens into one chunk, ms "
-        "(0: send each token at once). Null: Ray's default (50 ms).",
+        description="How long Ray Serve LLM gathers streamed tokens into one chunk, ms. 0 (the "
+        "default, measured faster in docs/benchmarks.md): each token at once; null: Ray's 50 ms.",
     )
     replicas: ReplicaBounds = Field(
         default_factory=ReplicaBounds, description="Replica count bounds for this model."

@@ -48,7 +48,6 @@ def test_start_failures_map_to_the_guide_error_lines():
     assert classify_start_failure(ValueError("bad config")) == "ERROR: Model loading failed"
 
 
-def test_stream_batching_is_passed_only_when_set():
-    assert llm_config(ModelConfig(), "/m").experimental_configs == {}
-    config = llm_config(ModelConfig(stream_batching_ms=0), "/m")
-    assert config.experimental_configs == {"stream_batching_interval_ms": 0}
+def test_stream_batching_defaults_to_unbatched_and_null_keeps_rays_default():
+    assert llm_config(ModelConfig(), "/m").experimental_configs == {"stream_batching_interval_ms": 0}
+    assert llm_config(ModelConfig(stream_batching_ms=None), "/m").experimental_configs == {}
