@@ -37,6 +37,7 @@ class LivePlatform:
     state_dir: Path
     dashboard_user: str
     dashboard_password: str
+    up_phases: dict[str, float] = field(default_factory=dict)
     max_num_seqs: int = MAX_NUM_SEQS
 
     @property
@@ -133,6 +134,7 @@ def live(tmp_path_factory) -> LivePlatform:
         state_dir=state_dir,
         dashboard_user=data["dashboard_user"],
         dashboard_password=data["dashboard_password"],
+        up_phases=data["phases"],
     )
     yield platform
     platform.cli("down", "--json", timeout=300)

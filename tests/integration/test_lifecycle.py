@@ -27,7 +27,19 @@ def test_second_up_reports_the_running_platform(live):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["already_running"] is True
+    assert data["phases"] == {}
     assert data["endpoints"] == live.endpoints
+
+
+def test_up_reports_its_start_up_phases(live):
+    assert list(live.up_phases) == [
+        "prepare models",
+        "start Ray",
+        "start nginx, Prometheus, Alertmanager",
+        "deploy Serve app and load engines",
+        "first token through nginx",
+    ]
+    assert sum(live.up_phases.values()) <= live.up_seconds + 1
 
 
 def test_platform_log_has_the_guide_lines(live):

@@ -66,6 +66,7 @@ def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                 "dashboard_user": cfg.platform.security.dashboard_user,
                 "dashboard_password": result.dashboard_password,
                 "warnings": list(result.warnings),
+                "phases": dict(result.phases),
             }
         )
         return
@@ -73,6 +74,8 @@ def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         out.print("[yellow]The platform is already running[/] (use `gpucluster down` to stop it).")
     else:
         out.print(f"[green]Platform up[/] in {result.seconds:.0f} s.")
+        for name, seconds in result.phases:
+            out.print(f"  {name:<40} {seconds:6.1f} s", highlight=False)
     _print_endpoints(endpoints.as_dict(), result.record.models)
     if result.dashboard_password:
         out.print(

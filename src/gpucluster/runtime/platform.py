@@ -53,6 +53,20 @@ class UpResult:
     seconds: float
     dashboard_password: str | None = None  # set when `up` created it: shown once
     warnings: tuple[str, ...] = ()
+    phases: tuple[tuple[str, float], ...] = ()  # (phase, seconds) of a cold start, in order
+
+
+class _Phases:
+    """Wall time of each start-up phase."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self.done: list[tuple[str, float]] = []
+
+    def end(self, name: str) -> None:
+        now = time.monotonic()
+        self.done.append((name, round(now - self._last, 1)))
+        self._last = now
 
 
 @dataclass(frozen=True)
@@ -103,9 +117,12 @@ def up(config: Config, progress: Progress) -> UpResult:
     warnings = []
     password = None
     try:
+        phases = _Phases()
         weights = _prepare_models(config, log)
+        phases.end("prepare models")
         log.info("Starting Ray head (dashboard :%d)", config.platform.ports.ray_dashboard)
         address = start_head(config, state)
+        phases.end("start Ray")
         key_files, probe_key = _api_key_files(config, state)
         if not key_files:
             warnings.append(
@@ -115,8 +132,11 @@ def up(config: Config, progress: Progress) -> UpResult:
             )
         password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
         _start_services(config, state, log)
+        phases.end("start nginx, Prometheus, Alertmanager")
         _deploy(config, state, address, weights, key_files, log, progress)
+        phases.end("deploy Serve app and load engines")
         _wait_until_answering(config, probe_key, log)
+        phases.end("first token through nginx")
     except BaseException as exc:
         if password is not None:
             state.htpasswd_file.unlink()  # never shown: the next `up` makes and shows a new one
@@ -135,7 +155,10 @@ def up(config: Config, progress: Progress) -> UpResult:
     )
     state.write_record(record)
     log.info("Platform up in %.0f s: %s", time.monotonic() - started, record.endpoints.openai_api)
-    return UpResult(False, record, time.monotonic() - started, password, tuple(warnings))
+    log.info("Start-up phases: %s", ", ".join(f"{name} {secs:.1f} s" for name, secs in phases.done))
+    return UpResult(
+        False, record, time.monotonic() - started, password, tuple(warnings), tuple(phases.done)
+    )
 
 
 def down(config: Config) -> DownResult:
