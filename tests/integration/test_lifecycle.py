@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+import threading
+
 import httpx
 import psutil
 
@@ -64,9 +66,45 @@ def test_unknown_log_component_is_a_usage_error(live):
     assert "unknown component" in result.stderr
 
 
+def stream_in_background(live, max_tokens: int) -> tuple[threading.Thread, dict]:
+    """Start a streamed chat; returns the thread and what it saw (first token, events, usage)."""
+    seen: dict = {"first_token": threading.Event(), "events": []}
+    body = {
+        "model": live.model,
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+    def run() -> None:
+        try:
+            with httpx.stream("POST", f"{live.api}/chat/completions", json=body,
+                              headers=live.headers, timeout=300) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        seen["events"].append(line.removeprefix("data: "))
+                        seen["first_token"].set()
+        except httpx.HTTPError as exc:
+            seen["error"] = repr(exc)
+        seen["first_token"].set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, seen
+
+
 @pytest.mark.stops_platform
-def test_down_leaves_no_ray_or_vllm_process(live):
+def test_down_lets_an_in_flight_stream_finish_and_leaves_no_process(live):
+    thread, seen = stream_in_background(live, max_tokens=96)
+    assert seen["first_token"].wait(timeout=120)
     result = live.cli("down", "--json", timeout=300)
+    thread.join(timeout=120)
+    assert "error" not in seen, seen.get("error")
+    assert seen["events"][-1] == "[DONE]"
+    usage = [json.loads(e)["usage"] for e in seen["events"][:-1] if json.loads(e).get("usage")]
+    assert usage[-1]["completion_tokens"] == 96  # the whole stream, not cut by down
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["was_running"] is True

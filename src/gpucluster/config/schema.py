@@ -183,6 +183,12 @@ class PlatformConfig(_Strict):
     startup_timeout_s: float = Field(
         900, gt=0, description="How long `up` waits for every model to answer."
     )
+    shutdown_grace_s: float = Field(
+        60,
+        ge=0,
+        description="How long `down` lets in-flight requests finish: nginx stops accepting, "
+        "drains, and only then is the rest stopped.",
+    )
     ports: PortsConfig = Field(default_factory=PortsConfig, description="TCP ports.")
     edge: EdgeConfig = Field(default_factory=EdgeConfig, description="The nginx proxy.")
     security: SecurityConfig = Field(

@@ -6,6 +6,7 @@ import crypt
 import getpass
 import re
 import secrets
+import signal
 from pathlib import Path
 
 from gpucluster.config import Config
@@ -68,13 +69,14 @@ def write_nginx_conf(config: Config, state: StateDir, ray_token: str) -> Path:
     return path
 
 
-def nginx_service(conf: Path, state: StateDir) -> ServiceSpec:
-    """nginx in the foreground, supervised."""
+def nginx_service(conf: Path, state: StateDir, drain_s: float) -> ServiceSpec:
+    """nginx in the foreground, supervised; stopping it drains open requests for up to `drain_s`."""
     argv = [
         NGINX_BINARY, "-p", str(state.nginx_dir), "-c", str(conf),
         "-e", str(state.log("nginx-error")), "-g", "daemon off;",
     ]
-    return ServiceSpec(name="nginx", argv=argv)
+    # SIGQUIT: nginx's graceful shutdown (stop accepting, finish open requests, exit)
+    return ServiceSpec(name="nginx", argv=argv, stop_signal=signal.SIGQUIT, stop_grace_s=drain_s)
 
 
 def ensure_dashboard_password(state: StateDir, user: str) -> str | None:

@@ -162,19 +162,19 @@ def up(config: Config, progress: Progress) -> UpResult:
 
 
 def down(config: Config) -> DownResult:
-    """Stop everything `up` started; report anything that would not stop."""
+    """Stop everything `up` started: nginx drains in-flight requests first; report leftovers."""
     state = StateDir(config.platform.state_dir)
     state.ensure()
     was_running = state.read_record() is not None
     stopped = [describe(p) for p in platform_processes(state.tag)]
-    leftovers = _stop_everything(state)
+    leftovers = _stop_everything(state, config.platform.shutdown_grace_s)
     if was_running or stopped:
         platform_logger(state).info("Platform stopped (%d processes)", len(stopped))
     return DownResult(was_running or bool(stopped), stopped, leftovers)
 
 
-def _stop_everything(state: StateDir) -> list[str]:
-    _stop_supervisor(state)
+def _stop_everything(state: StateDir, drain_s: float = 0) -> list[str]:
+    _stop_supervisor(state, drain_s)
     # Not `ray stop`: it would end every Ray cluster on the host, and vLLM engine processes of
     # killed replicas can outlive it. The tag finds exactly this platform's processes.
     terminate_all(platform_processes(state.tag), grace_s=15)
@@ -184,14 +184,14 @@ def _stop_everything(state: StateDir) -> list[str]:
     return [describe(p) for p in leftovers]
 
 
-def _stop_supervisor(state: StateDir) -> None:
+def _stop_supervisor(state: StateDir, drain_s: float) -> None:
     """Ask the supervisor to stop its services (nginx drains) before the sweep below."""
     try:
         pid = int(state.supervisor_pid.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     procs = [p for p in platform_processes(state.tag) if p.pid == pid]
-    terminate_all(procs, grace_s=15)
+    terminate_all(procs, grace_s=drain_s + 15)
 
 
 def _check_ports(config: Config) -> None:
@@ -241,7 +241,8 @@ def _api_key_files(config: Config, state: StateDir) -> tuple[list[str], str | No
 def _start_services(config: Config, state: StateDir, log: logging.Logger) -> None:
     """Start the supervisor (nginx, Prometheus, Alertmanager, alert receiver); wait for them."""
     conf = write_nginx_conf(config, state, ensure_ray_token(state))
-    write_services(state, [nginx_service(conf, state), *monitoring_services(config, state)])
+    drain_s = config.platform.shutdown_grace_s
+    write_services(state, [nginx_service(conf, state, drain_s), *monitoring_services(config, state)])
     ports = config.platform.ports
     log.info(
         "Starting nginx :%d, Prometheus :%d, Alertmanager :%d (supervised)",

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gpucluster.runtime.state import StateDir
@@ -28,20 +28,22 @@ STOP_GRACE_S = 10.0
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """How to run one service: argv, extra environment, and where it logs."""
+    """How to run one service: argv, extra environment, and how it stops gracefully."""
 
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM
+    stop_grace_s: float = STOP_GRACE_S
 
     @classmethod
     def from_dict(cls, data: dict) -> ServiceSpec:
-        return cls(name=data["name"], argv=list(data["argv"]), env=dict(data.get("env", {})))
+        return cls(**{**data, "argv": list(data["argv"]), "env": dict(data.get("env", {}))})
 
 
 def write_services(state: StateDir, services: list[ServiceSpec]) -> None:
     """Record the services the supervisor runs."""
-    data = [{"name": s.name, "argv": s.argv, "env": s.env} for s in services]
+    data = [asdict(s) for s in services]
     state.services_file.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
@@ -112,16 +114,22 @@ class Supervisor:
             service.backoff = min(service.backoff * 2, BACKOFF_MAX_S)
 
     def _stop_all(self) -> None:
-        procs = [s.proc for s in self.running if s.proc is not None and s.proc.poll() is None]
-        for proc in procs:
-            proc.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in procs:
+        """Each service gets its stop signal (nginx: SIGQUIT, finish open requests) and grace."""
+        live = [s for s in self.running if s.proc is not None and s.proc.poll() is None]
+        started = time.monotonic()
+        for service in live:
+            self.log.info("stopping %s (signal %d, up to %.0f s)", service.spec.name,
+                          service.spec.stop_signal, service.spec.stop_grace_s)
+            service.proc.send_signal(service.spec.stop_signal)
+        for service in live:
+            remaining = service.spec.stop_grace_s - (time.monotonic() - started)
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                service.proc.wait(timeout=max(0.1, remaining))
             except subprocess.TimeoutExpired:
-                proc.kill()
-        self.log.info("supervisor stopped %d services", len(procs))
+                self.log.warning("%s did not stop within %.0f s; killing it",
+                                 service.spec.name, service.spec.stop_grace_s)
+                service.proc.kill()
+        self.log.info("supervisor stopped %d services in %.1f s", len(live), time.monotonic() - started)
 
     def request_stop(self, *_: object) -> None:
         self.stopping = True
