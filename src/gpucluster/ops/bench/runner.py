@@ -236,6 +236,18 @@ class Runner:
         result.records.sort(key=lambda r: r.start)
         return result
 
+    async def _send(
+        self,
+        endpoint: Endpoint,
+        workload: Workload,
+        index: int,
+        result: RunResult,
+        done: Callable[[RequestRecord], None],
+    ) -> None:
+        record = await self.one(endpoint, workload.request(index))
+        result.records.append(record)
+        done(record)
+
     def _more(self, spec: RunSpec, sent: int, started: float, at: float) -> bool:
         if spec.requests is not None and sent >= spec.requests:
             return False
@@ -255,9 +267,7 @@ class Runner:
             nonlocal sent
             while self._more(spec, sent, result.start, self.clock.now()):
                 index, sent = sent, sent + 1
-                record = await self.one(endpoint, workload.request(index))
-                result.records.append(record)
-                done(record)
+                await self._send(endpoint, workload, index, result, done)
 
         await asyncio.gather(*(worker() for _ in range(int(spec.value))))
 
@@ -273,16 +283,13 @@ class Runner:
         tasks: list[asyncio.Task[None]] = []
         offset = 0.0  # the first request goes at once, the next after a random gap, ...
 
-        async def send(index: int) -> None:
-            record = await self.one(endpoint, workload.request(index))
-            result.records.append(record)
-            done(record)
-
         while self._more(spec, len(tasks), result.start, result.start + offset):
             wait = result.start + offset - self.clock.now()
             if wait > 0:
                 await self.clock.sleep(wait)
-            tasks.append(asyncio.create_task(send(len(tasks))))
+            tasks.append(
+                asyncio.create_task(self._send(endpoint, workload, len(tasks), result, done))
+            )
             offset += next(gaps)
         await asyncio.gather(*tasks)
 
