@@ -17,14 +17,13 @@ import httpx
 
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
-from gpucluster.runtime.logs import component_files, find_lines
+from gpucluster.runtime.logs import GUIDE_ERROR_LINES, component_files, find_lines
 from gpucluster.runtime.processes import port_in_use, port_owner
+from gpucluster.runtime.readiness import health_status
 
 SD_FILE = Path("/tmp/ray/prom_metrics_service_discovery.json")
 RUNBOOK = "docs/runbooks/alerts.md"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-GUIDE_ERRORS = ("ERROR: Model loading timeout", "ERROR: Out of memory", "ERROR: GPU allocation",
-                "ERROR: Model loading failed")
 KV_HIGH = 0.8
 LATENCY_HIGH_MS = 5000
 
@@ -57,17 +56,12 @@ class Snapshot:
     error_lines: list[str] = field(default_factory=list)
 
 
-def _http_status(url: str, headers: dict[str, str] | None = None) -> int | None:
-    try:
-        return httpx.get(url, headers=headers or {}, timeout=3).status_code
-    except httpx.HTTPError:
-        return None
-
-
 def gather(target: Target) -> Snapshot:
     """Read every source diagnose uses."""
     snap = Snapshot(running=target.running)
-    snap.api_status = _http_status(f"{target.endpoints.openai_api}/models", target.auth_headers)
+    snap.api_status = health_status(
+        f"{target.endpoints.openai_api}/models", timeout_s=3, headers=target.auth_headers
+    )
     if snap.api_status is None:
         host = target.config.platform.bind_host
         for name, port in target.config.platform.ports.model_dump().items():
@@ -79,10 +73,10 @@ def gather(target: Target) -> Snapshot:
         snap.sd_targets = sum(len(g.get("targets", [])) for g in json.loads(SD_FILE.read_text()))
     except (OSError, ValueError):
         snap.sd_targets = None
-    snap.metrics_port_up = _http_status(target.endpoints.ray_metrics) == 200
+    snap.metrics_port_up = health_status(target.endpoints.ray_metrics, timeout_s=3) == 200
     _gather_metrics(snap, Prometheus(target.endpoints.prometheus), target)
     files = component_files(target.state, "serve") + component_files(target.state, "platform")
-    snap.error_lines = find_lines(files, GUIDE_ERRORS, limit=5)
+    snap.error_lines = find_lines(files, GUIDE_ERROR_LINES, limit=5)
     return snap
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from gpucluster.ops.target import Target
+from gpucluster.runtime.readiness import answers
 
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 TIMEOUT_S = 2.0
@@ -126,17 +127,9 @@ def check_gpu(t: Target) -> str:
 
 def check_generation(t: Target) -> str:
     model = t.models[0]
-    try:
-        response = httpx.post(
-            f"{t.endpoints.openai_api}/chat/completions",
-            json={"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1},
-            headers=t.auth_headers,
-            timeout=PROBE_TIMEOUT_S,
-        )
-    except httpx.HTTPError as exc:
-        raise CheckFailed(f"{type(exc).__name__}", "gpucluster logs engine") from None
-    if response.status_code != 200:
-        raise CheckFailed(f"HTTP {response.status_code}: {response.text[:200]}", "gpucluster logs serve")
+    ok, detail = answers(t.endpoints.openai_api, model, t.api_key, PROBE_TIMEOUT_S)
+    if not ok:
+        raise CheckFailed(detail, "gpucluster logs serve; gpucluster logs engine")
     return f"{model} generated 1 token"
 
 

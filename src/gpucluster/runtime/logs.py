@@ -22,6 +22,15 @@ COMPONENTS: dict[str, str] = {
 }
 
 
+# The operator guide's start-up failure lines (written by serving.llm_server).
+GUIDE_ERROR_LINES = (
+    "ERROR: Model loading timeout",
+    "ERROR: Out of memory",
+    "ERROR: GPU allocation failed",
+    "ERROR: Model loading failed",
+)
+
+
 class UnknownComponent(ValueError):
     """A `logs` component that does not exist."""
 

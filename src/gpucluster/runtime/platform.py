@@ -22,7 +22,12 @@ from gpucluster.runtime.edge import (
     write_private,
 )
 from gpucluster.runtime.monitoring import monitoring_services
-from gpucluster.runtime.logs import component_files, find_lines, platform_logger
+from gpucluster.runtime.logs import (
+    GUIDE_ERROR_LINES,
+    component_files,
+    find_lines,
+    platform_logger,
+)
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
     describe,
@@ -38,7 +43,6 @@ from gpucluster.runtime.supervisor import write_services
 
 Progress = Callable[[str], None]
 
-_GUIDE_ERRORS = ("ERROR: Model loading timeout", "ERROR: Out of memory", "ERROR: GPU allocation")
 _POLL_S = 2.0
 
 
@@ -322,7 +326,7 @@ def _deploy(
 
 
 def _deploy_failure(state: StateDir) -> str:
-    guide_lines = find_lines(component_files(state, "serve"), _GUIDE_ERRORS, limit=3)
+    guide_lines = find_lines(component_files(state, "serve"), GUIDE_ERROR_LINES, limit=3)
     deploy_errors = find_lines(component_files(state, "deploy"), ("ERROR",), limit=3)
     detail = "\n  ".join(guide_lines + deploy_errors) or "no error line found"
     return (

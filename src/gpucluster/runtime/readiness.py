@@ -29,10 +29,12 @@ def answers(
     return True, "ok"
 
 
-def health_status(url: str, timeout_s: float = 5.0) -> int | None:
-    """HTTP status of a health endpoint, or None when nothing answers."""
+def health_status(
+    url: str, timeout_s: float = 5.0, headers: dict[str, str] | None = None
+) -> int | None:
+    """HTTP status of a GET on `url`, or None when nothing answers."""
     try:
-        return httpx.get(url, timeout=timeout_s).status_code
+        return httpx.get(url, headers=headers or {}, timeout=timeout_s).status_code
     except httpx.HTTPError:
         return None
 
