@@ -107,6 +107,8 @@ def live(tmp_path_factory) -> LivePlatform:
         "models:\n"
         f"  - id: {BUILTIN_MODEL_ID}\n"
         f"    max_num_seqs: {MAX_NUM_SEQS}\n"
+        "    replicas: {min: 1, max: 2}\n"
+        "    autoscaling: {upscale_delay_s: 10, downscale_delay_s: 20}\n"
         "platform:\n"
         f"  state_dir: {root / 'state'}\n"
         "  security:\n"

@@ -14,15 +14,9 @@ import pytest
 
 from gpucluster.observability.catalogue import GUIDE_METRICS, GUIDE_QUERIES
 from gpucluster.observability.dashboards import panel_queries
+from probes import eventually, query
 
 SD_FILE = "/tmp/ray/prom_metrics_service_discovery.json"
-
-
-def query(live, expr: str) -> list[dict]:
-    response = httpx.get(f"{live.prometheus}/api/v1/query", params={"query": expr}, timeout=30)
-    body = response.json()
-    assert body["status"] == "success", (expr, body)
-    return body["data"]["result"]
 
 
 def as_checkable(expr: str) -> str:
@@ -44,15 +38,6 @@ def with_traffic(live, openai_client):
             list(reply)
     time.sleep(30)
     return live
-
-
-def eventually(check, timeout_s: float = 45, interval_s: float = 5):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval_s)
 
 
 def test_ray_targets_are_discovered_and_up(live):

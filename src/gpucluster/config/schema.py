@@ -40,6 +40,58 @@ class ReplicaBounds(_Strict):
         return self
 
 
+class AutoscalingSettings(_Strict):
+    """When the autoscaler adds or removes a replica: the guide's Scaling Decisions as knobs."""
+
+    kv_cache_high: float = Field(
+        0.8, ge=0, le=1, description="Scale up when the replicas' mean KV cache usage stays above this."
+    )
+    kv_cache_low: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Scale down when utilisation (KV cache, and ongoing requests over their "
+        "target) stays below this with nothing waiting.",
+    )
+    waiting_requests_high: float = Field(
+        0,
+        ge=0,
+        description="Scale up when more requests than this wait per replica in the engines' queues.",
+    )
+    target_ongoing_requests: float | None = Field(
+        None,
+        gt=0,
+        description="Fallback signal: scale up when ongoing requests per replica stay above "
+        "this; null: the model's `max_num_seqs` (a full batch).",
+    )
+    upscale_delay_s: float = Field(
+        30, ge=0, description="How long a scale-up signal must last before a replica is added."
+    )
+    downscale_delay_s: float = Field(
+        300, ge=0, description="How long replicas must stay idle before one is removed."
+    )
+    look_back_period_s: float = Field(
+        10,
+        gt=2,
+        description="Window over which each replica's metrics are averaged (Ray Serve's "
+        "`look_back_period_s`; replicas report every 2 s).",
+    )
+    drain_timeout_s: float = Field(
+        600,
+        gt=0,
+        description="How long a replica being removed may finish its in-flight requests "
+        "(Ray Serve's `graceful_shutdown_timeout_s`); size it for the longest generation.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSettings:
+        if self.kv_cache_low >= self.kv_cache_high:
+            raise ValueError(
+                f"kv_cache_low ({self.kv_cache_low}) must be below kv_cache_high ({self.kv_cache_high})"
+            )
+        return self
+
+
 class ModelConfig(_Strict):
     """One served model: where its weights come from and how its engine runs."""
 
@@ -76,6 +128,10 @@ class ModelConfig(_Strict):
     )
     replicas: ReplicaBounds = Field(
         default_factory=ReplicaBounds, description="Replica count bounds for this model."
+    )
+    autoscaling: AutoscalingSettings = Field(
+        default_factory=AutoscalingSettings,
+        description="The signals and delays that move the replica count between its bounds.",
     )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,

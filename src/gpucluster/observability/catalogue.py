@@ -111,8 +111,11 @@ GUIDE_METRICS: tuple[GuideMetric, ...] = (
     ),
     GuideMetric(
         "ray_serve_deployment_replica_starts_total",
-        "Replica starts (each new replica counts 1; scale-ups and replacements).",
-        ("ray_serve_deployment_replica_starts_total",),
+        "Replica starts of each LLM deployment (scale-ups and replacements), counted by the "
+        "autoscaling policy. Ray's own series of this name, one per replica and born at 1, stay "
+        "beside it; rate() over them is 0.",
+        ("ray_gpucluster_replica_starts_total",),
+        "sum by (application, deployment) (ray_gpucluster_replica_starts_total)",
     ),
     GuideMetric(
         "ray_serve_deployment_replica_failures_total",

@@ -247,6 +247,38 @@ def _model_quantiles(metric: str, recorded: bool = True) -> list[tuple[str, str]
     ]
 
 
+def _autoscaling_panels() -> list[dict[str, Any]]:
+    """What the LLM autoscaling policy (serving.autoscaling) sees and decides."""
+    llm = '{deployment=~"PlatformLLMServer:.*"}'
+    changes = "changes(max by (deployment) (ray_gpucluster_autoscaling_desired_replicas)[15m:])"
+    return [
+        row("Autoscaling"),
+        timeseries(
+            "LLM replicas: running / desired",
+            [
+                (f"sum by (deployment) (ray_serve_num_deployment_replicas{llm})", "running {{deployment}}"),
+                ("max by (deployment) (ray_gpucluster_autoscaling_desired_replicas)",
+                 "desired {{deployment}}"),
+            ],
+            description="Healthy LLM replicas, and the count the LLM autoscaling policy wants.",
+            width=8,
+        ),
+        timeseries(
+            "Autoscaling signal",
+            [("max by (deployment, signal) (ray_gpucluster_autoscaling_signal) == 1", "{{signal}}")],
+            description="What drives the policy now: kv_cache, waiting or ongoing (scale-up "
+            "pressure), idle (scale-down), steady (between the thresholds), starting.",
+            width=8,
+        ),
+        timeseries(
+            "Replica count changes (15 min)", [(changes, "{{deployment}}")],
+            description="How often the policy changed its decision lately; the decisions "
+            "themselves are counted by ray_gpucluster_autoscaling_decisions_total and logged.",
+            width=8,
+        ),
+    ]
+
+
 def llm_dashboard() -> dict[str, Any]:
     """LLM Dashboard: vLLM engine latency, load, KV cache and token throughput per model."""
     kv_cache = "avg(vllm:gpu_cache_usage_perc) * 100"  # the guide's example panel
@@ -308,6 +340,7 @@ def llm_dashboard() -> dict[str, Any]:
             "KV cache preemptions/s", [(preemptions, "preemptions")], width=8,
             description="Requests preempted (their KV cache evicted) per second.",
         ),
+        *_autoscaling_panels(),
         row("Throughput"),
         timeseries(
             "Tokens/s: prompt and generation",

@@ -10,6 +10,7 @@ from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from gpucluster.config import Config, ModelConfig
+from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
 from gpucluster.serving.llm_server import PlatformLLMServer
 
@@ -41,7 +42,6 @@ def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
     else:
         placement = {"bundle_per_worker": {"GPU": 1, "CPU": 1}}
         env = {}
-    replicas = model.replicas
     experimental = (
         {"stream_batching_interval_ms": model.stream_batching_ms}
         if model.stream_batching_ms is not None
@@ -53,13 +53,7 @@ def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
         placement_group_config=placement,
         runtime_env={"env_vars": env},
         experimental_configs=experimental,
-        deployment_config={
-            "autoscaling_config": {
-                "min_replicas": replicas.min,
-                "max_replicas": replicas.max,
-                "initial_replicas": replicas.initial if replicas.initial is not None else replicas.min,
-            },
-        },
+        deployment_config=deployment_options(model),
     )
 
 

@@ -14,6 +14,8 @@ import time
 
 from ray.serve.llm import LLMServer
 
+from gpucluster.serving.engine_load import EngineLoad, attach
+
 logger = logging.getLogger("ray.serve")
 
 _OOM_MARKERS = ("out of memory", "outofmemory", "cannot allocate memory", "insufficient memory")
@@ -36,7 +38,10 @@ def classify_start_failure(exc: BaseException) -> str:
 
 
 class PlatformLLMServer(LLMServer):
-    """LLMServer that reports its start-up in the operator guide's words."""
+    """LLMServer that reports its start-up in the operator guide's words and its engine's load
+    to the autoscaler."""
+
+    _engine_load: EngineLoad | None = None
 
     async def start(self) -> None:
         model_id = self._llm_config.model_id
@@ -48,4 +53,15 @@ class PlatformLLMServer(LLMServer):
             logger.error("%s (model %s): %s", classify_start_failure(exc), model_id, exc)
             raise
         logger.info("Model loaded successfully (%s, %.1f s)", model_id, time.monotonic() - started)
+        load = EngineLoad()
+        if attach(getattr(self.engine, "_engine_client", None), load):
+            self._engine_load = load
+        else:
+            logger.warning(
+                "The engine keeps no stat loggers: the autoscaler sees ongoing requests only"
+            )
         logger.info("Replica started successfully")
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's hook: this replica's engine load, averaged by the controller for the policy."""
+        return self._engine_load.figures() if self._engine_load is not None else {}

@@ -67,6 +67,12 @@ def test_unknown_key_is_named_with_the_file(tmp_path):
         ("models:\n  - id: a\n  - id: a\n", "models", "unique"),
         ("models:\n  - id: 'has space'\n", "models.0.id", "letters, digits"),
         ("models:\n  - tensor_parallel_size: 2\n", "models.0", "accelerator is cpu"),
+        ("models:\n  - autoscaling: {kv_cache_high: 1.2}\n", "models.0.autoscaling.kv_cache_high", "less than or equal to 1"),
+        ("models:\n  - autoscaling: {kv_cache_low: -0.1}\n", "models.0.autoscaling.kv_cache_low", "greater than or equal to 0"),
+        ("models:\n  - autoscaling: {kv_cache_low: 0.9, kv_cache_high: 0.5}\n", "models.0.autoscaling", "must be below kv_cache_high"),
+        ("models:\n  - autoscaling: {upscale_delay_s: -1}\n", "models.0.autoscaling.upscale_delay_s", "greater than or equal to 0"),
+        ("models:\n  - autoscaling: {target_ongoing_requests: 0}\n", "models.0.autoscaling.target_ongoing_requests", "greater than 0"),
+        ("models:\n  - autoscaling: {scale_up_when: 1}\n", "models.0.autoscaling.scale_up_when", "unknown key"),
     ],
 )
 def test_bad_values_name_key_and_reason(tmp_path, text, key, reason):

@@ -37,13 +37,16 @@ RAW_METRICS = {
     "ray_node_cpu_utilization",
     "ray_node_mem_used",
     "ray_node_mem_total",
+    # exported by the LLM autoscaling policy from the Serve controller (serving.autoscaling)
+    "ray_gpucluster_autoscaling_desired_replicas",
+    "ray_gpucluster_autoscaling_signal",
 }
 ALLOWED_METRICS = {metric.name for metric in GUIDE_METRICS} | RAW_METRICS
 # Exported only after their first event: a bare query would show "No data" until then.
 LAZY_METRICS = {"ray_vllm_num_preemptions_total"}
 
 FUNCTIONS = {
-    "abs", "avg", "clamp_min", "count", "histogram_quantile", "increase", "max", "min",
+    "abs", "avg", "changes", "clamp_min", "count", "histogram_quantile", "increase", "max", "min",
     "rate", "sum", "topk", "vector",
 }
 KEYWORDS = {"and", "or", "unless", "bool", "group_left", "group_right", "offset"}
