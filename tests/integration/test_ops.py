@@ -13,6 +13,8 @@ import time
 import psutil
 import pytest
 
+from probes import eventually
+
 
 def run_json(live, *args: str, timeout: float = 120) -> tuple[int, dict]:
     result = live.cli(*args, "--json", timeout=timeout)
@@ -33,7 +35,13 @@ def test_health_is_all_ok_and_generates(live, record_property):
 
 
 def test_status_shows_nodes_deployments_and_the_model(live):
-    code, data = run_json(live, "status")
+    def scraped() -> tuple[int, dict] | None:
+        code, data = run_json(live, "status")
+        replicas = [d["replicas"] for d in data.get("deployments", [])]
+        return (code, data) if replicas and None not in replicas else None
+
+    # right after `up`, Prometheus may not have scraped the replica gauges yet
+    code, data = eventually(scraped, timeout_s=60) or run_json(live, "status")
     assert code == 0, data
     assert data["nodes"] and data["nodes"][0]["state"] == "ALIVE"
     deployments = {d["deployment"]: d for d in data["deployments"]}
