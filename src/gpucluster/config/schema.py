@@ -92,6 +92,26 @@ class AutoscalingSettings(_Strict):
         return self
 
 
+class AdmissionSettings(_Strict):
+    """How many requests one replica takes before new ones are turned away (backpressure)."""
+
+    max_ongoing_requests: int | None = Field(
+        None,
+        ge=1,
+        description="Requests one replica works on at once (its engine batches `max_num_seqs` "
+        "of them, the rest wait in its queue); null: 2 x max_num_seqs.",
+    )
+    max_queued_requests: int | None = Field(
+        None,
+        ge=-1,
+        description="Requests held per ingress replica while every model replica is full; "
+        "beyond it new requests get 429 with Retry-After. null: 4 x max_num_seqs; -1: unbounded.",
+    )
+    retry_after_s: int = Field(
+        2, ge=1, description="The Retry-After (seconds) sent with a 429 for a full model."
+    )
+
+
 class ModelConfig(_Strict):
     """One served model: where its weights come from and how its engine runs."""
 
@@ -128,6 +148,10 @@ class ModelConfig(_Strict):
     )
     replicas: ReplicaBounds = Field(
         default_factory=ReplicaBounds, description="Replica count bounds for this model."
+    )
+    admission: AdmissionSettings = Field(
+        default_factory=AdmissionSettings,
+        description="Bounded queues: when a model is full, new requests get 429 at once.",
     )
     autoscaling: AutoscalingSettings = Field(
         default_factory=AutoscalingSettings,

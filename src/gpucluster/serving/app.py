@@ -34,6 +34,17 @@ def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
     return {**kwargs, **model.engine_kwargs}
 
 
+def admission_options(model: ModelConfig) -> dict[str, Any]:
+    """Bounded in-flight and queued requests per replica; a full model answers 429 at once."""
+    admission = model.admission
+    queued = admission.max_queued_requests
+    return {
+        "max_ongoing_requests": admission.max_ongoing_requests or 2 * model.max_num_seqs,
+        "max_queued_requests": 4 * model.max_num_seqs if queued is None else queued,
+        "backpressure_config": {"status_code": 429, "retry_after_s": admission.retry_after_s},
+    }
+
+
 def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
     """The Ray Serve LLM config of one model whose weights were prepared at `weights`."""
     if model.accelerator == "cpu":
@@ -53,7 +64,7 @@ def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
         placement_group_config=placement,
         runtime_env={"env_vars": env},
         experimental_configs=experimental,
-        deployment_config=deployment_options(model),
+        deployment_config={**deployment_options(model), **admission_options(model)},
     )
 
 

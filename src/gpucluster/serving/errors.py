@@ -8,6 +8,7 @@ HTTP status. Server-side failures say what failed and carry the request id, neve
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import Any
 
@@ -45,6 +46,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         error_type: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -52,6 +54,7 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.error_type = error_type or error_type_for(status)
+        self.headers = headers or {}
 
 
 def error_type_for(status: int) -> str:
@@ -73,6 +76,7 @@ def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(
         status_code=error.status,
         content=error_body(error.message, error.error_type, error.param, error.code),
+        headers=error.headers,
     )
 
 
@@ -132,6 +136,19 @@ def client_error(status: int, text: str, path: str) -> ApiError:
     if param == "input_tokens":  # the engine's name for what the client sent as the prompt
         param = "messages" if path.endswith("/chat/completions") else "prompt"
     return ApiError(status, text.strip(), param=param, code="invalid_parameter" if param else None)
+
+
+def overloaded(model_id: str, exc: Any) -> ApiError:
+    """A full model (Ray Serve's BackPressureError): 429 with Retry-After, nothing was started."""
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else {}
+    wait = f" Retry after {math.ceil(retry_after)} s." if retry_after else ""
+    return ApiError(
+        getattr(exc, "status_code", 429),
+        f"The model '{model_id}' is at capacity: every replica is busy and the queue is full.{wait}",
+        code="model_at_capacity",
+        headers=headers,
+    )
 
 
 def unexpected_error(exc: Exception, request_id: str, path: str = "") -> ApiError:

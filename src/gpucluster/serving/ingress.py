@@ -16,6 +16,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
     CompletionRequest,
 )
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress, make_fastapi_ingress
+from ray.serve.exceptions import BackPressureError
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -25,6 +26,7 @@ from gpucluster.serving.errors import (
     error_body,
     error_response,
     install_error_handlers,
+    overloaded,
 )
 from gpucluster.serving.validation import check_chat, check_completion, parse_body
 
@@ -76,13 +78,19 @@ class PlatformIngress(OpenAiIngress):
         body = await parse_body(request, ChatCompletionRequest)
         model_id = await self._get_model_id(body.model)
         check_chat(body, self._context_len(model_id))
-        return await super().chat(body, request)
+        try:
+            return await super().chat(body, request)
+        except BackPressureError as exc:
+            raise overloaded(model_id, exc) from None
 
     async def completions(self, request: Request) -> Response:
         body = await parse_body(request, CompletionRequest)
         model_id = await self._get_model_id(body.model)
         check_completion(body, self._context_len(model_id))
-        return await super().completions(body, request)
+        try:
+            return await super().completions(body, request)
+        except BackPressureError as exc:
+            raise overloaded(model_id, exc) from None
 
     async def health(self) -> JSONResponse:
         """200 when every model's engine answers its health check, else 503 naming the failures."""

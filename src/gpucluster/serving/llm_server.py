@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncGenerator
+from typing import Any
 
 from ray.serve.llm import LLMServer
+from ray.util import metrics
 
 from gpucluster.serving.engine_load import EngineLoad, attach
 
@@ -42,6 +45,7 @@ class PlatformLLMServer(LLMServer):
     to the autoscaler."""
 
     _engine_load: EngineLoad | None = None
+    _aborted: Any = None
 
     async def start(self) -> None:
         model_id = self._llm_config.model_id
@@ -60,7 +64,39 @@ class PlatformLLMServer(LLMServer):
             logger.warning(
                 "The engine keeps no stat loggers: the autoscaler sees ongoing requests only"
             )
+        self._aborted = metrics.Counter(
+            "gpucluster_requests_aborted",
+            description="Requests whose client went away before the answer was complete; "
+            "their engine work was stopped.",
+            tag_keys=("model",),
+        )
         logger.info("Replica started successfully")
+
+    async def chat(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
+        return self._counting_aborts(await super().chat(request, raw_request_info))
+
+    async def completions(
+        self, request: Any, raw_request_info: Any = None
+    ) -> AsyncGenerator[Any, None]:
+        return self._counting_aborts(await super().completions(request, raw_request_info))
+
+    async def _counting_aborts(self, stream: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+        """`stream` unchanged; a client gone mid-answer is counted and the engine's work closed.
+
+        Serve cancels the request (CancelledError reaches the engine's generator, which aborts
+        the sequence) or closes this generator (GeneratorExit: the inner one is closed too, so
+        that vLLM aborts at once rather than when it is garbage-collected).
+        """
+        try:
+            async for item in stream:
+                yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            if self._aborted is not None:
+                self._aborted.inc(1, tags={"model": self._llm_config.model_id})
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            raise
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's hook: this replica's engine load, averaged by the controller for the policy."""

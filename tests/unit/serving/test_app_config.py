@@ -51,3 +51,12 @@ def test_start_failures_map_to_the_guide_error_lines():
 def test_stream_batching_defaults_to_unbatched_and_null_keeps_rays_default():
     assert llm_config(ModelConfig(), "/m").experimental_configs == {"stream_batching_interval_ms": 0}
     assert llm_config(ModelConfig(stream_batching_ms=None), "/m").experimental_configs == {}
+
+
+def test_admission_bounds_the_queues_and_answers_429_when_full():
+    options = llm_config(ModelConfig(max_num_seqs=4), "/m").deployment_config
+    assert (options["max_ongoing_requests"], options["max_queued_requests"]) == (8, 16)
+    assert options["backpressure_config"] == {"status_code": 429, "retry_after_s": 2}
+    custom = ModelConfig(admission={"max_ongoing_requests": 3, "max_queued_requests": -1})
+    options = llm_config(custom, "/m").deployment_config
+    assert (options["max_ongoing_requests"], options["max_queued_requests"]) == (3, -1)

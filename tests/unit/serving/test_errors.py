@@ -7,7 +7,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from gpucluster.serving.errors import ApiError
+from ray.serve.exceptions import BackPressureError
+
+from gpucluster.serving.errors import ApiError, overloaded
 from starlette.requests import Request
 
 from gpucluster.serving.api_keys import ApiKeys
@@ -43,6 +45,10 @@ def client() -> TestClient:
     async def upstream_400() -> None:
         raise UpstreamError(400, "prompt too long")
 
+    @app.get("/full")
+    async def full() -> None:
+        raise overloaded("m", BackPressureError(16, 16, status_code=429, retry_after_s=1.5))
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals <object at 0x1234>")
@@ -65,6 +71,14 @@ def test_api_error_keeps_its_fields(client):
         "param": "model",
         "code": "model_not_found",
     }
+
+
+def test_a_full_model_is_429_with_retry_after(client):
+    response = client.get("/full")
+    error = error_of(response, 429)
+    assert response.headers["retry-after"] == "2"
+    assert (error["type"], error["code"]) == ("rate_limit_error", "model_at_capacity")
+    assert "'m' is at capacity" in error["message"] and "Retry after 2 s" in error["message"]
 
 
 def test_invalid_json_is_400(client):
