@@ -9,6 +9,7 @@ import statistics
 import time
 
 import httpx
+import psutil
 import pytest
 
 from probes import eventually, query
@@ -119,3 +120,39 @@ def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, a
         "rejection_latency_ms_max": round(latency_ms[-1], 1),
     }
     (artifacts / "backpressure.json").write_text(json.dumps(figures, indent=2))
+
+
+def service_process(live, marker: str) -> psutil.Process:
+    """The supervised service whose program is `marker` and whose command names our state dir."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        line = " ".join(cmdline)
+        program = cmdline[0] if cmdline else ""
+        if (program == marker or line.startswith(marker + " ")) and str(live.state_dir) in line:
+            return proc
+    raise AssertionError(f"no {marker} process of this platform")
+
+
+@pytest.mark.parametrize(
+    ("service", "marker"),
+    [("nginx", "nginx: master"), ("prometheus", "/usr/bin/prometheus"),
+     ("alertmanager", "/usr/bin/prometheus-alertmanager")],
+)
+def test_a_killed_component_is_restarted_and_health_recovers(live, service, marker):
+    victim = service_process(live, marker)
+    children = victim.children()
+    victim.kill()
+    victim.wait(timeout=10)
+
+    def healthy_again() -> bool:
+        result = live.cli("health", "--json", timeout=120)
+        return result.returncode == 0 and service_process(live, marker).pid != victim.pid
+
+    assert eventually(healthy_again, timeout_s=60, interval_s=2), live.cli("health").stdout
+    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+    log = (live.state_dir / "logs" / "supervisor.log").read_text()
+    assert f"ERROR: {service} exited with code -9" in log
+    assert f"restarting {service}" in log
+    if service == "nginx":
+        response = httpx.get(f"{live.api}/models", headers=live.headers, timeout=30)
+        assert response.status_code == 200

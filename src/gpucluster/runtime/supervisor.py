@@ -74,6 +74,15 @@ class _Running:
         self.started_at = time.monotonic()
 
 
+def _kill_leftovers(pgid: int) -> None:
+    """Kill what a dead service left in its process group (nginx workers outlive a killed
+    master and would keep its port from the restarted one)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class Supervisor:
     """Runs services until told to stop."""
 
@@ -109,6 +118,7 @@ class Supervisor:
                 "ERROR: %s exited with code %s; restarting in %.0f s (see logs/%s.log)",
                 service.spec.name, code, service.backoff, service.spec.name,
             )
+            _kill_leftovers(service.proc.pid)
             service.proc = None
             service.restart_at = now + service.backoff
             service.backoff = min(service.backoff * 2, BACKOFF_MAX_S)

@@ -7,7 +7,9 @@ the model's LLM deployment through Ray Serve LLM's OpenAiIngress.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +19,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 )
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress, make_fastapi_ingress
 from ray.serve.exceptions import BackPressureError
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpucluster.serving.api_keys import ApiKeys
@@ -27,6 +29,8 @@ from gpucluster.serving.errors import (
     error_response,
     install_error_handlers,
     overloaded,
+    request_id_of,
+    unexpected_error,
 )
 from gpucluster.serving.validation import check_chat, check_completion, parse_body
 
@@ -79,7 +83,7 @@ class PlatformIngress(OpenAiIngress):
         model_id = await self._get_model_id(body.model)
         check_chat(body, self._context_len(model_id))
         try:
-            return await super().chat(body, request)
+            return with_sse_errors(await super().chat(body, request), request)
         except BackPressureError as exc:
             raise overloaded(model_id, exc) from None
 
@@ -88,7 +92,7 @@ class PlatformIngress(OpenAiIngress):
         model_id = await self._get_model_id(body.model)
         check_completion(body, self._context_len(model_id))
         try:
-            return await super().completions(body, request)
+            return with_sse_errors(await super().completions(body, request), request)
         except BackPressureError as exc:
             raise overloaded(model_id, exc) from None
 
@@ -115,6 +119,26 @@ class PlatformIngress(OpenAiIngress):
         except Exception as exc:  # noqa: BLE001 - reported to the caller, not raised
             return f"engine health check failed ({type(exc).__name__})"
         return "ok"
+
+
+def with_sse_errors(response: Response, request: Request) -> Response:
+    """A stream that fails after its first byte (its replica died, say) ends with an SSE error
+    event in the OpenAI shape and `[DONE]`, rather than a connection cut mid-chunk."""
+    if not isinstance(response, StreamingResponse):
+        return response
+    chunks = response.body_iterator
+
+    async def guarded() -> AsyncIterator[Any]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except Exception as exc:  # noqa: BLE001 - reported to the client, then logged
+            error = unexpected_error(exc, request_id_of(request), request.url.path)
+            body = error_body(error.message, error.error_type, error.param, error.code)
+            yield f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n"
+
+    response.body_iterator = guarded()
+    return response
 
 
 class ApiKeyMiddleware:

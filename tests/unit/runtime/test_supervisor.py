@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
+import psutil
 import pytest
 
 from gpucluster.runtime.state import StateDir
@@ -59,3 +61,23 @@ def test_stop_request_ends_the_services(state):
     runner.join(timeout=15)
     assert not runner.is_alive()
     assert proc.poll() is not None
+
+
+def test_a_killed_leader_takes_its_leftover_children_with_it(state, tmp_path):
+    # like a SIGKILLed nginx master whose workers would keep holding the port
+    pidfile = tmp_path / "child.pid"
+    script = f"sleep 300 & echo $! > {pidfile}; wait"
+    supervisor = Supervisor(state, [ServiceSpec("leader", ["sh", "-c", script])], logging.getLogger("t"))
+    service = supervisor.running[0]
+    service.start()
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        pass
+    child = int(pidfile.read_text())
+    service.proc.kill()
+    service.proc.wait()
+    supervisor._check(100.0)
+    for _ in range(200):
+        if not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.01)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -11,9 +13,10 @@ from ray.serve.exceptions import BackPressureError
 
 from gpucluster.serving.errors import ApiError, overloaded
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from gpucluster.serving.api_keys import ApiKeys
-from gpucluster.serving.ingress import build_fastapi_app
+from gpucluster.serving.ingress import build_fastapi_app, with_sse_errors
 from gpucluster.serving.validation import parse_body
 
 
@@ -49,6 +52,14 @@ def client() -> TestClient:
     async def full() -> None:
         raise overloaded("m", BackPressureError(16, 16, status_code=429, retry_after_s=1.5))
 
+    @app.get("/stream-fails")
+    async def stream_fails(request: Request):
+        async def chunks():
+            yield "data: {\"choices\": []}\n\n"
+            raise RuntimeError("ActorDiedError: the replica died <object at 0x1234>")
+
+        return with_sse_errors(StreamingResponse(chunks(), media_type="text/event-stream"), request)
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals <object at 0x1234>")
@@ -79,6 +90,16 @@ def test_a_full_model_is_429_with_retry_after(client):
     assert response.headers["retry-after"] == "2"
     assert (error["type"], error["code"]) == ("rate_limit_error", "model_at_capacity")
     assert "'m' is at capacity" in error["message"] and "Retry after 2 s" in error["message"]
+
+
+def test_a_stream_failing_midway_ends_with_an_sse_error_event_and_done(client):
+    response = client.get("/stream-fails", headers={"x-request-id": "req-7"})
+    assert response.status_code == 200
+    events = [line[len("data: "):] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[0] == '{"choices": []}' and events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert (error["type"], error["code"]) == ("server_error", "internal_error")
+    assert "req-7" in error["message"] and "0x1234" not in error["message"]
 
 
 def test_invalid_json_is_400(client):
