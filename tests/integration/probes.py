@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
+
+LLM_DEPLOYMENT = "PlatformLLMServer:"
 
 
 def eventually(check, timeout_s: float = 45, interval_s: float = 5):
@@ -23,3 +26,18 @@ def query(live, expr: str) -> list[dict]:
     body = response.json()
     assert body["status"] == "success", (expr, body)
     return body["data"]["result"]
+
+
+def llm_replicas(live) -> tuple[float, float]:
+    """(running, target) replicas of the LLM deployment, as `gpucluster status` reports them."""
+    status = json.loads(live.cli("status", "--json", timeout=120).stdout)
+    (llm,) = [d for d in status["deployments"] if d["deployment"].startswith(LLM_DEPLOYMENT)]
+    healthy = llm["replicas"] if llm["status"] == "HEALTHY" else -1
+    return healthy, llm["target"]
+
+
+def wait_for_replicas(live, count: int, timeout_s: float) -> float | None:
+    """Seconds until the LLM deployment runs `count` healthy replicas at that target, or None."""
+    started = time.monotonic()
+    reached = eventually(lambda: llm_replicas(live) == (count, count), timeout_s, interval_s=2)
+    return time.monotonic() - started if reached else None

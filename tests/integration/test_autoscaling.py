@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from probes import eventually, query
-
-LLM_DEPLOYMENT = "PlatformLLMServer:"
-
+from probes import eventually, query, wait_for_replicas
 
 @dataclass
 class Load:
@@ -67,21 +64,6 @@ class Load:
             except httpx.HTTPError as exc:
                 ok, detail = False, repr(exc)
             self.outcomes.append(("stream" if stream else "plain", ok, detail))
-
-
-def llm_replicas(live) -> tuple[float, float]:
-    """(running, target) replicas of the LLM deployment, as `gpucluster status` reports them."""
-    status = json.loads(live.cli("status", "--json", timeout=120).stdout)
-    (llm,) = [d for d in status["deployments"] if d["deployment"].startswith(LLM_DEPLOYMENT)]
-    healthy = llm["replicas"] if llm["status"] == "HEALTHY" else -1
-    return healthy, llm["target"]
-
-
-def wait_for_replicas(live, count: int, timeout_s: float) -> float | None:
-    """Seconds until the LLM deployment runs `count` healthy replicas at that target, or None."""
-    started = time.monotonic()
-    reached = eventually(lambda: llm_replicas(live) == (count, count), timeout_s, interval_s=2)
-    return time.monotonic() - started if reached else None
 
 
 @pytest.mark.saturates

@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from probes import eventually, query
+from probes import eventually, query, wait_for_replicas
 
+REPO = Path(__file__).resolve().parents[2]
 LONG_TOKENS = 1500  # minutes of decoding at a full batch on two cores, if nobody stopped it
 
 
@@ -156,3 +161,116 @@ def test_a_killed_component_is_restarted_and_health_recovers(live, service, mark
     if service == "nginx":
         response = httpx.get(f"{live.api}/models", headers=live.headers, timeout=30)
         assert response.status_code == 200
+
+
+def llm_replica_process() -> psutil.Process:
+    (replica,) = [
+        p for p in psutil.process_iter(["cmdline"])
+        if " ".join(p.info["cmdline"] or []).startswith("ray::ServeReplica:llm:PlatformLLMServer")
+    ]
+    return replica
+
+
+def engine_core_of(replica: psutil.Process) -> psutil.Process:
+    (engine,) = [c for c in replica.children(recursive=True)
+                 if " ".join(c.cmdline()).startswith("VLLM::EngineCore")]
+    return engine
+
+
+@pytest.mark.saturates
+@pytest.mark.parametrize("victim", ["engine", "replica"])
+def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, artifacts, victim):
+    """Kill the vLLM EngineCore (or the whole replica actor) under in-flight requests: they end
+    at once with an OpenAI-shaped error (streams: an SSE error event), /health says 503 while
+    Serve replaces the replica, the ReplicaFailures alert fires, and then requests succeed."""
+    assert wait_for_replicas(live, 1, timeout_s=300) is not None
+    failures_query = 'sum(ray_serve_deployment_replica_failures_total{deployment=~"PlatformLLMServer:.*"})'
+
+    def failures() -> float:
+        found = query(live, failures_query)
+        return float(found[0]["value"][1]) if found else 0.0
+
+    failures_before = failures()
+    replica = llm_replica_process()
+    target = engine_core_of(replica) if victim == "engine" else replica
+    started = threading.Event()
+    outcomes: list[tuple[str, int, str, float]] = []
+
+    async def in_flight() -> None:
+        async def one(client: httpx.AsyncClient, stream: bool) -> None:
+            body = chat_body(live, 600, stream)
+            async with client.stream("POST", f"{live.api}/chat/completions", json=body) as response:
+                text = ""
+                try:
+                    async for line in response.aiter_lines():
+                        text += line + "\n"
+                        if '"content"' in line:
+                            started.set()
+                except httpx.HTTPError as exc:
+                    text += f"\n<{type(exc).__name__}>"
+                outcomes.append(("stream" if stream else "plain", response.status_code, text,
+                                 time.monotonic()))
+
+        async with httpx.AsyncClient(timeout=300, headers=live.headers) as client:
+            await asyncio.gather(one(client, True), one(client, True), one(client, False))
+
+    requests = threading.Thread(target=asyncio.run, args=(in_flight(),), daemon=True)
+    requests.start()
+    assert started.wait(timeout=120), "no stream started"
+    time.sleep(1)
+    killed_at = time.monotonic()
+    target.kill()
+
+    degraded = eventually(
+        lambda: httpx.get(f"{live.base}/health", timeout=30).status_code == 503,
+        timeout_s=90, interval_s=1,
+    )
+    requests.join(timeout=120)
+    assert not requests.is_alive(), "in-flight requests hang after the crash"
+    assert len(outcomes) == 3
+    ended_within_s = max(at for *_, at in outcomes) - killed_at
+    for kind, status, text, _ in outcomes:
+        if status == 200:  # the stream had begun: it must end with an error event, never [DONE] alone
+            assert kind == "stream", (kind, text[-300:])
+            error_events = [json.loads(line[6:]) for line in text.splitlines()
+                            if line.startswith("data: {") and '"error"' in line]
+            assert error_events and "message" in error_events[-1]["error"], text[-500:]
+        else:
+            assert status >= 500, (kind, status, text[-300:])
+            assert "message" in json.loads(text)["error"], text[-300:]
+    assert degraded, "/health never reported the crashed replica"
+
+    def answers() -> bool:
+        reply = httpx.post(f"{live.api}/chat/completions", headers=live.headers, timeout=120,
+                           json=chat_body(live, 4, stream=False))
+        return reply.status_code == 200
+
+    assert eventually(answers, timeout_s=400, interval_s=2), "the replica was never replaced"
+    recovered_s = time.monotonic() - killed_at
+    assert llm_replica_process().pid != replica.pid
+    assert eventually(lambda: failures() > failures_before, timeout_s=120), "failure not counted"
+    alert = eventually(
+        lambda: query(live, 'ALERTS{alertname="ReplicaFailures", alertstate="firing"}'),
+        timeout_s=120,
+    )
+    assert alert, "ReplicaFailures did not fire"
+    figures = {"victim": victim, "in_flight_ended_within_s": round(ended_within_s, 1),
+               "recovered_within_s": round(recovered_s, 1),
+               "outcomes": [(kind, status) for kind, status, _, _ in outcomes]}
+    (artifacts / f"crash-{victim}.json").write_text(json.dumps(figures, indent=2))
+
+
+@pytest.mark.saturates
+def test_a_short_soak_fails_no_admitted_request_and_leaves_the_engines_idle(live, artifacts):
+    """benchmarks/soak.py for one minute: mixed load with random client disconnects."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "soak.py"), "--minutes", "1", "--workers", "6",
+         "--url", live.api, "--prometheus", live.prometheus, "--model", live.model,
+         "--api-key", live.keys["fuzz"], "--json"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    report = json.loads(result.stdout)
+    (artifacts / "soak-short.json").write_text(json.dumps(report, indent=2))
+    assert result.returncode == 0 and report["ok"], report
+    assert report["outcomes"].get("ok", 0) > 0 and report["outcomes"].get("dropped", 0) > 0, report
+    assert report["replica_rss_mib"]["start"] > 0
