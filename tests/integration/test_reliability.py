@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -274,3 +275,51 @@ def test_a_short_soak_fails_no_admitted_request_and_leaves_the_engines_idle(live
     assert result.returncode == 0 and report["ok"], report
     assert report["outcomes"].get("ok", 0) > 0 and report["outcomes"].get("dropped", 0) > 0, report
     assert report["replica_rss_mib"]["start"] > 0
+
+
+def broken_weights(tmp_path: Path) -> Path:
+    """A model directory that passes the platform's checks but whose weights are garbage."""
+    from gpucluster.config import load_config
+
+    cache = load_config(None, env={}).platform.model_cache_dir
+    (prepared,) = [p for p in Path(cache).iterdir() if (p / "config.json").exists()][:1]
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    for item in prepared.iterdir():
+        if item.name != "model.safetensors":
+            shutil.copy(item, broken / item.name)
+    (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    return broken
+
+
+@pytest.mark.stops_platform  # runs after the live platform has stopped: it needs the same ports
+@pytest.mark.parametrize(
+    ("case", "line", "fix"),
+    [
+        ("kv-cache-too-big", "ERROR: Out of memory", "lower cpu_kvcache_gib"),
+        ("broken-weights", "ERROR: Model loading failed", "check the model's source"),
+        ("timeout", "ERROR: Model loading timeout", "raise platform.startup_timeout_s"),
+    ],
+)
+def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path, case, line, fix):
+    model = {"kv-cache-too-big": "    cpu_kvcache_gib: 64\n",
+             "broken-weights": f"    source: {broken_weights(tmp_path) if case == 'broken-weights' else ''}\n",
+             "timeout": ""}[case]
+    platform = "  startup_timeout_s: 5\n" if case == "timeout" else ""
+    config = tmp_path / "platform.yaml"
+    config.write_text(
+        f"models:\n  - id: {live.model}\n{model}"
+        f"platform:\n  state_dir: {tmp_path / 'state'}\n{platform}"
+    )
+    env = {**live.env, "GPUCLUSTER_CONFIG": str(config), "GPUCLUSTER_API_KEYS": "k-123"}
+    result = subprocess.run([sys.executable, "-m", "gpucluster", "up"], env=env,
+                            capture_output=True, text=True, timeout=900, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert line in output and fix in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    platform_log = (tmp_path / "state" / "logs" / "platform.log").read_text()
+    assert line in platform_log or case != "timeout"
+    leftovers = [p for p in psutil.process_iter(["cmdline"])
+                 if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert not leftovers, [" ".join(p.cmdline())[:120] for p in leftovers]

@@ -17,7 +17,7 @@ import httpx
 
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
-from gpucluster.runtime.logs import GUIDE_ERROR_LINES, component_files, find_lines
+from gpucluster.runtime.logs import GUIDE_ERROR_LINES, component_files, find_lines, fixes_for
 from gpucluster.runtime.processes import port_in_use, port_owner
 from gpucluster.runtime.readiness import health_status
 
@@ -129,8 +129,9 @@ def rule_gpu(s: Snapshot) -> list[Finding]:
 def rule_engine_errors(s: Snapshot) -> list[Finding]:
     if not s.error_lines:
         return []
+    fixes = "; ".join(fixes_for(s.error_lines[-3:]))
     return [Finding("critical", "The engine logged start-up errors", " | ".join(s.error_lines[-3:]),
-                    f"gpucluster logs engine; see {RUNBOOK} and docs/operator-guide.md#out-of-memory")]
+                    f"{fixes}; gpucluster logs engine; see docs/operator-guide.md#out-of-memory")]
 
 
 def rule_metrics(s: Snapshot) -> list[Finding]:

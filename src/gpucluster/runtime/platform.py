@@ -26,6 +26,7 @@ from gpucluster.runtime.logs import (
     GUIDE_ERROR_LINES,
     component_files,
     find_lines,
+    fixes_for,
     platform_logger,
 )
 from gpucluster.runtime.processes import (
@@ -329,7 +330,8 @@ def _deploy_failure(state: StateDir) -> str:
     guide_lines = find_lines(component_files(state, "serve"), GUIDE_ERROR_LINES, limit=3)
     deploy_errors = find_lines(component_files(state, "deploy"), ("ERROR",), limit=3)
     detail = "\n  ".join(guide_lines + deploy_errors) or "no error line found"
+    fixes = "".join(f"Fix for {fix}\n" for fix in fixes_for(guide_lines))
     return (
-        "the Serve application failed to deploy:\n  " + detail + "\n"
+        "the Serve application failed to deploy:\n  " + detail + "\n" + fixes +
         "Look at `gpucluster logs serve` and `gpucluster logs engine` for the cause."
     )
