@@ -6,7 +6,8 @@ Each worker loops: a chat of 16-160 tokens, streamed or not; one request in five
 its client (a stream closed after a few chunks, a plain request given up after 0.5-3 s).
 Outcomes: ok, dropped (on purpose), rejected (429: edge rate limit or a full model), and
 failed (any 5xx, SSE error event or cut connection of a request nobody dropped). Every 10 s it
-samples the memory (RSS) of the LLM replicas and their vLLM engine processes. At the end,
+samples the memory (RSS) of the LLM replicas and their vLLM engine processes; growth is
+reported over the processes that lived through the whole run. At the end,
 after the load has stopped, the engines must be idle: no tokens generated for a dropped client
 (`increase(ray_vllm_generation_tokens_total[30s])` is 0) and nothing running or waiting.
 Exit code 1 when a request failed or the engines were not idle.
@@ -28,17 +29,35 @@ import psutil
 REPLICA_PREFIXES = ("ray::ServeReplica:llm:PlatformLLMServer", "VLLM::EngineCore")
 
 
-def replica_rss_mib() -> float:
-    """Resident memory of the LLM replicas and their engine processes, MiB."""
-    total = 0
+def replica_rss_mib() -> dict[int, float]:
+    """Resident memory of each LLM replica and vLLM engine process, MiB by pid."""
+    sizes = {}
     for proc in psutil.process_iter(["cmdline"]):
         line = " ".join(proc.info["cmdline"] or [])
         if line.startswith(REPLICA_PREFIXES):
             try:
-                total += proc.memory_info().rss
+                sizes[proc.pid] = proc.memory_info().rss / 2**20
             except psutil.Error:
                 continue
-    return total / 2**20
+    return sizes
+
+
+def memory_growth(samples: list[dict[int, float]]) -> dict:
+    """Start, end and peak RSS of the processes that lived through the whole soak (a replica
+    the autoscaler added meanwhile is not growth), and how many there were."""
+    if not samples:
+        return {}
+    lasting = set(samples[0]) & set(samples[-1])
+    totals = [sum(s.get(pid, 0.0) for pid in lasting) for s in samples]
+    start, end = totals[0], totals[-1]
+    return {
+        "processes": len(lasting),
+        "start_mib": round(start),
+        "end_mib": round(end),
+        "max_mib": round(max(totals)),
+        "growth_pct": round(100 * (end - start) / start, 1) if start else None,
+        "processes_at_end": len(samples[-1]),
+    }
 
 
 class Soak:
@@ -46,7 +65,7 @@ class Soak:
         self.args = args
         self.outcomes: Counter[str] = Counter()
         self.failures: list[str] = []
-        self.rss: list[float] = []
+        self.rss: list[dict[int, float]] = []
         self.rng = random.Random(args.seed)
 
     def body(self, stream: bool) -> dict:
@@ -145,15 +164,13 @@ def main() -> int:
         "running": prom(args.prometheus, "sum(vllm:num_requests_running)"),
         "waiting": prom(args.prometheus, "sum(vllm:num_requests_waiting)"),
     }
-    rss = soak.rss or [0.0]
     report = {
         "minutes": round(elapsed / 60, 2),
         "workers": args.workers,
         "requests": sum(soak.outcomes.values()),
         "outcomes": dict(soak.outcomes),
         "failures": soak.failures[:10],
-        "replica_rss_mib": {"start": round(rss[0]), "end": round(rss[-1]), "max": round(max(rss))},
-        "replica_rss_growth_pct": round(100 * (rss[-1] - rss[0]) / rss[0], 1) if rss[0] else None,
+        "replica_rss": memory_growth(soak.rss),
         "engines_after_load": after,
     }
     idle = after["generated_tokens_last_30s"] == 0 and after["running"] == 0 and after["waiting"] == 0

@@ -88,42 +88,47 @@ def test_dropped_clients_free_their_engine_slots_at_once(live, artifacts):
 
 @pytest.mark.saturates
 def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, artifacts):
-    """Far more requests than one replica admits (2 x max_num_seqs running + 4 x max_num_seqs
-    queued): the rest get 429 in the OpenAI shape with Retry-After, fast; the others complete."""
-    burst = 12 * live.max_num_seqs
+    """More requests than one replica admits (2 x max_num_seqs running + 4 x max_num_seqs
+    queued): the rest get 429 in the OpenAI shape with Retry-After; while the admitted ones run,
+    each new request is turned away in milliseconds; the admitted ones all complete."""
+    capacity = 6 * live.max_num_seqs
+    burst = capacity + 2 * live.max_num_seqs
 
-    async def one(client: httpx.AsyncClient, stream: bool) -> tuple[int, float, str, dict]:
+    async def one(client: httpx.AsyncClient, stream: bool, tokens: int = 64) -> tuple[int, float, str, dict]:
         started = time.monotonic()
-        body = chat_body(live, 32, stream)
+        body = chat_body(live, tokens, stream)
         async with client.stream("POST", f"{live.api}/chat/completions", json=body) as response:
             status, waited = response.status_code, time.monotonic() - started
             text = (await response.aread()).decode()
         return status, waited, text, dict(response.headers)
 
-    async def scenario() -> list[tuple[int, float, str, dict]]:
-        limits = httpx.Limits(max_connections=burst)
+    async def scenario() -> tuple[list, list]:
+        limits = httpx.Limits(max_connections=burst + 1)
         async with httpx.AsyncClient(timeout=600, headers=live.headers, limits=limits) as client:
-            return await asyncio.gather(*(one(client, i % 2 == 0) for i in range(burst)))
+            load = asyncio.gather(*(one(client, i % 2 == 0) for i in range(burst)))
+            await asyncio.sleep(3)  # the admitted ones are running, the queue is full
+            probes = [await one(client, False, tokens=8) for _ in range(10)]
+            return list(await load), probes
 
-    results = asyncio.run(scenario())
-    rejected = [r for r in results if r[0] == 429]
+    results, probes = asyncio.run(scenario())
+    rejected = [r for r in results + probes if r[0] == 429]
     admitted = [r for r in results if r[0] != 429]
-    assert rejected, "nothing was turned away"
-    assert admitted and all(status == 200 for status, *_ in admitted), [r[:3] for r in admitted if r[0] != 200]
+    assert len(admitted) >= capacity, f"only {len(admitted)} admitted"
+    assert all(status == 200 for status, *_ in admitted), [r[:3] for r in admitted if r[0] != 200]
     for status, _, text, headers in admitted:
         assert '"error"' not in text and ("[DONE]" in text or '"usage"' in text)
+    assert [status for status, *_ in probes] == [429] * len(probes)
     for _, _, text, headers in rejected:
         error = json.loads(text)["error"]
         assert (error["type"], error["code"]) == ("rate_limit_error", "model_at_capacity"), error
         assert int(headers["retry-after"]) >= 1
-    latency_ms = sorted(1000 * waited for _, waited, _, _ in rejected)
-    assert statistics.median(latency_ms) < 1000, latency_ms  # generous: measured figure below
-    health = httpx.get(f"{live.base}/health", timeout=30)
-    assert health.status_code == 200
+    probe_ms = sorted(1000 * waited for _, waited, _, _ in probes)
+    assert statistics.median(probe_ms) < 1000, probe_ms  # generous: the measured figure is kept
+    assert httpx.get(f"{live.base}/health", timeout=30).status_code == 200
     figures = {
-        "sent": burst, "admitted": len(admitted), "rejected": len(rejected),
-        "rejection_latency_ms_p50": round(statistics.median(latency_ms), 1),
-        "rejection_latency_ms_max": round(latency_ms[-1], 1),
+        "sent_at_once": burst, "admitted": len(admitted), "rejected_in_burst": len(rejected) - len(probes),
+        "rejection_latency_ms_p50": round(statistics.median(probe_ms), 1),
+        "rejection_latency_ms_max": round(probe_ms[-1], 1),
     }
     (artifacts / "backpressure.json").write_text(json.dumps(figures, indent=2))
 
@@ -164,12 +169,11 @@ def test_a_killed_component_is_restarted_and_health_recovers(live, service, mark
         assert response.status_code == 200
 
 
-def llm_replica_process() -> psutil.Process:
-    (replica,) = [
+def llm_replica_processes() -> list[psutil.Process]:
+    return [
         p for p in psutil.process_iter(["cmdline"])
         if " ".join(p.info["cmdline"] or []).startswith("ray::ServeReplica:llm:PlatformLLMServer")
     ]
-    return replica
 
 
 def engine_core_of(replica: psutil.Process) -> psutil.Process:
@@ -192,7 +196,7 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
         return float(found[0]["value"][1]) if found else 0.0
 
     failures_before = failures()
-    replica = llm_replica_process()
+    (replica,) = llm_replica_processes()
     target = engine_core_of(replica) if victim == "engine" else replica
     started = threading.Event()
     outcomes: list[tuple[str, int, str, float]] = []
@@ -248,7 +252,7 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
 
     assert eventually(answers, timeout_s=400, interval_s=2), "the replica was never replaced"
     recovered_s = time.monotonic() - killed_at
-    assert llm_replica_process().pid != replica.pid
+    assert any(p.pid != replica.pid for p in llm_replica_processes())
     assert eventually(lambda: failures() > failures_before, timeout_s=120), "failure not counted"
     alert = eventually(
         lambda: query(live, 'ALERTS{alertname="ReplicaFailures", alertstate="firing"}'),
@@ -274,7 +278,7 @@ def test_a_short_soak_fails_no_admitted_request_and_leaves_the_engines_idle(live
     (artifacts / "soak-short.json").write_text(json.dumps(report, indent=2))
     assert result.returncode == 0 and report["ok"], report
     assert report["outcomes"].get("ok", 0) > 0 and report["outcomes"].get("dropped", 0) > 0, report
-    assert report["replica_rss_mib"]["start"] > 0
+    assert report["replica_rss"]["start_mib"] > 0
 
 
 def broken_weights(tmp_path: Path) -> Path:
@@ -302,6 +306,7 @@ def broken_weights(tmp_path: Path) -> Path:
     ],
 )
 def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path, case, line, fix):
+    live.cli("down", "--json", timeout=300)  # (a no-op once the lifecycle test has stopped it)
     model = {"kv-cache-too-big": "    cpu_kvcache_gib: 64\n",
              "broken-weights": f"    source: {broken_weights(tmp_path) if case == 'broken-weights' else ''}\n",
              "timeout": ""}[case]
