@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gpucluster.runtime.processes import platform_processes, terminate_all
 from gpucluster.runtime.state import StateDir
 
 BACKOFF_START_S = 1.0
@@ -160,6 +161,13 @@ def main(argv: list[str]) -> int:
     state.supervisor_pid.write_text(str(os.getpid()), encoding="utf-8")
     try:
         supervisor.run()
+        # Stopped (by `gpucluster down`, or by an init system's SIGTERM): nginx has drained;
+        # the rest of the platform (Ray, the deploy driver, engines) goes too.
+        rest = platform_processes(state.tag)
+        leftovers = terminate_all(rest, grace_s=15)
+        state.clear_record()
+        logger.info("stopped the platform's other %d processes (%d would not stop)",
+                    len(rest), len(leftovers))
     finally:
         state.supervisor_pid.unlink(missing_ok=True)
     return 0

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
 import psutil
 import pytest
 
+from gpucluster.runtime.processes import PLATFORM_TAG_ENV
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import (
     BACKOFF_START_S,
@@ -81,3 +86,25 @@ def test_a_killed_leader_takes_its_leftover_children_with_it(state, tmp_path):
             break
         time.sleep(0.01)
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_sigterm_to_the_supervisor_stops_the_whole_platform(state):
+    tagged = {**os.environ, PLATFORM_TAG_ENV: state.tag}
+    write_services(state, [ServiceSpec("sleeper", ["sleep", "60"])])
+    ray_like = subprocess.Popen(["sleep", "300"], env=tagged)  # stands for Ray and the engines
+    threading.Thread(target=ray_like.wait, daemon=True).start()  # reap it at once, as init would
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "gpucluster.runtime.supervisor", str(state.root)], env=tagged
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not state.supervisor_pid.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=60) == 0
+        assert ray_like.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        ray_like.kill()
+        supervisor.kill()
+    assert "stopped the platform's other 1 processes" in state.log("supervisor").read_text()
