@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -26,11 +28,12 @@ _OOM_MARKERS_CPU_KV = ("kv cache", "vllm_cpu_kvcache_space")
 _GPU_MARKERS = ("no cuda gpus", "cuda error", "no gpu", "nvml", "gpu allocation")
 
 
-def classify_start_failure(exc: BaseException) -> str:
-    """The guide's ERROR line for an engine start-up failure."""
+def classify_start_failure(exc: BaseException, root_cause: str = "") -> str:
+    """The guide's ERROR line for an engine start-up failure (`root_cause`: the engine
+    process's own error line, when the exception only says to look above)."""
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "ERROR: Model loading timeout"
-    text = f"{type(exc).__name__}: {exc}".lower()
+    text = f"{type(exc).__name__}: {exc} {root_cause}".lower()
     if any(marker in text for marker in _OOM_MARKERS) or isinstance(exc, MemoryError):
         return "ERROR: Out of memory"
     if any(marker in text for marker in _GPU_MARKERS):
@@ -38,6 +41,29 @@ def classify_start_failure(exc: BaseException) -> str:
     if "memory" in text and any(marker in text for marker in _OOM_MARKERS_CPU_KV):
         return "ERROR: Out of memory"
     return "ERROR: Model loading failed"
+
+
+_ERROR_LINE = re.compile(r"\b[A-Za-z]*(Error|Exception): .+")
+
+
+def engine_root_cause(stderr: str = "/proc/self/fd/2", tail_bytes: int = 65536) -> str:
+    """The last `SomeError: message` line the engine process wrote to this replica's stderr.
+
+    vLLM's engine runs in a child process that shares the replica's stderr (Ray's worker log);
+    when it dies starting up, the replica only hears "Engine core initialization failed. See
+    root cause above" and the reason (memory, GPUs) is in that log.
+    """
+    try:
+        with open(os.path.realpath(stderr), "rb") as log:
+            log.seek(max(0, os.fstat(log.fileno()).st_size - tail_bytes))
+            lines = log.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        match = _ERROR_LINE.search(line)
+        if match and "initialization failed" not in line:
+            return match.group(0)[:500]
+    return ""
 
 
 class PlatformLLMServer(LLMServer):
@@ -54,7 +80,10 @@ class PlatformLLMServer(LLMServer):
         try:
             await super().start()
         except BaseException as exc:
-            logger.error("%s (model %s): %s", classify_start_failure(exc), model_id, exc)
+            cause = engine_root_cause()
+            because = f"; engine: {cause}" if cause else ""
+            logger.error("%s (model %s): %s%s", classify_start_failure(exc, cause), model_id, exc,
+                         because)
             raise
         logger.info("Model loaded successfully (%s, %.1f s)", model_id, time.monotonic() - started)
         load = EngineLoad()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpucluster.config import ModelConfig
 from gpucluster.serving.app import engine_kwargs, llm_config
-from gpucluster.serving.llm_server import classify_start_failure
+from gpucluster.serving.llm_server import classify_start_failure, engine_root_cause
 
 
 def test_cpu_model_runs_eager_with_its_kv_cache_size():
@@ -60,3 +60,19 @@ def test_admission_bounds_the_queues_and_answers_429_when_full():
     custom = ModelConfig(admission={"max_ongoing_requests": 3, "max_queued_requests": -1})
     options = llm_config(custom, "/m").deployment_config
     assert (options["max_ongoing_requests"], options["max_queued_requests"]) == (3, -1)
+
+
+def test_the_engine_root_cause_in_the_replica_log_decides_the_error_line(tmp_path):
+    log = tmp_path / "worker.err"
+    log.write_text(
+        "(EngineCore pid=1)   File \"core.py\", line 308, in _initialize_kv_caches\n"
+        "(EngineCore pid=1) RuntimeError: Worker failed with error 'Available memory on node 0 "
+        "(13.74/18.96 GiB) on kv cache allocation is less than requested memory for kv (64.0 GiB).'\n"
+        "ERROR ... RuntimeError: Engine core initialization failed. See root cause above.\n"
+    )
+    cause = engine_root_cause(str(log))
+    assert cause.startswith("RuntimeError: Worker failed with error 'Available memory")
+    wrapped = RuntimeError("Engine core initialization failed. See root cause above.")
+    assert classify_start_failure(wrapped) == "ERROR: Model loading failed"
+    assert classify_start_failure(wrapped, cause) == "ERROR: Out of memory"
+    assert engine_root_cause(str(tmp_path / "missing")) == ""
