@@ -328,3 +328,44 @@ def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path,
     leftovers = [p for p in psutil.process_iter(["cmdline"])
                  if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert not leftovers, [" ".join(p.cmdline())[:120] for p in leftovers]
+
+
+@pytest.mark.stops_platform  # starts a platform of its own, on the live one's ports
+def test_ray_head_loss_is_reported_with_the_recovery_step(live, tmp_path):
+    live.cli("down", "--json", timeout=300)
+    config = tmp_path / "platform.yaml"
+    config.write_text(f"platform:\n  state_dir: {tmp_path / 'state'}\n")
+    env = {**live.env, "GPUCLUSTER_CONFIG": str(config), "GPUCLUSTER_API_KEYS": "k-head-123"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gpucluster", *args], env=env,
+                              capture_output=True, text=True, timeout=900, check=False)
+
+    assert cli("up", "--json").returncode == 0
+    try:
+        tag = str((tmp_path / "state").resolve())
+        head = []
+        for proc in psutil.process_iter(["cmdline"]):
+            line = " ".join(proc.info["cmdline"] or [])
+            try:
+                tagged = proc.environ().get("GPUCLUSTER_PLATFORM") == tag
+            except psutil.Error:
+                continue
+            if tagged and any(part in line for part in ("gcs_server", "raylet", "dashboard/dashboard.py")):
+                head.append(proc)
+        assert head, "no Ray head process found"
+        for proc in head:
+            proc.kill()
+
+        health = cli("health", "--json")
+        assert health.returncode == 1
+        checks = {c["name"]: c for c in json.loads(health.stdout)["checks"]}
+        assert checks["ray dashboard"]["status"] == "fail"
+        assert "gpucluster down && gpucluster up" in checks["ray dashboard"]["hint"]
+        diagnosis = cli("diagnose", "--json")
+        assert diagnosis.returncode == 1
+        (finding,) = [f for f in json.loads(diagnosis.stdout)["findings"] if f["title"] == "The Ray head is down"]
+        assert "gpucluster down && gpucluster up" in finding["step"]
+    finally:
+        down = cli("down", "--json")
+    assert down.returncode == 0 and json.loads(down.stdout)["leftovers"] == []

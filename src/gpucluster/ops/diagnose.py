@@ -15,11 +15,12 @@ from pathlib import Path
 
 import httpx
 
+from gpucluster.ops.health import RAY_HEAD_RECOVERY
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
 from gpucluster.runtime.logs import GUIDE_ERROR_LINES, component_files, find_lines, fixes_for
 from gpucluster.runtime.processes import port_in_use, port_owner
-from gpucluster.runtime.readiness import health_status
+from gpucluster.runtime.readiness import health_status, port_accepts
 
 SD_FILE = Path("/tmp/ray/prom_metrics_service_discovery.json")
 RUNBOOK = "docs/runbooks/alerts.md"
@@ -49,6 +50,7 @@ class Snapshot:
     prometheus_up: bool = False
     ray_targets_down: list[str] = field(default_factory=list)
     metrics_port_up: bool = False
+    ray_head_up: bool = True
     kv_cache: float | None = None
     waiting: float | None = None
     p95_latency_ms: float | None = None
@@ -74,6 +76,7 @@ def gather(target: Target) -> Snapshot:
     except (OSError, ValueError):
         snap.sd_targets = None
     snap.metrics_port_up = health_status(target.endpoints.ray_metrics, timeout_s=3) == 200
+    snap.ray_head_up = port_accepts(target.endpoints.ray_dashboard)
     _gather_metrics(snap, Prometheus(target.endpoints.prometheus), target)
     files = component_files(target.state, "serve") + component_files(target.state, "platform")
     snap.error_lines = find_lines(files, GUIDE_ERROR_LINES, limit=5)
@@ -103,6 +106,16 @@ def _gather_metrics(snap: Snapshot, prom: Prometheus, target: Target) -> None:
 
 
 # --- rules: Snapshot -> findings ---------------------------------------------------------
+
+def rule_ray_head(s: Snapshot) -> list[Finding]:
+    if not s.running or s.ray_head_up:
+        return []
+    return [Finding("critical", "The Ray head is down",
+                    "the Ray dashboard port does not accept connections while the platform "
+                    "record says it runs; Serve and the models went with it",
+                    f"gpucluster logs ray (why it stopped); then {RAY_HEAD_RECOVERY}: Serve and "
+                    "the models come back with it")]
+
 
 def rule_not_running(s: Snapshot) -> list[Finding]:
     if s.api_status is not None:
@@ -177,7 +190,7 @@ def rule_saturation(s: Snapshot) -> list[Finding]:
 
 
 RULES: list[Callable[[Snapshot], list[Finding]]] = [
-    rule_not_running, rule_gpu, rule_engine_errors, rule_metrics, rule_saturation,
+    rule_not_running, rule_ray_head, rule_gpu, rule_engine_errors, rule_metrics, rule_saturation,
 ]
 
 

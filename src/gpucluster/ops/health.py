@@ -133,11 +133,17 @@ def check_generation(t: Target) -> str:
     return f"{model} generated 1 token"
 
 
+RAY_HEAD_RECOVERY = "gpucluster down && gpucluster up"
+RAY_HEAD_LOST = (
+    "the Ray head is gone and Serve and the models with it: `gpucluster logs ray` says why; "
+    f"recover with `{RAY_HEAD_RECOVERY}`"
+)
+
 CHECKS: dict[str, tuple[Callable[[Target], str], str]] = {
     "api": (check_api, "gpucluster logs serve; gpucluster up"),
     "nginx /health": (check_proxy_health, "gpucluster logs nginx"),
-    "ray dashboard": (check_ray_dashboard, "gpucluster logs ray"),
-    "ray cluster": (check_ray_cluster, "gpucluster down && gpucluster up"),
+    "ray dashboard": (check_ray_dashboard, RAY_HEAD_LOST),
+    "ray cluster": (check_ray_cluster, RAY_HEAD_LOST),
     "prometheus": (check_prometheus, "gpucluster logs prometheus"),
     "alertmanager": (check_alertmanager, "gpucluster logs alertmanager"),
     "gpu": (check_gpu, "nvidia-smi"),

@@ -30,6 +30,13 @@ def test_api_down_while_running():
     assert "The API does not answer" in titles(api_status=None)
 
 
+def test_ray_head_lost_while_running_names_the_recovery_step():
+    findings = diagnose(Snapshot(**{**HEALTHY, "ray_head_up": False, "api_status": 503}))
+    (head,) = [f for f in findings if f.title == "The Ray head is down"]
+    assert head.severity == "critical" and "gpucluster down && gpucluster up" in head.step
+    assert "The Ray head is down" not in titles(ray_head_up=False, running=False)
+
+
 def test_prometheus_down_is_the_metrics_finding():
     assert "Metrics not appearing: Prometheus does not answer" in titles(prometheus_up=False)
 
