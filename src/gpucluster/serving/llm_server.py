@@ -4,6 +4,10 @@ The operator guide promises `Loading model <id>...`, `Model loaded successfully`
 `Replica started successfully` and, when start-up fails, one of `ERROR: Model loading timeout`,
 `ERROR: Out of memory` or `ERROR: GPU allocation failed`. They go to the replica's log (with
 Serve's timestamp and level) where `gpucluster logs serve` and the Ray dashboard show them.
+
+Besides, each replica reports its engine's load to the autoscaling policy
+(`record_autoscaling_stats`, see serving.autoscaling) and counts the requests whose client
+went away mid-answer (`ray_gpucluster_requests_aborted_total`).
 """
 
 from __future__ import annotations
