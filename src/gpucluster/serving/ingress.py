@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -82,17 +82,18 @@ class PlatformIngress(OpenAiIngress):
         body = await parse_body(request, ChatCompletionRequest)
         model_id = await self._get_model_id(body.model)
         check_chat(body, self._context_len(model_id))
-        try:
-            return with_sse_errors(await super().chat(body, request), request)
-        except BackPressureError as exc:
-            raise overloaded(model_id, exc) from None
+        return await self._answer(model_id, super().chat(body, request), request)
 
     async def completions(self, request: Request) -> Response:
         body = await parse_body(request, CompletionRequest)
         model_id = await self._get_model_id(body.model)
         check_completion(body, self._context_len(model_id))
+        return await self._answer(model_id, super().completions(body, request), request)
+
+    async def _answer(self, model_id: str, reply: Awaitable[Response], request: Request) -> Response:
+        """The model's reply; a full model is a 429, a stream failing midway an SSE error."""
         try:
-            return with_sse_errors(await super().completions(body, request), request)
+            return with_sse_errors(await reply, request)
         except BackPressureError as exc:
             raise overloaded(model_id, exc) from None
 
