@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import httpx
+import psutil
 
 LLM_DEPLOYMENT = "PlatformLLMServer:"
 
@@ -41,3 +43,17 @@ def wait_for_replicas(live, count: int, timeout_s: float) -> float | None:
     started = time.monotonic()
     reached = eventually(lambda: llm_replicas(live) == (count, count), timeout_s, interval_s=2)
     return time.monotonic() - started if reached else None
+
+
+def processes(where: Callable[[str], bool]) -> list[psutil.Process]:
+    """Processes whose command line (arguments joined by spaces) satisfies `where`."""
+    return [p for p in psutil.process_iter(["cmdline"]) if where(" ".join(p.info["cmdline"] or []))]
+
+
+def service_process(live, program: str) -> psutil.Process:
+    """The supervised service running `program` with a command that names our state dir."""
+    found = processes(
+        lambda line: (line == program or line.startswith(program + " ")) and str(live.state_dir) in line
+    )
+    assert found, f"no {program} process of this platform"
+    return found[0]

@@ -10,10 +10,10 @@ import socket
 import tarfile
 import time
 
-import psutil
 import pytest
 
-from probes import eventually
+from gpucluster.runtime.monitoring import PROMETHEUS_BINARY
+from probes import eventually, service_process
 
 
 def run_json(live, *args: str, timeout: float = 120) -> tuple[int, dict]:
@@ -59,11 +59,7 @@ def test_diagnose_finds_nothing_on_a_healthy_platform(live):
 
 
 def test_diagnose_reports_prometheus_down(live):
-    prometheus = next(
-        p for p in psutil.process_iter(["cmdline"])
-        if p.info["cmdline"] and p.info["cmdline"][0].endswith("prometheus")
-        and str(live.state_dir) in " ".join(p.info["cmdline"])
-    )
+    prometheus = service_process(live, PROMETHEUS_BINARY)
     prometheus.send_signal(signal.SIGSTOP)  # frozen: answers nothing, and the supervisor leaves it
     try:
         code, data = run_json(live, "diagnose")

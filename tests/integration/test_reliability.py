@@ -17,7 +17,9 @@ import httpx
 import psutil
 import pytest
 
-from probes import eventually, query, wait_for_replicas
+from gpucluster.runtime.monitoring import ALERTMANAGER_BINARY, PROMETHEUS_BINARY
+from gpucluster.runtime.processes import platform_processes
+from probes import eventually, processes, query, service_process, wait_for_replicas
 
 REPO = Path(__file__).resolve().parents[2]
 LONG_TOKENS = 1500  # minutes of decoding at a full batch on two cores, if nobody stopped it
@@ -94,7 +96,7 @@ def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, a
     capacity = 6 * live.max_num_seqs
     burst = capacity + 2 * live.max_num_seqs
 
-    async def one(client: httpx.AsyncClient, stream: bool, tokens: int = 64) -> tuple[int, float, str, dict]:
+    async def one(client: httpx.AsyncClient, stream: bool, tokens: int) -> tuple[int, float, str, dict]:
         started = time.monotonic()
         body = chat_body(live, tokens, stream)
         async with client.stream("POST", f"{live.api}/chat/completions", json=body) as response:
@@ -105,7 +107,9 @@ def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, a
     async def scenario() -> tuple[list, list]:
         limits = httpx.Limits(max_connections=burst + 1)
         async with httpx.AsyncClient(timeout=600, headers=live.headers, limits=limits) as client:
-            load = asyncio.gather(*(one(client, i % 2 == 0) for i in range(burst)))
+            # long enough that no admitted request ends (and frees a queue place) before the
+            # probes are done: 64 tokens let the queue drain within the 3 s wait
+            load = asyncio.gather(*(one(client, i % 2 == 0, tokens=256) for i in range(burst)))
             await asyncio.sleep(3)  # the admitted ones are running, the queue is full
             probes = [await one(client, False, tokens=8) for _ in range(10)]
             return list(await load), probes
@@ -133,21 +137,10 @@ def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, a
     (artifacts / "backpressure.json").write_text(json.dumps(figures, indent=2))
 
 
-def service_process(live, marker: str) -> psutil.Process:
-    """The supervised service whose program is `marker` and whose command names our state dir."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        line = " ".join(cmdline)
-        program = cmdline[0] if cmdline else ""
-        if (program == marker or line.startswith(marker + " ")) and str(live.state_dir) in line:
-            return proc
-    raise AssertionError(f"no {marker} process of this platform")
-
-
 @pytest.mark.parametrize(
     ("service", "marker"),
-    [("nginx", "nginx: master"), ("prometheus", "/usr/bin/prometheus"),
-     ("alertmanager", "/usr/bin/prometheus-alertmanager")],
+    [("nginx", "nginx: master"), ("prometheus", PROMETHEUS_BINARY),
+     ("alertmanager", ALERTMANAGER_BINARY)],
 )
 def test_a_killed_component_is_restarted_and_health_recovers(live, service, marker):
     victim = service_process(live, marker)
@@ -170,10 +163,7 @@ def test_a_killed_component_is_restarted_and_health_recovers(live, service, mark
 
 
 def llm_replica_processes() -> list[psutil.Process]:
-    return [
-        p for p in psutil.process_iter(["cmdline"])
-        if " ".join(p.info["cmdline"] or []).startswith("ray::ServeReplica:llm:PlatformLLMServer")
-    ]
+    return processes(lambda line: line.startswith("ray::ServeReplica:llm:PlatformLLMServer"))
 
 
 def engine_core_of(replica: psutil.Process) -> psutil.Process:
@@ -286,7 +276,7 @@ def broken_weights(tmp_path: Path) -> Path:
     from gpucluster.config import load_config
 
     cache = load_config(None, env={}).platform.model_cache_dir
-    (prepared,) = [p for p in Path(cache).iterdir() if (p / "config.json").exists()][:1]
+    prepared = next(p for p in Path(cache).iterdir() if (p / "config.json").exists())
     broken = tmp_path / "broken-model"
     broken.mkdir()
     for item in prepared.iterdir():
@@ -307,9 +297,11 @@ def broken_weights(tmp_path: Path) -> Path:
 )
 def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path, case, line, fix):
     live.cli("down", "--json", timeout=300)  # (a no-op once the lifecycle test has stopped it)
-    model = {"kv-cache-too-big": "    cpu_kvcache_gib: 64\n",
-             "broken-weights": f"    source: {broken_weights(tmp_path) if case == 'broken-weights' else ''}\n",
-             "timeout": ""}[case]
+    model = ""
+    if case == "kv-cache-too-big":
+        model = "    cpu_kvcache_gib: 64\n"
+    elif case == "broken-weights":
+        model = f"    source: {broken_weights(tmp_path)}\n"
     platform = "  startup_timeout_s: 5\n" if case == "timeout" else ""
     config = tmp_path / "platform.yaml"
     config.write_text(
@@ -344,15 +336,10 @@ def test_ray_head_loss_is_reported_with_the_recovery_step(live, tmp_path):
     assert cli("up", "--json").returncode == 0
     try:
         tag = str((tmp_path / "state").resolve())
-        head = []
-        for proc in psutil.process_iter(["cmdline"]):
-            line = " ".join(proc.info["cmdline"] or [])
-            try:
-                tagged = proc.environ().get("GPUCLUSTER_PLATFORM") == tag
-            except psutil.Error:
-                continue
-            if tagged and any(part in line for part in ("gcs_server", "raylet", "dashboard/dashboard.py")):
-                head.append(proc)
+        head = [
+            p for p in platform_processes(tag)
+            if any(part in " ".join(p.cmdline()) for part in ("gcs_server", "raylet", "dashboard/dashboard.py"))
+        ]
         assert head, "no Ray head process found"
         for proc in head:
             proc.kill()
