@@ -16,6 +16,7 @@ import typer
 from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
+from gpucluster.cli.render import render_app
 
 app = typer.Typer(
     help="gpu-cluster: serve LLMs with vLLM on Ray Serve. Start with `gpucluster up`.",
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.command("capacity")(capacity)
 app.command("bench")(bench)
+app.add_typer(render_app, name="render")
 
 
 @app.command()

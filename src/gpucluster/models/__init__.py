@@ -30,7 +30,20 @@ __all__ = [
     "prepare_model",
     "read_model_info",
     "resolve_source",
+    "weights_location",
 ]
+
+
+def weights_location(source: str, cache_dir: Path) -> str:
+    """What vLLM gets as `model` for `source` once prepared, computed without preparing it.
+
+    Used to render deployment files for another host (a container, a Kubernetes pod) whose
+    model cache is `cache_dir`; `prepare_model` returns the same value on that host.
+    """
+    resolved = resolve_source(source)
+    if resolved.kind == "builtin":
+        return str(Path(cache_dir).expanduser().absolute() / resolved.value)
+    return resolved.value
 
 
 def prepare_model(

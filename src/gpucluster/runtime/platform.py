@@ -21,7 +21,6 @@ from gpucluster.runtime.edge import (
     write_nginx_conf,
     write_private,
 )
-from gpucluster.runtime.monitoring import monitoring_services
 from gpucluster.runtime.logs import (
     GUIDE_ERROR_LINES,
     component_files,
@@ -29,6 +28,7 @@ from gpucluster.runtime.logs import (
     fixes_for,
     platform_logger,
 )
+from gpucluster.runtime.monitoring import monitoring_services
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
     describe,
@@ -41,6 +41,7 @@ from gpucluster.runtime.processes import (
 from gpucluster.runtime.ray_head import RayStartError, ensure_ray_token, ray_env, start_head
 from gpucluster.runtime.state import Endpoints, PlatformRecord, StateDir
 from gpucluster.runtime.supervisor import write_services
+from gpucluster.serving.serve_config import serve_config
 
 Progress = Callable[[str], None]
 
@@ -289,18 +290,16 @@ def _deploy(
     log: logging.Logger,
     progress: Progress,
 ) -> None:
-    spec = {
-        "config": json.loads(config.model_dump_json()),
-        "ray_address": address,
-        "weights": weights,
-        "api_key_files": key_files,
-    }
-    state.deploy_spec.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    spec = serve_config(config, weights, key_files)
+    state.serve_config_file.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     for model in config.models:
         log.info("Loading model %s...", model.id)
     with state.log("deploy").open("a", encoding="utf-8") as deploy_log:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "gpucluster.serving.deploy", str(state.deploy_spec)],
+            [
+                sys.executable, "-m", "gpucluster.serving.deploy", str(state.serve_config_file),
+                "--address", address,
+            ],
             stdout=deploy_log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **ray_env(config, state)},

@@ -67,8 +67,8 @@ class StateDir:
         return self.root / "platform.json"
 
     @property
-    def deploy_spec(self) -> Path:
-        return self.root / "deploy.json"
+    def serve_config_file(self) -> Path:
+        return self.root / "serve-config.json"
 
     @property
     def tag(self) -> str:

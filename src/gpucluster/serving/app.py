@@ -14,7 +14,6 @@ from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
 from gpucluster.serving.llm_server import PlatformLLMServer
 
-APP_NAME = "llm"
 INGRESS_NAME = "OpenAiIngress"
 
 
@@ -81,3 +80,9 @@ def build_app(config: Config, weights: dict[str, str], api_key_files: list[str])
     options = PlatformIngress.get_deployment_options(configs)
     ingress = serve.deployment(make_ingress_class(api_key_files), name=INGRESS_NAME, **options)
     return ingress.bind(llm_deployments=deployments, model_cards=cards)
+
+
+def app_from_args(args: dict[str, Any]) -> Application:
+    """Serve's application builder (the `import_path` of serve_config): `args` as rendered there."""
+    config = Config(models=args["models"])
+    return build_app(config, args["weights"], args.get("api_key_files", []))

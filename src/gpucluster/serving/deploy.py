@@ -1,52 +1,57 @@
-"""Deploy driver: connects to the running Ray head and runs the Serve application.
+"""Deploy driver: connects to the running Ray head and runs a rendered Serve config.
 
-Started by the local-mode runtime as `python -m gpucluster.serving.deploy SPEC.json`, where the
-spec holds the validated configuration and the prepared weights of each model. It returns once
-Serve reports the application running (every model loaded) or exits non-zero with the reason.
+Started by the local-mode runtime (and by the compose container's entrypoint) as
+`python -m gpucluster.serving.deploy SERVE_CONFIG --address HOST:PORT`, where SERVE_CONFIG is
+the file `serve_config` renders (YAML or JSON). It returns once Serve reports every application
+running (every model loaded) or exits non-zero with the reason.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import ray
+import yaml
 from ray import serve
-
-from gpucluster.config import Config
-from gpucluster.serving.app import APP_NAME, build_app
 
 logger = logging.getLogger("gpucluster.deploy")
 
 
-def deploy(spec_path: Path) -> None:
-    """Deploy the application described by the spec file at `spec_path`."""
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    config = Config.model_validate(spec["config"])
-    platform = config.platform
-    ray.init(address=spec["ray_address"], logging_level=logging.WARNING)
-    serve.start(
-        http_options={"host": platform.bind_host, "port": platform.ports.serve_http},
-    )
-    for model in config.models:
-        logger.info("Loading model %s...", model.id)
-    app = build_app(config, spec["weights"], spec.get("api_key_files", []))
-    serve.run(app, name=APP_NAME, route_prefix="/")
-    logger.info("Application %r running", APP_NAME)
+def load_builder(import_path: str) -> Any:
+    """The application builder `module:attribute` names."""
+    module, _, attribute = import_path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def deploy(serve_config_path: Path, address: str) -> None:
+    """Run every application of the Serve config at `serve_config_path` on the cluster."""
+    spec = yaml.safe_load(serve_config_path.read_text(encoding="utf-8"))
+    ray.init(address=address, logging_level=logging.WARNING)
+    serve.start(http_options=spec["http_options"], proxy_location=spec["proxy_location"])
+    for application in spec["applications"]:
+        for model in application["args"].get("models", []):
+            logger.info("Loading model %s...", model["id"])
+        app = load_builder(application["import_path"])(application["args"])
+        serve.run(app, name=application["name"], route_prefix=application["route_prefix"])
+        logger.info("Application %r running", application["name"])
 
 
 def main(argv: list[str]) -> int:
-    """Entry point; argv[1] is the spec file."""
+    """Entry point: `SERVE_CONFIG --address HOST:PORT`."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if len(argv) != 2:
-        print("usage: python -m gpucluster.serving.deploy SPEC.json", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m gpucluster.serving.deploy")
+    parser.add_argument("serve_config", type=Path, help="Serve config rendered by gpucluster")
+    parser.add_argument("--address", default="auto", help="Ray head address (default: auto)")
+    args = parser.parse_args(argv[1:])
     try:
-        deploy(Path(argv[1]))
+        deploy(args.serve_config, args.address)
     except Exception as exc:  # noqa: BLE001 - the runtime reads this line from the log
         logger.error("ERROR: deployment failed: %s: %s", type(exc).__name__, exc)
         return 1

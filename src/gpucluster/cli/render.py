@@ -1,0 +1,73 @@
+"""`gpucluster render ...`: the deployment files other runners use, rendered from the same config.
+
+The compose container and the KubeRay RayService run what these print, so nothing is written
+twice: `serve-config` is the Serve config local mode's deploy driver runs too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, fail, out
+from gpucluster.models import ModelSourceError, weights_location
+from gpucluster.serving.serve_config import serve_config
+
+render_app = typer.Typer(
+    help="Render deployment files (Serve config, ...) from the platform config.",
+    no_args_is_help=True,
+)
+
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Write here instead of standard output.", dir_okay=False),
+]
+
+
+def write_or_print(text: str, output: Path | None) -> None:
+    """`text` to `output` (created with its parents), else to standard output."""
+    if output is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    out.print(f"wrote {output}", highlight=False)
+
+
+@render_app.command("serve-config")
+def render_serve_config(
+    config: ConfigOption = None,
+    model_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="The model cache as the serving host sees it (default: platform.model_cache_dir)."
+        ),
+    ] = None,
+    http_host: Annotated[
+        str | None,
+        typer.Option(help="Where Serve's HTTP proxy binds (default: platform.bind_host)."),
+    ] = None,
+    api_keys_file: Annotated[
+        list[str] | None,
+        typer.Option(help="A keys file as the serving host sees it (repeatable)."),
+    ] = None,
+    output: OutputOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The Ray Serve config (YAML, or JSON with --json) that deploys the configured models."""
+    settings = config_or_exit(config, as_json)
+    cache = model_cache or settings.platform.model_cache_dir
+    try:
+        weights = {m.id: weights_location(m.source, cache) for m in settings.models}
+    except ModelSourceError as exc:
+        fail(str(exc), 2, as_json)
+    key_files = list(api_keys_file or [])
+    if settings.platform.security.api_keys_file is not None:
+        key_files.append(str(settings.platform.security.api_keys_file))
+    rendered = serve_config(settings, weights, key_files, http_host=http_host)
+    text = json.dumps(rendered, indent=2) if as_json else yaml.safe_dump(rendered, sort_keys=False)
+    write_or_print(text, output)

@@ -1,0 +1,44 @@
+"""The Ray Serve config (Serve's declarative YAML schema) that deploys the platform's application.
+
+Local mode's deploy driver, the compose container and the KubeRay RayService all run the file
+this renders, so the application is described once. No Ray import here: the CLI renders it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpucluster.config import Config
+
+APP_NAME = "llm"
+# The application builder: Serve imports it and calls it with the application's `args`.
+IMPORT_PATH = "gpucluster.serving.app:app_from_args"
+
+
+def serve_config(
+    config: Config, weights: dict[str, str], api_key_files: list[str], *, http_host: str | None = None
+) -> dict[str, Any]:
+    """The Serve config for `config`; `weights` maps each model id to what vLLM loads.
+
+    `http_host` overrides where Serve's HTTP proxy binds (a container binds all interfaces and
+    publishes the port on the host instead). The proxy runs on the head only: nginx fronts it.
+    """
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {
+            "host": http_host or config.platform.bind_host,
+            "port": config.platform.ports.serve_http,
+        },
+        "applications": [
+            {
+                "name": APP_NAME,
+                "route_prefix": "/",
+                "import_path": IMPORT_PATH,
+                "args": {
+                    "models": [model.model_dump(mode="json") for model in config.models],
+                    "weights": {model.id: weights[model.id] for model in config.models},
+                    "api_key_files": list(api_key_files),
+                },
+            }
+        ],
+    }
