@@ -14,7 +14,10 @@ import typer
 import yaml
 
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, fail, out
+from gpucluster.config import Config
 from gpucluster.models import ModelSourceError, weights_location
+from gpucluster.runtime.kuberay import IMAGE, KubeRayError, dump_yaml, rayservice, worker_groups
+from gpucluster.runtime.kuberay_manifests import manifests
 from gpucluster.serving.serve_config import serve_config
 
 render_app = typer.Typer(
@@ -71,3 +74,60 @@ def render_serve_config(
     rendered = serve_config(settings, weights, key_files, http_host=http_host)
     text = json.dumps(rendered, indent=2) if as_json else yaml.safe_dump(rendered, sort_keys=False)
     write_or_print(text, output)
+
+
+ImageOption = Annotated[
+    str | None,
+    typer.Option(help="The platform image (built from deploy/docker/Dockerfile) the pods run."),
+]
+
+
+def _kuberay_config(config: Path | None, as_json: bool) -> Config:
+    """The config, checked for what the KubeRay manifests can serve (exit 2 naming the model)."""
+    settings = config_or_exit(config, as_json)
+    try:
+        worker_groups(settings)
+    except KubeRayError as exc:
+        fail(str(exc), 2, as_json)
+    return settings
+
+
+@render_app.command("rayservice")
+def render_rayservice(
+    config: ConfigOption = None,
+    image: ImageOption = None,
+    output: OutputOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The KubeRay RayService (YAML, or JSON with --json) running the Serve config on Kubernetes."""
+    settings = _kuberay_config(config, as_json)
+    try:
+        manifest = rayservice(settings, image=image or IMAGE)
+    except ModelSourceError as exc:
+        fail(str(exc), 2, as_json)
+    write_or_print(json.dumps(manifest, indent=2) if as_json else dump_yaml(manifest), output)
+
+
+@render_app.command("kuberay")
+def render_kuberay(
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Directory to write the manifests into.")
+    ],
+    config: ConfigOption = None,
+    image: ImageOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write every generated KubeRay manifest (RayService, Ingress, monitoring, dashboards)."""
+    settings = _kuberay_config(config, as_json)
+    try:
+        files = manifests(settings, str(config or "the default config"), image=image or IMAGE)
+    except ModelSourceError as exc:
+        fail(str(exc), 2, as_json)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (output_dir / name).write_text(text, encoding="utf-8")
+    written = [str(output_dir / name) for name in files]
+    if as_json:
+        print(json.dumps({"ok": True, "written": written}))
+    else:
+        out.print("\n".join(f"wrote {path}" for path in written), highlight=False)

@@ -1,0 +1,259 @@
+"""Kubernetes (KubeRay) manifests of the platform, built from the same config as local mode.
+
+The RayService runs the Serve config `gpucluster render serve-config` renders (serveConfigV2),
+on a head group and one GPU worker group per tensor parallel size. The Ingress carries the
+nginx edge's body-size and timeout settings. No Ray import: the CLI renders these.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+import yaml
+
+from gpucluster import __version__
+from gpucluster.config import Config, ModelConfig
+from gpucluster.models import weights_location
+from gpucluster.serving.serve_config import serve_config
+
+NAME = "gpu-cluster"
+IMAGE = f"gpu-cluster/ray-serve:{__version__}"
+# Every pod of the platform carries this label; the PodMonitor selects on it.
+POD_LABELS = {"app.kubernetes.io/part-of": NAME}
+# KubeRay names the RayService's Services after it.
+HEAD_SERVICE = f"{NAME}-head-svc"
+SERVE_SERVICE = f"{NAME}-serve-svc"
+# KubeRay's default; `kubectl port-forward svc/gpu-cluster-head-svc 18265:8265` keeps the URL
+DASHBOARD_PORT = 8265
+CLIENT_PORT = 10001
+
+MODEL_CACHE = "/models"
+MODEL_CACHE_CLAIM = f"{NAME}-model-cache"
+API_KEYS_SECRET = f"{NAME}-api-keys"
+API_KEYS_KEY = "api-keys"
+API_KEYS_DIR = "/etc/gpucluster/api-keys"
+API_KEYS_FILE = f"{API_KEYS_DIR}/{API_KEYS_KEY}"
+HF_TOKEN_SECRET = f"{NAME}-hf-token"
+# KubeRay reads the token under the key `auth_token` and sets RAY_AUTH_MODE/RAY_AUTH_TOKEN on
+# every Ray container; it sends the token itself when it submits serveConfigV2.
+RAY_TOKEN_SECRET = f"{NAME}-ray-token"
+
+HEAD_RESOURCES = {"cpu": "4", "memory": "16Gi"}
+# Per GPU of a worker: room for the engine's tokenizer/scheduler processes and pinned memory.
+CPU_PER_GPU = 8
+MEMORY_PER_GPU_GIB = 48
+SHM_PER_GPU_GIB = 8  # NCCL and vLLM's tensor parallel workers share memory through /dev/shm
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class KubeRayError(ValueError):
+    """A config that the KubeRay manifests cannot serve; the message names the model."""
+
+
+def worker_groups(config: Config, image: str = IMAGE) -> list[dict[str, Any]]:
+    """One GPU worker group per tensor parallel size; a pod holds one replica of its models.
+
+    Group bounds are the sums of the replica bounds of the models of that size, so the Ray
+    autoscaler can add a pod for every replica Serve's autoscaler asks for.
+    """
+    by_size: dict[int, list[ModelConfig]] = {}
+    for model in config.models:
+        if model.accelerator != "gpu":
+            raise KubeRayError(
+                f"model {model.id}: accelerator is {model.accelerator!r}; the KubeRay "
+                "deployment runs the platform's GPU image: set `accelerator: gpu`"
+            )
+        by_size.setdefault(model.tensor_parallel_size, []).append(model)
+    return [
+        _worker_group(size, models, config.platform.ports.ray_metrics, image)
+        for size, models in sorted(by_size.items())
+    ]
+
+
+def _worker_group(
+    gpus: int, models: list[ModelConfig], metrics_port: int, image: str
+) -> dict[str, Any]:
+    minimum = sum(m.replicas.min for m in models)
+    initial = sum(
+        m.replicas.min if m.replicas.initial is None else m.replicas.initial for m in models
+    )
+    resources = {
+        "cpu": str(CPU_PER_GPU * gpus),
+        "memory": f"{MEMORY_PER_GPU_GIB * gpus}Gi",
+        GPU_RESOURCE: str(gpus),
+    }
+    container = _container("ray-worker", image, resources, [_port("metrics", metrics_port)])
+    return {
+        "groupName": f"gpu-tp{gpus}",
+        "replicas": initial,
+        "minReplicas": minimum,
+        "maxReplicas": sum(m.replicas.max for m in models),
+        "rayStartParams": {"metrics-export-port": str(metrics_port)},
+        "template": _pod_template(container, shm_gib=SHM_PER_GPU_GIB * gpus, gpu=True),
+    }
+
+
+def head_group(config: Config, image: str = IMAGE) -> dict[str, Any]:
+    """The head: GCS, dashboard, Serve controller and the HTTP proxy (Serve runs it HeadOnly)."""
+    ports = config.platform.ports
+    container = _container(
+        "ray-head",
+        image,
+        HEAD_RESOURCES,
+        [
+            _port("gcs-server", ports.ray_gcs),
+            _port("dashboard", DASHBOARD_PORT),
+            _port("client", CLIENT_PORT),
+            _port("serve", ports.serve_http),
+            _port("metrics", ports.ray_metrics),
+        ],
+    )
+    return {
+        "rayStartParams": {
+            "dashboard-host": "0.0.0.0",
+            "metrics-export-port": str(ports.ray_metrics),
+        },
+        "template": _pod_template(container, shm_gib=1, gpu=False),
+    }
+
+
+def _port(name: str, number: int) -> dict[str, Any]:
+    return {"name": name, "containerPort": number, "protocol": "TCP"}
+
+
+def _container(
+    name: str, image: str, resources: dict[str, str], ports: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "env": [
+            {"name": "HF_HOME", "value": f"{MODEL_CACHE}/huggingface"},
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {
+                    "secretKeyRef": {"name": HF_TOKEN_SECRET, "key": "token", "optional": True}
+                },
+            },
+        ],
+        "ports": ports,
+        # requests = limits: the Ray node advertises exactly what the pod is guaranteed
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "volumeMounts": [
+            {"name": "model-cache", "mountPath": MODEL_CACHE},
+            {"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+    }
+
+
+def _pod_template(container: dict[str, Any], *, shm_gib: int, gpu: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [
+            {"name": "model-cache", "persistentVolumeClaim": {"claimName": MODEL_CACHE_CLAIM}},
+            # the whole Secret as a directory (no subPath), so a rotated key reaches the pods
+            {"name": "api-keys", "secret": {"secretName": API_KEYS_SECRET}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib}Gi"}},
+        ],
+    }
+    if gpu:
+        spec["tolerations"] = [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    return {"metadata": {"labels": dict(POD_LABELS)}, "spec": spec}
+
+
+def serve_config_v2(config: Config) -> dict[str, Any]:
+    """The Serve config the RayService runs: weights in the pods' model cache, keys from the Secret.
+
+    `platform.security.api_keys_file` names a file of the host that renders; on Kubernetes the
+    keys come from the Secret API_KEYS_SECRET instead.
+    """
+    weights = {m.id: weights_location(m.source, MODEL_CACHE) for m in config.models}
+    return serve_config(config, weights, [API_KEYS_FILE], http_host="0.0.0.0")
+
+
+def rayservice(config: Config, *, image: str = IMAGE) -> dict[str, Any]:
+    """The RayService (ray.io/v1) running the platform's Serve application on KubeRay."""
+    cluster = {
+        "rayVersion": version("ray"),
+        "enableInTreeAutoscaling": True,
+        "authOptions": {"mode": "token", "secretName": RAY_TOKEN_SECRET},
+        "headGroupSpec": head_group(config, image),
+        "workerGroupSpecs": worker_groups(config, image),
+    }
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": NAME, "labels": dict(POD_LABELS)},
+        "spec": {
+            "serveConfigV2": dump_yaml(serve_config_v2(config)),
+            "rayClusterConfig": cluster,
+        },
+    }
+
+
+def serve_ingress(config: Config, *, ingress_class: str = "nginx") -> dict[str, Any]:
+    """An Ingress (ingress-nginx annotations) to the Serve HTTP port with the edge's limits.
+
+    Like deploy/nginx: body size, read/send timeouts for whole generations, no buffering (tokens
+    stream), a rate limit; only /v1 and /health are routed, the dashboard is not exposed.
+    """
+    edge = config.platform.edge
+    prefix = "nginx.ingress.kubernetes.io"
+    port = config.platform.ports.serve_http
+    backend = {"service": {"name": SERVE_SERVICE, "port": {"number": port}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": NAME,
+            "labels": dict(POD_LABELS),
+            "annotations": {
+                f"{prefix}/proxy-body-size": f"{edge.max_body_mib}m",
+                f"{prefix}/proxy-read-timeout": str(edge.read_timeout_s),
+                f"{prefix}/proxy-send-timeout": str(edge.read_timeout_s),
+                f"{prefix}/proxy-buffering": "off",
+                f"{prefix}/limit-rps": str(edge.rate_limit_rps),
+                f"{prefix}/limit-burst-multiplier": str(
+                    max(1, round(edge.rate_limit_burst / edge.rate_limit_rps))
+                ),
+            },
+        },
+        "spec": {
+            "ingressClassName": ingress_class,
+            "rules": [
+                {
+                    "http": {
+                        "paths": [
+                            {"path": "/v1", "pathType": "Prefix", "backend": backend},
+                            {"path": "/health", "pathType": "Exact", "backend": backend},
+                        ]
+                    }
+                }
+            ],
+        },
+    }
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the Serve config, dashboard JSON) as readable `|` blocks, no aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
+def dump_yaml(*documents: dict[str, Any]) -> str:
+    """`documents` as YAML (several separated by `---`), keys in the order they were built."""
+    # no line folding: PromQL expressions stay on one line
+    return yaml.dump_all(documents, Dumper=_BlockDumper, sort_keys=False, width=2**16)
