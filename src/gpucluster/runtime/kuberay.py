@@ -45,6 +45,18 @@ CPU_PER_GPU = 8
 MEMORY_PER_GPU_GIB = 48
 SHM_PER_GPU_GIB = 8  # NCCL and vLLM's tensor parallel workers share memory through /dev/shm
 GPU_RESOURCE = "nvidia.com/gpu"
+# The image's user `ray` (uid 1000) is in group `users`: volumes become writable for it.
+FS_GROUP = 100
+# KubeRay adds a Serve-proxy check to a RayService worker's readiness probe unless the pod has
+# its own; Serve's proxy runs on the head only (HeadOnly), so workers get the node check alone:
+# the Ray node's health endpoint on the dashboard agent (Ray >= 2.53).
+WORKER_READINESS = {
+    "httpGet": {"path": "/api/healthz", "port": 52365},
+    "initialDelaySeconds": 10,
+    "periodSeconds": 5,
+    "timeoutSeconds": 2,
+    "failureThreshold": 10,
+}
 
 
 class KubeRayError(ValueError):
@@ -84,6 +96,7 @@ def _worker_group(
         GPU_RESOURCE: str(gpus),
     }
     container = _container("ray-worker", image, resources, [_port("metrics", metrics_port)])
+    container["readinessProbe"] = dict(WORKER_READINESS)
     return {
         "groupName": f"gpu-tp{gpus}",
         "replicas": initial,
@@ -150,6 +163,7 @@ def _container(
 
 def _pod_template(container: dict[str, Any], *, shm_gib: int, gpu: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {
+        "securityContext": {"fsGroup": FS_GROUP},
         "containers": [container],
         "volumes": [
             {"name": "model-cache", "persistentVolumeClaim": {"claimName": MODEL_CACHE_CLAIM}},

@@ -1,0 +1,413 @@
+"""The KubeRay manifests: what the commands render, valid for their schemas, and consistent.
+
+Schemas are committed as data (schemas/kuberay/README.md names their sources). Nothing here
+talks to Kubernetes or Ray: the Serve config is checked with Ray Serve's own schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
+from ray.serve.schema import ServeDeploySchema
+from referencing import Registry, Resource
+from typer.testing import CliRunner
+
+from gpucluster.cli.main import app as cli
+from gpucluster.config import Config, load_config
+from gpucluster.config.loader import ENV_OVERRIDES
+from gpucluster.runtime.edge import nginx_values
+from gpucluster.runtime.state import StateDir
+from gpucluster.serving.serve_config import serve_config
+
+REPO = Path(__file__).resolve().parents[3]
+KUBERAY = REPO / "deploy" / "kuberay"
+PLATFORM = KUBERAY / "platform.yaml"
+NOT_MANIFESTS = {"platform.yaml", "kustomization.yaml"}
+
+SCHEMAS = Path(__file__).parent / "schemas" / "kuberay"
+# The kind files refer to the shared definitions by this absolute path.
+DEFINITIONS_URI = "/api/_definitions.json"
+
+CRD_FILES = {
+    ("ray.io/v1", "RayService"): "ray.io_rayservices.yaml",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
+}
+CORE_FILES = {
+    ("v1", "ConfigMap"): "configmap-v1.json",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaim-v1.json",
+    ("networking.k8s.io/v1", "Ingress"): "ingress-networking-v1.json",
+}
+
+
+def strict(schema: Any) -> Any:
+    """`schema` with unknown fields rejected wherever the CRD lists an object's fields.
+
+    Mirrors `kubectl apply --validate=strict`: objects that keep unknown fields on purpose
+    (`x-kubernetes-preserve-unknown-fields`) or say what extra keys may hold are left alone.
+    """
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: strict(value) for key, value in schema.items()}
+    if (
+        "properties" in result
+        and "additionalProperties" not in result
+        and not result.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        result["additionalProperties"] = False
+    return result
+
+
+@cache
+def crd_validator(file_name: str, version: str) -> Draft202012Validator:
+    """A validator of `version` of the CRD in `file_name` (its openAPIV3Schema, made strict)."""
+    crd = yaml.safe_load((SCHEMAS / file_name).read_text(encoding="utf-8"))
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return Draft202012Validator(strict(copy.deepcopy(served["schema"]["openAPIV3Schema"])))
+
+
+@cache
+def core_validator(file_name: str) -> Any:
+    """A validator of a core Kubernetes kind (strict JSON schema with shared definitions)."""
+    definitions = json.loads((SCHEMAS / "kubernetes" / "_definitions.json").read_text())
+    schema = json.loads((SCHEMAS / "kubernetes" / file_name).read_text())
+    registry = Registry().with_resource(DEFINITIONS_URI, Resource.from_contents(definitions))
+    return validator_for(schema)(schema, registry=registry)
+
+
+def validator(manifest: dict[str, Any]) -> Any:
+    """The validator of `manifest`'s apiVersion and kind; KeyError for a kind without a schema."""
+    key = (manifest["apiVersion"], manifest["kind"])
+    if key in CRD_FILES:
+        return crd_validator(CRD_FILES[key], key[0].rsplit("/", 1)[1])
+    return core_validator(CORE_FILES[key])
+
+
+def errors(manifest: dict[str, Any]) -> list[str]:
+    """Every schema violation of `manifest`, each as `path: message`."""
+    found = validator(manifest).iter_errors(manifest)
+    return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in found)
+
+
+# --- the manifests -----------------------------------------------------------------------------
+
+
+def platform_config() -> Config:
+    return load_config(PLATFORM, env={})
+
+
+def documents(name: str) -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all((KUBERAY / name).read_text(encoding="utf-8")))
+
+
+def manifest_files() -> list[str]:
+    return sorted(p.name for p in KUBERAY.glob("*.yaml") if p.name not in NOT_MANIFESTS)
+
+
+def the_rayservice() -> dict[str, Any]:
+    (rayservice,) = documents("rayservice.yaml")
+    return rayservice
+
+
+def pod_templates(rayservice: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Head and worker pod templates by group name (`head` for the head group)."""
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    templates = {"head": cluster["headGroupSpec"]["template"]}
+    templates.update({g["groupName"]: g["template"] for g in cluster["workerGroupSpecs"]})
+    return templates
+
+
+def ray_container(template: dict[str, Any]) -> dict[str, Any]:
+    return template["spec"]["containers"][0]  # KubeRay's Ray container is the first
+
+
+def container_ports(template: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in ray_container(template)["ports"]}
+
+
+def render(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run `gpucluster render ...` from the repository root, as the README says."""
+    monkeypatch.chdir(REPO)
+    for variable in ENV_OVERRIDES:
+        monkeypatch.delenv(variable, raising=False)
+    return CliRunner().invoke(cli, ["render", *args])
+
+
+# --- rendered, not written by hand --------------------------------------------------------------
+
+
+def test_committed_manifests_are_what_render_kuberay_writes(tmp_path, monkeypatch):
+    result = render(
+        ["kuberay", "-c", "deploy/kuberay/platform.yaml", "-o", str(tmp_path)], monkeypatch
+    )
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == [name for name in manifest_files() if name != "model-cache-pvc.yaml"]
+    for name in written:
+        assert (tmp_path / name).read_text() == (KUBERAY / name).read_text(), (
+            f"deploy/kuberay/{name} is stale: run "
+            "`gpucluster render kuberay -c deploy/kuberay/platform.yaml -o deploy/kuberay`"
+        )
+
+
+def test_render_rayservice_prints_the_committed_rayservice(monkeypatch):
+    result = render(["rayservice", "-c", "deploy/kuberay/platform.yaml"], monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.output) == the_rayservice()
+
+
+def test_image_option_sets_every_ray_container(monkeypatch):
+    image = "registry.example/gpu-cluster/ray-serve:test"
+    result = render(
+        ["rayservice", "-c", "deploy/kuberay/platform.yaml", "--image", image, "--json"],
+        monkeypatch,
+    )
+    assert result.exit_code == 0, result.output
+    templates = pod_templates(json.loads(result.output))
+    assert {ray_container(t)["image"] for t in templates.values()} == {image}
+
+
+def test_a_cpu_model_is_refused_naming_it(tmp_path, monkeypatch):
+    config_file = tmp_path / "platform.yaml"
+    config_file.write_text("models:\n  - id: small\n    source: builtin:smollm2-135m-instruct\n")
+    result = render(["rayservice", "-c", str(config_file)], monkeypatch)
+    assert result.exit_code == 2
+    assert "small" in result.output and "accelerator" in result.output
+
+
+def test_kustomization_lists_every_manifest():
+    (kustomization,) = documents("kustomization.yaml")
+    assert sorted(kustomization["resources"]) == manifest_files()
+
+
+# --- schemas ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", manifest_files())
+def test_every_manifest_validates_against_its_schema(name):
+    for manifest in documents(name):
+        assert errors(manifest) == [], f"{name}: {manifest['kind']} {manifest['metadata']['name']}"
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "field"),
+    [
+        ("rayservice.yaml", ["spec", "rayClusterConfig", "headGroupSpec"], "rayStartParam"),
+        ("podmonitor.yaml", ["spec", "podMetricsEndpoints", 0], "prot"),
+        ("ingress.yaml", ["spec"], "rule"),
+        ("grafana-dashboards.yaml", ["metadata"], "label"),
+    ],
+)
+def test_the_schemas_reject_a_misspelt_field(name, path, field):
+    manifest = copy.deepcopy(documents(name)[0])
+    target = manifest
+    for key in path:
+        target = target[key]
+    target[field] = {}
+    assert any(repr(field) in error for error in errors(manifest))
+
+
+# --- the Serve config ---------------------------------------------------------------------------
+
+
+def serve_config_v2() -> dict[str, Any]:
+    return yaml.safe_load(the_rayservice()["spec"]["serveConfigV2"])
+
+
+def test_serve_config_v2_is_the_rendered_serve_config_for_the_pods():
+    config = platform_config()
+    rendered = serve_config_v2()
+    (application,) = rendered["applications"]
+    key_files = application["args"]["api_key_files"]
+    # Hugging Face ids are downloaded by each GPU worker: the id itself is what vLLM loads.
+    weights = {model.id: model.source for model in config.models}
+    assert rendered == serve_config(config, weights, key_files, http_host="0.0.0.0")
+
+
+def test_serve_config_v2_is_a_valid_ray_serve_config():
+    config = platform_config()
+    schema = ServeDeploySchema.model_validate(serve_config_v2())
+    assert schema.http_options.host == "0.0.0.0"  # reachable through the pod's serve port
+    assert schema.http_options.port == config.platform.ports.serve_http
+    (application,) = schema.applications
+    assert [m["id"] for m in application.args["models"]] == [m.id for m in config.models]
+
+
+def test_api_key_files_are_the_mounted_secret_on_every_pod():
+    (application,) = serve_config_v2()["applications"]
+    key_files = application["args"]["api_key_files"]
+    assert key_files, "the API must require keys on Kubernetes"
+    for group, template in pod_templates(the_rayservice()).items():
+        secrets = {v["name"] for v in template["spec"]["volumes"] if "secret" in v}
+        mounts = [m for m in ray_container(template)["volumeMounts"] if m["name"] in secrets]
+        for key_file in key_files:
+            directories = [m for m in mounts if key_file.startswith(m["mountPath"] + "/")]
+            assert directories, f"{group}: {key_file} is not in a mounted Secret"
+            assert not any("subPath" in m for m in mounts), "a subPath mount never sees rotation"
+
+
+# --- GPUs, scaling and ports -------------------------------------------------------------------
+
+
+def test_gpu_workers_request_the_models_tensor_parallel_size():
+    config = platform_config()
+    groups = the_rayservice()["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert len(groups) == len({m.tensor_parallel_size for m in config.models})
+    for group in groups:
+        resources = ray_container(group["template"])["resources"]
+        gpus = int(resources["limits"]["nvidia.com/gpu"])
+        assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"]
+        models = [m for m in config.models if m.tensor_parallel_size == gpus]
+        assert models, f"{group['groupName']}: {gpus} GPUs match no model's tensor_parallel_size"
+        assert group["minReplicas"] == sum(m.replicas.min for m in models)
+        assert group["maxReplicas"] == sum(m.replicas.max for m in models)
+    head = ray_container(pod_templates(the_rayservice())["head"])["resources"]
+    assert "nvidia.com/gpu" not in head["limits"]
+
+
+def test_models_of_two_sizes_get_two_worker_groups(tmp_path, monkeypatch):
+    config_file = tmp_path / "platform.yaml"
+    config_file.write_text(
+        "models:\n"
+        "  - {id: a, source: org/a, accelerator: gpu, tensor_parallel_size: 2,"
+        " replicas: {min: 1, max: 3}}\n"
+        "  - {id: b, source: org/b, accelerator: gpu, replicas: {min: 0, max: 2}}\n"
+        "  - {id: c, source: org/c, accelerator: gpu, replicas: {min: 1, max: 1}}\n"
+    )
+    result = render(["rayservice", "-c", str(config_file), "--json"], monkeypatch)
+    assert result.exit_code == 0, result.output
+    rayservice = json.loads(result.output)
+    assert errors(rayservice) == []
+    groups = {
+        int(ray_container(g["template"])["resources"]["limits"]["nvidia.com/gpu"]):
+        (g["minReplicas"], g["replicas"], g["maxReplicas"])
+        for g in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    }
+    assert groups == {1: (1, 1, 3), 2: (1, 1, 3)}
+
+
+def test_ports_and_ray_start_params_match_the_config_defaults():
+    ports = platform_config().platform.ports
+    cluster = the_rayservice()["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+    head_ports = container_ports(head["template"])
+    assert head_ports["gcs-server"] == ports.ray_gcs == 6379
+    assert head_ports["serve"] == ports.serve_http == 8000
+    assert head_ports["dashboard"] == 8265  # KubeRay's; port-forwarded to the guide's 18265
+    for group in [head, *cluster["workerGroupSpecs"]]:
+        assert group["rayStartParams"]["metrics-export-port"] == str(ports.ray_metrics)
+        assert container_ports(group["template"])["metrics"] == ports.ray_metrics == 8080
+
+
+def test_workers_are_ready_without_a_serve_proxy():
+    # Serve's proxy runs on the head only; KubeRay would make a worker's readiness depend on one
+    # unless the worker has its own probe.
+    config = platform_config()
+    assert serve_config_v2()["proxy_location"] == "HeadOnly"
+    for group in the_rayservice()["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        probe = ray_container(group["template"])["readinessProbe"]
+        assert probe["httpGet"]["port"] != config.platform.ports.serve_http, group["groupName"]
+
+
+def test_ray_token_auth_is_on():
+    auth = the_rayservice()["spec"]["rayClusterConfig"]["authOptions"]
+    assert auth["mode"] == "token" and auth["secretName"]
+
+
+def test_every_pod_mounts_the_model_cache_claim_and_caches_hugging_face_there():
+    (claim,) = documents("model-cache-pvc.yaml")
+    for group, template in pod_templates(the_rayservice()).items():
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in template["spec"]["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        container = ray_container(template)
+        (cache_mount,) = [m for m in container["volumeMounts"] if m["name"] in claims]
+        assert claims[cache_mount["name"]] == claim["metadata"]["name"], group
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["HF_HOME"].startswith(cache_mount["mountPath"] + "/"), group
+
+
+def test_secrets_the_pods_need_are_documented():
+    readme = (KUBERAY / "README.md").read_text(encoding="utf-8")
+    rayservice = the_rayservice()
+    names = {rayservice["spec"]["rayClusterConfig"]["authOptions"]["secretName"]}
+    for template in pod_templates(rayservice).values():
+        names |= {v["secret"]["secretName"] for v in template["spec"]["volumes"] if "secret" in v}
+        for env in ray_container(template)["env"]:
+            if "secretKeyRef" in env.get("valueFrom", {}):
+                names.add(env["valueFrom"]["secretKeyRef"]["name"])
+    assert len(names) == 3
+    for name in names:
+        assert f"kubectl create secret generic {name}" in readme, name
+
+
+# --- Prometheus, Grafana and the edge ------------------------------------------------------------
+
+
+def test_pod_monitor_scrapes_the_metrics_port_of_every_ray_pod():
+    (monitor,) = documents("podmonitor.yaml")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    for group, template in pod_templates(the_rayservice()).items():
+        assert selector.items() <= template["metadata"]["labels"].items(), group
+        assert endpoint["port"] in container_ports(template), group
+
+
+def test_prometheus_rule_carries_every_rule_group_of_deploy_prometheus():
+    (rule,) = documents("prometheusrule.yaml")
+    expected = []
+    for path in sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml")):
+        expected.extend(yaml.safe_load(path.read_text(encoding="utf-8"))["groups"])
+    assert rule["spec"]["groups"] == expected
+    (monitor,) = documents("podmonitor.yaml")
+    # one Prometheus selects both
+    assert rule["metadata"]["labels"] == monitor["metadata"]["labels"]
+
+
+def test_dashboard_config_maps_hold_the_provisioned_dashboards():
+    maps = documents("grafana-dashboards.yaml")
+    found = {}
+    for config_map in maps:
+        assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+        ((name, text),) = config_map["data"].items()
+        found[name] = json.loads(text)
+    directory = REPO / "deploy" / "grafana" / "dashboards"
+    assert found == {p.name: json.loads(p.read_text()) for p in directory.glob("*.json")}
+
+
+def test_ingress_routes_to_kuberays_serve_service_with_the_edge_limits(tmp_path):
+    config = platform_config()
+    (ingress,) = documents("ingress.yaml")
+    rayservice = the_rayservice()
+    serve_port = container_ports(pod_templates(rayservice)["head"])["serve"]
+    paths = {p["path"]: p for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert set(paths) == {"/v1", "/health"}  # the dashboard is not exposed
+    for path in paths.values():
+        service = path["backend"]["service"]
+        assert service["name"] == f"{rayservice['metadata']['name']}-serve-svc"
+        assert service["port"]["number"] == serve_port
+    # the same limits the nginx edge applies (deploy/nginx/nginx.conf.template)
+    template = (REPO / "deploy" / "nginx" / "nginx.conf.template").read_text()
+    values = nginx_values(config, StateDir(tmp_path), "token")
+    body = re.search(r"client_max_body_size \$\{(\w+)\}", template).group(1)
+    timeout = re.search(r"proxy_read_timeout \$\{(\w+)\}s", template).group(1)
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert annotations[prefix + "proxy-body-size"] == values[body]
+    assert annotations[prefix + "proxy-read-timeout"] == values[timeout]
+    assert annotations[prefix + "proxy-send-timeout"] == values[timeout]
+    assert annotations[prefix + "proxy-buffering"] == "off"  # tokens stream as produced
