@@ -131,3 +131,87 @@ def render_kuberay(
         print(json.dumps({"ok": True, "written": written}))
     else:
         out.print("\n".join(f"wrote {path}" for path in written), highlight=False)
+
+
+def _write_private_or_print(text: str, output: Path | None) -> None:
+    """Like write_or_print, but a written file is readable by its owner only (it holds secrets)."""
+    from gpucluster.runtime.edge import write_private
+
+    if output is None:
+        write_or_print(text, None)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_private(output, text)
+    out.print(f"wrote {output}", highlight=False)
+
+
+@render_app.command("nginx")
+def render_nginx(
+    config: ConfigOption = None,
+    upstream_host: Annotated[
+        str | None,
+        typer.Option(
+            help="Render for an nginx container in front of this host's Serve and dashboard "
+            "(compose: ray-serve). Default: the local-mode config `up` writes."
+        ),
+    ] = None,
+    output: OutputOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The nginx config from deploy/nginx/nginx.conf.template, with the platform's Ray token.
+
+    The token (and the state dir holding it) is created on first use, as `up` does; for a
+    container also the /dashboard login file (`gpucluster dashboard-password` sets and shows
+    a password).
+    """
+    from gpucluster.runtime.edge import (
+        container_nginx_values,
+        ensure_dashboard_password,
+        nginx_values,
+        render_nginx_conf,
+    )
+    from gpucluster.runtime.ray_head import ensure_ray_token
+    from gpucluster.runtime.state import StateDir
+
+    settings = config_or_exit(config, as_json)
+    state = StateDir(settings.platform.state_dir)
+    state.ensure()
+    token = ensure_ray_token(state)
+    if upstream_host:
+        ensure_dashboard_password(state, settings.platform.security.dashboard_user)
+        values = container_nginx_values(settings, state, token, upstream_host)
+    else:
+        values = nginx_values(settings, state, token)
+    _write_private_or_print(render_nginx_conf(values), output)
+
+
+@render_app.command("alertmanager")
+def render_alertmanager(
+    config: ConfigOption = None,
+    receiver_host: Annotated[
+        str,
+        typer.Option(help="Host running the platform's alert receiver (compose: ray-serve)."),
+    ] = "127.0.0.1",
+    output: OutputOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """deploy/alertmanager/alertmanager.yml delivering to the platform's alert receiver."""
+    from gpucluster.runtime.monitoring import alert_receiver_url, render_alertmanager_config
+
+    settings = config_or_exit(config, as_json)
+    write_or_print(render_alertmanager_config(alert_receiver_url(receiver_host, settings)), output)
+
+
+@render_app.command("api-keys")
+def render_api_keys(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The keys file to write.")],
+    as_json: JsonOption = False,
+) -> None:
+    """$GPUCLUSTER_API_KEYS as a keys file (0600) for the ingress; exit 1 when none are set."""
+    from gpucluster.config import env_api_keys
+
+    keys = env_api_keys()
+    if not keys:
+        output.unlink(missing_ok=True)
+        fail("GPUCLUSTER_API_KEYS is empty: the API is open to whoever reaches nginx", 1, as_json)
+    _write_private_or_print("\n".join(keys) + "\n", output)

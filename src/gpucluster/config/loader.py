@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gpucluster.config.interpolate import InterpolationError, interpolate
 from gpucluster.config.schema import Config
 
 CONFIG_ENV = "GPUCLUSTER_CONFIG"
@@ -32,11 +33,18 @@ class ConfigError(ValueError):
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read `path` (or $GPUCLUSTER_CONFIG, or nothing: the defaults) and apply env overrides."""
+    """Read `path` (or $GPUCLUSTER_CONFIG, or nothing: the defaults) and apply env overrides.
+
+    `${NAME}` references in the file's values are resolved from `env` first (see interpolate).
+    """
     env = os.environ if env is None else env
     if path is None and env.get(CONFIG_ENV):
         path = Path(env[CONFIG_ENV])
     raw = _read_yaml(path) if path is not None else {}
+    try:
+        raw = interpolate(raw, env)
+    except InterpolationError as exc:
+        raise ConfigError(f"invalid configuration:\n  {path}: {exc.key}: {exc}") from None
     origins: dict[tuple[str, ...], str] = {}
     for var, dotted in ENV_OVERRIDES.items():
         if var in env:

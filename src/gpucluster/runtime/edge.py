@@ -46,7 +46,8 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         "NGINX_USER_LINE": f"user {getpass.getuser()};",
         "NGINX_LISTEN": f"{edge.listen_host}:{platform.ports.nginx_http}",
         "NGINX_PID_FILE": str(state.nginx_dir / "nginx.pid"),
-        "NGINX_LOG_DIR": str(state.logs),
+        "NGINX_ERROR_LOG": str(state.log("nginx-error")),
+        "NGINX_ACCESS_LOG": str(state.log("nginx-access")),
         "NGINX_TEMP_DIR": str(state.nginx_dir / "tmp"),
         "NGINX_MAX_BODY": f"{edge.max_body_mib}m",
         "NGINX_RATE_LIMIT": str(edge.rate_limit_rps),
@@ -60,10 +61,37 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
     }
 
 
+def container_nginx_values(
+    config: Config, state: StateDir, ray_token: str, upstream_host: str
+) -> dict[str, str]:
+    """Placeholder values for an nginx container in front of the `upstream_host` container.
+
+    Compose mode: nginx runs as the Ray image's user (so it reads the htpasswd file in the
+    shared state volume, mounted at the same path), logs to the container's stdout and stderr
+    (`docker logs`), and reaches Serve and the dashboard by the container's name.
+    """
+    ports = config.platform.ports
+    return {
+        **nginx_values(config, state, ray_token),
+        "NGINX_USER_LINE": "",
+        "NGINX_PID_FILE": "/tmp/nginx.pid",
+        "NGINX_ERROR_LOG": "/dev/stderr",
+        "NGINX_ACCESS_LOG": "/dev/stdout",
+        "NGINX_TEMP_DIR": "/tmp",
+        "SERVE_UPSTREAM": f"{upstream_host}:{ports.serve_http}",
+        "DASHBOARD_UPSTREAM": f"{upstream_host}:{ports.ray_dashboard}",
+    }
+
+
+def render_nginx_conf(values: dict[str, str]) -> str:
+    """deploy/nginx/nginx.conf.template with `values`."""
+    return render(NGINX_TEMPLATE.read_text(encoding="utf-8"), values)
+
+
 def write_nginx_conf(config: Config, state: StateDir, ray_token: str) -> Path:
     """Render deploy/nginx/nginx.conf.template into the state dir (0600: it holds Ray's token)."""
     (state.nginx_dir / "tmp").mkdir(parents=True, exist_ok=True)
-    text = render(NGINX_TEMPLATE.read_text(encoding="utf-8"), nginx_values(config, state, ray_token))
+    text = render_nginx_conf(nginx_values(config, state, ray_token))
     path = state.nginx_dir / "nginx.conf"
     write_private(path, text)
     return path

@@ -29,19 +29,33 @@ def prepare_prometheus(config: Config, state: StateDir) -> Path:
         shutil.copy(rule_file, rules / rule_file.name)
     alertmanager = f"{config.platform.bind_host}:{config.platform.ports.alertmanager}"
     (target / "alertmanagers.json").write_text(
-        json.dumps([{"targets": [alertmanager]}]), encoding="utf-8"
+        json.dumps(alertmanager_targets(alertmanager)), encoding="utf-8"
     )
     return target / "prometheus.yml"
+
+
+def alertmanager_targets(address: str) -> list[dict[str, list[str]]]:
+    """Prometheus's file_sd list (alertmanagers.json beside prometheus.yml) for one Alertmanager."""
+    return [{"targets": [address]}]
+
+
+def alert_receiver_url(host: str, config: Config) -> str:
+    """Where Alertmanager delivers to the platform's webhook receiver running on `host`."""
+    return f"http://{host}:{config.platform.ports.alert_receiver}/alerts"
+
+
+def render_alertmanager_config(receiver_url: str) -> str:
+    """deploy/alertmanager/alertmanager.yml delivering to the receiver at `receiver_url`."""
+    return render(
+        (DEPLOY_DIR / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"),
+        {"ALERT_RECEIVER_URL": receiver_url},
+    )
 
 
 def prepare_alertmanager(config: Config, state: StateDir) -> Path:
     """Render deploy/alertmanager/alertmanager.yml with the local receiver's URL."""
     state.alertmanager_dir.mkdir(parents=True, exist_ok=True)
-    host, port = config.platform.bind_host, config.platform.ports.alert_receiver
-    text = render(
-        (DEPLOY_DIR / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"),
-        {"ALERT_RECEIVER_URL": f"http://{host}:{port}/alerts"},
-    )
+    text = render_alertmanager_config(alert_receiver_url(config.platform.bind_host, config))
     path = state.alertmanager_dir / "alertmanager.yml"
     path.write_text(text, encoding="utf-8")
     return path

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# ray-serve container (deploy/compose): the Ray head and the platform's Serve application.
+# Every file it runs is rendered by gpucluster from $GPUCLUSTER_CONFIG, the same platform YAML
+# schema local mode reads: the Serve config, the nginx config (with the Ray token) that the
+# nginx container reads from the state volume, and the Alertmanager config. It stays in the
+# foreground streaming Ray's, Serve's and the engines' output: `docker logs ray-serve`.
+set -euo pipefail
+
+MODEL_CACHE=/models                      # the model-cache volume
+SERVE_CONFIG=/tmp/serve-config.yaml
+ALERTMANAGER_CONFIG=/etc/gpucluster/alertmanager/alertmanager.yml   # the alertmanager-config volume
+SERVICE_NAME=ray-serve                   # how the nginx and Alertmanager containers reach this one
+
+log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) INFO ray-serve: $*"; }
+
+# One value of the effective configuration (file + environment), e.g. platform.ports.ray_gcs.
+setting() {
+    python - "$1" <<'PY'
+import sys
+
+from gpucluster.config import load_config
+
+value = load_config()
+for part in sys.argv[1].split("."):
+    value = getattr(value, part)
+print(value)
+PY
+}
+
+stop() {
+    log "stopping Ray (docker stop)"
+    ray stop --grace-period 30 > /dev/null 2>&1 || true
+    exit 0
+}
+trap stop TERM INT
+
+gpucluster config check               # a bad file or variable stops here, naming the key
+STATE_DIR=$(setting platform.state_dir)
+GCS_PORT=$(setting platform.ports.ray_gcs)
+DASHBOARD_PORT=$(setting platform.ports.ray_dashboard)
+METRICS_PORT=$(setting platform.ports.ray_metrics)
+RECEIVER_PORT=$(setting platform.ports.alert_receiver)
+NODE_IP=$(hostname -i | awk '{print $1}')
+ADDRESS="${NODE_IP}:${GCS_PORT}"
+
+# Creates the Ray token ($RAY_AUTH_TOKEN_PATH, in the state volume) and the /dashboard login
+# file on first start; nginx sends the token to the dashboard for logged-in operators.
+gpucluster render nginx --upstream-host "$SERVICE_NAME" -o "$STATE_DIR/nginx/nginx.conf"
+gpucluster render alertmanager --receiver-host "$SERVICE_NAME" -o "$ALERTMANAGER_CONFIG"
+
+nvidia-smi -L || log "WARNING: no GPU visible in the container (check the NVIDIA container toolkit)"
+
+log "starting the Ray head at $ADDRESS (dashboard :$DASHBOARD_PORT, metrics :$METRICS_PORT)"
+ray start --head --node-ip-address="$NODE_IP" --port="$GCS_PORT" \
+    --include-dashboard=true --dashboard-host=0.0.0.0 --dashboard-port="$DASHBOARD_PORT" \
+    --metrics-export-port="$METRICS_PORT" --disable-usage-stats --block &
+RAY_PID=$!
+until ray status --address "$ADDRESS" > /dev/null 2>&1; do
+    kill -0 "$RAY_PID" 2> /dev/null || { echo "ERROR: ray start failed" >&2; exit 1; }
+    sleep 2
+done
+
+python -m gpucluster.runtime.alert_receiver 0.0.0.0 "$RECEIVER_PORT" "$STATE_DIR/logs/alerts.log" &
+RECEIVER_PID=$!
+
+KEY_ARGS=()
+if gpucluster render api-keys -o "$STATE_DIR/api-keys.env" > /dev/null; then
+    KEY_ARGS=(--api-keys-file "$STATE_DIR/api-keys.env")
+fi
+gpucluster render serve-config --http-host 0.0.0.0 --model-cache "$MODEL_CACHE" \
+    "${KEY_ARGS[@]}" -o "$SERVE_CONFIG"
+# In the background so that `docker stop` is handled while the models load.
+python -m gpucluster.serving.deploy "$SERVE_CONFIG" --address "$ADDRESS" &
+wait $!
+
+python -m gpucluster.runtime.log_stream "$ADDRESS" &
+STREAM_PID=$!
+set +e
+wait -n "$RAY_PID" "$STREAM_PID" "$RECEIVER_PID"
+echo "ERROR: the Ray head, the log stream or the alert receiver exited ($?); restarting the container" >&2
+exit 1
