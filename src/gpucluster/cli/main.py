@@ -5,7 +5,9 @@ Exit codes: 0 ok, 1 a check or action failed, 2 usage or configuration error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,12 +31,31 @@ app.add_typer(render_app, name="render")
 
 
 @app.command()
-def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def up(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    head: Annotated[
+        bool,
+        typer.Option(
+            "--head", help="Let Ray worker nodes of other hosts join (`gpucluster join`): Ray's "
+            "ports then listen on this host's network address, token-protected."
+        ),
+    ] = False,
+    head_host: Annotated[
+        str | None,
+        typer.Option(help="With --head: the address workers reach (default: this host's)."),
+    ] = None,
+) -> None:
     """Start the platform (Ray head, Serve app, models); returns once every model answers."""
     from gpucluster.runtime.platform import UpError
     from gpucluster.runtime.platform import up as start
+    from gpucluster.runtime.worker_node import host_address
 
     cfg = config_or_exit(config, as_json)
+    if head:
+        host = head_host or cfg.platform.cluster_host or host_address()
+        platform = cfg.platform.model_copy(update={"cluster_host": host})
+        cfg = cfg.model_copy(update={"platform": platform})
     status = err.status("starting", spinner="dots") if not as_json else None
 
     def progress(message: str) -> None:
@@ -69,6 +90,7 @@ def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
                 "dashboard_password": result.dashboard_password,
                 "warnings": list(result.warnings),
                 "phases": dict(result.phases),
+                "join": _join_command(cfg),
             }
         )
         return
@@ -85,8 +107,82 @@ def up(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             f"{cfg.platform.security.dashboard_user} / {result.dashboard_password}",
             highlight=False,
         )
+    if cfg.platform.cluster_host:
+        out.print(f"\n[bold]Worker hosts join with[/] {_join_command(cfg)}", highlight=False)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def _join_command(cfg) -> str | None:
+    """How a worker host joins this head, or None when the head takes no workers."""
+    from gpucluster.runtime.state import StateDir
+
+    if not cfg.platform.cluster_host:
+        return None
+    token = StateDir(cfg.platform.state_dir).ray_token_file
+    return (
+        f"gpucluster join {cfg.platform.cluster_host}:{cfg.platform.ports.ray_gcs} "
+        f"--token-file <a copy of {token}>"
+    )
+
+
+@app.command()
+def join(
+    head: Annotated[str, typer.Argument(help="The head's Ray address, HOST:PORT (port 6379).")],
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="A copy of the head's Ray token file (default: this host's own)."),
+    ] = None,
+    num_cpus: Annotated[
+        int | None, typer.Option(min=1, help="CPUs to offer (default: this host's cores).")
+    ] = None,
+    num_gpus: Annotated[
+        int | None, typer.Option(min=0, help="GPUs to offer (default: those nvidia-smi lists).")
+    ] = None,
+    node_ip: Annotated[
+        str | None, typer.Option(help="This node's address (default: the one facing the head).")
+    ] = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Join this host to a platform's Ray cluster as a worker node; replicas may then run here."""
+    from gpucluster.runtime.state import StateDir
+    from gpucluster.runtime.worker_node import JoinError, local_gpu_count
+    from gpucluster.runtime.worker_node import join as start_worker
+
+    cfg = config_or_exit(config, as_json)
+    token = token_file or StateDir(cfg.platform.state_dir).ray_token_file
+    cpus = num_cpus or os.cpu_count() or 1
+    gpus = local_gpu_count() if num_gpus is None else num_gpus
+    try:
+        result = start_worker(
+            cfg, head, num_cpus=cpus, num_gpus=gpus, token_file=token, node_ip=node_ip
+        )
+    except JoinError as exc:
+        fail(str(exc), 1, as_json)
+    if as_json:
+        emit({"ok": True, **dataclasses.asdict(result)})
+        return
+    out.print(
+        f"[green]Joined[/] {result.head} as {result.node_ip}: {result.num_cpus} CPUs, "
+        f"{result.num_gpus} GPUs; metrics on :{result.metrics_port}. "
+        "`gpucluster leave` stops this node.",
+        highlight=False,
+    )
+
+
+@app.command()
+def leave(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Stop this host's worker node; the head moves its replicas elsewhere."""
+    from gpucluster.runtime.worker_node import leave as stop_worker
+
+    stopped = stop_worker(config_or_exit(config, as_json))
+    if as_json:
+        emit({"ok": True, "stopped": stopped})
+    elif stopped:
+        out.print(f"Worker node stopped ({len(stopped)} processes).")
+    else:
+        out.print("No worker node runs on this host.")
 
 
 def _print_endpoints(endpoints: dict[str, str], models: list[str]) -> None:

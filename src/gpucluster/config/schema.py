@@ -254,6 +254,11 @@ class PlatformConfig(_Strict):
         "127.0.0.1",
         description="Address Serve and the dashboard listen on; keep loopback unless fronted.",
     )
+    cluster_host: str | None = Field(
+        None,
+        description="Address the Ray head listens on for worker nodes of other hosts "
+        "(`gpucluster up --head` sets it); unset, Ray stays on bind_host: one host only.",
+    )
     ray_num_cpus: int | None = Field(
         None,
         ge=1,

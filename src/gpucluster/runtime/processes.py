@@ -62,22 +62,46 @@ def run_logged(
         )
 
 
-def platform_processes(tag: str) -> list[psutil.Process]:
+def worker_tag(tag: str) -> str:
+    """The tag of a Ray worker node joined on this host: `platform_processes(tag)` includes it."""
+    return f"{tag}{_SUB_TAG}worker"
+
+
+_SUB_TAG = "::"
+
+
+def process_tag(pid: int) -> str | None:
+    """The platform tag in the environment process `pid` started with, or None.
+
+    Read from /proc's raw bytes: processes that overwrite their title (Ray's agents) leave
+    padding there that psutil's parser gives up on, though the variable is still intact.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    key = PLATFORM_TAG_ENV.encode() + b"="
+    for entry in raw.split(b"\0"):
+        if entry.startswith(key):
+            return entry[len(key) :].decode(errors="replace")
+    return None
+
+
+def platform_processes(tag: str, *, exact: bool = False) -> list[psutil.Process]:
     """Processes of the platform tagged `tag` (Ray daemons and workers, vLLM engines).
 
-    A process counts when it carries the tag or descends from one that does: processes that
-    set a long title (Ray's dashboard heads and agents) overwrite the environment that
-    /proc shows, so their ancestry speaks for them.
+    Worker nodes joined on this host (`worker_tag(tag)`) count too unless `exact`. A process
+    counts when it carries the tag or descends from one that does.
     """
     me = os.getpid()
     procs = {p.pid: p for p in psutil.process_iter(["pid", "ppid"]) if p.pid != me}
     tagged = set()
-    for pid, proc in procs.items():
-        try:
-            if proc.environ().get(PLATFORM_TAG_ENV) == tag:
-                tagged.add(pid)
-        except psutil.Error:
-            continue
+    for pid in procs:
+        found_tag = process_tag(pid)
+        if found_tag == tag or (
+            not exact and found_tag is not None and found_tag.startswith(tag + _SUB_TAG)
+        ):
+            tagged.add(pid)
     found = []
     for pid, proc in procs.items():
         ancestor, seen = pid, set()

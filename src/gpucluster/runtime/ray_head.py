@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from pathlib import Path
 
 from gpucluster.config import Config
 from gpucluster.runtime.processes import PLATFORM_TAG_ENV, run_logged, venv_bin
 from gpucluster.runtime.state import StateDir
-
 
 # Ray's default worker port range (10002-19999) holds the guide's ports (18080, 18265, 19090).
 WORKER_PORTS = (20000, 29999)
@@ -34,20 +34,30 @@ def ensure_ray_token(state: StateDir) -> str:
     return state.ray_token_file.read_text(encoding="utf-8").strip()
 
 
-def ray_env(config: Config, state: StateDir) -> dict[str, str]:
-    """Environment for Ray's processes and its clients (the deploy driver, `ray status`)."""
+def head_host(config: Config) -> str:
+    """The Ray head's node address: `cluster_host` when workers of other hosts join, else bind_host."""
+    return config.platform.cluster_host or config.platform.bind_host
+
+
+def node_env(node_ip: str, tag: str, token_file: Path) -> dict[str, str]:
+    """Environment for one Ray node's processes (head or worker) tagged `tag`."""
     env = {
         "RAY_USAGE_STATS_ENABLED": "0",
-        PLATFORM_TAG_ENV: state.tag,
+        PLATFORM_TAG_ENV: tag,
         # Token authentication on the dashboard and GCS; nginx carries the token for /dashboard.
         "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN_PATH": str(state.ray_token_file),
+        "RAY_AUTH_TOKEN_PATH": str(token_file),
     }
-    if _is_loopback(config.platform.bind_host):
+    if _is_loopback(node_ip):
         # Ray swaps a loopback --node-ip-address for the host's address (and binds there)
         # unless it runs as a single-host cluster: this keeps its ports on 127.0.0.1.
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     return env
+
+
+def ray_env(config: Config, state: StateDir) -> dict[str, str]:
+    """Environment for the head's processes and its clients (the deploy driver, `ray status`)."""
+    return node_env(head_host(config), state.tag, state.ray_token_file)
 
 
 def _is_loopback(host: str) -> bool:
@@ -58,7 +68,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def ray_address(config: Config) -> str:
-    return f"{config.platform.bind_host}:{config.platform.ports.ray_gcs}"
+    return f"{head_host(config)}:{config.platform.ports.ray_gcs}"
 
 
 def start_head(config: Config, state: StateDir) -> str:
@@ -69,7 +79,7 @@ def start_head(config: Config, state: StateDir) -> str:
         venv_bin("ray"),
         "start",
         "--head",
-        f"--node-ip-address={platform.bind_host}",
+        f"--node-ip-address={head_host(config)}",
         f"--port={ports.ray_gcs}",
         "--include-dashboard=true",
         f"--dashboard-host={platform.bind_host}",

@@ -7,7 +7,13 @@ import subprocess
 import sys
 import time
 
-from gpucluster.runtime.processes import PLATFORM_TAG_ENV, platform_processes, terminate_all
+from gpucluster.runtime.processes import (
+    PLATFORM_TAG_ENV,
+    platform_processes,
+    process_tag,
+    terminate_all,
+    worker_tag,
+)
 
 SPAWN_UNTAGGED_CHILD = (
     "import os, subprocess, sys\n"
@@ -37,3 +43,21 @@ def test_tagged_processes_and_their_untagged_children_are_found_and_stopped(tmp_
         parent.kill()
         other.wait()
         parent.wait()
+
+
+def test_worker_nodes_on_this_host_belong_to_the_platform_but_can_be_told_apart(tmp_path):
+    tag = str(tmp_path)
+    head = subprocess.Popen(["sleep", "60"], env={**os.environ, PLATFORM_TAG_ENV: tag})
+    worker = subprocess.Popen(
+        ["sleep", "60"], env={**os.environ, PLATFORM_TAG_ENV: worker_tag(tag)}
+    )
+    try:
+        assert process_tag(worker.pid) == worker_tag(tag)
+        assert {p.pid for p in platform_processes(tag)} == {head.pid, worker.pid}
+        assert {p.pid for p in platform_processes(worker_tag(tag), exact=True)} == {worker.pid}
+        assert {p.pid for p in platform_processes(tag, exact=True)} == {head.pid}
+        assert platform_processes(tag + "x") == []  # a different platform's tag never matches
+    finally:
+        for proc in (head, worker):
+            proc.kill()
+            proc.wait()
