@@ -40,7 +40,9 @@ GCS_PORT=$(setting platform.ports.ray_gcs)
 DASHBOARD_PORT=$(setting platform.ports.ray_dashboard)
 METRICS_PORT=$(setting platform.ports.ray_metrics)
 RECEIVER_PORT=$(setting platform.ports.alert_receiver)
-NODE_IP=$(hostname -i | awk '{print $1}')
+# The address Ray advertises: the container's own, or the host's when worker hosts join
+# (docker-compose.head.yml: host networking, RAY_NODE_IP=$RAY_HEAD_ADDRESS).
+NODE_IP=${RAY_NODE_IP:-$(hostname -i | awk '{print $1}')}
 ADDRESS="${NODE_IP}:${GCS_PORT}"
 
 # Creates the Ray token ($RAY_AUTH_TOKEN_PATH, in the state volume) and the /dashboard login

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ray import serve
+from ray._common.constants import HEAD_NODE_RESOURCE_NAME
 from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
 from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
@@ -78,6 +79,8 @@ def build_app(config: Config, weights: dict[str, str], api_key_files: list[str])
     }
     cards = {c.model_id: to_model_metadata(c.model_id, c) for c in configs}
     options = PlatformIngress.get_deployment_options(configs)
+    # The ingress stays on the head, beside Serve's only HTTP proxy and the API key files.
+    options["ray_actor_options"] = {"num_cpus": 1, "resources": {HEAD_NODE_RESOURCE_NAME: 0.001}}
     ingress = serve.deployment(make_ingress_class(api_key_files), name=INGRESS_NAME, **options)
     return ingress.bind(llm_deployments=deployments, model_cards=cards)
 

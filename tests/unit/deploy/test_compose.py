@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "deploy" / "compose"
 MAIN = COMPOSE / "docker-compose.yml"
 WORKER = COMPOSE / "docker-compose.worker.yml"
+HEAD = COMPOSE / "docker-compose.head.yml"
 COMPOSE_FILES = (MAIN, WORKER)
 PLATFORM_YAML = COMPOSE / "platform.yaml"
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
@@ -129,7 +130,7 @@ def test_every_path_and_volume_it_references_exists(path):
                 assert source in declared, f"{name}: undeclared volume {source}"
 
 
-@pytest.mark.parametrize("path", [*COMPOSE_FILES, PLATFORM_YAML], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*COMPOSE_FILES, HEAD, PLATFORM_YAML], ids=lambda p: p.name)
 def test_every_variable_is_in_env_example_or_a_documented_requirement(path):
     example = env_example()
     provided = set(container_env("ray-serve")) if path == PLATFORM_YAML else set(example)
@@ -331,3 +332,32 @@ def test_entrypoint_is_an_executable_bash_script():
     assert ENTRYPOINT.stat().st_mode & 0o111
     assert ENTRYPOINT.read_text().startswith("#!/usr/bin/env bash\n")
     assert ENTRYPOINT.relative_to(ROOT).as_posix() in DOCKERFILE.read_text()
+
+
+def merged(base: dict, override: dict) -> dict:
+    """`docker compose -f base -f override`: mappings merge, other values are replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = merged(base[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def test_the_head_override_lets_worker_hosts_join_and_keeps_the_rest_reachable():
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    head = merged(resolved(MAIN), resolved(HEAD))
+    jsonschema.validate(head, schema)
+    services = head["services"]
+    assert set(services) == set(GUIDE_CONTAINERS)  # the override adds no container
+    ray_serve = services["ray-serve"]
+    assert ray_serve["network_mode"] == "host"  # as the workers: Ray nodes reach each other
+    # The head advertises the address the worker file joins (RAY_HEAD_ADDRESS:6379).
+    assert ray_serve["environment"]["RAY_NODE_IP"] == operator_env()["RAY_HEAD_ADDRESS"]
+    worker_start = service("ray-worker", WORKER)["entrypoint"]
+    assert f"--address={operator_env()['RAY_HEAD_ADDRESS']}:6379" in worker_start
+    assert "RAY_NODE_IP" in ENTRYPOINT.read_text(encoding="utf-8")
+    # nginx, Prometheus and Alertmanager still reach ray-serve by name, now on the host.
+    for name in ("nginx", "prometheus", "alertmanager"):
+        assert "ray-serve:host-gateway" in services[name]["extra_hosts"], name
