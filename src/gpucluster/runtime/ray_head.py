@@ -15,6 +15,9 @@ from gpucluster.runtime.state import StateDir
 WORKER_PORTS = (20000, 29999)
 
 
+CONTROL_LOOP_INTERVAL_S = "0.5"
+
+
 class RayStartError(RuntimeError):
     """`ray start` failed; the message carries the reason and where the log is."""
 
@@ -47,6 +50,12 @@ def node_env(node_ip: str, tag: str, token_file: Path) -> dict[str, str]:
         # Token authentication on the dashboard and GCS; nginx carries the token for /dashboard.
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token_file),
+        # The Serve controller's loop runs every 0.1 s by default: 4% of a core on an idle
+        # platform, on the core the engine's scheduler needs. Our scaling delays are seconds.
+        "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": CONTROL_LOOP_INTERVAL_S,
+        # Ray starts its workers at nice 15, below its own daemons; the vLLM engine is spawned
+        # by a worker and would inherit it: any daemon, scrape or client then preempts it.
+        "RAY_worker_niceness": "0",
     }
     if _is_loopback(node_ip):
         # Ray swaps a loopback --node-ip-address for the host's address (and binds there)

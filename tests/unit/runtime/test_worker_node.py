@@ -47,3 +47,10 @@ def test_the_head_stays_single_host_on_loopback_unless_told_to_take_workers(tmp_
     assert head_host(head) == "10.0.0.5" and ray_address(head) == "10.0.0.5:6379"
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in ray_env(head, state)
     assert head.platform.bind_host == "127.0.0.1"  # Serve and the dashboard stay on loopback
+
+
+def test_ray_workers_and_the_engines_they_spawn_run_at_the_daemons_priority(tmp_path):
+    # Ray's default starts workers at nice 15: the vLLM engine would yield to every daemon.
+    env = ray_env(config_in(tmp_path), StateDir(tmp_path / "state"))
+    assert env["RAY_worker_niceness"] == "0"
+    assert float(env["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"]) >= 0.5
