@@ -1,12 +1,14 @@
 """Engine efficiency: served output throughput at saturation vs the same engine run offline.
 
 Needs a platform started with `gpucluster up`. Loads an offline `vllm.LLM` in this process with
-the platform's engine arguments for its first model, then alternates rounds: the workload
-served through nginx by `gpucluster bench` at a concurrency above `max_num_seqs` (the engine is
-saturated), and the same prompts through `LLM.chat` (one batch, the engine schedules them).
-While one side runs, the other's engine idles.
+the platform's engine arguments for its first model, starts a bare vLLM OpenAI server with the
+same arguments (as benchmarks/overhead.py does), then alternates rounds: the workload served
+through our nginx and by the bare server, each by `gpucluster bench` at a concurrency above
+`max_num_seqs` (the engine is saturated), and the same prompts through `LLM.chat` (one batch,
+the engine schedules them). While one side runs, the others' engines idle. One round of each
+warms up first and is not counted (an engine's first saturated batches run slower).
 
-    .venv/bin/python benchmarks/efficiency.py --requests 64 --rounds 2
+    .venv/bin/python benchmarks/efficiency.py --requests 64 --rounds 3
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from overhead import BARE_PORT, start_bare_vllm, wait_ready  # beside this script
 
 from gpucluster.config import load_config
 from gpucluster.models import prepare_model
@@ -47,9 +51,10 @@ def offline_round(llm, workload: Workload, requests: int) -> dict[str, float]:
     return {"output_tokens": tokens, "seconds": seconds, "output_throughput": tokens / seconds}
 
 
-def served_round(args) -> dict[str, float]:
+def served_round(args, url: str | None = None) -> dict[str, float]:
+    target = ["--url", url] if url else []
     result = subprocess.run(
-        [sys.executable, "-m", "gpucluster", "bench", "--json",
+        [sys.executable, "-m", "gpucluster", "bench", "--json", *target,
          "--concurrency", str(args.concurrency), "-n", str(args.requests),
          "--input-tokens", str(args.input_tokens), "--output-tokens", str(args.output_tokens)],
         capture_output=True, text=True, check=True,
@@ -78,22 +83,38 @@ def main() -> None:
     args.concurrency = args.concurrency or 2 * model.max_num_seqs
     llm = offline_engine(model, prepare_model(model.source, config.platform.model_cache_dir))
     workload = Workload(input_tokens=args.input_tokens, output_tokens=args.output_tokens)
-    offline_round(llm, workload, args.requests)  # warm-up (its first batches run slower), not counted
-    rounds = []
-    for number in range(1, args.rounds + 1):
-        served = served_round(args)
-        offline = offline_round(llm, workload, args.requests)
-        ratio = served["output_throughput"] / offline["output_throughput"]
-        rounds.append({"round": number, "served": served, "offline": offline, "ratio": ratio})
-        print(f"round {number}: served {served['output_throughput']:.1f} tok/s "
-              f"({served['failed']} failed), offline {offline['output_throughput']:.1f} tok/s, "
-              f"served/offline {ratio:.2f}", flush=True)
+    bare = start_bare_vllm(Path("efficiency-bare-vllm.log"))
+    bare_url = f"http://127.0.0.1:{BARE_PORT}/v1"
+    try:
+        wait_ready(bare_url)
+        rounds = [
+            {
+                "platform": served_round(args),
+                "bare": served_round(args, bare_url),
+                "offline": offline_round(llm, workload, args.requests),
+            }
+            for _ in range(args.rounds + 1)
+        ][1:]  # the first round warms every engine up
+    finally:
+        bare.terminate()
+        bare.wait(timeout=60)
+    for number, entry in enumerate(rounds, 1):
+        offline = entry["offline"]["output_throughput"]
+        entry["platform_vs_offline"] = entry["platform"]["output_throughput"] / offline
+        entry["bare_vs_offline"] = entry["bare"]["output_throughput"] / offline
+        print(f"round {number}: platform {entry['platform']['output_throughput']:.1f}, bare "
+              f"{entry['bare']['output_throughput']:.1f}, offline {offline:.1f} tok/s; "
+              f"platform/offline {entry['platform_vs_offline']:.2f}, "
+              f"bare/offline {entry['bare_vs_offline']:.2f}", flush=True)
     report = {
         "model": model.id, "max_num_seqs": model.max_num_seqs, **vars(args) | {"out": str(args.out)},
-        "rounds": rounds, "mean_ratio": statistics.fmean(r["ratio"] for r in rounds),
+        "rounds": rounds,
+        "platform_vs_offline": statistics.fmean(r["platform_vs_offline"] for r in rounds),
+        "bare_vs_offline": statistics.fmean(r["bare_vs_offline"] for r in rounds),
     }
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"mean served/offline: {report['mean_ratio']:.2f}; report: {args.out}")
+    print(f"mean platform/offline {report['platform_vs_offline']:.2f}, "
+          f"bare/offline {report['bare_vs_offline']:.2f}; report: {args.out}")
 
 
 if __name__ == "__main__":
