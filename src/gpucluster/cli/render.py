@@ -31,13 +31,21 @@ OutputOption = Annotated[
 ]
 
 
-def write_or_print(text: str, output: Path | None) -> None:
-    """`text` to `output` (created with its parents), else to standard output."""
+def write_or_print(text: str, output: Path | None, *, private: bool = False) -> None:
+    """`text` to `output` (created with its parents), else to standard output.
+
+    A `private` file (it holds secrets) is readable by its owner only.
+    """
     if output is None:
         print(text, end="" if text.endswith("\n") else "\n")
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    if private:
+        from gpucluster.runtime.edge import write_private
+
+        write_private(output, text)
+    else:
+        output.write_text(text, encoding="utf-8")
     out.print(f"wrote {output}", highlight=False)
 
 
@@ -133,18 +141,6 @@ def render_kuberay(
         out.print("\n".join(f"wrote {path}" for path in written), highlight=False)
 
 
-def _write_private_or_print(text: str, output: Path | None) -> None:
-    """Like write_or_print, but a written file is readable by its owner only (it holds secrets)."""
-    from gpucluster.runtime.edge import write_private
-
-    if output is None:
-        write_or_print(text, None)
-        return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_private(output, text)
-    out.print(f"wrote {output}", highlight=False)
-
-
 @render_app.command("nginx")
 def render_nginx(
     config: ConfigOption = None,
@@ -182,7 +178,7 @@ def render_nginx(
         values = container_nginx_values(settings, state, token, upstream_host)
     else:
         values = nginx_values(settings, state, token)
-    _write_private_or_print(render_nginx_conf(values), output)
+    write_or_print(render_nginx_conf(values), output, private=True)
 
 
 @render_app.command("alertmanager")
@@ -214,4 +210,4 @@ def render_api_keys(
     if not keys:
         output.unlink(missing_ok=True)
         fail("GPUCLUSTER_API_KEYS is empty: the API is open to whoever reaches nginx", 1, as_json)
-    _write_private_or_print("\n".join(keys) + "\n", output)
+    write_or_print("\n".join(keys) + "\n", output, private=True)

@@ -62,19 +62,20 @@ def run_logged(
         )
 
 
+_SUB_TAG = "::"
+
+
 def worker_tag(tag: str) -> str:
     """The tag of a Ray worker node joined on this host: `platform_processes(tag)` includes it."""
     return f"{tag}{_SUB_TAG}worker"
 
 
-_SUB_TAG = "::"
-
-
 def process_tag(pid: int) -> str | None:
     """The platform tag in the environment process `pid` started with, or None.
 
-    Read from /proc's raw bytes: processes that overwrite their title (Ray's agents) leave
-    padding there that psutil's parser gives up on, though the variable is still intact.
+    Read from /proc's raw bytes, which psutil's parser can give up on. A process that rewrites
+    a long title (Ray's agents) may have overwritten its environment entirely: then None, and
+    only its ancestry (see platform_processes) ties it to the platform.
     """
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
@@ -91,7 +92,8 @@ def platform_processes(tag: str, *, exact: bool = False) -> list[psutil.Process]
     """Processes of the platform tagged `tag` (Ray daemons and workers, vLLM engines).
 
     Worker nodes joined on this host (`worker_tag(tag)`) count too unless `exact`. A process
-    counts when it carries the tag or descends from one that does.
+    counts when it carries the tag or descends from one that does (processes whose title
+    overwrote their environment are found by their ancestry while their parent lives).
     """
     me = os.getpid()
     procs = {p.pid: p for p in psutil.process_iter(["pid", "ppid"]) if p.pid != me}

@@ -13,8 +13,7 @@ from gpucluster.runtime.state import StateDir
 
 # Ray's default worker port range (10002-19999) holds the guide's ports (18080, 18265, 19090).
 WORKER_PORTS = (20000, 29999)
-
-
+# Seconds between the Serve controller's loops (Ray's default 0.1; see node_env).
 CONTROL_LOOP_INTERVAL_S = "0.5"
 
 
