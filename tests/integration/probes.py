@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import psutil
 
-LLM_DEPLOYMENT = "PlatformLLMServer:"
+from gpucluster.config.names import LLM_DEPLOYMENT_PREFIX
 
 
 def eventually(check, timeout_s: float = 45, interval_s: float = 5):
@@ -33,7 +33,7 @@ def query(live, expr: str) -> list[dict]:
 def llm_replicas(live) -> tuple[float, float]:
     """(running, target) replicas of the LLM deployment, as `gpucluster status` reports them."""
     status = json.loads(live.cli("status", "--json", timeout=120).stdout)
-    (llm,) = [d for d in status["deployments"] if d["deployment"].startswith(LLM_DEPLOYMENT)]
+    (llm,) = [d for d in status["deployments"] if d["deployment"].startswith(LLM_DEPLOYMENT_PREFIX)]
     healthy = llm["replicas"] if llm["status"] == "HEALTHY" else -1
     return healthy, llm["target"]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from gpucluster.config.names import LLM_DEPLOYMENT_MATCHER
 from probes import eventually, query, wait_for_replicas
 
 @dataclass
@@ -101,7 +102,7 @@ def test_queueing_adds_a_replica_and_idleness_removes_it_without_failing_a_reque
     assert serve_log.count("Replica started successfully") >= 2
     starts = eventually(lambda: query(
         live,
-        'sum(increase(ray_serve_deployment_replica_starts_total{deployment=~"PlatformLLMServer:.*"}[15m])) > 0',
+        f"sum(increase(ray_serve_deployment_replica_starts_total{{{LLM_DEPLOYMENT_MATCHER}}}[15m])) > 0",
     ), timeout_s=60)
     assert starts, "ray_serve_deployment_replica_starts_total did not count the new replica"
     decisions = query(live, "sum by (direction) (ray_gpucluster_autoscaling_decisions_total)")

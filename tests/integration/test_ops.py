@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from gpucluster.config.names import llm_deployment_name
 from gpucluster.runtime.monitoring import PROMETHEUS_BINARY
 from probes import eventually, service_process
 
@@ -45,7 +46,7 @@ def test_status_shows_nodes_deployments_and_the_model(live):
     assert code == 0, data
     assert data["nodes"] and data["nodes"][0]["state"] == "ALIVE"
     deployments = {d["deployment"]: d for d in data["deployments"]}
-    llm = deployments[f"PlatformLLMServer:{live.model}"]
+    llm = deployments[llm_deployment_name(live.model)]
     assert llm["status"] == "HEALTHY" and llm["replicas"] == 1 and llm["target"] == 1
     assert "OpenAiIngress" in deployments
     (model,) = data["models"]

@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from gpucluster.config.names import APP_NAME, LLM_DEPLOYMENT_MATCHER, LLM_DEPLOYMENT_PREFIX
 from gpucluster.runtime.monitoring import ALERTMANAGER_BINARY, PROMETHEUS_BINARY
 from gpucluster.runtime.processes import platform_processes
 from probes import eventually, processes, query, service_process, wait_for_replicas
@@ -163,7 +164,7 @@ def test_a_killed_component_is_restarted_and_health_recovers(live, service, mark
 
 
 def llm_replica_processes() -> list[psutil.Process]:
-    return processes(lambda line: line.startswith("ray::ServeReplica:llm:PlatformLLMServer"))
+    return processes(lambda line: line.startswith(f"ray::ServeReplica:{APP_NAME}:{LLM_DEPLOYMENT_PREFIX}"))
 
 
 def engine_core_of(replica: psutil.Process) -> psutil.Process:
@@ -179,7 +180,7 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
     at once with an OpenAI-shaped error (streams: an SSE error event), /health says 503 while
     Serve replaces the replica, the ReplicaFailures alert fires, and then requests succeed."""
     assert wait_for_replicas(live, 1, timeout_s=300) is not None
-    failures_query = 'sum(ray_serve_deployment_replica_failures_total{deployment=~"PlatformLLMServer:.*"})'
+    failures_query = f"sum(ray_serve_deployment_replica_failures_total{{{LLM_DEPLOYMENT_MATCHER}}})"
 
     def failures() -> float:
         found = query(live, failures_query)

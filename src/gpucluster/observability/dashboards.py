@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gpucluster.config.names import LLM_DEPLOYMENT_MATCHER
 from gpucluster.observability.grafana import (
     dashboard,
     query_variable,
@@ -249,7 +250,7 @@ def _model_quantiles(metric: str, recorded: bool = True) -> list[tuple[str, str]
 
 def _autoscaling_panels() -> list[dict[str, Any]]:
     """What the LLM autoscaling policy (serving.autoscaling) sees and decides."""
-    llm = '{deployment=~"PlatformLLMServer:.*"}'
+    llm = f"{{{LLM_DEPLOYMENT_MATCHER}}}"
     changes = "changes(max by (deployment) (ray_gpucluster_autoscaling_desired_replicas)[15m:])"
     return [
         row("Autoscaling"),

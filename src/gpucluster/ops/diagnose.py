@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from gpucluster.config.names import llm_deployment_name
 from gpucluster.ops.health import RAY_HEAD_RECOVERY
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
@@ -101,7 +102,7 @@ def _gather_metrics(snap: Snapshot, prom: Prometheus, target: Target) -> None:
         current = prom.by_label("ray_serve_num_deployment_replicas", "deployment")
     except PrometheusUnavailable:
         return
-    bounds = {f"PlatformLLMServer:{m.id}": m.replicas.max for m in target.config.models}
+    bounds = {llm_deployment_name(m.id): m.replicas.max for m in target.config.models}
     snap.replicas = {d: (now, bounds[d]) for d, now in current.items() if d in bounds}
 
 

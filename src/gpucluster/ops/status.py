@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
+from gpucluster.config.names import LLM_DEPLOYMENT_MATCHER
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
 
@@ -128,10 +129,10 @@ def _models(prom: Prometheus, models: list[str]) -> list[ModelStatus]:
     tokens = prom.by_label(
         "sum by (model_name) (rate(vllm:generation_tokens_total[5m]))", "model_name"
     )
-    rate = prom.scalar("sum(rate(ray_serve_num_router_requests_total{deployment=~\"PlatformLLMServer:.*\"}[5m]))")
+    rate = prom.scalar(f"sum(rate(ray_serve_num_router_requests_total{{{LLM_DEPLOYMENT_MATCHER}}}[5m]))")
     latency = prom.scalar(
         "max(histogram_quantile(0.95, serve_deployment_processing_latency_ms"
-        "{deployment=~\"PlatformLLMServer:.*\"}))"
+        f"{{{LLM_DEPLOYMENT_MATCHER}}}))"
     )
     single = len(models) == 1
     return [

@@ -11,11 +11,10 @@ from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from gpucluster.config import Config, ModelConfig
+from gpucluster.config.names import INGRESS_NAME, llm_deployment_name
 from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
 from gpucluster.serving.llm_server import PlatformLLMServer
-
-INGRESS_NAME = "OpenAiIngress"
 
 
 def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
@@ -75,7 +74,12 @@ def build_app(config: Config, weights: dict[str, str], api_key_files: list[str])
     """
     configs = [llm_config(model, weights[model.id]) for model in config.models]
     deployments = {
-        c.model_id: build_llm_deployment(c, deployment_cls=PlatformLLMServer) for c in configs
+        c.model_id: build_llm_deployment(
+            c,
+            deployment_cls=PlatformLLMServer,
+            override_serve_options={"name": llm_deployment_name(c.model_id)},
+        )
+        for c in configs
     }
     cards = {c.model_id: to_model_metadata(c.model_id, c) for c in configs}
     options = PlatformIngress.get_deployment_options(configs)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from gpucluster.config import Config
+from gpucluster.config.names import APP_NAME
 
-APP_NAME = "llm"
 # The application builder: Serve imports it and calls it with the application's `args`.
 IMPORT_PATH = "gpucluster.serving.app:app_from_args"
 

@@ -11,7 +11,8 @@ from gpucluster.cli.main import app as cli
 from gpucluster.config import Config
 from gpucluster.serving.app import app_from_args
 from gpucluster.serving.deploy import load_builder
-from gpucluster.serving.serve_config import APP_NAME, IMPORT_PATH, serve_config
+from gpucluster.config.names import APP_NAME
+from gpucluster.serving.serve_config import IMPORT_PATH, serve_config
 
 CONFIG = Config(
     models=[
