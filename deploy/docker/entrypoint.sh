@@ -27,6 +27,15 @@ print(value)
 PY
 }
 
+if [ "${1:-}" = worker ]; then
+    # A worker host (docker-compose.worker.yml, host network): joins the head at
+    # RAY_HEAD_ADDRESS with the node settings the head has; Ray's token from RAY_AUTH_TOKEN.
+    export GPUCLUSTER_CONFIG=""        # no platform file on a worker host: the default ports
+    eval "$(gpucluster render ray-node --join "${RAY_HEAD_ADDRESS:?}:$(setting platform.ports.ray_gcs)" --shell)"
+    log "joining the Ray head: ray start ${RAY_START_ARGS[*]}"
+    exec ray start "${RAY_START_ARGS[@]}" --block
+fi
+
 stop() {
     log "stopping Ray (docker stop)"
     ray stop --grace-period 30 > /dev/null 2>&1 || true
@@ -37,8 +46,6 @@ trap stop TERM INT
 gpucluster config check               # a bad file or variable stops here, naming the key
 STATE_DIR=$(setting platform.state_dir)
 GCS_PORT=$(setting platform.ports.ray_gcs)
-DASHBOARD_PORT=$(setting platform.ports.ray_dashboard)
-METRICS_PORT=$(setting platform.ports.ray_metrics)
 RECEIVER_PORT=$(setting platform.ports.alert_receiver)
 # The address Ray advertises: the container's own, or the host's when worker hosts join
 # (docker-compose.head.yml: host networking, RAY_NODE_IP=$RAY_HEAD_ADDRESS).
@@ -52,10 +59,11 @@ gpucluster render alertmanager --receiver-host "$SERVICE_NAME" -o "$ALERTMANAGER
 
 nvidia-smi -L || log "WARNING: no GPU visible in the container (check the NVIDIA container toolkit)"
 
-log "starting the Ray head at $ADDRESS (dashboard :$DASHBOARD_PORT, metrics :$METRICS_PORT)"
-ray start --head --node-ip-address="$NODE_IP" --port="$GCS_PORT" \
-    --include-dashboard=true --dashboard-host=0.0.0.0 --dashboard-port="$DASHBOARD_PORT" \
-    --metrics-export-port="$METRICS_PORT" --disable-usage-stats --block &
+# The Ray node's environment (token auth, worker niceness, Serve's control loop) and its
+# `ray start` options: the ones local mode's head gets, from the same definition.
+eval "$(gpucluster render ray-node --node-ip "$NODE_IP" --shell)"
+log "starting the Ray head: ray start ${RAY_START_ARGS[*]}"
+ray start "${RAY_START_ARGS[@]}" --block &
 RAY_PID=$!
 until ray status --address "$ADDRESS" > /dev/null 2>&1; do
     kill -0 "$RAY_PID" 2> /dev/null || { echo "ERROR: ray start failed" >&2; exit 1; }

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from probes import eventually, query, wait_for_replicas
 
 from gpucluster.config.names import LLM_DEPLOYMENT_MATCHER
-from probes import eventually, query, wait_for_replicas
+
 
 @dataclass
 class Load:

@@ -11,10 +11,10 @@ import tarfile
 import time
 
 import pytest
+from probes import eventually, service_process
 
 from gpucluster.config.names import llm_deployment_name
 from gpucluster.runtime.monitoring import PROMETHEUS_BINARY
-from probes import eventually, service_process
 
 
 def run_json(live, *args: str, timeout: float = 120) -> tuple[int, dict]:

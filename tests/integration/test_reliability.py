@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from probes import eventually, processes, query, service_process, wait_for_replicas
 
 from gpucluster.config.names import APP_NAME, LLM_DEPLOYMENT_MATCHER, LLM_DEPLOYMENT_PREFIX
 from gpucluster.runtime.monitoring import ALERTMANAGER_BINARY, PROMETHEUS_BINARY
 from gpucluster.runtime.processes import platform_processes
-from probes import eventually, processes, query, service_process, wait_for_replicas
 
 REPO = Path(__file__).resolve().parents[2]
 LONG_TOKENS = 1500  # minutes of decoding at a full batch on two cores, if nobody stopped it

@@ -16,8 +16,8 @@ import yaml
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, fail, out
 from gpucluster.config import Config
 from gpucluster.models import ModelSourceError, weights_location
-from gpucluster.runtime.kuberay import IMAGE, KubeRayError, dump_yaml, rayservice, worker_groups
-from gpucluster.runtime.kuberay_manifests import manifests
+from gpucluster.render.kuberay import IMAGE, KubeRayError, dump_yaml, rayservice, worker_groups
+from gpucluster.render.kuberay_manifests import manifests
 from gpucluster.serving.serve_config import serve_config
 
 render_app = typer.Typer(
@@ -160,12 +160,8 @@ def render_nginx(
     container also the /dashboard login file (`gpucluster dashboard-password` sets and shows
     a password).
     """
-    from gpucluster.runtime.edge import (
-        container_nginx_values,
-        ensure_dashboard_password,
-        nginx_values,
-        render_nginx_conf,
-    )
+    from gpucluster.render.container import container_nginx_values
+    from gpucluster.runtime.edge import ensure_dashboard_password, nginx_values, render_nginx_conf
     from gpucluster.runtime.ray_head import ensure_ray_token
     from gpucluster.runtime.state import StateDir
 
@@ -211,3 +207,32 @@ def render_api_keys(
         output.unlink(missing_ok=True)
         fail("GPUCLUSTER_API_KEYS is empty: the API is open to whoever reaches nginx", 1, as_json)
     write_or_print("\n".join(keys) + "\n", output, private=True)
+
+
+@render_app.command("ray-node")
+def render_ray_node(
+    node_ip: Annotated[
+        str | None, typer.Option(help="The address this node advertises (default: Ray's choice).")
+    ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(help="HEAD:PORT of the head to join as a worker node (default: be the head)."),
+    ] = None,
+    config: ConfigOption = None,
+    shell: Annotated[
+        bool, typer.Option("--shell", help="bash lines to evaluate (the container entrypoint).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The Ray node's environment and `ray start` arguments, as local mode's head gets them."""
+    from gpucluster.render.container import ray_node_start, shell_lines
+
+    settings = config_or_exit(config, as_json)
+    env, args = ray_node_start(settings, node_ip, head_address=join)
+    if shell:
+        print(shell_lines(env, args), end="")
+    elif as_json:
+        print(json.dumps({"env": env, "args": args}, indent=2))
+    else:
+        print("\n".join([*(f"{k}={v}" for k, v in env.items()), "ray start " + " ".join(args)]))
+

@@ -8,21 +8,19 @@ files differ from what this writes.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
+from gpucluster.assets import DASHBOARDS_DIR, RULES_DIR
 from gpucluster.observability.dashboards import write_dashboards
 from gpucluster.observability.rules import render_recording_rules
 
-REPO = Path(__file__).resolve().parents[3]
-RECORDING_RULES = REPO / "deploy" / "prometheus" / "rules" / "guide-names.yml"
-DASHBOARDS_DIR = REPO / "deploy" / "grafana" / "dashboards"
+RECORDING_RULES = RULES_DIR / "guide-names.yml"
 
 
 def main() -> int:
     RECORDING_RULES.write_text(render_recording_rules(), encoding="utf-8")
     written = [RECORDING_RULES, *write_dashboards(DASHBOARDS_DIR)]
     for path in written:
-        print(path.relative_to(REPO))
+        print(path.resolve())
     return 0
 
 

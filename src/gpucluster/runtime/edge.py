@@ -9,12 +9,11 @@ import secrets
 import signal
 from pathlib import Path
 
+from gpucluster.assets import NGINX_TEMPLATE
 from gpucluster.config import Config
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
 
-DEPLOY_DIR = Path(__file__).resolve().parents[3] / "deploy"
-NGINX_TEMPLATE = DEPLOY_DIR / "nginx" / "nginx.conf.template"
 NGINX_BINARY = "/usr/sbin/nginx"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -58,28 +57,6 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         "SERVE_UPSTREAM": f"{loopback}:{platform.ports.serve_http}",
         "DASHBOARD_UPSTREAM": f"{loopback}:{platform.ports.ray_dashboard}",
         "RAY_DASHBOARD_AUTH": f"Bearer {ray_token}",
-    }
-
-
-def container_nginx_values(
-    config: Config, state: StateDir, ray_token: str, upstream_host: str
-) -> dict[str, str]:
-    """Placeholder values for an nginx container in front of the `upstream_host` container.
-
-    Compose mode: nginx runs as the Ray image's user (so it reads the htpasswd file in the
-    shared state volume, mounted at the same path), logs to the container's stdout and stderr
-    (`docker logs`), and reaches Serve and the dashboard by the container's name.
-    """
-    ports = config.platform.ports
-    return {
-        **nginx_values(config, state, ray_token),
-        "NGINX_USER_LINE": "",
-        "NGINX_PID_FILE": "/tmp/nginx.pid",
-        "NGINX_ERROR_LOG": "/dev/stderr",
-        "NGINX_ACCESS_LOG": "/dev/stdout",
-        "NGINX_TEMP_DIR": "/tmp",
-        "SERVE_UPSTREAM": f"{upstream_host}:{ports.serve_http}",
-        "DASHBOARD_UPSTREAM": f"{upstream_host}:{ports.ray_dashboard}",
     }
 
 

@@ -7,8 +7,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from gpucluster.assets import ALERTMANAGER_CONFIG, PROMETHEUS_DIR, RULES_DIR
 from gpucluster.config import Config
-from gpucluster.runtime.edge import DEPLOY_DIR, render
+from gpucluster.runtime.edge import render
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
 
@@ -24,8 +25,8 @@ def prepare_prometheus(config: Config, state: StateDir) -> Path:
     rules.mkdir(parents=True, exist_ok=True)
     for old in rules.glob("*.yml"):
         old.unlink()
-    shutil.copy(DEPLOY_DIR / "prometheus" / "prometheus.yml", target / "prometheus.yml")
-    for rule_file in (DEPLOY_DIR / "prometheus" / "rules").glob("*.yml"):
+    shutil.copy(PROMETHEUS_DIR / "prometheus.yml", target / "prometheus.yml")
+    for rule_file in RULES_DIR.glob("*.yml"):
         shutil.copy(rule_file, rules / rule_file.name)
     alertmanager = f"{config.platform.bind_host}:{config.platform.ports.alertmanager}"
     (target / "alertmanagers.json").write_text(
@@ -47,7 +48,7 @@ def alert_receiver_url(host: str, config: Config) -> str:
 def render_alertmanager_config(receiver_url: str) -> str:
     """deploy/alertmanager/alertmanager.yml delivering to the receiver at `receiver_url`."""
     return render(
-        (DEPLOY_DIR / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"),
+        ALERTMANAGER_CONFIG.read_text(encoding="utf-8"),
         {"ALERT_RECEIVER_URL": receiver_url},
     )
 

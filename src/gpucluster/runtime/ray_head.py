@@ -7,14 +7,9 @@ import os
 import secrets
 from pathlib import Path
 
-from gpucluster.config import Config
+from gpucluster.config import Config, ray_node
 from gpucluster.runtime.processes import PLATFORM_TAG_ENV, run_logged, venv_bin
 from gpucluster.runtime.state import StateDir
-
-# Ray's default worker port range (10002-19999) holds the guide's ports (18080, 18265, 19090).
-WORKER_PORTS = (20000, 29999)
-# Seconds between the Serve controller's loops (Ray's default 0.1; see node_env).
-CONTROL_LOOP_INTERVAL_S = "0.5"
 
 
 class RayStartError(RuntimeError):
@@ -42,20 +37,8 @@ def head_host(config: Config) -> str:
 
 
 def node_env(node_ip: str, tag: str, token_file: Path) -> dict[str, str]:
-    """Environment for one Ray node's processes (head or worker) tagged `tag`."""
-    env = {
-        "RAY_USAGE_STATS_ENABLED": "0",
-        PLATFORM_TAG_ENV: tag,
-        # Token authentication on the dashboard and GCS; nginx carries the token for /dashboard.
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN_PATH": str(token_file),
-        # The Serve controller's loop runs every 0.1 s by default: 4% of a core on an idle
-        # platform, on the core the engine's scheduler needs. Our scaling delays are seconds.
-        "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": CONTROL_LOOP_INTERVAL_S,
-        # Ray starts its workers at nice 15, below its own daemons; the vLLM engine is spawned
-        # by a worker and would inherit it: any daemon, scrape or client then preempts it.
-        "RAY_worker_niceness": "0",
-    }
+    """Environment for one local Ray node's processes (head or worker) tagged `tag`."""
+    env = {**ray_node.node_env(str(token_file)), PLATFORM_TAG_ENV: tag}
     if _is_loopback(node_ip):
         # Ray swaps a loopback --node-ip-address for the host's address (and binds there)
         # unless it runs as a single-host cluster: this keeps its ports on 127.0.0.1.
@@ -79,27 +62,23 @@ def ray_address(config: Config) -> str:
     return f"{head_host(config)}:{config.platform.ports.ray_gcs}"
 
 
-def start_head(config: Config, state: StateDir) -> str:
-    """Start the Ray head (dashboard and metrics export on the configured ports)."""
-    platform = config.platform
-    ports = platform.ports
-    argv = [
+def head_argv(config: Config) -> list[str]:
+    """`ray start` for the local head: the shared options, on this host's addresses and CPUs."""
+    return [
         venv_bin("ray"),
         "start",
         "--head",
         f"--node-ip-address={head_host(config)}",
-        f"--port={ports.ray_gcs}",
-        "--include-dashboard=true",
-        f"--dashboard-host={platform.bind_host}",
-        f"--dashboard-port={ports.ray_dashboard}",
-        f"--metrics-export-port={ports.ray_metrics}",
+        f"--dashboard-host={config.platform.bind_host}",
         f"--num-cpus={logical_cpus(config)}",
-        f"--min-worker-port={WORKER_PORTS[0]}",
-        f"--max-worker-port={WORKER_PORTS[1]}",
-        "--disable-usage-stats",
+        *ray_node.start_args(ray_node.start_params(config, head=True)),
     ]
+
+
+def start_head(config: Config, state: StateDir) -> str:
+    """Start the Ray head (dashboard and metrics export on the configured ports)."""
     ensure_ray_token(state)
-    result = run_logged(argv, state.log("ray"), env=ray_env(config, state), timeout=180)
+    result = run_logged(head_argv(config), state.log("ray"), env=ray_env(config, state), timeout=180)
     if result.returncode != 0:
         raise RayStartError(
             f"`ray start` failed (exit {result.returncode}); see {state.log('ray')}"

@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpucluster.config import Config
+from gpucluster.config import Config, ray_node
 from gpucluster.runtime.processes import (
     describe,
     platform_processes,
@@ -24,7 +24,7 @@ from gpucluster.runtime.processes import (
 from gpucluster.runtime.ray_head import node_env
 from gpucluster.runtime.state import StateDir
 
-# Apart from the head's range (ray_head.WORKER_PORTS), so a node joined on the head's own
+# Apart from the head's range (ray_node.WORKER_PORTS), so a node joined on the head's own
 # host never hands out a port the head's workers use.
 JOINED_WORKER_PORTS = (30000, 39999)
 DASHBOARD_AGENT_PORT = 52365  # Ray's default
@@ -107,11 +107,16 @@ def join(
         f"--node-ip-address={ip}",
         f"--num-cpus={num_cpus}",
         f"--num-gpus={num_gpus}",
-        f"--metrics-export-port={metrics_port}",
         f"--dashboard-agent-listen-port={free_port(DASHBOARD_AGENT_PORT, ip)}",
-        f"--min-worker-port={JOINED_WORKER_PORTS[0]}",
-        f"--max-worker-port={JOINED_WORKER_PORTS[1]}",
-        "--disable-usage-stats",
+        *ray_node.start_args(
+            {
+                **ray_node.start_params(config, head=False),
+                # free ports beside a head (or another node) on the same host
+                "metrics-export-port": str(metrics_port),
+                "min-worker-port": str(JOINED_WORKER_PORTS[0]),
+                "max-worker-port": str(JOINED_WORKER_PORTS[1]),
+            }
+        ),
     ]
     log = state.log("ray-worker")
     env = node_env(ip, worker_tag(state.tag), token_file)

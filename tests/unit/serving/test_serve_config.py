@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from gpucluster.cli.main import app as cli
 from gpucluster.config import Config
+from gpucluster.config.names import APP_NAME
 from gpucluster.serving.app import app_from_args
 from gpucluster.serving.deploy import load_builder
-from gpucluster.config.names import APP_NAME
 from gpucluster.serving.serve_config import IMPORT_PATH, serve_config
 
 CONFIG = Config(

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from gpucluster import __version__
-from gpucluster.config import Config, ModelConfig
+from gpucluster.config import Config, ModelConfig, ray_node
 from gpucluster.models import weights_location
 from gpucluster.serving.serve_config import serve_config
 
@@ -38,6 +38,7 @@ HF_TOKEN_SECRET = f"{NAME}-hf-token"
 # KubeRay reads the token under the key `auth_token` and sets RAY_AUTH_MODE/RAY_AUTH_TOKEN on
 # every Ray container; it sends the token itself when it submits serveConfigV2.
 RAY_TOKEN_SECRET = f"{NAME}-ray-token"
+KUBERAY_SETS_ENV = frozenset({"RAY_AUTH_MODE"})
 
 HEAD_RESOURCES = {"cpu": "4", "memory": "16Gi"}
 # Per GPU of a worker: room for the engine's tokenizer/scheduler processes and pinned memory.
@@ -78,14 +79,15 @@ def worker_groups(config: Config, image: str = IMAGE) -> list[dict[str, Any]]:
             )
         by_size.setdefault(model.tensor_parallel_size, []).append(model)
     return [
-        _worker_group(size, models, config.platform.ports.ray_metrics, image)
+        _worker_group(size, models, config, image)
         for size, models in sorted(by_size.items())
     ]
 
 
 def _worker_group(
-    gpus: int, models: list[ModelConfig], metrics_port: int, image: str
+    gpus: int, models: list[ModelConfig], config: Config, image: str
 ) -> dict[str, Any]:
+    metrics_port = config.platform.ports.ray_metrics
     minimum = sum(m.replicas.min for m in models)
     initial = sum(
         m.replicas.min if m.replicas.initial is None else m.replicas.initial for m in models
@@ -102,7 +104,7 @@ def _worker_group(
         "replicas": initial,
         "minReplicas": minimum,
         "maxReplicas": sum(m.replicas.max for m in models),
-        "rayStartParams": {"metrics-export-port": str(metrics_port)},
+        "rayStartParams": ray_node.start_params(config, head=False),
         "template": _pod_template(container, shm_gib=SHM_PER_GPU_GIB * gpus, gpu=True),
     }
 
@@ -124,8 +126,9 @@ def head_group(config: Config, image: str = IMAGE) -> dict[str, Any]:
     )
     return {
         "rayStartParams": {
+            **ray_node.start_params(config, head=True),
             "dashboard-host": "0.0.0.0",
-            "metrics-export-port": str(ports.ray_metrics),
+            "dashboard-port": str(DASHBOARD_PORT),
         },
         "template": _pod_template(container, shm_gib=1, gpu=False),
     }
@@ -142,6 +145,11 @@ def _container(
         "name": name,
         "image": image,
         "env": [
+            *(
+                {"name": name, "value": value}
+                for name, value in ray_node.node_env(None).items()
+                if name not in KUBERAY_SETS_ENV
+            ),
             {"name": "HF_HOME", "value": f"{MODEL_CACHE}/huggingface"},
             {
                 "name": "HF_TOKEN",

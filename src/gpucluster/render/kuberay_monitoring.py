@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from gpucluster.runtime.kuberay import NAME, POD_LABELS
+from gpucluster.render.kuberay import NAME, POD_LABELS
 
 # kube-prometheus-stack's Prometheus selects PodMonitors and PrometheusRules by its Helm release
 # label; change it (or the Prometheus selectors) to match another installation.

@@ -1,0 +1,40 @@
+"""An installed package (a wheel, not the editable checkout) renders from its own deploy files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_an_installed_wheel_renders_nginx_and_the_prometheus_files(tmp_path):
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(wheels)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = wheels.glob("gpu_cluster-*.whl")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+         str(wheel)],
+        check=True, capture_output=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(target), "GPUCLUSTER_STATE_DIR": str(tmp_path / "s")}
+    env.pop("GPUCLUSTER_CONFIG", None)
+    where = subprocess.run(
+        [sys.executable, "-c", "import gpucluster.assets as a; print(a.DEPLOY_DIR.resolve())"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(target)  # the wheel's copy, not the checkout's
+    nginx = subprocess.run(
+        [sys.executable, "-m", "gpucluster", "render", "nginx", "--upstream-host", "ray-serve"],
+        env=env, cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert nginx.returncode == 0, nginx.stderr
+    assert "proxy_pass" in nginx.stdout and "ray-serve:8000" in nginx.stdout
+    for name in ("prometheus.yml", "rules/alerts.yml", "rules/guide-names.yml"):
+        assert (Path(where) / "prometheus" / name).is_file(), name
+    assert (Path(where) / "alertmanager" / "alertmanager.yml").is_file()
