@@ -3,7 +3,7 @@ VENV ?= .venv
 GPUCLUSTER := $(VENV)/bin/gpucluster
 PYTEST_ARGS ?=
 
-.PHONY: setup run stop test unit integration lock
+.PHONY: setup run stop test unit integration compose-up compose-down lock
 
 setup:
 	VENV=$(abspath $(VENV)) bash scripts/setup.sh
@@ -22,6 +22,14 @@ unit: setup
 
 integration: setup
 	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+# The CPU flavour of deploy/compose (docs/deployment.md): Docker engine and Compose, images built
+# here, the built-in model from the host's cache; returns once the model answers through nginx.
+compose-up: setup
+	VENV=$(abspath $(VENV)) bash scripts/compose.sh up
+
+compose-down:
+	VENV=$(abspath $(VENV)) bash scripts/compose.sh down
 
 # Re-resolve requirements/cpu.in into requirements/cpu.lock in a scratch virtualenv.
 lock:

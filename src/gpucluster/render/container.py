@@ -29,9 +29,11 @@ def ray_node_start(
     head = head_address is None
     token_file = str(StateDir(config.platform.state_dir).ray_token_file) if head else None
     role = ["--head", f"--dashboard-host={DASHBOARD_HOST}"] if head else [f"--address={head_address}"]
+    cpus = config.platform.ray_num_cpus
     args = [
         *role,
         *([f"--node-ip-address={node_ip}"] if node_ip else []),
+        *([f"--num-cpus={cpus}"] if cpus is not None and head else []),
         *ray_node.start_args(ray_node.start_params(config, head=head)),
     ]
     return ray_node.node_env(token_file), args

@@ -90,7 +90,8 @@ def mounts(svc: dict) -> dict[str, str]:
 
 
 def container_env(name: str) -> dict[str, str]:
-    return {k: str(v) for k, v in service(name)["environment"].items()}
+    # compose passes every value as text; an empty one stays empty
+    return {k: "" if v is None else str(v) for k, v in service(name)["environment"].items()}
 
 
 def compose_config():
@@ -373,3 +374,48 @@ def test_compose_clients_use_the_token_the_container_head_uses():
         assert compose[name] == env[name]
     worker = service("ray-worker", WORKER)["environment"]
     assert worker["RAY_AUTH_MODE"] == env["RAY_AUTH_MODE"]
+
+
+class _ResetLoader(yaml.SafeLoader):
+    """Compose's `!reset` tag (remove the key from what is being overridden) as RESET."""
+
+
+RESET = "<reset>"
+_ResetLoader.add_constructor("!reset", lambda loader, node: RESET)
+CPU = COMPOSE / "docker-compose.cpu.yml"
+CPU_IMAGES = {
+    "ray-serve": "gpu-cluster/ray-serve:0.1.0-cpu",
+    "nginx": "gpu-cluster/nginx:debian",
+    "prometheus": "gpu-cluster/prometheus:debian",
+    "alertmanager": "gpu-cluster/alertmanager:debian",
+}
+
+
+def test_the_cpu_flavour_changes_only_images_gpus_the_model_cache_and_grafana():
+    override = yaml.load(CPU.read_text(encoding="utf-8"), Loader=_ResetLoader)
+    services = override.pop("services")
+    assert override == {}  # no new volumes, networks or settings
+    assert set(services) == set(GUIDE_CONTAINERS)
+    for name, image in CPU_IMAGES.items():
+        changed = dict(services[name])
+        assert changed.pop("image") == image and changed.pop("pull_policy") == "never", name
+        if name == "ray-serve":
+            assert changed.pop("build") == RESET and changed.pop("deploy") == RESET
+            (cache,) = changed.pop("volumes")
+            assert cache.endswith("}:/models:ro")  # the host's prepared models, read-only
+        assert changed == {}, name
+    assert services["grafana"] == {"profiles": ["grafana"]}
+    # every image the override names is one scripts/build-images.sh builds
+    build_script = (ROOT / "scripts" / "build-images.sh").read_text(encoding="utf-8")
+    assert all(image in build_script for image in CPU_IMAGES.values())
+
+
+def test_the_cpu_model_settings_come_from_env_and_default_to_the_gpu_deployment():
+    gpu = compose_config()
+    assert gpu.models[0].accelerator == "gpu" and gpu.platform.ray_num_cpus is None
+    env = {**container_env("ray-serve"), "MODEL_ACCELERATOR": "cpu", "RAY_NUM_CPUS": "8",
+           "MODEL_SOURCE": "builtin:smollm2-135m-instruct", "MODEL_ID": "smollm2-135m-instruct"}
+    cpu = load_config(PLATFORM_YAML, env=env)
+    assert cpu.models[0].accelerator == "cpu" and cpu.platform.ray_num_cpus == 8
+    _, args = ray_node_start(cpu, "172.18.0.2")
+    assert "--num-cpus=8" in args
