@@ -3,7 +3,7 @@ VENV ?= .venv
 GPUCLUSTER := $(VENV)/bin/gpucluster
 PYTEST_ARGS ?=
 
-.PHONY: setup run stop test unit integration compose-up compose-down lock
+.PHONY: setup run stop test unit integration compose-test compose-up compose-down lock
 
 setup:
 	VENV=$(abspath $(VENV)) bash scripts/setup.sh
@@ -14,14 +14,21 @@ run: setup
 stop:
 	@if [ -x $(GPUCLUSTER) ]; then $(GPUCLUSTER) down; else echo "nothing to stop (not set up)"; fi
 
+# Unit tests first, then the live local stack, then the live compose stack (one at a time: the
+# machine's cores go to one engine).
 test: setup
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests/compose $(PYTEST_ARGS)
 
 unit: setup
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: setup
 	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+compose-test: setup
+	$(VENV)/bin/python -m pytest tests/compose $(PYTEST_ARGS)
 
 # The CPU flavour of deploy/compose (docs/deployment.md): Docker engine and Compose, images built
 # here, the built-in model from the host's cache; returns once the model answers through nginx.

@@ -5,6 +5,9 @@
 # nginx container reads from the state volume, and the Alertmanager config. It stays in the
 # foreground streaming Ray's, Serve's and the engines' output: `docker logs ray-serve`.
 set -euo pipefail
+# Everything on standard output, so that the guide's `docker logs ray-serve | grep -i error`
+# sees the error lines too (a pipe reads only stdout of `docker logs`).
+exec 2>&1
 
 MODEL_CACHE=/models                      # the model-cache volume
 SERVE_CONFIG=/tmp/serve-config.yaml

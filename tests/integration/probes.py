@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,11 @@ def eventually(check, timeout_s: float = 45, interval_s: float = 5):
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval_s)
+
+
+def as_checkable(expr: str) -> str:
+    """A threshold expression returns series only when it holds; `bool` makes it always return."""
+    return re.sub(r"\s(>|<|==|>=|<=|!=)\s", r" \1 bool ", expr, count=1)
 
 
 def query(live, expr: str) -> list[dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 
@@ -14,14 +13,9 @@ import pytest
 
 from gpucluster.observability.catalogue import GUIDE_METRICS, GUIDE_QUERIES
 from gpucluster.observability.dashboards import panel_queries
-from probes import eventually, query
+from probes import as_checkable, eventually, query
 
 SD_FILE = "/tmp/ray/prom_metrics_service_discovery.json"
-
-
-def as_checkable(expr: str) -> str:
-    """A threshold expression returns series only when it holds; `bool` makes it always return."""
-    return re.sub(r"\s(>|<|==|>=|<=|!=)\s", r" \1 bool ", expr, count=1)
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,9 @@ each runner really gets and names the differences that are intended.
 
 from __future__ import annotations
 
+from gpucluster.config.schema import RAY_WORKER_PORTS as WORKER_PORTS
 from gpucluster.config.schema import Config
 
-# Ray's default worker port range (10002-19999) holds the guide's ports (18080, 18265, 19090).
-WORKER_PORTS = (20000, 29999)
 # Seconds between the Serve controller's loops (Ray's default 0.1; see node_env).
 CONTROL_LOOP_INTERVAL_S = "0.5"
 

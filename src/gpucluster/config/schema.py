@@ -188,6 +188,11 @@ class ModelConfig(_Strict):
         return self
 
 
+# Ports Ray hands its worker processes. Its default range (10002-19999) holds the guide's ports
+# (18080, 18265, 19090); every runner gives Ray this one instead (config.ray_node).
+RAY_WORKER_PORTS = (20000, 29999)
+
+
 class PortsConfig(_Strict):
     """TCP ports; the defaults are the operator guide's."""
 
@@ -206,6 +211,19 @@ class PortsConfig(_Strict):
     )
     grafana: int = Field(13000, ge=1, le=65535, description="Grafana (compose mode).")
     ray_gcs: int = Field(6379, ge=1, le=65535, description="Ray head GCS port.")
+
+    @model_validator(mode="after")
+    def _outside_rays_worker_ports(self) -> PortsConfig:
+        # Ray refuses to start when one of its own ports lies in its worker port range.
+        low, high = RAY_WORKER_PORTS
+        for name in ("ray_dashboard", "ray_metrics", "ray_gcs", "serve_http"):
+            port = getattr(self, name)
+            if low <= port <= high:
+                raise ValueError(
+                    f"{name}: {port} lies in Ray's worker port range {low}-{high}; "
+                    "choose a port outside it"
+                )
+        return self
 
 
 class EdgeConfig(_Strict):

@@ -84,9 +84,9 @@ def test_bad_values_name_key_and_reason(tmp_path, text, key, reason):
 
 
 def test_env_overrides_ports_and_names_the_variable_when_bad(tmp_path):
-    config = load_config(None, env={"NGINX_HTTP_PORT": "28080", "RAY_DASHBOARD_PORT": "28265"})
+    config = load_config(None, env={"NGINX_HTTP_PORT": "28080", "RAY_DASHBOARD_PORT": "18365"})
     assert config.platform.ports.nginx_http == 28080
-    assert config.platform.ports.ray_dashboard == 28265
+    assert config.platform.ports.ray_dashboard == 18365
     with pytest.raises(ConfigError, match="environment variable RAY_DASHBOARD_PORT: platform.ports.ray_dashboard"):
         load_config(None, env={"RAY_DASHBOARD_PORT": "not-a-port"})
 
@@ -114,3 +114,8 @@ def test_unparseable_files_are_reported(tmp_path, text, reason):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml", env={})
+
+
+def test_a_ray_port_in_rays_worker_port_range_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r"ray_dashboard: 28265 lies in Ray's worker port range"):
+        load_config(env={"RAY_DASHBOARD_PORT": "28265"})

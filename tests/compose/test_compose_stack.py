@@ -1,0 +1,237 @@
+"""The compose deployment, live: the operator guide's container commands, verbatim, in deploy/compose.
+
+Tests run in file order: first what a healthy stack shows, then what operators do to it
+(kill nginx, a model that cannot load, `docker compose restart ray-serve`), then `make compose-down`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+from gpucluster.config.names import APP_NAME, llm_deployment_name
+from gpucluster.observability.catalogue import GUIDE_QUERIES
+from probes import as_checkable, eventually
+
+CONTAINERS = {
+    "ray-serve": "ray-serve",
+    "nginx": "gpu-cluster-nginx-proxy",
+    "prometheus": "gpu-cluster-prometheus",
+    "alertmanager": "gpu-cluster-alertmanager",
+}
+SD_FILE = "/tmp/ray/prom_metrics_service_discovery.json"
+
+
+def compose_ps(stack) -> dict[str, dict]:
+    """`docker compose ps --format json`, by service."""
+    out = stack.run("docker", "compose", "ps", "--all", "--format", "json").stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return {row["Service"]: row for row in rows}
+
+
+def health(stack, container: str) -> dict:
+    out = stack.run("docker", "inspect", "--format", "{{json .State.Health}}", container).stdout
+    return json.loads(out)
+
+
+def answers(stack, client) -> bool:
+    try:
+        reply = client.chat.completions.create(
+            model=stack.model, max_tokens=1, temperature=0,
+            messages=[{"role": "user", "content": "Hi"}],
+        )
+    except Exception:  # noqa: BLE001 - not answering yet, whatever the reason
+        return False
+    return bool(reply.choices)
+
+
+def prom_query(stack, expr: str) -> list[dict]:
+    body = httpx.get(f"{stack.prometheus}/api/v1/query", params={"query": expr}, timeout=30).json()
+    assert body["status"] == "success", (expr, body)
+    return body["data"]["result"]
+
+
+def test_every_container_is_healthy_by_the_check_inside_its_image(stack):
+    def all_healthy():
+        rows = compose_ps(stack)
+        return set(rows) == set(CONTAINERS) and all(r["Health"] == "healthy" for r in rows.values())
+
+    assert eventually(all_healthy, timeout_s=120), compose_ps(stack)
+    for container in CONTAINERS.values():
+        checks = health(stack, container)["Log"]
+        # the check ran inside the container (curl/wget of the image) and passed
+        assert checks and checks[-1]["ExitCode"] == 0, (container, checks[-1:])
+
+
+def test_the_openai_client_gets_an_answer_through_nginx(stack, openai_client):
+    reply = openai_client.chat.completions.create(
+        model=stack.model, temperature=0, max_tokens=16,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
+    assert "Paris" in reply.choices[0].message.content
+    assert [m.id for m in openai_client.models.list().data] == [stack.model]
+    refused = httpx.get(f"{stack.base}/v1/models", timeout=30)  # no key
+    assert refused.status_code == 401 and "error" in refused.json()
+
+
+def test_docker_compose_ps_shows_the_guides_containers(stack):
+    out = stack.run("docker", "compose", "ps").stdout
+    for container in CONTAINERS.values():
+        assert container in out
+    assert "gpu-cluster-grafana" not in out  # no Grafana binary here: the `grafana` profile
+
+
+def test_docker_compose_config_shows_the_cpu_flavour(stack):
+    config = stack.run("docker", "compose", "config", "--format", "json").stdout
+    services = json.loads(config)["services"]
+    assert {s["container_name"] for s in services.values()} == set(CONTAINERS.values())
+    assert services["ray-serve"]["image"].endswith("-cpu")
+    assert "deploy" not in services["ray-serve"]  # no GPU reservation
+
+
+def test_docker_compose_logs_ray_serve_show_the_start_and_the_model(stack):
+    logs = stack.run("docker", "compose", "logs", "ray-serve").stdout
+    assert "starting the Ray head: ray start" in logs
+    assert f"Loading model {stack.model}" in logs
+    assert f"Application '{APP_NAME}' running" in logs
+
+
+def test_docker_exec_ray_status_shows_the_node(stack):
+    out = stack.run("docker", "exec", "ray-serve", "ray", "status").stdout
+    assert "Active:" in out and "node_" in out
+    assert "8.0 CPU" in out  # RAY_NUM_CPUS of the CPU flavour
+
+
+def test_docker_exec_curl_metrics_shows_ray_serve_and_vllm_metrics(stack):
+    out = stack.run("docker", "exec", "ray-serve", "curl", "-s", "http://localhost:8080/metrics").stdout
+    assert "ray_serve_" in out and "ray_vllm_" in out
+    assert llm_deployment_name(stack.model) in out
+
+
+def test_prometheus_reads_rays_service_discovery_file(stack):
+    out = stack.run("docker", "exec", "gpu-cluster-prometheus", "cat", SD_FILE).stdout
+    groups = json.loads(out)
+    assert groups and groups[0]["labels"]["job"] == "ray"
+    targets = httpx.get(f"{stack.prometheus}/api/v1/targets", timeout=30).json()["data"]
+    ray = [t for t in targets["activeTargets"] if t["labels"]["job"] == "ray"]
+    assert ray and all(t["health"] == "up" for t in ray), ray
+
+
+@pytest.fixture(scope="module")
+def with_traffic(stack, openai_client):
+    """A little traffic (streams and plain), then a scrape and a rule evaluation."""
+    for stream in (False, True, False, True):
+        reply = openai_client.chat.completions.create(
+            model=stack.model, max_tokens=24, stream=stream,
+            messages=[{"role": "user", "content": "Name three rivers."}],
+        )
+        if stream:
+            list(reply)
+    time.sleep(30)
+    return stack
+
+
+@pytest.mark.parametrize("expr", GUIDE_QUERIES)
+def test_every_guide_query_answers_from_the_containerised_prometheus(with_traffic, expr):
+    assert eventually(lambda: prom_query(with_traffic, as_checkable(expr))), expr
+
+
+def test_the_guides_health_checks_pass(stack):
+    assert httpx.get(f"{stack.base}/health", timeout=30).status_code == 200
+    models = httpx.get(f"{stack.base}/v1/models", timeout=30,
+                       headers={"Authorization": f"Bearer {stack.api_key}"})
+    assert models.status_code == 200
+    assert httpx.get(f"{stack.prometheus}/-/healthy", timeout=30).status_code == 200
+    # the guide's health script: `docker exec ray-serve ray status > /dev/null 2>&1`
+    assert stack.shell("docker exec ray-serve ray status > /dev/null 2>&1").returncode == 0
+    # no GPU here: the guide's GPU check reports FAILED, as it should on a CPU host
+    assert stack.shell("docker exec ray-serve nvidia-smi > /dev/null 2>&1").returncode != 0
+
+
+def test_a_crashed_nginx_is_brought_back_by_the_restart_policy(stack):
+    container = CONTAINERS["nginx"]
+    before = stack.run("docker", "inspect", "--format", "{{.RestartCount}} {{.State.Pid}}", container)
+    restarts, pid = before.stdout.split()
+    # the main process dies (a crash), as opposed to `docker kill`, which Docker treats as a
+    # manual stop and never restarts (docs/operator-guide.md, "Service Won't Start")
+    stack.run("kill", "-KILL", pid)
+
+    def restarted():
+        state = stack.run("docker", "inspect", "--format", "{{.RestartCount}} {{.State.Running}}",
+                          container).stdout.split()
+        return int(state[0]) > int(restarts) and state[1] == "true"
+
+    assert eventually(restarted, timeout_s=60, interval_s=2)
+    ok = eventually(lambda: httpx.get(f"{stack.base}/health", timeout=10).status_code == 200,
+                    timeout_s=30, interval_s=2)
+    assert ok
+
+
+def test_docker_kill_stops_nginx_until_compose_up_starts_it_again(stack):
+    container = CONTAINERS["nginx"]
+    stack.run("docker", "kill", container)
+    time.sleep(5)
+    state = stack.run("docker", "inspect", "--format", "{{.State.Running}}", container).stdout
+    assert state.strip() == "false"  # Docker: a killed container is stopped by hand
+    stack.run("docker", "compose", "up", "-d", "nginx")
+    ok = eventually(lambda: httpx.get(f"{stack.base}/health", timeout=10).status_code == 200,
+                    timeout_s=60, interval_s=2)
+    assert ok
+
+
+def test_a_model_that_cannot_load_shows_the_guides_error_line(stack, openai_client, tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    broken.chmod(0o755)
+    (broken / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    for item in broken.iterdir():
+        item.chmod(0o644)
+    override = tmp_path / "broken.yml"
+    override.write_text(
+        "services:\n  ray-serve:\n    environment:\n      MODEL_SOURCE: /broken-model\n"
+        f"    volumes:\n      - {broken}:/broken-model:ro\n"
+    )
+    files = ["-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml", "-f", str(override)]
+    try:
+        stack.run("docker", "compose", *files, "up", "-d", "ray-serve", timeout=300)
+        # the operator guide's command, verbatim
+        found = eventually(
+            lambda: "ERROR: Model loading failed"
+            in stack.shell("docker logs ray-serve | grep -i error").stdout,
+            timeout_s=600, interval_s=10,
+        )
+        assert found, stack.shell("docker logs --tail 80 ray-serve 2>&1").stdout
+    finally:
+        # back to the stack's own files (.env's COMPOSE_FILE)
+        stack.run("docker", "compose", "up", "-d", "ray-serve", timeout=300)
+    assert eventually(lambda: answers(stack, openai_client), timeout_s=900, interval_s=10)
+
+
+def test_docker_compose_restart_ray_serve_recovers_to_answering(stack, openai_client):
+    stack.run("docker", "compose", "restart", "ray-serve", timeout=300)
+    assert eventually(lambda: answers(stack, openai_client), timeout_s=900, interval_s=10)
+    # nginx and Prometheus found the restarted Ray again
+    assert eventually(lambda: prom_query(stack, 'up{job="ray"} == 1'), timeout_s=120)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_make_compose_down_leaves_no_container_network_or_port(stack):
+    down = stack.make("compose-down", timeout=300)
+    assert down.returncode == 0, down.stderr[-3000:]
+    containers = stack.run("docker", "ps", "--all", "--filter", "label=com.docker.compose.project=gpu-cluster",
+                           "--format", "{{.Names}}").stdout
+    assert containers.strip() == ""
+    networks = stack.run("docker", "network", "ls", "--filter", "label=com.docker.compose.project=gpu-cluster",
+                         "--format", "{{.Name}}").stdout
+    assert networks.strip() == ""
+    assert [p for p in stack.ports.values() if listening(p)] == []
