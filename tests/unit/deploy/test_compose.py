@@ -249,7 +249,8 @@ def test_nginx_runs_the_config_ray_serve_renders_for_it(tmp_path):
     nginx, ray_serve = service("nginx"), service("ray-serve")
     # same volume, same path in both containers, nginx as the Ray image's user
     assert mounts(nginx)[str(state.root)] == mounts(ray_serve)[str(state.root)] == "gpucluster-state"
-    assert f"-c {state.nginx_dir / 'nginx.conf'}" in nginx["command"][2]
+    assert f"conf={state.nginx_dir / 'nginx.conf'};" in nginx["command"][2]
+    assert "-c $conf -s reload" in nginx["command"][2]  # a re-rendered config is picked up
     assert '"$STATE_DIR/nginx/nginx.conf"' in ENTRYPOINT.read_text(encoding="utf-8")
     assert ray_serve["environment"]["RAY_AUTH_TOKEN_PATH"] == str(state.ray_token_file)
 
