@@ -44,6 +44,13 @@ RUN python3 -m venv /opt/venv \
 FROM runtime
 ARG RAY_VERSION
 ARG VLLM_VERSION
+# g++ and the Python headers: vLLM's CPU sampler is compiled by torch's inductor at the first
+# sampled (temperature > 0) request; without a compiler the engine dies on it. Installed here,
+# not in `runtime`, so the wheels stage stays cached.
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ python3-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=wheels --chown=ray:users /opt/venv /opt/venv
 # The editable install's build backend (pyproject.toml [build-system]), offline.
 COPY wheelhouse/setuptools-*.whl /tmp/build-wheels/
