@@ -4,8 +4,8 @@ Needs the CPU compose stack up (`make compose-up`). Starts a bare
 `python -m vllm.entrypoints.openai.api_server` on this host with the engine arguments of the
 built-in model (benchmarks/overhead.py's), then runs vLLM's benchmark client
 (`vllm.benchmarks.serve`, the referee no one here wrote) on the random dataset against both,
-interleaved: for each concurrency c, 4*c prompts to bare vLLM, then to the compose stack, for
-`--rounds` rounds. Prints ratios; writes every run to `--out`.
+interleaved: after a warm-up run on each, for each concurrency c, 4*c prompts to bare vLLM,
+then to the compose stack, for `--rounds` rounds. Prints ratios; writes every run to `--out`.
 
     .venv/bin/python benchmarks/compose_overhead.py --concurrency 1,8,32 --rounds 2
 """
@@ -71,6 +71,9 @@ def main() -> None:
     runs: list[dict] = []
     try:
         wait_ready(f"{bare_url}/v1")
+        # Not measured: each engine compiles its sampler at its first sampled request.
+        for url, api_key in ((bare_url, "none"), (compose_url, key)):
+            bench(url, model.id, tokenizer, 1, args, api_key)
         for _ in range(args.rounds):
             for c in (int(x) for x in args.concurrency.split(",")):
                 for name, url, api_key in (("bare", bare_url, "none"), ("compose", compose_url, key)):

@@ -38,13 +38,10 @@ BUILD_REQUIREMENTS=(setuptools==84.2.1)
 # The legacy builder: Debian's engine (20.10) has no buildx. Its layer cache is all we need.
 export DOCKER_BUILDKIT=0
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
-
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 docker_() { $SUDO "$DOCKER" "$@"; }
 

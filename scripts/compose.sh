@@ -16,8 +16,8 @@ VENV="${VENV:-$ROOT/.venv}"
 MARKER="# Written by scripts/compose.sh (make compose-up): the CPU flavour."
 UP_TIMEOUT_S="${UP_TIMEOUT_S:-900}"
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 compose() { (cd "$COMPOSE_DIR" && docker compose "$@"); }
 
 # One value of the platform config local mode uses (the host's model cache).

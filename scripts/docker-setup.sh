@@ -18,22 +18,8 @@ DOCKERD_TIMEOUT="${DOCKERD_TIMEOUT:-60}"
 DOCKER="${DOCKER:-docker}"
 APT_PACKAGES=(docker.io debootstrap)
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-
-install_system_packages() {
-  local missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  say "installing system packages: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Where the Compose plugin goes: system-wide for root (found by every docker client on the
 # host, whatever DOCKER_CONFIG is), else the user's own plugin directory.
@@ -134,7 +120,7 @@ check_client() {
   say "docker engine $server; client $("$DOCKER" version --format '{{.Client.Version}}' 2>/dev/null); compose $($SUDO "$DOCKER" compose version --short)"
 }
 
-install_system_packages
+install_system_packages "${APT_PACKAGES[@]}"
 install_compose
 start_dockerd
 check_client

@@ -8,10 +8,8 @@ set -euo pipefail
 PIDFILE="${GPUCLUSTER_DOCKERD_PIDFILE:-/run/gpu-cluster-dockerd.pid}"
 TIMEOUT="${DOCKERD_STOP_TIMEOUT:-60}"
 
-say() { printf '==> %s\n' "$*" >&2; }
-
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if [ ! -f "$PIDFILE" ]; then
   say "no $PIDFILE: dockerd was not started by scripts/docker-setup.sh; nothing to stop"

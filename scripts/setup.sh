@@ -11,20 +11,8 @@ LOCK="$ROOT/requirements/cpu.lock"
 # chromium: the dashboard browser test; curl, jq: the guide's commands
 APT_PACKAGES=(curl jq procps nginx prometheus prometheus-alertmanager chromium)
 
-say() { printf '==> %s\n' "$*" >&2; }
-
-install_system_packages() {
-  local missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  say "installing system packages: ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 install_python_packages() {
   local stamp="$VENV/.gpucluster-lock"
@@ -51,7 +39,7 @@ prepare_default_model() {
   "$VENV/bin/gpucluster" prepare >/dev/null
 }
 
-install_system_packages
+install_system_packages "${APT_PACKAGES[@]}"
 install_python_packages
 prepare_default_model
 say "setup complete"
