@@ -49,7 +49,8 @@ class ComposeStack:
     def run(self, *argv: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         """A command as the operator types it, in deploy/compose."""
         result = subprocess.run(
-            argv, cwd=COMPOSE_DIR, env=self.env, capture_output=True, text=True, timeout=timeout
+            argv, cwd=COMPOSE_DIR, env=self.env, capture_output=True, text=True, timeout=timeout,
+            check=False,
         )
         if check:
             assert result.returncode == 0, f"{argv}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -62,12 +63,12 @@ class ComposeStack:
     def make(self, target: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["make", "-C", str(ROOT), target], env=self.env, capture_output=True, text=True,
-            timeout=timeout,
+            timeout=timeout, check=False,
         )
 
 
 def engine_answers() -> bool:
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +84,7 @@ def stack() -> ComposeStack:
     yield compose
     compose.make("compose-down", timeout=300)  # a no-op once the down test ran
     if not engine_was_running:
-        subprocess.run(["bash", str(ROOT / "scripts" / "docker-stop.sh")], timeout=120)
+        subprocess.run(["bash", str(ROOT / "scripts" / "docker-stop.sh")], timeout=120, check=True)
 
 
 @pytest.fixture(scope="session")

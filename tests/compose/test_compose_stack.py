@@ -12,10 +12,10 @@ import time
 
 import httpx
 import pytest
+from probes import as_checkable, eventually
 
 from gpucluster.config.names import APP_NAME, llm_deployment_name
 from gpucluster.observability.catalogue import GUIDE_QUERIES
-from probes import as_checkable, eventually
 
 CONTAINERS = {
     "ray-serve": "ray-serve",

@@ -235,4 +235,3 @@ def render_ray_node(
         print(json.dumps({"env": env, "args": args}, indent=2))
     else:
         print("\n".join([*(f"{k}={v}" for k, v in env.items()), "ray start " + " ".join(args)]))
-

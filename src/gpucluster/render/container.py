@@ -28,7 +28,9 @@ def ray_node_start(
     """
     head = head_address is None
     token_file = str(StateDir(config.platform.state_dir).ray_token_file) if head else None
-    role = ["--head", f"--dashboard-host={DASHBOARD_HOST}"] if head else [f"--address={head_address}"]
+    role = (
+        ["--head", f"--dashboard-host={DASHBOARD_HOST}"] if head else [f"--address={head_address}"]
+    )
     cpus = config.platform.ray_num_cpus
     args = [
         *role,
@@ -66,5 +68,3 @@ def container_nginx_values(
         "SERVE_UPSTREAM": f"{upstream_host}:{ports.serve_http}",
         "DASHBOARD_UPSTREAM": f"{upstream_host}:{ports.ray_dashboard}",
     }
-
-
