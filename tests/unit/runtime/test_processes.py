@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
     platform_processes,
@@ -45,12 +47,19 @@ def test_tagged_processes_and_their_untagged_children_are_found_and_stopped(tmp_
         parent.wait()
 
 
+def started(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`argv` once it runs: until its exec, a child's /proc environ is still its parent's."""
+    proc = subprocess.Popen(argv, env=env)
+    deadline = time.monotonic() + 10
+    while psutil.Process(proc.pid).cmdline() != argv and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
 def test_worker_nodes_on_this_host_belong_to_the_platform_but_can_be_told_apart(tmp_path):
     tag = str(tmp_path)
-    head = subprocess.Popen(["sleep", "60"], env={**os.environ, PLATFORM_TAG_ENV: tag})
-    worker = subprocess.Popen(
-        ["sleep", "60"], env={**os.environ, PLATFORM_TAG_ENV: worker_tag(tag)}
-    )
+    head = started(["sleep", "60"], {**os.environ, PLATFORM_TAG_ENV: tag})
+    worker = started(["sleep", "60"], {**os.environ, PLATFORM_TAG_ENV: worker_tag(tag)})
     try:
         assert process_tag(worker.pid) == worker_tag(tag)
         assert {p.pid for p in platform_processes(tag)} == {head.pid, worker.pid}
