@@ -232,6 +232,14 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def test_nginx_stops_by_draining_not_by_being_killed(stack):
+    # docker stop sends the image's STOPSIGNAL (SIGQUIT); the container's shell passes it on
+    # as nginx's graceful stop instead of ignoring it until Docker's SIGKILL (exit 137)
+    stack.run("docker", "stop", CONTAINERS["nginx"], timeout=120)
+    code = stack.run("docker", "inspect", "--format", "{{.State.ExitCode}}", CONTAINERS["nginx"])
+    assert code.stdout.strip() == "0"
+
+
 def test_make_compose_down_leaves_no_container_network_or_port(stack):
     down = stack.make("compose-down", timeout=300)
     assert down.returncode == 0, down.stderr[-3000:]
