@@ -20,20 +20,6 @@ UP_TIMEOUT_S="${UP_TIMEOUT_S:-900}"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 compose() { (cd "$COMPOSE_DIR" && docker compose "$@"); }
 
-# One value of the platform config local mode uses (the host's model cache).
-setting() {
-  "$VENV/bin/python" - "$1" <<'PY'
-import sys
-
-from gpucluster.config import load_config
-
-value = load_config()
-for part in sys.argv[1].split("."):
-    value = getattr(value, part)
-print(value)
-PY
-}
-
 write_env() {
   if [ -f "$ENV_FILE" ] && ! grep -qxF "$MARKER" "$ENV_FILE"; then
     die "$ENV_FILE exists and was not written by make compose-up (a GPU deployment's?); move it away to try the CPU flavour here"
@@ -41,12 +27,12 @@ write_env() {
   local grafana_password=""
   [ -f "$ENV_FILE" ] && grafana_password=$(sed -n 's/^GRAFANA_ADMIN_PASSWORD=//p' "$ENV_FILE")
   [ -n "$grafana_password" ] || grafana_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-  local model_id model_source model_cache
-  model_id=$(GPUCLUSTER_CONFIG="" "$VENV/bin/python" -c \
-    'from gpucluster.config import BUILTIN_MODEL_ID, BUILTIN_SOURCE; print(BUILTIN_MODEL_ID, BUILTIN_SOURCE)')
-  model_source=${model_id#* }
-  model_id=${model_id% *}
-  model_cache=$(GPUCLUSTER_CONFIG="" setting platform.model_cache_dir)
+  # The built-in model and the host's model cache, as local mode's default config has them.
+  local defaults model_id model_source model_cache
+  defaults=$(GPUCLUSTER_CONFIG="" "$VENV/bin/gpucluster" config show --json)
+  model_id=$(jq -r '.models[0].id' <<< "$defaults")
+  model_source=$(jq -r '.models[0].source' <<< "$defaults")
+  model_cache=$(jq -r '.platform.model_cache_dir' <<< "$defaults")
   umask 077
   cat > "$ENV_FILE" <<EOF
 $MARKER
