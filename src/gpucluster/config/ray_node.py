@@ -8,8 +8,7 @@ each runner really gets and names the differences that are intended.
 
 from __future__ import annotations
 
-from gpucluster.config.schema import RAY_WORKER_PORTS as WORKER_PORTS
-from gpucluster.config.schema import Config
+from gpucluster.config.schema import RAY_WORKER_PORTS, Config
 
 # Seconds between the Serve controller's loops (Ray's default 0.1; see node_env).
 CONTROL_LOOP_INTERVAL_S = "0.5"
@@ -46,8 +45,8 @@ def start_params(config: Config, *, head: bool) -> dict[str, str]:
     ports = config.platform.ports
     params = {
         "metrics-export-port": str(ports.ray_metrics),
-        "min-worker-port": str(WORKER_PORTS[0]),
-        "max-worker-port": str(WORKER_PORTS[1]),
+        "min-worker-port": str(RAY_WORKER_PORTS[0]),
+        "max-worker-port": str(RAY_WORKER_PORTS[1]),
     }
     if head:
         params = {

@@ -24,7 +24,7 @@ from gpucluster.runtime.processes import (
 from gpucluster.runtime.ray_head import node_env
 from gpucluster.runtime.state import StateDir
 
-# Apart from the head's range (ray_node.WORKER_PORTS), so a node joined on the head's own
+# Apart from the head's range (config.schema.RAY_WORKER_PORTS), so a node joined on the head's own
 # host never hands out a port the head's workers use.
 JOINED_WORKER_PORTS = (30000, 39999)
 DASHBOARD_AGENT_PORT = 52365  # Ray's default
