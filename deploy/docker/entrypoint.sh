@@ -75,6 +75,11 @@ done
 
 python -m gpucluster.runtime.alert_receiver 0.0.0.0 "$RECEIVER_PORT" "$STATE_DIR/logs/alerts.log" &
 RECEIVER_PID=$!
+# Points the nginx container at the ingress replicas' own ports as they come and go; the
+# nginx container reloads when the file changes.
+python -m gpucluster.runtime.upstreams "$STATE_DIR/nginx/upstreams.conf" --scan-host 127.0.0.1 \
+    --upstream-host "$SERVICE_NAME" --serve-port "$(setting platform.ports.serve_http)" &
+UPSTREAMS_PID=$!
 
 KEY_ARGS=()
 if gpucluster render api-keys -o "$STATE_DIR/api-keys.env" > /dev/null; then
@@ -89,6 +94,6 @@ wait $!
 python -m gpucluster.runtime.log_stream "$ADDRESS" &
 STREAM_PID=$!
 set +e
-wait -n "$RAY_PID" "$STREAM_PID" "$RECEIVER_PID"
-echo "ERROR: the Ray head, the log stream or the alert receiver exited ($?); restarting the container" >&2
+wait -n "$RAY_PID" "$STREAM_PID" "$RECEIVER_PID" "$UPSTREAMS_PID"
+echo "ERROR: the Ray head, the log stream, the alert receiver or the upstream watcher exited ($?); restarting the container" >&2
 exit 1

@@ -161,7 +161,12 @@ def render_nginx(
     a password).
     """
     from gpucluster.render.container import container_nginx_values
-    from gpucluster.runtime.edge import ensure_dashboard_password, nginx_values, render_nginx_conf
+    from gpucluster.runtime.edge import (
+        ensure_dashboard_password,
+        nginx_values,
+        render_nginx_conf,
+        write_initial_upstreams,
+    )
     from gpucluster.runtime.ray_head import ensure_ray_token
     from gpucluster.runtime.state import StateDir
 
@@ -171,6 +176,8 @@ def render_nginx(
     token = ensure_ray_token(state)
     if upstream_host:
         ensure_dashboard_password(state, settings.platform.security.dashboard_user)
+        # runtime.upstreams, run beside Ray in that container, keeps it current.
+        write_initial_upstreams(state, upstream_host, settings.platform.ports.serve_http)
         values = container_nginx_values(settings, state, token, upstream_host)
     else:
         values = nginx_values(settings, state, token)

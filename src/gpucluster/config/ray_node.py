@@ -8,7 +8,7 @@ each runner really gets and names the differences that are intended.
 
 from __future__ import annotations
 
-from gpucluster.config.schema import RAY_WORKER_PORTS, Config
+from gpucluster.config.schema import DIRECT_INGRESS_PORTS, RAY_WORKER_PORTS, Config
 
 # Seconds between the Serve controller's loops (Ray's default 0.1; see node_env).
 CONTROL_LOOP_INTERVAL_S = "0.5"
@@ -30,6 +30,14 @@ def node_env(token_file: str | None) -> dict[str, str]:
         # Ray starts its workers at nice 15, below its own daemons; the vLLM engine is spawned
         # by a worker and would inherit it: any daemon, scrape or client then preempts it.
         "RAY_worker_niceness": "0",
+        # Each ingress replica serves HTTP on its own port of DIRECT_INGRESS_PORTS, on Serve's
+        # host (loopback), and nginx sends the API there: no Serve proxy hop (runtime.edge).
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(DIRECT_INGRESS_PORTS[0]),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(DIRECT_INGRESS_PORTS[1]),
+        # A stopping replica keeps taking requests this long for load balancers to notice. nginx
+        # needs none: a closed port or a 429 sends the request to the next replica.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     }
     if token_file is not None:
         env["RAY_AUTH_TOKEN_PATH"] = token_file

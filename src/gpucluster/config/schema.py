@@ -192,6 +192,11 @@ class ModelConfig(_Strict):
 # (18080, 18265, 19090); every runner gives Ray this one instead (config.ray_node).
 RAY_WORKER_PORTS = (20000, 29999)
 
+# Loopback HTTP ports Serve gives the application's ingress replicas (Serve's direct ingress), one
+# each, per host: nginx sends API traffic straight to them (config.ray_node, runtime.edge). Apart
+# from Ray's worker ports, a joined node's (30000-39999) and the kernel's ephemeral range.
+DIRECT_INGRESS_PORTS = (18400, 18415)
+
 
 class PortsConfig(_Strict):
     """TCP ports; the defaults are the operator guide's."""
@@ -292,6 +297,13 @@ class PlatformConfig(_Strict):
         description="How long `down` lets in-flight requests finish: nginx stops accepting, "
         "drains, and only then is the rest stopped.",
     )
+    direct_streaming: bool = Field(
+        True,
+        description="With one model on one host, its vLLM replicas are themselves the HTTP "
+        "ingress and nginx reaches them directly: no hop between nginx and the engine's process. "
+        "False, several models or worker hosts (cluster_host): an ingress deployment routes to "
+        "the models' replicas.",
+    )
     ports: PortsConfig = Field(default_factory=PortsConfig, description="TCP ports.")
     edge: EdgeConfig = Field(default_factory=EdgeConfig, description="The nginx proxy.")
     security: SecurityConfig = Field(
@@ -319,6 +331,13 @@ class Config(_Strict):
         if duplicates:
             raise ValueError(f"model ids must be unique, repeated: {', '.join(duplicates)}")
         return models
+
+    @property
+    def serves_directly(self) -> bool:
+        """Whether the model's replicas are the HTTP ingress themselves (`direct_streaming`):
+        one model, and one host, since nginx reaches the replicas' loopback ports only."""
+        platform = self.platform
+        return platform.direct_streaming and len(self.models) == 1 and platform.cluster_host is None
 
     def model(self, model_id: str) -> ModelConfig:
         """The configured model with this id; KeyError when there is none."""

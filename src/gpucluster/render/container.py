@@ -65,6 +65,5 @@ def container_nginx_values(
         "NGINX_ERROR_LOG": "/dev/stderr",
         "NGINX_ACCESS_LOG": "/dev/stdout",
         "NGINX_TEMP_DIR": "/tmp",
-        "SERVE_UPSTREAM": f"{upstream_host}:{ports.serve_http}",
         "DASHBOARD_UPSTREAM": f"{upstream_host}:{ports.ray_dashboard}",
     }

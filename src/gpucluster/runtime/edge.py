@@ -7,12 +7,14 @@ import getpass
 import re
 import secrets
 import signal
+import sys
 from pathlib import Path
 
 from gpucluster.assets import NGINX_TEMPLATE
 from gpucluster.config import Config
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
+from gpucluster.runtime.upstreams import upstream_servers, write_if_changed
 
 NGINX_BINARY = "/usr/sbin/nginx"
 
@@ -54,7 +56,7 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         "NGINX_READ_TIMEOUT_S": str(edge.read_timeout_s),
         "NGINX_UPSTREAM_KEEPALIVE_S": str(UPSTREAM_KEEPALIVE_S),
         "NGINX_HTPASSWD_FILE": str(state.htpasswd_file),
-        "SERVE_UPSTREAM": f"{loopback}:{platform.ports.serve_http}",
+        "SERVE_UPSTREAMS_FILE": str(upstreams_file(state)),
         "DASHBOARD_UPSTREAM": f"{loopback}:{platform.ports.ray_dashboard}",
         "RAY_DASHBOARD_AUTH": f"Bearer {ray_token}",
     }
@@ -65,13 +67,38 @@ def render_nginx_conf(values: dict[str, str]) -> str:
     return render(NGINX_TEMPLATE.read_text(encoding="utf-8"), values)
 
 
+def upstreams_file(state: StateDir) -> Path:
+    """The servers of nginx's `serve` upstream, kept current by runtime.upstreams."""
+    return state.nginx_dir / "upstreams.conf"
+
+
+def write_initial_upstreams(state: StateDir, serve_host: str, serve_port: int) -> None:
+    """Start nginx towards Serve's HTTP proxy; runtime.upstreams adds the replicas once up."""
+    state.nginx_dir.mkdir(parents=True, exist_ok=True)
+    write_if_changed(upstreams_file(state), upstream_servers(serve_host, [], serve_port))
+
+
 def write_nginx_conf(config: Config, state: StateDir, ray_token: str) -> Path:
     """Render deploy/nginx/nginx.conf.template into the state dir (0600: it holds Ray's token)."""
     (state.nginx_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    platform = config.platform
+    write_initial_upstreams(state, platform.bind_host, platform.ports.serve_http)
     text = render_nginx_conf(nginx_values(config, state, ray_token))
     path = state.nginx_dir / "nginx.conf"
     write_private(path, text)
     return path
+
+
+def upstreams_service(config: Config, state: StateDir) -> ServiceSpec:
+    """The watcher that points nginx at the ingress replicas' own ports (runtime.upstreams)."""
+    host = config.platform.bind_host
+    argv = [
+        sys.executable, "-m", "gpucluster.runtime.upstreams", str(upstreams_file(state)),
+        "--scan-host", host, "--upstream-host", host,
+        "--serve-port", str(config.platform.ports.serve_http),
+        "--nginx-pid", str(state.nginx_dir / "nginx.pid"),
+    ]
+    return ServiceSpec(name="upstreams", argv=argv)
 
 
 def nginx_service(conf: Path, state: StateDir, drain_s: float) -> ServiceSpec:

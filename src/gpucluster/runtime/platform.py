@@ -18,6 +18,7 @@ from gpucluster.runtime import readiness
 from gpucluster.runtime.edge import (
     ensure_dashboard_password,
     nginx_service,
+    upstreams_service,
     write_nginx_conf,
     write_private,
 )
@@ -248,7 +249,14 @@ def _start_services(config: Config, state: StateDir, log: logging.Logger) -> Non
     """Start the supervisor (nginx, Prometheus, Alertmanager, alert receiver); wait for them."""
     conf = write_nginx_conf(config, state, ensure_ray_token(state))
     drain_s = config.platform.shutdown_grace_s
-    write_services(state, [nginx_service(conf, state, drain_s), *monitoring_services(config, state)])
+    write_services(
+        state,
+        [
+            nginx_service(conf, state, drain_s),
+            upstreams_service(config, state),
+            *monitoring_services(config, state),
+        ],
+    )
     ports = config.platform.ports
     log.info(
         "Starting nginx :%d, Prometheus :%d, Alertmanager :%d (supervised)",

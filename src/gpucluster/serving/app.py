@@ -14,7 +14,7 @@ from gpucluster.config import Config, ModelConfig
 from gpucluster.config.names import INGRESS_NAME, llm_deployment_name
 from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
-from gpucluster.serving.llm_server import PlatformLLMServer
+from gpucluster.serving.llm_server import PlatformLLMServer, direct_server
 
 
 def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
@@ -67,12 +67,22 @@ def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
     )
 
 
-def build_app(config: Config, weights: dict[str, str], api_key_files: list[str]) -> Application:
+def build_app(
+    config: Config, weights: dict[str, str], api_key_files: list[str], *, direct: bool = False
+) -> Application:
     """The whole application; `weights` maps each model id to what vLLM loads.
 
-    With `api_key_files`, every /v1 request needs one of the keys they hold.
+    With `api_key_files`, every /v1 request needs one of the keys they hold. `direct` (one
+    model only; see Config.serves_directly): the model's replicas are the ingress themselves.
     """
     configs = [llm_config(model, weights[model.id]) for model in config.models]
+    if direct:
+        (only,) = configs
+        return build_llm_deployment(
+            only,
+            deployment_cls=direct_server(api_key_files),
+            override_serve_options={"name": llm_deployment_name(only.model_id)},
+        )
     deployments = {
         c.model_id: build_llm_deployment(
             c,
@@ -92,4 +102,9 @@ def build_app(config: Config, weights: dict[str, str], api_key_files: list[str])
 def app_from_args(args: dict[str, Any]) -> Application:
     """Serve's application builder (the `import_path` of serve_config): `args` as rendered there."""
     config = Config(models=args["models"])
-    return build_app(config, args["weights"], args.get("api_key_files", []))
+    return build_app(
+        config,
+        args["weights"],
+        args.get("api_key_files", []),
+        direct=args.get("direct_streaming", False),
+    )

@@ -7,7 +7,8 @@ Serve's timestamp and level) where `gpucluster logs serve` and the Ray dashboard
 
 Besides, each replica reports its engine's load to the autoscaling policy
 (`record_autoscaling_stats`, see serving.autoscaling) and counts the requests whose client
-went away mid-answer (`ray_gpucluster_requests_aborted_total`).
+went away mid-answer (`ray_gpucluster_requests_aborted_total`). Deployed as the ingress itself
+(direct streaming), it serves HTTP through `__serve_build_asgi_app__` (see serving.direct).
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+from ray import serve
 from ray.serve.llm import LLMServer
 from ray.util import metrics
 
+from gpucluster.serving.api_keys import ApiKeys
+from gpucluster.serving.direct import build_direct_app
 from gpucluster.serving.engine_load import EngineLoad, attach
 
 logger = logging.getLogger("ray.serve")
@@ -76,6 +81,8 @@ class PlatformLLMServer(LLMServer):
 
     _engine_load: EngineLoad | None = None
     _aborted: Any = None
+    # Files of the valid API keys, when this replica serves HTTP itself (see `direct_server`).
+    api_key_files: tuple[str, ...] = ()
 
     async def start(self) -> None:
         model_id = self._llm_config.model_id
@@ -105,6 +112,22 @@ class PlatformLLMServer(LLMServer):
         )
         logger.info("Replica started successfully")
 
+    async def __serve_build_asgi_app__(self) -> Any:
+        """Serve's hook for an ingress replica: vLLM's app behind the platform's API contract."""
+        engine_app = await super().__serve_build_asgi_app__()
+        model_id = self._llm_config.model_id
+        return build_direct_app(
+            engine_app,
+            api_keys=ApiKeys(list(self.api_key_files)),
+            card=to_model_metadata(model_id, self._llm_config),
+            check_health=self.check_health,
+            on_abort=self._count_abort,
+        )
+
+    def _count_abort(self) -> None:
+        if self._aborted is not None:
+            self._aborted.inc(1, tags={"model": self._llm_config.model_id})
+
     async def chat(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
         return self._counting_aborts(await super().chat(request, raw_request_info))
 
@@ -124,8 +147,7 @@ class PlatformLLMServer(LLMServer):
             async for item in stream:
                 yield item
         except (asyncio.CancelledError, GeneratorExit):
-            if self._aborted is not None:
-                self._aborted.inc(1, tags={"model": self._llm_config.model_id})
+            self._count_abort()
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -134,3 +156,10 @@ class PlatformLLMServer(LLMServer):
     async def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's hook: this replica's engine load, averaged by the controller for the policy."""
         return self._engine_load.figures() if self._engine_load is not None else {}
+
+
+def direct_server(api_key_files: list[str]) -> type:
+    """PlatformLLMServer as an ingress deployment class: it serves HTTP itself and requires
+    one of the keys in `api_key_files` on /v1 (none: authentication is off)."""
+    server = type("PlatformLLMServer", (PlatformLLMServer,), {"api_key_files": tuple(api_key_files)})
+    return serve.ingress()(server)

@@ -38,6 +38,7 @@ def serve_config(
                     "models": [model.model_dump(mode="json") for model in config.models],
                     "weights": {model.id: weights[model.id] for model in config.models},
                     "api_key_files": list(api_key_files),
+                    "direct_streaming": config.serves_directly,
                 },
             }
         ],

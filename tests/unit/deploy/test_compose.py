@@ -257,7 +257,12 @@ def test_nginx_runs_the_config_ray_serve_renders_for_it(tmp_path):
     env = {**container_env("ray-serve"), "GPUCLUSTER_STATE_DIR": str(tmp_path)}
     conf = render("nginx", "-c", str(PLATFORM_YAML), "--upstream-host", "ray-serve", env=env)
     ports = config.platform.ports
-    assert f"server ray-serve:{ports.serve_http};" in conf
+    # nginx starts towards Serve's proxy; the watcher beside Ray swaps in the replicas' ports
+    upstreams = tmp_path / "nginx" / "upstreams.conf"
+    assert f"include {upstreams};" in conf
+    assert upstreams.read_text() == f"server ray-serve:{ports.serve_http};\n"
+    assert "cat $conf $ups | cksum" in nginx["command"][2]  # a new upstream set is picked up
+    assert '--upstream-host "$SERVICE_NAME"' in ENTRYPOINT.read_text(encoding="utf-8")
     assert f"server ray-serve:{ports.ray_dashboard};" in conf
     assert f"listen 0.0.0.0:{ports.nginx_http};" in conf
     token = (tmp_path / "ray-auth-token").read_text(encoding="utf-8").strip()

@@ -34,7 +34,9 @@ def test_an_installed_wheel_renders_nginx_and_the_prometheus_files(tmp_path):
         env=env, cwd=tmp_path, capture_output=True, text=True, check=False,
     )
     assert nginx.returncode == 0, nginx.stderr
-    assert "proxy_pass" in nginx.stdout and "ray-serve:8000" in nginx.stdout
+    assert "proxy_pass" in nginx.stdout
+    upstreams = tmp_path / "s" / "nginx" / "upstreams.conf"
+    assert upstreams.read_text() == "server ray-serve:8000;\n"
     for name in ("prometheus.yml", "rules/alerts.yml", "rules/guide-names.yml"):
         assert (Path(where) / "prometheus" / name).is_file(), name
     assert (Path(where) / "alertmanager" / "alertmanager.yml").is_file()

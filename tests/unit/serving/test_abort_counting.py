@@ -17,7 +17,9 @@ class Counter:
 
 
 def server() -> SimpleNamespace:
-    return SimpleNamespace(_aborted=Counter(), _llm_config=SimpleNamespace(model_id="m"))
+    me = SimpleNamespace(_aborted=Counter(), _llm_config=SimpleNamespace(model_id="m"))
+    me._count_abort = lambda: PlatformLLMServer._count_abort(me)
+    return me
 
 
 def test_a_complete_answer_passes_through_uncounted():

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from gpucluster.serving.api_keys import RECHECK_S, ApiKeys
 from gpucluster.serving.errors import ApiError
-from gpucluster.serving.ingress import build_fastapi_app
+from gpucluster.serving.api_app import build_fastapi_app
 
 
 class Clock:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from gpucluster.serving.api_keys import ApiKeys
-from gpucluster.serving.ingress import build_fastapi_app, with_sse_errors
+from gpucluster.serving.api_app import build_fastapi_app, with_sse_errors
 from gpucluster.serving.validation import parse_body
 
 

@@ -1,0 +1,157 @@
+"""What every HTTP front of the platform's OpenAI API shares, whichever replica serves it.
+
+The ingress deployment (serving.ingress) and an LLM replica serving HTTP itself
+(serving.direct) both build their app here: the same API-key and JSON gates, error contract,
+request checks and /health answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ChatCompletionRequest,
+    CompletionRequest,
+)
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gpucluster.serving.api_keys import ApiKeys
+from gpucluster.serving.errors import (
+    ApiError,
+    error_body,
+    error_response,
+    install_error_handlers,
+    request_id_of,
+    unexpected_error,
+)
+from gpucluster.serving.validation import check_chat, check_completion, parse_body
+
+HEALTH_CHECK_TIMEOUT_S = 5.0
+
+CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
+
+
+def resolve_model(model: str | None, served: list[str]) -> str:
+    """The served model a request names; no name is fine while only one model is served."""
+    if model is None and len(served) == 1:
+        return served[0]
+    if model is None:
+        raise ApiError(400, "The 'model' parameter is required.", param="model")
+    if model not in served:
+        raise ApiError(
+            404,
+            f"The model '{model}' does not exist. Available models: {', '.join(sorted(served))}.",
+            param="model",
+            code="model_not_found",
+        )
+    return model
+
+
+async def checked_request(
+    request: Request, chat: bool, served: list[str], context_len: Callable[[str], int | None]
+) -> tuple[Any, str]:
+    """The parsed chat (or completion) body of `request` and its model id, refused (ApiError,
+    RequestValidationError) as the OpenAI API would refuse it, before any engine sees it."""
+    body = await parse_body(request, ChatCompletionRequest if chat else CompletionRequest)
+    model_id = resolve_model(body.model, served)
+    (check_chat if chat else check_completion)(body, context_len(model_id))
+    return body, model_id
+
+
+async def engine_health(check: Callable[[], Awaitable[Any]]) -> str:
+    """"ok", or why one model's engine health check failed."""
+    try:
+        await asyncio.wait_for(check(), HEALTH_CHECK_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        return f"engine health check timed out after {HEALTH_CHECK_TIMEOUT_S:.0f} s"
+    except Exception as exc:  # noqa: BLE001 - reported to the caller, not raised
+        return f"engine health check failed ({type(exc).__name__})"
+    return "ok"
+
+
+def health_response(models: dict[str, str]) -> JSONResponse:
+    """200 when every model's engine is "ok", else 503 naming the failures."""
+    failing = {name: state for name, state in models.items() if state != "ok"}
+    if not failing:
+        return JSONResponse({"status": "ok", "models": models})
+    reasons = "; ".join(f"{name}: {state}" for name, state in failing.items())
+    body = error_body(f"Models not ready: {reasons}", "server_error", code="unhealthy")
+    body["status"] = "unhealthy"
+    body["models"] = models
+    return JSONResponse(body, status_code=503)
+
+
+def with_sse_errors(response: Response, request: Request) -> Response:
+    """A stream that fails after its first byte (its replica died, say) ends with an SSE error
+    event in the OpenAI shape and `[DONE]`, rather than a connection cut mid-chunk."""
+    if not isinstance(response, StreamingResponse):
+        return response
+    chunks = response.body_iterator
+
+    async def guarded() -> AsyncIterator[Any]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except Exception as exc:  # noqa: BLE001 - reported to the client, then logged
+            error = unexpected_error(exc, request_id_of(request), request.url.path)
+            body = error_body(error.message, error.error_type, error.param, error.code)
+            yield f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n"
+
+    response.body_iterator = guarded()
+    return response
+
+
+class ApiKeyMiddleware:
+    """Refuses /v1 requests without a valid `Authorization: Bearer <key>` (401, OpenAI shape)."""
+
+    def __init__(self, app: ASGIApp, api_keys: ApiKeys) -> None:
+        self.app = app
+        self.api_keys = api_keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1"):
+            headers = dict(scope.get("headers", []))
+            authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+            try:
+                self.api_keys.check(authorization)
+            except ApiError as exc:
+                await error_response(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class JsonBodyMiddleware:
+    """Refuses POST bodies that are not declared JSON (415), before FastAPI reads them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = dict(scope.get("headers", []))
+            content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+            if content_type.split(";")[0].strip() != "application/json":
+                error = ApiError(
+                    415,
+                    "The request body must be JSON, sent with 'Content-Type: application/json'.",
+                    code="unsupported_media_type",
+                    error_type="invalid_request_error",
+                )
+                await error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_fastapi_app(api_keys: ApiKeys) -> FastAPI:
+    """A fresh FastAPI app with the platform's error contract and request gates installed."""
+    app = FastAPI(title="gpu-cluster OpenAI API", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)  # outermost: keys first
+    return app

@@ -1,0 +1,120 @@
+"""Direct streaming: an LLM replica that is itself the platform's HTTP ingress.
+
+vLLM's own OpenAI app runs inside the replica (Ray Serve LLM's `__serve_build_asgi_app__`
+hook) and Serve gives the replica its own loopback HTTP port (direct ingress), which nginx
+proxies to: a streamed token leaves the engine's process straight for nginx. In front of vLLM's
+app sits the platform's contract, the same one the ingress deployment keeps (serving.api_app):
+API keys, JSON gate, request checks with OpenAI-shaped errors, /health, /v1/models, and the
+count of requests whose client went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gpucluster.serving.api_app import (
+    CHAT_PATH,
+    COMPLETIONS_PATH,
+    build_fastapi_app,
+    checked_request,
+    engine_health,
+    health_response,
+    resolve_model,
+)
+from gpucluster.serving.api_keys import ApiKeys
+
+
+class CheckedGeneration:
+    """ASGI endpoint: checks a chat or completion request, then hands it to vLLM's app.
+
+    The body read for the checks is replayed to vLLM's app unchanged. A request that ends
+    before its answer was complete (client gone: Serve cancels it, or vLLM's stream stops on the
+    disconnect) calls `on_abort`.
+    """
+
+    def __init__(
+        self,
+        engine_app: ASGIApp,
+        *,
+        chat: bool,
+        model_id: str,
+        context_len: int | None,
+        on_abort: Callable[[], None],
+    ) -> None:
+        self.engine_app = engine_app
+        self.chat = chat
+        self.model_id = model_id
+        self.context_len = context_len
+        self.on_abort = on_abort
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        await checked_request(request, self.chat, [self.model_id], lambda _: self.context_len)
+        raw = await request.body()
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        started = finished = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        try:
+            await self.engine_app(scope, replay, tracking_send)
+        except asyncio.CancelledError:
+            if not finished:
+                self.on_abort()
+            raise
+        if started and not finished:
+            self.on_abort()
+
+
+def build_direct_app(
+    engine_app: ASGIApp,
+    *,
+    api_keys: ApiKeys,
+    card: ModelCard,
+    check_health: Callable[[], Awaitable[Any]],
+    on_abort: Callable[[], None],
+) -> FastAPI:
+    """The replica's HTTP app: the platform's API in front of vLLM's `engine_app`."""
+    app = build_fastapi_app(api_keys)
+    model_id = card.id
+    context_len = card.metadata.get("max_request_context_length")
+
+    @app.get("/health")
+    async def health() -> Any:
+        return health_response({model_id: await engine_health(check_health)})
+
+    @app.get("/v1/models")
+    async def models() -> ModelList:
+        return ModelList(data=[card])
+
+    @app.get("/v1/models/{model:path}")
+    async def model_data(model: str) -> ModelCard:
+        resolve_model(model, [model_id])
+        return card
+
+    for path, chat in ((CHAT_PATH, True), (COMPLETIONS_PATH, False)):
+        endpoint = CheckedGeneration(
+            engine_app, chat=chat, model_id=model_id, context_len=context_len, on_abort=on_abort
+        )
+        app.router.add_route(path, endpoint, methods=["POST"])
+    return app
