@@ -1,0 +1,128 @@
+"""The platform's serving path against a bare vLLM server, judged by vLLM's own client; and
+both servers' cold start.
+
+Throughput and latency (default): needs a platform started with `gpucluster up`. Starts a bare
+`python -m vllm.entrypoints.openai.api_server` with the same model and engine arguments
+(benchmarks/overhead.py), then runs vLLM's benchmark client (`vllm.benchmarks.serve`) on the
+random dataset against both, interleaved (benchmarks/vllm_client.py): after a warm-up run on
+each, for each concurrency c, 4*c prompts to each server, `--rounds` times.
+
+    .venv/bin/python benchmarks/serving_path.py --concurrency 1,8,32 --rounds 3
+
+Cold start (`--cold-start`): stops the platform, then `--rounds` times: a bare vLLM server from
+its process start to its first token, then `gpucluster up --json` from its deploy phase to its
+first token through nginx (the phases `up` reports), one after the other, never together.
+
+    .venv/bin/python benchmarks/serving_path.py --cold-start --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from overhead import BARE_PORT, start_bare_vllm, wait_ready
+from vllm_client import Target, interleaved, report
+
+from gpucluster.config import load_config
+from gpucluster.models import prepare_model
+
+GPUCLUSTER = [sys.executable, "-m", "gpucluster"]
+
+
+def platform_target() -> Target:
+    config = load_config()
+    keys = config.platform.security.api_keys_file
+    key = keys.read_text().split()[0] if keys else "none"
+    return Target("platform", f"http://127.0.0.1:{config.platform.ports.nginx_http}", key)
+
+
+def first_token_s(url: str, model: str) -> float:
+    """Seconds until `url` streams the first token of a one-token chat completion."""
+    started = time.monotonic()
+    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
+            "stream": True}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            if line.startswith("data: {"):
+                return time.monotonic() - started
+    raise RuntimeError("no token streamed")
+
+
+def bare_cold_start(model: str) -> dict:
+    started = time.monotonic()
+    bare = start_bare_vllm(Path("serving-path-bare-vllm.log"))
+    try:
+        wait_ready(f"http://127.0.0.1:{BARE_PORT}/v1", timeout_s=600)
+        ready = time.monotonic() - started
+        first = first_token_s(f"http://127.0.0.1:{BARE_PORT}", model)
+        return {"target": "bare", "ready_s": round(ready, 1),
+                "to_first_token_s": round(time.monotonic() - started, 1),
+                "first_token_s": round(first, 2)}
+    finally:
+        bare.terminate()
+        bare.wait(timeout=60)
+
+
+def platform_cold_start() -> dict:
+    up = subprocess.run([*GPUCLUSTER, "up", "--json"], capture_output=True, text=True, check=True)
+    phases: dict[str, float] = json.loads(up.stdout)["phases"]
+    deploy = next(v for k, v in phases.items() if k.startswith("deploy"))
+    token = next(v for k, v in phases.items() if k.startswith("first token"))
+    return {"target": "platform", "phases": phases, "to_first_token_s": round(deploy + token, 1),
+            "up_total_s": round(sum(phases.values()), 1)}
+
+
+def cold_start(model: str, rounds: int, out: Path) -> None:
+    subprocess.run([*GPUCLUSTER, "down"], capture_output=True, check=False)
+    runs = []
+    for _ in range(rounds):
+        runs.append(bare_cold_start(model))
+        print(runs[-1], flush=True)
+        runs.append(platform_cold_start())
+        print(runs[-1], flush=True)
+        subprocess.run([*GPUCLUSTER, "down"], capture_output=True, check=True)
+    out.write_text(json.dumps(runs, indent=2))
+    bare = statistics.mean(r["to_first_token_s"] for r in runs if r["target"] == "bare")
+    platform = statistics.mean(r["to_first_token_s"] for r in runs if r["target"] == "platform")
+    print(f"to first token: bare {bare:.1f} s, platform deploy {platform:.1f} s "
+          f"(+{platform - bare:.1f} s); runs: {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--input-tokens", type=int, default=128)
+    parser.add_argument("--output-tokens", type=int, default=64)
+    parser.add_argument("--cold-start", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("serving-path.json"))
+    args = parser.parse_args()
+    config = load_config()
+    model = config.models[0]
+    if args.cold_start:
+        cold_start(model.id, args.rounds, args.out)
+        return
+    tokenizer = prepare_model(model.source, config.platform.model_cache_dir)
+    bare_url = f"http://127.0.0.1:{BARE_PORT}"
+    bare = start_bare_vllm(Path("serving-path-bare-vllm.log"))
+    try:
+        wait_ready(f"{bare_url}/v1")
+        concurrencies = [int(x) for x in args.concurrency.split(",")]
+        runs = interleaved([Target("bare", bare_url), platform_target()], model.id, tokenizer,
+                           concurrencies, args.rounds, args.input_tokens, args.output_tokens)
+    finally:
+        bare.terminate()
+        bare.wait(timeout=60)
+    report(runs, "bare", "platform", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The platform's API contract in front of vLLM's own app inside a direct-streaming replica."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
+
+from gpucluster.serving.api_keys import ApiKeys
+from gpucluster.serving.direct import build_direct_app
+
+CARD = ModelCard(id="m", object="model", owned_by="me", permission=[],
+                 metadata={"max_request_context_length": 64})
+
+
+class EngineApp:
+    """Stands in for vLLM's ASGI app: echoes the body it received, as a stream of chunks."""
+
+    def __init__(self, chunks: int = 2, hang: bool = False) -> None:
+        self.bodies: list[bytes] = []
+        self.chunks = chunks
+        self.hang = hang
+
+    async def __call__(self, scope, receive, send) -> None:
+        message = await receive()
+        self.bodies.append(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(self.chunks):
+            await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": True})
+        if self.hang:
+            await asyncio.sleep(3600)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def client(engine: EngineApp, aborts: list, keys: ApiKeys | None = None) -> httpx.AsyncClient:
+    async def healthy() -> None:
+        return None
+
+    app = build_direct_app(engine, api_keys=keys or ApiKeys([]), card=CARD,
+                           check_health=healthy, on_abort=lambda: aborts.append(1))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replica")
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def test_a_valid_request_reaches_the_engine_with_its_body_unchanged():
+    engine, aborts = EngineApp(), []
+
+    async def go() -> httpx.Response:
+        async with client(engine, aborts) as c:
+            return await c.post("/v1/chat/completions", json=CHAT)
+
+    reply = asyncio.run(go())
+    assert reply.status_code == 200
+    assert reply.text.endswith("data: [DONE]\n\n")
+    assert json.loads(engine.bodies[0]) == CHAT
+    assert aborts == []
+
+
+def test_bad_requests_get_the_platform_errors_and_never_reach_the_engine(tmp_path):
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("sekret\n")
+    engine, aborts = EngineApp(), []
+    cases = [
+        ({}, {**CHAT, "model": "other"}, 404, "model_not_found"),
+        ({}, {**CHAT, "messages": [{"role": "robot", "content": "x"}]}, 400, "invalid_parameter"),
+        ({}, {**CHAT, "max_tokens": 65}, 400, "invalid_parameter"),
+        ({"Authorization": "Bearer wrong"}, CHAT, 401, "invalid_api_key"),
+    ]
+
+    async def go() -> list[httpx.Response]:
+        async with client(engine, aborts, ApiKeys([str(keys_file)])) as c:
+            replies = []
+            for headers, body, _, _ in cases:
+                auth = headers or {"Authorization": "Bearer sekret"}
+                replies.append(await c.post("/v1/chat/completions", json=body, headers=auth))
+            return replies
+
+    for reply, (_, _, status, code) in zip(asyncio.run(go()), cases, strict=True):
+        assert reply.status_code == status, reply.text
+        assert reply.json()["error"]["code"] == code
+    assert engine.bodies == []
+
+
+def test_health_and_models_answer_in_the_platform_shape():
+    engine, aborts = EngineApp(), []
+
+    async def go() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with client(engine, aborts) as c:
+            return (await c.get("/health"), await c.get("/v1/models"),
+                    await c.get("/v1/models/nope"))
+
+    health, models, missing = asyncio.run(go())
+    assert health.json() == {"status": "ok", "models": {"m": "ok"}}
+    assert [m["id"] for m in models.json()["data"]] == ["m"]
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_a_request_cancelled_mid_answer_counts_one_abort():
+    engine, aborts = EngineApp(hang=True), []
+
+    async def go() -> None:
+        async with client(engine, aborts) as c:
+            request = asyncio.create_task(c.post("/v1/chat/completions", json=CHAT))
+            while not engine.bodies:
+                await asyncio.sleep(0.01)
+            request.cancel()
+            try:
+                await request
+            except asyncio.CancelledError:
+                pass
+
+    asyncio.run(go())
+    assert aborts == [1]
