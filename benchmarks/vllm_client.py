@@ -49,10 +49,12 @@ def bench(target: Target, model: str, tokenizer: str, concurrency: int, input_to
 
 def interleaved(targets: list[Target], model: str, tokenizer: str, concurrencies: list[int],
                 rounds: int, input_tokens: int, output_tokens: int) -> list[dict]:
-    """Every target at every concurrency, alternating, `rounds` times, after a warm-up run on
-    each (an engine compiles its sampler at its first sampled request)."""
+    """Every target at every concurrency, alternating, `rounds` times, after warm-up runs on
+    each (an engine compiles its sampler at its first sampled request, and its first large
+    batches run slower than the next ones)."""
     for target in targets:
-        bench(target, model, tokenizer, 1, input_tokens, output_tokens)
+        for c in (1, max(concurrencies)):
+            bench(target, model, tokenizer, c, input_tokens, output_tokens, prompts_per_client=1)
     runs: list[dict] = []
     for round_no in range(rounds):
         for c in concurrencies:

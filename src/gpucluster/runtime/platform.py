@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -39,7 +40,13 @@ from gpucluster.runtime.processes import (
     terminate_all,
     wait_until,
 )
-from gpucluster.runtime.ray_head import RayStartError, ensure_ray_token, ray_env, start_head
+from gpucluster.runtime.ray_head import (
+    RayStartError,
+    ensure_ray_token,
+    ray_address,
+    ray_env,
+    start_head,
+)
 from gpucluster.runtime.state import Endpoints, PlatformRecord, StateDir
 from gpucluster.runtime.supervisor import write_services
 from gpucluster.serving.serve_config import serve_config
@@ -127,10 +134,12 @@ def up(config: Config, progress: Progress) -> UpResult:
         phases = _Phases()
         weights = _prepare_models(config, log)
         phases.end("prepare models")
+        key_files, probe_key = _api_key_files(config, state)
+        # The deploy driver imports Ray Serve LLM and vLLM (seconds) while Ray starts.
+        driver = _start_deploy_driver(config, state, weights, key_files, log)
         log.info("Starting Ray head (dashboard :%d)", config.platform.ports.ray_dashboard)
         address = start_head(config, state)
         phases.end("start Ray")
-        key_files, probe_key = _api_key_files(config, state)
         if not key_files:
             warnings.append(
                 "No API keys configured: anyone who reaches port "
@@ -140,7 +149,7 @@ def up(config: Config, progress: Progress) -> UpResult:
         password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
         _start_services(config, state, log)
         phases.end("start nginx, Prometheus, Alertmanager")
-        _deploy(config, state, address, weights, key_files, log, progress)
+        _deploy(config, state, driver, log, progress)
         phases.end("deploy Serve app and load engines")
         _wait_until_answering(config, probe_key, log)
         phases.end("first token through nginx")
@@ -289,33 +298,47 @@ def _wait_until_answering(config: Config, api_key: str | None, log: logging.Logg
         log.info("Model loaded successfully (%s)", model.id)
 
 
-def _deploy(
+def _start_deploy_driver(
     config: Config,
     state: StateDir,
-    address: str,
     weights: dict[str, str],
     key_files: list[str],
     log: logging.Logger,
-    progress: Progress,
-) -> None:
+) -> subprocess.Popen:
+    """The deploy driver, started before Ray: it loads the application builder, then waits for
+    a line on its stdin (`_deploy` sends it once Ray is up) before connecting."""
     spec = serve_config(config, weights, key_files)
     state.serve_config_file.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     for model in config.models:
         log.info("Loading model %s...", model.id)
     with state.log("deploy").open("a", encoding="utf-8") as deploy_log:
-        driver = subprocess.Popen(
+        return subprocess.Popen(
             [
                 sys.executable, "-m", "gpucluster.serving.deploy", str(state.serve_config_file),
-                "--address", address,
+                "--address", ray_address(config), "--wait-for-go",
             ],
+            stdin=subprocess.PIPE,
             stdout=deploy_log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **ray_env(config, state)},
             start_new_session=True,
         )
+
+
+def _deploy(
+    config: Config,
+    state: StateDir,
+    driver: subprocess.Popen,
+    log: logging.Logger,
+    progress: Progress,
+) -> None:
+    """Let the driver deploy now that Ray is up; return once every application runs."""
     started = time.monotonic()
     deadline = started + config.platform.startup_timeout_s
     try:
+        with contextlib.suppress(BrokenPipeError):  # it failed already: its exit code says why
+            driver.stdin.write(b"go\n")
+            driver.stdin.close()
         while driver.poll() is None:
             if time.monotonic() > deadline:
                 log.error("ERROR: Model loading timeout")

@@ -68,7 +68,7 @@ async def engine_health(check: Callable[[], Awaitable[Any]]) -> str:
     """"ok", or why one model's engine health check failed."""
     try:
         await asyncio.wait_for(check(), HEALTH_CHECK_TIMEOUT_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return f"engine health check timed out after {HEALTH_CHECK_TIMEOUT_S:.0f} s"
     except Exception as exc:  # noqa: BLE001 - reported to the caller, not raised
         return f"engine health check failed ({type(exc).__name__})"

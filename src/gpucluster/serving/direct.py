@@ -11,6 +11,7 @@ count of requests whose client went away.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,14 +29,16 @@ from gpucluster.serving.api_app import (
     resolve_model,
 )
 from gpucluster.serving.api_keys import ApiKeys
+from gpucluster.serving.errors import engine_error_body, request_id_of
 
 
 class CheckedGeneration:
     """ASGI endpoint: checks a chat or completion request, then hands it to vLLM's app.
 
-    The body read for the checks is replayed to vLLM's app unchanged. A request that ends
-    before its answer was complete (client gone: Serve cancels it, or vLLM's stream stops on the
-    disconnect) calls `on_abort`.
+    The body read for the checks is replayed to vLLM's app unchanged; its errors reach the
+    client in the platform's shape (EngineAnswer). A request that ends before its answer was
+    complete (client gone: Serve cancels it, or vLLM's stream stops on the disconnect) calls
+    `on_abort`.
     """
 
     def __init__(
@@ -66,24 +69,64 @@ class CheckedGeneration:
             replayed = True
             return {"type": "http.request", "body": raw, "more_body": False}
 
-        started = finished = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started, finished
-            if message["type"] == "http.response.start":
-                started = True
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                finished = True
-            await send(message)
-
+        answer = EngineAnswer(send, scope["path"], request_id_of(request))
         try:
-            await self.engine_app(scope, replay, tracking_send)
+            await self.engine_app(scope, replay, answer.send)
         except asyncio.CancelledError:
-            if not finished:
+            if not answer.finished:
                 self.on_abort()
             raise
-        if started and not finished:
+        if answer.started and not answer.finished:
             self.on_abort()
+
+
+class EngineAnswer:
+    """Passes vLLM's answer on, in the platform's error shape where vLLM's own differs: an
+    error response (buffered, it is small) or an SSE error event. Notes whether the answer
+    started and finished."""
+
+    def __init__(self, send: Send, path: str, request_id: str) -> None:
+        self._send = send
+        self._path = path
+        self._request_id = request_id
+        self._error_start: Message | None = None
+        self._error_body = b""
+        self.started = self.finished = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            if message["status"] >= 400:
+                self._error_start = message
+                return
+        elif message["type"] == "http.response.body":
+            more = message.get("more_body", False)
+            if self._error_start is not None:
+                self._error_body += message.get("body", b"")
+                if not more:
+                    await self._send_error()
+                return
+            chunk = message.get("body", b"")
+            if chunk.startswith(b'data: {"error"'):
+                message = {**message, "body": self._error_event(chunk)}
+            self.finished = not more
+        await self._send(message)
+
+    async def _send_error(self) -> None:
+        start = self._error_start
+        body = json.dumps(
+            engine_error_body(start["status"], self._error_body, self._path, self._request_id)
+        ).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self._send({**start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
+        self.finished = True
+
+    def _error_event(self, chunk: bytes) -> bytes:
+        event, separator, rest = chunk.partition(b"\n\n")
+        body = engine_error_body(500, event[len(b"data: "):], self._path, self._request_id)
+        return b"data: " + json.dumps(body).encode() + separator + rest
 
 
 def build_direct_app(

@@ -7,6 +7,7 @@ HTTP status. Server-side failures say what failed and carry the request id, neve
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -127,9 +128,8 @@ def _status_of(exc: Exception) -> int:
     return status if isinstance(status, int) and 400 <= status <= 599 else 500
 
 
-def client_error(status: int, text: str, path: str) -> ApiError:
+def client_error(status: int, text: str, path: str, param: str | None = None) -> ApiError:
     """A client error from the engine, its parameter named in `param` as OpenAI does."""
-    param = None
     match = _PARAM_SUFFIX.search(text)
     if match:
         param, text = match.group(1), text[: match.start()]
@@ -167,6 +167,28 @@ def unexpected_error(exc: Exception, request_id: str, path: str = "") -> ApiErro
         f"The server failed to process the request (request id {request_id}).",
         code="internal_error",
     )
+
+
+def engine_error_body(status: int, payload: bytes, path: str, request_id: str) -> dict[str, Any]:
+    """The platform's error object for an error vLLM's own app answered with (`payload`, its
+    `{"error": {...}}` JSON, as a response or an SSE event): vLLM's type names and numeric
+    codes become the OpenAI API's, a server failure says only what failed."""
+    try:
+        raw = json.loads(payload)["error"]
+        text, param = str(raw["message"]), raw.get("param")
+        status = int(raw.get("code") or status)
+    except (ValueError, KeyError, TypeError):
+        text, param = payload.decode("utf-8", "replace")[:500], None
+    if status < 500:
+        error = client_error(status, text, path, param if isinstance(param, str) else None)
+    else:
+        logger.error("request %s failed in the engine: %s", request_id, text[:500])
+        error = ApiError(
+            status,
+            f"The server failed to process the request (request id {request_id}).",
+            code="internal_error",
+        )
+    return error_body(error.message, error.error_type, error.param, error.code)
 
 
 def install_error_handlers(app: FastAPI) -> None:

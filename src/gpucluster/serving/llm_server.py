@@ -21,8 +21,8 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
 from ray import serve
+from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
 from ray.serve.llm import LLMServer
 from ray.util import metrics
 

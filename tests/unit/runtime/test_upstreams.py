@@ -52,8 +52,8 @@ def test_the_file_is_rewritten_only_when_it_changes(tmp_path):
 def test_a_change_reloads_the_nginx_the_pid_file_names(tmp_path):
     waiter = subprocess.Popen(
         [sys.executable, "-c",
-         "import signal, sys; signal.signal(signal.SIGHUP, lambda *_: sys.exit(7)); "
-         "print(flush=True); signal.pause()"],
+         ("import signal, sys; signal.signal(signal.SIGHUP, lambda *_: sys.exit(7)); "
+          "print(flush=True); signal.pause()")],
         stdout=subprocess.PIPE,
     )
     waiter.stdout.readline()  # its handler is installed

@@ -115,3 +115,41 @@ def test_a_request_cancelled_mid_answer_counts_one_abort():
 
     asyncio.run(go())
     assert aborts == [1]
+
+
+class FailingEngineApp:
+    """vLLM's app answering with its own error shape: a 400 response, or an SSE error event."""
+
+    def __init__(self, in_stream: bool) -> None:
+        self.in_stream = in_stream
+
+    async def __call__(self, scope, receive, send) -> None:
+        await receive()
+        vllm_error = {"error": {"message": "This model's maximum context length is 64 tokens.",
+                                "type": "BadRequestError", "param": "input_tokens", "code": 400}}
+        if self.in_stream:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            event = f"data: {json.dumps(vllm_error)}\n\ndata: [DONE]\n\n".encode()
+            await send({"type": "http.response.body", "body": event})
+            return
+        body = json.dumps(vllm_error).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_the_engines_own_errors_reach_the_client_in_the_platform_shape():
+    async def go(in_stream: bool) -> httpx.Response:
+        async with client(FailingEngineApp(in_stream), []) as c:
+            return await c.post("/v1/chat/completions", json=CHAT)
+
+    refused = asyncio.run(go(False))
+    assert refused.status_code == 400
+    assert refused.json()["error"] == {
+        "message": "This model's maximum context length is 64 tokens.",
+        "type": "invalid_request_error", "param": "messages", "code": "invalid_parameter"}
+    streamed = asyncio.run(go(True))
+    event, done = [line for line in streamed.text.split("\n\n") if line]
+    assert json.loads(event.removeprefix("data: "))["error"]["type"] == "invalid_request_error"
+    assert done == "data: [DONE]"
