@@ -14,6 +14,11 @@ its process start to its first token, then `gpucluster up --json` from its deplo
 first token through nginx (the phases `up` reports), one after the other, never together.
 
     .venv/bin/python benchmarks/serving_path.py --cold-start --rounds 2
+
+Cross-check (`--cross-check`): `gpucluster bench` against vLLM's client on the same platform
+and workload, alternating, `--rounds` times; prints each figure of ours over vLLM's.
+
+    .venv/bin/python benchmarks/serving_path.py --cross-check --rounds 3
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import httpx
 from overhead import BARE_PORT, start_bare_vllm, wait_ready
-from vllm_client import Target, interleaved, report
+from vllm_client import FIGURES, Target, bench, interleaved, report
 
 from gpucluster.config import load_config
 from gpucluster.models import prepare_model
@@ -96,6 +101,37 @@ def cold_start(model: str, rounds: int, out: Path) -> None:
           f"(+{platform - bare:.1f} s); runs: {out}")
 
 
+def gpucluster_bench(target: Target, concurrency: int, input_tokens: int,
+                     output_tokens: int) -> dict:
+    """One `gpucluster bench --json` run with vLLM's client's workload; the figures it shares."""
+    argv = [*GPUCLUSTER, "bench", "--url", f"{target.url}/v1", "--api-key", target.key,
+            "--concurrency", str(concurrency), "-n", str(4 * concurrency),
+            "--input-tokens", str(input_tokens), "--output-tokens", str(output_tokens),
+            "--ignore-eos", "--seed", str(concurrency), "--json"]
+    run = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    (result,) = run["runs"]
+    return {"completed": result["ok"], "failed": result["failed"],
+            "output_throughput": result["output_throughput"],
+            "median_ttft_ms": result["ttft_ms"]["p50"], "median_itl_ms": result["itl_ms"]["p50"]}
+
+
+def cross_check(model: str, tokenizer: str, concurrencies: list[int], args) -> None:
+    target = platform_target()
+    tokens = (args.input_tokens, args.output_tokens)
+    bench(target, model, tokenizer, 1, *tokens)  # warm-up
+    runs = []
+    for round_no in range(args.rounds):
+        for c in concurrencies:
+            for name in ("vllm-bench", "gpucluster-bench"):
+                if name == "vllm-bench":
+                    result = bench(target, model, tokenizer, c, *tokens)
+                else:
+                    result = gpucluster_bench(target, c, *tokens)
+                runs.append({"target": name, "concurrency": c, "round": round_no,
+                             **{k: result[k] for k in ("completed", "failed", *FIGURES)}})
+    report(runs, "vllm-bench", "gpucluster-bench", args.out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", default="1,8,32")
@@ -103,6 +139,7 @@ def main() -> None:
     parser.add_argument("--input-tokens", type=int, default=128)
     parser.add_argument("--output-tokens", type=int, default=64)
     parser.add_argument("--cold-start", action="store_true")
+    parser.add_argument("--cross-check", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("serving-path.json"))
     args = parser.parse_args()
     config = load_config()
@@ -111,11 +148,14 @@ def main() -> None:
         cold_start(model.id, args.rounds, args.out)
         return
     tokenizer = prepare_model(model.source, config.platform.model_cache_dir)
+    concurrencies = [int(x) for x in args.concurrency.split(",")]
+    if args.cross_check:
+        cross_check(model.id, tokenizer, concurrencies, args)
+        return
     bare_url = f"http://127.0.0.1:{BARE_PORT}"
     bare = start_bare_vllm(Path("serving-path-bare-vllm.log"))
     try:
         wait_ready(f"{bare_url}/v1")
-        concurrencies = [int(x) for x in args.concurrency.split(",")]
         runs = interleaved([Target("bare", bare_url), platform_target()], model.id, tokenizer,
                            concurrencies, args.rounds, args.input_tokens, args.output_tokens)
     finally:

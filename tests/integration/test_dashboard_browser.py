@@ -47,7 +47,6 @@ def test_serve_view_lists_the_deployments_through_the_prefix(live, browser, arti
     page = context.new_page()
     page.goto(f"{live.base}/dashboard/#/serve", wait_until="networkidle")
     page.get_by_text(llm_deployment_name(live.model)).first.wait_for(timeout=30_000)
-    page.get_by_text("OpenAiIngress").first.wait_for(timeout=30_000)
     page.screenshot(path=str(artifacts / "dashboard-serve.png"), full_page=True)
     body = page.inner_text("body")
     assert "RUNNING" in body and "HEALTHY" in body

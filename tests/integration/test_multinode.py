@@ -45,8 +45,11 @@ def test_a_joined_worker_node_runs_the_replica_and_reports_its_metrics(live, tmp
     ))
     up.start()
     try:
-        # The deploy driver starts once the head is up; the replica then waits for room.
-        assert eventually(lambda: (state / "logs" / "deploy.log").exists(), 180, 2)
+        # The head is up once `up` starts the services after it; the replica waits for room.
+        platform_log = state / "logs" / "platform.log"
+        assert eventually(
+            lambda: platform_log.exists() and "Starting nginx" in platform_log.read_text(), 180, 2
+        )
         joined = cli("join", head, "--num-cpus", "4", "--json", timeout=300)
         assert joined.returncode == 0, joined.stdout + joined.stderr
         worker = json.loads(joined.stdout)

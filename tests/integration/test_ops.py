@@ -48,7 +48,8 @@ def test_status_shows_nodes_deployments_and_the_model(live):
     deployments = {d["deployment"]: d for d in data["deployments"]}
     llm = deployments[llm_deployment_name(live.model)]
     assert llm["status"] == "HEALTHY" and llm["replicas"] == 1 and llm["target"] == 1
-    assert "OpenAiIngress" in deployments
+    # one model on one host: its replicas are the ingress (direct streaming), no other deployment
+    assert list(deployments) == [llm_deployment_name(live.model)]
     (model,) = data["models"]
     assert model["model"] == live.model
     assert model["kv_cache_percent"] is not None and model["waiting"] is not None

@@ -13,6 +13,7 @@ from ray.serve.llm import LLMConfig, build_llm_deployment
 from gpucluster.config import Config, ModelConfig
 from gpucluster.config.names import INGRESS_NAME, llm_deployment_name
 from gpucluster.serving.autoscaling import deployment_options
+from gpucluster.serving.direct import AdmissionLimits
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
 from gpucluster.serving.llm_server import PlatformLLMServer, direct_server
 
@@ -33,15 +34,30 @@ def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
     return {**kwargs, **model.engine_kwargs}
 
 
-def admission_options(model: ModelConfig) -> dict[str, Any]:
+def admission_limits(model: ModelConfig) -> AdmissionLimits:
     """Bounded in-flight and queued requests per replica; a full model answers 429 at once."""
     admission = model.admission
     queued = admission.max_queued_requests
+    return AdmissionLimits(
+        max_ongoing=admission.max_ongoing_requests or 2 * model.max_num_seqs,
+        max_queued=4 * model.max_num_seqs if queued is None else queued,
+        retry_after_s=admission.retry_after_s,
+    )
+
+
+def admission_options(model: ModelConfig) -> dict[str, Any]:
+    """`admission_limits` as Serve's deployment options (the ingress path's routers keep them)."""
+    limits = admission_limits(model)
     return {
-        "max_ongoing_requests": admission.max_ongoing_requests or 2 * model.max_num_seqs,
-        "max_queued_requests": 4 * model.max_num_seqs if queued is None else queued,
-        "backpressure_config": {"status_code": 429, "retry_after_s": admission.retry_after_s},
+        "max_ongoing_requests": limits.max_ongoing,
+        "max_queued_requests": limits.max_queued,
+        "backpressure_config": {"status_code": 429, "retry_after_s": limits.retry_after_s},
     }
+
+
+# Direct path: Serve's own admission counts every HTTP request a replica serves, /health and
+# /v1/models too; the replica's front bounds generations instead (serving.direct.Admission).
+DIRECT_SERVE_ADMISSION = {"max_ongoing_requests": 10_000, "max_queued_requests": -1}
 
 
 def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
@@ -77,11 +93,14 @@ def build_app(
     """
     configs = [llm_config(model, weights[model.id]) for model in config.models]
     if direct:
+        (model,) = config.models
         (only,) = configs
         return build_llm_deployment(
             only,
-            deployment_cls=direct_server(api_key_files),
-            override_serve_options={"name": llm_deployment_name(only.model_id)},
+            deployment_cls=direct_server(api_key_files, admission_limits(model)),
+            override_serve_options={
+                "name": llm_deployment_name(only.model_id), **DIRECT_SERVE_ADMISSION
+            },
         )
     deployments = {
         c.model_id: build_llm_deployment(

@@ -4,15 +4,17 @@ vLLM's own OpenAI app runs inside the replica (Ray Serve LLM's `__serve_build_as
 hook) and Serve gives the replica its own loopback HTTP port (direct ingress), which nginx
 proxies to: a streamed token leaves the engine's process straight for nginx. In front of vLLM's
 app sits the platform's contract, the same one the ingress deployment keeps (serving.api_app):
-API keys, JSON gate, request checks with OpenAI-shaped errors, /health, /v1/models, and the
-count of requests whose client went away.
+API keys, JSON gate, request checks with OpenAI-shaped errors, admission (429 with
+Retry-After), /health, /v1/models, and the count of requests whose client went away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,7 +31,49 @@ from gpucluster.serving.api_app import (
     resolve_model,
 )
 from gpucluster.serving.api_keys import ApiKeys
-from gpucluster.serving.errors import engine_error_body, request_id_of
+from gpucluster.serving.errors import engine_error_body, overloaded, request_id_of
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    """A model replica's admission (config.AdmissionSettings, resolved): requests running at
+    once, requests waiting beyond them (-1: unbounded), and the Retry-After of a refusal."""
+
+    max_ongoing: int
+    max_queued: int
+    retry_after_s: int
+
+
+class Admission:
+    """Bounds the generation requests of one replica; a full replica answers 429 at once.
+
+    Done here rather than by Serve's replica admission, which counts every HTTP request: a
+    full model must still answer /health and /v1/models.
+    """
+
+    status_code = 429
+
+    def __init__(self, limits: AdmissionLimits) -> None:
+        self.limits = limits
+        self.retry_after_s = limits.retry_after_s
+        self._running = asyncio.Semaphore(limits.max_ongoing)
+        self._queued = 0
+
+    @asynccontextmanager
+    async def slot(self, model_id: str) -> AsyncIterator[None]:
+        """Hold one running place for the block; ApiError 429 when none is free or queued."""
+        queue = self.limits.max_queued
+        if self._running.locked() and queue != -1 and self._queued >= queue:
+            raise overloaded(model_id, self)
+        self._queued += 1
+        try:
+            await self._running.acquire()
+        finally:
+            self._queued -= 1
+        try:
+            yield
+        finally:
+            self._running.release()
 
 
 class CheckedGeneration:
@@ -48,12 +92,14 @@ class CheckedGeneration:
         chat: bool,
         model_id: str,
         context_len: int | None,
+        admission: Admission,
         on_abort: Callable[[], None],
     ) -> None:
         self.engine_app = engine_app
         self.chat = chat
         self.model_id = model_id
         self.context_len = context_len
+        self.admission = admission
         self.on_abort = on_abort
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,7 +117,8 @@ class CheckedGeneration:
 
         answer = EngineAnswer(send, scope["path"], request_id_of(request))
         try:
-            await self.engine_app(scope, replay, answer.send)
+            async with self.admission.slot(self.model_id):
+                await self.engine_app(scope, replay, answer.send)
         except asyncio.CancelledError:
             if not answer.finished:
                 self.on_abort()
@@ -134,11 +181,13 @@ def build_direct_app(
     *,
     api_keys: ApiKeys,
     card: ModelCard,
+    limits: AdmissionLimits,
     check_health: Callable[[], Awaitable[Any]],
     on_abort: Callable[[], None],
 ) -> FastAPI:
     """The replica's HTTP app: the platform's API in front of vLLM's `engine_app`."""
     app = build_fastapi_app(api_keys)
+    admission = Admission(limits)
     model_id = card.id
     context_len = card.metadata.get("max_request_context_length")
 
@@ -157,7 +206,8 @@ def build_direct_app(
 
     for path, chat in ((CHAT_PATH, True), (COMPLETIONS_PATH, False)):
         endpoint = CheckedGeneration(
-            engine_app, chat=chat, model_id=model_id, context_len=context_len, on_abort=on_abort
+            engine_app, chat=chat, model_id=model_id, context_len=context_len,
+            admission=admission, on_abort=on_abort,
         )
         app.router.add_route(path, endpoint, methods=["POST"])
     return app

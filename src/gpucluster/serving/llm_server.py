@@ -27,7 +27,7 @@ from ray.serve.llm import LLMServer
 from ray.util import metrics
 
 from gpucluster.serving.api_keys import ApiKeys
-from gpucluster.serving.direct import build_direct_app
+from gpucluster.serving.direct import AdmissionLimits, build_direct_app
 from gpucluster.serving.engine_load import EngineLoad, attach
 
 logger = logging.getLogger("ray.serve")
@@ -81,8 +81,10 @@ class PlatformLLMServer(LLMServer):
 
     _engine_load: EngineLoad | None = None
     _aborted: Any = None
-    # Files of the valid API keys, when this replica serves HTTP itself (see `direct_server`).
+    # When this replica serves HTTP itself (see `direct_server`): files of the valid API keys,
+    # and how many generation requests it admits.
     api_key_files: tuple[str, ...] = ()
+    admission_limits: AdmissionLimits | None = None
 
     async def start(self) -> None:
         model_id = self._llm_config.model_id
@@ -120,6 +122,7 @@ class PlatformLLMServer(LLMServer):
             engine_app,
             api_keys=ApiKeys(list(self.api_key_files)),
             card=to_model_metadata(model_id, self._llm_config),
+            limits=self.admission_limits,
             check_health=self.check_health,
             on_abort=self._count_abort,
         )
@@ -158,8 +161,8 @@ class PlatformLLMServer(LLMServer):
         return self._engine_load.figures() if self._engine_load is not None else {}
 
 
-def direct_server(api_key_files: list[str]) -> type:
-    """PlatformLLMServer as an ingress deployment class: it serves HTTP itself and requires
-    one of the keys in `api_key_files` on /v1 (none: authentication is off)."""
-    server = type("PlatformLLMServer", (PlatformLLMServer,), {"api_key_files": tuple(api_key_files)})
-    return serve.ingress()(server)
+def direct_server(api_key_files: list[str], limits: AdmissionLimits) -> type:
+    """PlatformLLMServer as an ingress deployment class: it serves HTTP itself, requires one
+    of the keys in `api_key_files` on /v1 (none: authentication is off) and admits `limits`."""
+    attributes = {"api_key_files": tuple(api_key_files), "admission_limits": limits}
+    return serve.ingress()(type("PlatformLLMServer", (PlatformLLMServer,), attributes))

@@ -9,7 +9,7 @@ import httpx
 from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
 
 from gpucluster.serving.api_keys import ApiKeys
-from gpucluster.serving.direct import build_direct_app
+from gpucluster.serving.direct import AdmissionLimits, build_direct_app
 
 CARD = ModelCard(id="m", object="model", owned_by="me", permission=[],
                  metadata={"max_request_context_length": 64})
@@ -34,11 +34,12 @@ class EngineApp:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
-def client(engine: EngineApp, aborts: list, keys: ApiKeys | None = None) -> httpx.AsyncClient:
+def client(engine: EngineApp, aborts: list, keys: ApiKeys | None = None,
+           limits: AdmissionLimits = AdmissionLimits(8, 8, 2)) -> httpx.AsyncClient:
     async def healthy() -> None:
         return None
 
-    app = build_direct_app(engine, api_keys=keys or ApiKeys([]), card=CARD,
+    app = build_direct_app(engine, api_keys=keys or ApiKeys([]), card=CARD, limits=limits,
                            check_health=healthy, on_abort=lambda: aborts.append(1))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replica")
 
@@ -153,3 +154,29 @@ def test_the_engines_own_errors_reach_the_client_in_the_platform_shape():
     event, done = [line for line in streamed.text.split("\n\n") if line]
     assert json.loads(event.removeprefix("data: "))["error"]["type"] == "invalid_request_error"
     assert done == "data: [DONE]"
+
+
+def test_a_full_replica_refuses_generations_at_once_but_still_answers_health():
+    engine = EngineApp(hang=True)
+
+    async def go() -> tuple[list[httpx.Response], httpx.Response, httpx.Response]:
+        async with client(engine, [], limits=AdmissionLimits(1, 1, 3)) as c:
+            held = [asyncio.create_task(c.post("/v1/chat/completions", json=CHAT))
+                    for _ in range(2)]  # one running, one queued
+            while not engine.bodies:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            refused = [await c.post("/v1/chat/completions", json=CHAT) for _ in range(2)]
+            health, models = await c.get("/health"), await c.get("/v1/models")
+            for task in held:
+                task.cancel()
+            await asyncio.gather(*held, return_exceptions=True)
+            return refused, health, models
+
+    refused, health, models = asyncio.run(go())
+    for reply in refused:
+        assert reply.status_code == 429
+        assert reply.headers["retry-after"] == "3"
+        assert reply.json()["error"]["code"] == "model_at_capacity"
+    assert health.status_code == 200 and models.status_code == 200
+    assert len(engine.bodies) == 1  # the queued one never reached the engine
