@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from overhead import BARE_PORT, start_bare_vllm, wait_ready
-from vllm_client import Target, interleaved, report
+from vllm_client import Target, report, versus_bare
 
 from gpucluster.config import load_config
 from gpucluster.models import prepare_model
@@ -45,17 +44,10 @@ def main() -> None:
     model = config.models[0]
     tokenizer = prepare_model(model.source, config.platform.model_cache_dir)
     compose_url, key = compose_settings()
-    bare_url = f"http://127.0.0.1:{BARE_PORT}"
-    bare = start_bare_vllm(Path("compose-overhead-bare-vllm.log"))
-    try:
-        wait_ready(f"{bare_url}/v1")
-        targets = [Target("bare", bare_url), Target("compose", compose_url, key)]
-        concurrencies = [int(x) for x in args.concurrency.split(",")]
-        runs = interleaved(targets, model.id, tokenizer, concurrencies, args.rounds,
-                           args.input_tokens, args.output_tokens)
-    finally:
-        bare.terminate()
-        bare.wait(timeout=60)
+    concurrencies = [int(x) for x in args.concurrency.split(",")]
+    runs = versus_bare(Target("compose", compose_url, key), model.id, tokenizer, concurrencies,
+                       args.rounds, args.input_tokens, args.output_tokens,
+                       Path("compose-overhead-bare-vllm.log"))
     report(runs, "bare", "compose", args.out)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 from overhead import BARE_PORT, start_bare_vllm, wait_ready
-from vllm_client import FIGURES, Target, bench, interleaved, report
+from vllm_client import FIGURES, Target, bench, report, versus_bare
 
 from gpucluster.config import load_config
 from gpucluster.models import prepare_model
@@ -152,15 +152,8 @@ def main() -> None:
     if args.cross_check:
         cross_check(model.id, tokenizer, concurrencies, args)
         return
-    bare_url = f"http://127.0.0.1:{BARE_PORT}"
-    bare = start_bare_vllm(Path("serving-path-bare-vllm.log"))
-    try:
-        wait_ready(f"{bare_url}/v1")
-        runs = interleaved([Target("bare", bare_url), platform_target()], model.id, tokenizer,
-                           concurrencies, args.rounds, args.input_tokens, args.output_tokens)
-    finally:
-        bare.terminate()
-        bare.wait(timeout=60)
+    runs = versus_bare(platform_target(), model.id, tokenizer, concurrencies, args.rounds,
+                       args.input_tokens, args.output_tokens, Path("serving-path-bare-vllm.log"))
     report(runs, "bare", "platform", args.out)
 
 

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from overhead import BARE_PORT, start_bare_vllm, wait_ready
 from vllm.benchmarks.serve import add_cli_args
 from vllm.benchmarks.serve import main as vllm_bench
 from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -65,6 +66,21 @@ def interleaved(targets: list[Target], model: str, tokenizer: str, concurrencies
                 runs.append({"target": target.name, "concurrency": c, "round": round_no,
                              **{k: result[k] for k in ("completed", "failed", *FIGURES)}})
     return runs
+
+
+def versus_bare(other: Target, model: str, tokenizer: str, concurrencies: list[int], rounds: int,
+                input_tokens: int, output_tokens: int, log: Path) -> list[dict]:
+    """`interleaved` runs of `other` and a bare vLLM server started for them (its output to
+    `log`) with the configured model's engine arguments (benchmarks/overhead.py)."""
+    bare_url = f"http://127.0.0.1:{BARE_PORT}"
+    bare = start_bare_vllm(log)
+    try:
+        wait_ready(f"{bare_url}/v1")
+        return interleaved([Target("bare", bare_url), other], model, tokenizer, concurrencies,
+                           rounds, input_tokens, output_tokens)
+    finally:
+        bare.terminate()
+        bare.wait(timeout=60)
 
 
 def report(runs: list[dict], base: str, other: str, out: Path) -> None:
