@@ -118,7 +118,11 @@ def gpucluster_bench(target: Target, concurrency: int, input_tokens: int,
 def cross_check(model: str, tokenizer: str, concurrencies: list[int], args) -> None:
     target = platform_target()
     tokens = (args.input_tokens, args.output_tokens)
-    bench(target, model, tokenizer, 1, *tokens)  # warm-up
+    # Warm-up, not measured: each client's prompts once at every concurrency (the engine's
+    # prefix cache then holds both clients' prompts alike).
+    for c in concurrencies:
+        bench(target, model, tokenizer, c, *tokens)
+        gpucluster_bench(target, c, *tokens)
     runs = []
     for round_no in range(args.rounds):
         for c in concurrencies:

@@ -339,7 +339,7 @@ def _deploy(
         with contextlib.suppress(BrokenPipeError):  # it failed already: its exit code says why
             driver.stdin.write(b"go\n")
             driver.stdin.close()
-        while driver.poll() is None:
+        while not _exited(driver, _POLL_S):
             if time.monotonic() > deadline:
                 log.error("ERROR: Model loading timeout")
                 raise UpError(
@@ -348,12 +348,20 @@ def _deploy(
                     "platform.startup_timeout_s"
                 )
             progress(f"loading models ({time.monotonic() - started:.0f} s)")
-            time.sleep(_POLL_S)
     finally:
         if driver.poll() is None:
             driver.kill()
     if driver.returncode != 0:
         raise UpError(_deploy_failure(state))
+
+
+def _exited(process: subprocess.Popen, within_s: float) -> bool:
+    """Whether `process` exits within `within_s` (returns as soon as it does)."""
+    try:
+        process.wait(timeout=within_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _deploy_failure(state: StateDir) -> str:
