@@ -10,8 +10,9 @@ each, for each concurrency c, 4*c prompts to each server, `--rounds` times.
     .venv/bin/python benchmarks/serving_path.py --concurrency 1,8,32 --rounds 3
 
 Cold start (`--cold-start`): stops the platform, then `--rounds` times: a bare vLLM server from
-its process start to its first token, then `gpucluster up --json` from its deploy phase to its
-first token through nginx (the phases `up` reports), one after the other, never together.
+its process start to its answer to the request `up` waits for, then `gpucluster up --json`
+from its deploy phase to that answer through nginx (the phases `up` reports), one after the
+other, never together.
 
     .venv/bin/python benchmarks/serving_path.py --cold-start --rounds 2
 
@@ -31,12 +32,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from overhead import BARE_PORT, start_bare_vllm, wait_ready
 from vllm_client import FIGURES, Target, bench, report, versus_bare
 
 from gpucluster.config import load_config
 from gpucluster.models import prepare_model
+from gpucluster.runtime.readiness import answers
 
 GPUCLUSTER = [sys.executable, "-m", "gpucluster"]
 
@@ -48,29 +49,18 @@ def platform_target() -> Target:
     return Target("platform", f"http://127.0.0.1:{config.platform.ports.nginx_http}", key)
 
 
-def first_token_s(url: str, model: str) -> float:
-    """Seconds until `url` streams the first token of a one-token chat completion."""
-    started = time.monotonic()
-    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
-            "stream": True}
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as reply:
-        reply.raise_for_status()
-        for line in reply.iter_lines():
-            if line.startswith("data: {"):
-                return time.monotonic() - started
-    raise RuntimeError("no token streamed")
-
-
 def bare_cold_start(model: str) -> dict:
     started = time.monotonic()
     bare = start_bare_vllm(Path("serving-path-bare-vllm.log"))
     try:
         wait_ready(f"http://127.0.0.1:{BARE_PORT}/v1", timeout_s=600)
         ready = time.monotonic() - started
-        first = first_token_s(f"http://127.0.0.1:{BARE_PORT}", model)
+        # the request `gpucluster up` waits for through nginx (its "first token" phase)
+        ok, detail = answers(f"http://127.0.0.1:{BARE_PORT}/v1", model, api_key=None, timeout_s=60)
+        if not ok:
+            raise RuntimeError(f"bare vLLM does not answer: {detail}")
         return {"target": "bare", "ready_s": round(ready, 1),
-                "to_first_token_s": round(time.monotonic() - started, 1),
-                "first_token_s": round(first, 2)}
+                "to_first_token_s": round(time.monotonic() - started, 1)}
     finally:
         bare.terminate()
         bare.wait(timeout=60)

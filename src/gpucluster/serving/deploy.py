@@ -13,14 +13,18 @@ import importlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import ray
 import yaml
 from ray import serve
+from ray.serve.schema import ApplicationStatus
 
 logger = logging.getLogger("gpucluster.deploy")
+
+POLL_S = 0.25
 
 
 def load_builder(import_path: str) -> Any:
@@ -46,8 +50,29 @@ def deploy(serve_config_path: Path, address: str, wait_for_go: bool = False) -> 
         for model in application["args"].get("models", []):
             logger.info("Loading model %s...", model["id"])
         app = builder(application["args"])
-        serve.run(app, name=application["name"], route_prefix=application["route_prefix"])
+        serve.run(
+            app, name=application["name"], route_prefix=application["route_prefix"],
+            _blocking=False,
+        )
+        wait_running(application["name"])
         logger.info("Application %r running", application["name"])
+
+
+def wait_running(name: str, poll_s: float = POLL_S) -> None:
+    """Return once application `name` runs; RuntimeError with Serve's reason if it failed.
+
+    What `serve.run` does when blocking, polling 4 times as often (it sleeps 1 s): the
+    platform's start waits on this.
+    """
+    while True:
+        app = serve.status().applications.get(name)
+        if app is None:
+            raise RuntimeError(f"Waiting for application {name} to be RUNNING, but it is gone.")
+        if app.status == ApplicationStatus.RUNNING:
+            return
+        if app.status == ApplicationStatus.DEPLOY_FAILED:
+            raise RuntimeError(f"Deploying application {name} failed: {app.message}")
+        time.sleep(poll_s)
 
 
 def main(argv: list[str]) -> int:

@@ -114,6 +114,13 @@ class PlatformLLMServer(LLMServer):
         )
         logger.info("Replica started successfully")
 
+    async def _start_engine(self) -> None:
+        # Ray Serve LLM's own also pushes a usage-telemetry report, even with usage stats off:
+        # it creates a detached actor on the head and waits for it, 3 s of every replica start.
+        if self.engine is None:
+            raise ValueError("Engine is not set")
+        await self.engine.start()
+
     async def __serve_build_asgi_app__(self) -> Any:
         """Serve's hook for an ingress replica: vLLM's app behind the platform's API contract."""
         engine_app = await super().__serve_build_asgi_app__()
