@@ -50,10 +50,8 @@ def deploy(serve_config_path: Path, address: str, wait_for_go: bool = False) -> 
         for model in application["args"].get("models", []):
             logger.info("Loading model %s...", model["id"])
         app = builder(application["args"])
-        serve.run(
-            app, name=application["name"], route_prefix=application["route_prefix"],
-            _blocking=False,
-        )
+        target = serve.RunTarget(app, application["name"], application["route_prefix"])
+        serve.run_many([target], wait_for_applications_running=False)
         wait_running(application["name"])
         logger.info("Application %r running", application["name"])
 
