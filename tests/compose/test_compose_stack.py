@@ -85,6 +85,26 @@ def test_the_openai_client_gets_an_answer_through_nginx(stack, openai_client):
     assert refused.status_code == 401 and "error" in refused.json()
 
 
+def test_nginx_proxies_straight_to_the_model_replica(stack, openai_client):
+    """The direct path: nginx's upstream is the replica's own port in ray-serve, which the
+    nginx container reloaded (docs/operator-guide.md, "Serving path")."""
+    from gpucluster.config.schema import DIRECT_INGRESS_PORTS
+
+    upstreams = stack.run(
+        "docker", "exec", "gpu-cluster-nginx-proxy", "cat", "/var/lib/gpucluster/nginx/upstreams.conf"
+    ).stdout.split()
+    ports = [int(word.rsplit(":", 1)[1].rstrip(";")) for word in upstreams if ":" in word]
+    low, high = DIRECT_INGRESS_PORTS
+    assert ports and all(low <= port <= high for port in ports), upstreams
+    logs = stack.run("docker", "compose", "logs", "ray-serve").stdout
+    assert f"nginx upstream: {ports[0]}" in logs
+    stream = openai_client.chat.completions.create(
+        model=stack.model, max_tokens=4, stream=True,
+        messages=[{"role": "user", "content": "Hi"}],
+    )
+    assert any(chunk.choices and chunk.choices[0].delta.content for chunk in stream)
+
+
 def test_docker_compose_ps_shows_the_guides_containers(stack):
     out = stack.run("docker", "compose", "ps").stdout
     for container in CONTAINERS.values():
