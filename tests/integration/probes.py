@@ -44,6 +44,17 @@ def llm_replicas(live) -> tuple[float, float]:
     return healthy, llm["target"]
 
 
+def clean_stream(text: str) -> bool:
+    """Whether an SSE body streamed events, none of them an error, and ended with [DONE].
+
+    The events are parsed: the generated text itself may contain the word "error".
+    """
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    return bool(events) and not any("error" in event for event in events) and (
+        text.rstrip().endswith("data: [DONE]")
+    )
+
+
 def wait_for_replicas(live, count: int, timeout_s: float) -> float | None:
     """Seconds until the LLM deployment runs `count` healthy replicas at that target, or None."""
     started = time.monotonic()

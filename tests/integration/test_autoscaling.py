@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from probes import eventually, query, wait_for_replicas
+from probes import clean_stream, eventually, query, wait_for_replicas
 
 from gpucluster.config.names import LLM_DEPLOYMENT_MATCHER
 
@@ -56,8 +56,8 @@ class Load:
             try:
                 if stream:
                     async with client.stream("POST", url, json=body) as response:
-                        text = "".join([line async for line in response.aiter_lines()])
-                    ok = response.status_code == 200 and "data: [DONE]" in text and '"error"' not in text
+                        text = "\n".join([line async for line in response.aiter_lines()])
+                    ok = response.status_code == 200 and clean_stream(text)
                     detail = f"{response.status_code} {text[-300:]}"
                 else:
                     response = await client.post(url, json=body)
