@@ -46,7 +46,7 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         # who cannot read the private state dir)
         "NGINX_USER_LINE": f"user {getpass.getuser()};",
         "NGINX_LISTEN": f"{edge.listen_host}:{platform.ports.nginx_http}",
-        "NGINX_PID_FILE": str(state.nginx_dir / "nginx.pid"),
+        "NGINX_PID_FILE": str(nginx_pid_file(state)),
         "NGINX_ERROR_LOG": str(state.log("nginx-error")),
         "NGINX_ACCESS_LOG": str(state.log("nginx-access")),
         "NGINX_TEMP_DIR": str(state.nginx_dir / "tmp"),
@@ -65,6 +65,11 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
 def render_nginx_conf(values: dict[str, str]) -> str:
     """deploy/nginx/nginx.conf.template with `values`."""
     return render(NGINX_TEMPLATE.read_text(encoding="utf-8"), values)
+
+
+def nginx_pid_file(state: StateDir) -> Path:
+    """Where local mode's nginx writes its master's pid (the upstream watcher signals it)."""
+    return state.nginx_dir / "nginx.pid"
 
 
 def upstreams_file(state: StateDir) -> Path:
@@ -96,7 +101,7 @@ def upstreams_service(config: Config, state: StateDir) -> ServiceSpec:
         sys.executable, "-m", "gpucluster.runtime.upstreams", str(upstreams_file(state)),
         "--scan-host", host, "--upstream-host", host,
         "--serve-port", str(config.platform.ports.serve_http),
-        "--nginx-pid", str(state.nginx_dir / "nginx.pid"),
+        "--nginx-pid", str(nginx_pid_file(state)),
     ]
     return ServiceSpec(name="upstreams", argv=argv)
 

@@ -55,9 +55,13 @@ class Admission:
 
     def __init__(self, limits: AdmissionLimits) -> None:
         self.limits = limits
-        self.retry_after_s = limits.retry_after_s
         self._running = asyncio.Semaphore(limits.max_ongoing)
         self._queued = 0
+
+    @property
+    def retry_after_s(self) -> int:
+        """What errors.overloaded reads for the refusal's Retry-After."""
+        return self.limits.retry_after_s
 
     @asynccontextmanager
     async def slot(self, model_id: str) -> AsyncIterator[None]:

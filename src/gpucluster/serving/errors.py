@@ -161,7 +161,13 @@ def unexpected_error(exc: Exception, request_id: str, path: str = "") -> ApiErro
         if error.param is None and isinstance(parameter, str):
             error.param, error.code = parameter, "invalid_parameter"
         return error
-    logger.error("request %s failed: %s: %s", request_id, type(exc).__name__, exc)
+    return server_failure(status, request_id, f"{type(exc).__name__}: {exc}")
+
+
+def server_failure(status: int, request_id: str, cause: str) -> ApiError:
+    """A 5xx for the client that says what failed and carries the request id; `cause`, which
+    may hold internals, goes to the log only."""
+    logger.error("request %s failed: %s", request_id, cause)
     return ApiError(
         status,
         f"The server failed to process the request (request id {request_id}).",
@@ -182,12 +188,7 @@ def engine_error_body(status: int, payload: bytes, path: str, request_id: str) -
     if status < 500:
         error = client_error(status, text, path, param if isinstance(param, str) else None)
     else:
-        logger.error("request %s failed in the engine: %s", request_id, text[:500])
-        error = ApiError(
-            status,
-            f"The server failed to process the request (request id {request_id}).",
-            code="internal_error",
-        )
+        error = server_failure(status, request_id, f"in the engine: {text[:500]}")
     return error_body(error.message, error.error_type, error.param, error.code)
 
 

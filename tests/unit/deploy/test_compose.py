@@ -262,7 +262,11 @@ def test_nginx_runs_the_config_ray_serve_renders_for_it(tmp_path):
     assert f"include {upstreams};" in conf
     assert upstreams.read_text() == f"server ray-serve:{ports.serve_http};\n"
     assert "cat $conf $ups | cksum" in nginx["command"][2]  # a new upstream set is picked up
-    assert '--upstream-host "$SERVICE_NAME"' in ENTRYPOINT.read_text(encoding="utf-8")
+    entrypoint = ENTRYPOINT.read_text(encoding="utf-8")
+    assert '--upstream-host "$SERVICE_NAME"' in entrypoint
+    # the watcher writes the file render nginx named and the nginx container watches
+    assert f'"$STATE_DIR/nginx/{upstreams.name}"' in entrypoint
+    assert f"ups={state.nginx_dir / upstreams.name};" in nginx["command"][2]
     assert f"server ray-serve:{ports.ray_dashboard};" in conf
     assert f"listen 0.0.0.0:{ports.nginx_http};" in conf
     token = (tmp_path / "ray-auth-token").read_text(encoding="utf-8").strip()
