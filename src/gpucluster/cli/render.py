@@ -73,7 +73,9 @@ def render_serve_config(
     settings = config_or_exit(config, as_json)
     cache = model_cache or settings.platform.model_cache_dir
     try:
-        weights = {m.id: weights_location(m.source, cache) for m in settings.models}
+        weights = {
+            m.id: weights_location(m.source, cache, revision=m.revision) for m in settings.models
+        }
     except ModelSourceError as exc:
         fail(str(exc), 2, as_json)
     key_files = list(api_keys_file or [])

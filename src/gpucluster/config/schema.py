@@ -120,7 +120,14 @@ class ModelConfig(_Strict):
         BUILTIN_SOURCE,
         description=(
             "Where the weights come from: `builtin:smollm2-135m-instruct`, a Hugging Face id "
-            "(`org/name`, downloaded by the hub client), or a local directory path."
+            "(`org/name`, pulled into the model cache before serving), or a local directory path."
+        ),
+    )
+    revision: str | None = Field(
+        None,
+        description=(
+            "Hugging Face branch, tag or commit pulled; default main. Pin a commit for "
+            "reproducible deploys. Only for Hugging Face sources."
         ),
     )
     accelerator: Literal["cpu", "gpu"] = Field(
@@ -179,6 +186,13 @@ class ModelConfig(_Strict):
     def _non_empty(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be empty")
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _one_word(cls, value: str | None) -> str | None:
+        if value is not None and (not value or value != value.strip() or " " in value):
+            raise ValueError("must be a branch, tag or commit name, without spaces")
         return value
 
     @model_validator(mode="after")

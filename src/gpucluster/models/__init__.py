@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpucluster.models import builtin
-from gpucluster.models.cache import MARKER, ensure_prepared
+from gpucluster.models.cache import MARKER, ensure_prepared, hub_entry_dir, touch_last_used
+from gpucluster.models.hub import HubClient
 from gpucluster.models.sources import (
     ACCEPTED_FORMS,
     ModelError,
@@ -22,6 +23,7 @@ from gpucluster.models.sources import (
 __all__ = [
     "ACCEPTED_FORMS",
     "MARKER",
+    "HubClient",
     "ModelError",
     "ModelPrepareError",
     "ModelSource",
@@ -34,15 +36,18 @@ __all__ = [
 ]
 
 
-def weights_location(source: str, cache_dir: Path) -> str:
+def weights_location(source: str, cache_dir: Path, *, revision: str | None = None) -> str:
     """What vLLM gets as `model` for `source` once prepared, computed without preparing it.
 
     Used to render deployment files for another host (a container, a Kubernetes pod) whose
-    model cache is `cache_dir`; `prepare_model` returns the same value on that host.
+    model cache is `cache_dir`; `prepare_model` returns the same value on that host. No network.
     """
-    resolved = resolve_source(source)
+    resolved = _resolve(source, revision)
+    cache = Path(cache_dir).expanduser().absolute()
     if resolved.kind == "builtin":
-        return str(Path(cache_dir).expanduser().absolute() / resolved.value)
+        return str(cache / resolved.value)
+    if resolved.kind == "hf":
+        return str(hub_entry_dir(cache, resolved.value, revision))
     return resolved.value
 
 
@@ -51,26 +56,43 @@ def prepare_model(
     cache_dir: Path,
     progress: Callable[[str], None] | None = None,
     *,
+    revision: str | None = None,
     converter: builtin.Converter | None = None,
+    hub: HubClient | None = None,
 ) -> str:
-    """Make `source` servable and return what vLLM should get as `model`.
+    """Make `source` servable and return what vLLM should get as `model`: a local directory.
 
-    builtin: its GGUF converted once into `cache_dir/<name>` (reused when complete); local: the
-    checked directory; Hugging Face id: the id itself, downloaded by the serving host's hub
-    client (nothing is downloaded here). `converter(gguf, out_dir, progress)` replaces the real
-    GGUF conversion (tests). Raises ModelSourceError for an unusable source and
-    ModelPrepareError when preparing fails.
+    builtin: its GGUF converted once into `cache_dir/<name>` (reused when complete); Hugging
+    Face id: pulled at `revision` (default main) into `cache_dir/hf/<org>--<name>/<revision>` by
+    `hub` (models.hub; reused when complete), so the replica never downloads; local: the checked
+    directory. `converter(gguf, out_dir, progress)` replaces the real GGUF conversion (tests).
+    Raises ModelSourceError for an unusable source and ModelPrepareError when preparing fails.
     """
     say = progress or (lambda _message: None)
-    resolved = resolve_source(source)
-    if resolved.kind == "hf":
-        say(f"{resolved.value}: Hugging Face model, fetched by the serving host's hub client")
-        return resolved.value
+    resolved = _resolve(source, revision)
     if resolved.kind == "local":
         directory = check_local_dir(resolved.value)
         say(f"{directory}: local model directory")
         return str(directory)
-    return _prepare_builtin(resolved.value, Path(cache_dir).expanduser().absolute(), say, converter)
+    cache = Path(cache_dir).expanduser().absolute()
+    if resolved.kind == "hf":
+        path = (hub or HubClient()).pull(resolved.value, revision, cache, say).path
+    else:
+        path = Path(_prepare_builtin(resolved.value, cache, say, converter))
+    touch_last_used(path)
+    return str(path)
+
+
+def _resolve(source: str, revision: str | None) -> ModelSource:
+    """`resolve_source`, refusing a `revision` for a source that has none (config/ cannot
+    check it: it does not know the source forms)."""
+    resolved = resolve_source(source)
+    if revision is not None and resolved.kind != "hf":
+        raise ModelSourceError(
+            f"`revision: {revision}` is set for model source {source!r}, which is not a Hugging "
+            "Face id: `revision` picks a hub branch, tag or commit; remove it from this model"
+        )
+    return resolved
 
 
 def _prepare_builtin(

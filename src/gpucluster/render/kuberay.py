@@ -14,7 +14,7 @@ import yaml
 
 from gpucluster import __version__
 from gpucluster.config import Config, ModelConfig, ray_node
-from gpucluster.models import weights_location
+from gpucluster.models import resolve_source, weights_location
 from gpucluster.serving.serve_config import serve_config
 
 NAME = "gpu-cluster"
@@ -193,8 +193,28 @@ def serve_config_v2(config: Config) -> dict[str, Any]:
     `platform.security.api_keys_file` names a file of the host that renders; on Kubernetes the
     keys come from the Secret API_KEYS_SECRET instead.
     """
-    weights = {m.id: weights_location(m.source, MODEL_CACHE) for m in config.models}
-    return serve_config(config, weights, [API_KEYS_FILE], http_host="0.0.0.0")
+    models = [_pinned(m) for m in config.models]
+    weights = {m.id: _pod_weights(m) for m in models}
+    pods = config.model_copy(update={"models": models})
+    return serve_config(pods, weights, [API_KEYS_FILE], http_host="0.0.0.0")
+
+
+def _pod_weights(model: ModelConfig) -> str:
+    """What a pod's vLLM loads. Pods have no pull step yet: a Hugging Face id goes to vLLM as
+    the id, downloaded by the replica into HF_HOME on the model cache volume."""
+    if resolve_source(model.source).kind == "hf":
+        return model.source
+    return weights_location(model.source, MODEL_CACHE, revision=model.revision)
+
+
+def _pinned(model: ModelConfig) -> ModelConfig:
+    """`model` with its `revision` given to vLLM (engine argument `revision`), which downloads
+    it on the pods; an explicit engine_kwargs revision wins, as every engine_kwargs entry does."""
+    if model.revision is None or resolve_source(model.source).kind != "hf":
+        return model
+    return model.model_copy(
+        update={"engine_kwargs": {"revision": model.revision, **model.engine_kwargs}}
+    )
 
 
 def rayservice(config: Config, *, image: str = IMAGE) -> dict[str, Any]:

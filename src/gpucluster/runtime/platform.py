@@ -231,7 +231,8 @@ def _prepare_models(config: Config, log: logging.Logger) -> dict[str, str]:
     for model in config.models:
         log.info("Preparing model %s from %s", model.id, model.source)
         weights[model.id] = prepare_model(
-            model.source, config.platform.model_cache_dir, progress=log.info
+            model.source, config.platform.model_cache_dir, progress=log.info,
+            revision=model.revision,
         )
     return weights
 
