@@ -85,6 +85,10 @@ KEY_ARGS=()
 if gpucluster render api-keys -o "$STATE_DIR/api-keys.env" > /dev/null; then
     KEY_ARGS=(--api-keys-file "$STATE_DIR/api-keys.env")
 fi
+# The weights, before the Serve config that points at them: a Hugging Face source is pulled
+# into the model-cache volume (resumed after a restart, checked against the hub's checksums),
+# so the replicas load a local directory and never download; a built-in model is converted.
+gpucluster prepare
 gpucluster render serve-config --http-host 0.0.0.0 --model-cache "$MODEL_CACHE" \
     "${KEY_ARGS[@]}" -o "$SERVE_CONFIG"
 # In the background so that `docker stop` is handled while the models load.

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # Suffixes the hub stores in LFS (its default .gitattributes), and any file of 10 MiB or more.
@@ -131,7 +132,7 @@ class FakeHub:
             server.shutdown()
             server.server_close()
 
-    def __enter__(self) -> FakeHub:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
@@ -154,7 +155,8 @@ def _serve(hub: FakeHub, role: str) -> ThreadingHTTPServer:
     handler = type(f"{role.title()}Handler", (_Handler,), {"hub": hub, "role": role})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll interval: stop() (server.shutdown) returns at once, tests stay fast.
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
 
 
@@ -166,10 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *_args: object) -> None:
         pass
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+    def do_HEAD(self) -> None:  # http.server's naming
         self._route(body=False)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._route(body=True)
 
     def _route(self, body: bool) -> None:
@@ -270,3 +272,33 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(_PIECE / self.hub.throttle_bps)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away (killed midway): fine
+
+
+def model_repo_files(shard_bytes: int = 256 * 1024, seed: int = 0) -> dict[str, bytes]:
+    """A repo as the hub holds a sharded model: what vLLM loads (config, tokenizer, two
+    safetensors shards and their index) beside what it does not (a duplicate consolidated
+    checkpoint the index does not name, .bin/GGUF/ONNX copies, original/, README)."""
+    def noise(tag: str, size: int) -> bytes:
+        block = hashlib.sha256(f"{seed}:{tag}".encode()).digest()
+        return (block * (size // len(block) + 1))[:size]
+
+    weight_map = {"a.weight": "model-00001-of-00002.safetensors",
+                  "b.weight": "model-00002-of-00002.safetensors"}
+    return {
+        "config.json": json.dumps({"architectures": ["LlamaForCausalLM"],
+                                   "model_type": "llama", "seed": seed}).encode(),
+        "generation_config.json": b'{"do_sample": false}',
+        "tokenizer.json": b'{"version": "1.0"}',
+        "tokenizer_config.json": b'{"model_max_length": 2048}',
+        "special_tokens_map.json": b"{}",
+        "chat_template.jinja": b"{{ messages }}",
+        "model-00001-of-00002.safetensors": noise("shard1", shard_bytes),
+        "model-00002-of-00002.safetensors": noise("shard2", shard_bytes),
+        "model.safetensors.index.json": json.dumps({"weight_map": weight_map}).encode(),
+        "consolidated.safetensors": noise("consolidated", shard_bytes),
+        "pytorch_model.bin": noise("bin", 1024),
+        "model.gguf": noise("gguf", 1024),
+        "onnx/model.onnx": noise("onnx", 1024),
+        "original/consolidated.pth": noise("pth", 1024),
+        "README.md": b"# a model\n",
+    }

@@ -18,6 +18,7 @@ import typer
 from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
+from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
 
 app = typer.Typer(
@@ -28,6 +29,8 @@ app = typer.Typer(
 app.command("capacity")(capacity)
 app.command("bench")(bench)
 app.add_typer(render_app, name="render")
+app.command("pull")(pull)
+app.add_typer(models_app, name="models")
 
 
 @app.command()
@@ -238,16 +241,19 @@ def dashboard_password(config: ConfigOption = None, as_json: JsonOption = False)
 @app.command()
 def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Prepare every configured model's weights in the model cache (done by `up` too)."""
-    from gpucluster.models import ModelError, prepare_model
+    from gpucluster.models import HubClient, ModelError, prepare_model
 
     cfg = config_or_exit(config, as_json)
     prepared = {}
+    hub = HubClient(bars=not as_json and sys.stderr.isatty())
     for model in cfg.models:
         try:
             prepared[model.id] = prepare_model(
                 model.source,
                 cfg.platform.model_cache_dir,
                 progress=lambda m: err.print(m, highlight=False),
+                revision=model.revision,
+                hub=hub,
             )
         except ModelError as exc:
             fail(str(exc), 1, as_json)

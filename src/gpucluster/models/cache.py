@@ -175,6 +175,17 @@ def install(staging: Path, final: Path, stamp: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_empty_dirs(directory: Path, root: Path) -> None:
+    """Remove `directory` and then its parents while they are empty, stopping below `root`."""
+    directory, root = Path(directory), Path(root)
+    while directory != root and root in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (or gone): what is above is not empty either
+            return
+        directory = directory.parent
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write `text` to `path` through a synced temporary file: readers see old or new, whole."""
     part = path.with_name(f"{path.name}.part")

@@ -36,6 +36,7 @@ from gpucluster.models.cache import (
     make_dirs,
     now_iso,
     read_stamp,
+    remove_empty_dirs,
     write_atomically,
 )
 from gpucluster.models.hub_errors import (
@@ -161,6 +162,7 @@ class HubClient:
                 (staging / own).unlink(missing_ok=True)
             shutil.rmtree(staging / INCOMPLETE, ignore_errors=True)
             install(staging, final, json.dumps(stamp, indent=1, sort_keys=True))
+            remove_empty_dirs(staging.parent, Path(cache_dir))
         return _result(final, stamp, "pulled", downloaded)
 
     def _model_info(self, repo_id: str, revision: str) -> Any:

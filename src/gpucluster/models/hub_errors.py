@@ -43,7 +43,12 @@ def translate(exc: BaseException, repo_id: str, revision: str, endpoint: str) ->
         f"{page}, then pull again (`gpucluster pull {repo_id}`)"
     )
     if isinstance(exc, GatedRepoError):
-        return HubAccessError(f"{repo_id} is a gated model and {endpoint} refused access: {token_hint}")
+        status = exc.response.status_code if exc.response is not None else None
+        why = {401: " (401: no token was sent)",
+               403: " (403: the token sent has no access to it)"}.get(status, "")
+        return HubAccessError(
+            f"{repo_id} is a gated model and {endpoint} refused access{why}: {token_hint}"
+        )
     if isinstance(exc, RevisionNotFoundError):
         return HubNotFoundError(
             f"{repo_id} has no revision {revision!r} on {endpoint}: set `revision` to a branch, "

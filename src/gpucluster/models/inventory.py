@@ -21,6 +21,7 @@ from gpucluster.models.cache import (
     last_used,
     locked,
     read_stamp,
+    remove_empty_dirs,
 )
 from gpucluster.models.hub import STATE as PULL_STATE
 
@@ -64,7 +65,7 @@ def disk_usage(path: Path) -> int:
 
 def entries(cache_dir: Path) -> list[CacheEntry]:
     """Every entry of `cache_dir`: complete ones first (by name), then interrupted ones."""
-    cache = Path(cache_dir).expanduser()
+    cache = Path(cache_dir).expanduser().absolute()  # as weights_location gives paths
     complete = sorted(_complete(cache), key=lambda e: e.name)
     partial = sorted(_partial(cache), key=lambda e: e.name)
     return [*complete, *partial]
@@ -86,8 +87,7 @@ def remove(entry: CacheEntry, progress: Callable[[str], None]) -> None:
     with locked(final, progress, wait=False):
         shutil.rmtree(entry.path, ignore_errors=True)
     if entry.kind == "hf":  # a repo directory with no revision left goes too
-        _prune_empty(final.parent)
-        _prune_empty(entry.path.parent)
+        remove_empty_dirs(entry.path.parent, _cache_root(entry))
 
 
 def _complete(cache: Path) -> Iterator[CacheEntry]:
@@ -142,16 +142,9 @@ def _final(entry: CacheEntry) -> Path:
     return entry.path.parent / entry.source.removeprefix("builtin:")
 
 
-def _prune_empty(directory: Path) -> None:
-    """Remove `directory` if only lock files are left in it (a repo with no revision left)."""
-    try:
-        leftovers = list(directory.iterdir())
-        if all(p.name.endswith(".lock") for p in leftovers):
-            for lock in leftovers:
-                lock.unlink(missing_ok=True)
-            directory.rmdir()
-    except OSError:
-        pass
+def _cache_root(entry: CacheEntry) -> Path:
+    # complete: <cache>/hf/<repo>/<rev>; interrupted: <cache>/.partial/hf/<repo>/<rev>
+    return entry.path.parents[2] if entry.complete else entry.path.parents[3]
 
 
 def _repo_id(directory_name: str) -> str:

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from gpucluster.cli.main import app
 from gpucluster.config import PortsConfig, load_config
 from gpucluster.config.interpolate import InterpolationError, interpolate
-from gpucluster.models import prepare_model
+from gpucluster.models import weights_location
 from gpucluster.render.container import ray_node_start
 from gpucluster.render.kuberay import IMAGE
 from gpucluster.runtime.monitoring import RETENTION, alertmanager_targets
@@ -217,6 +217,9 @@ def render(*args: str, env: dict[str, str]) -> str:
 def test_the_serve_config_the_container_renders_equals_what_local_mode_deploys():
     entrypoint = ENTRYPOINT.read_text(encoding="utf-8")
     assert "MODEL_CACHE=/models " in entrypoint
+    # the weights are pulled into the volume before the Serve config that points at them
+    assert 0 < entrypoint.index("\ngpucluster prepare\n") < entrypoint.index("render serve-config")
+    assert compose_config().platform.model_cache_dir == Path("/models")
     assert mounts(service("ray-serve"))["/models"] == "model-cache"
     line = re.search(r"gpucluster render serve-config (.+?) -o", entrypoint, re.DOTALL).group(1)
     state = StateDir(compose_config().platform.state_dir)
@@ -228,9 +231,13 @@ def test_the_serve_config_the_container_renders_equals_what_local_mode_deploys()
     env = {**container_env("ray-serve"), "GPUCLUSTER_CONFIG": str(PLATFORM_YAML)}
     rendered = json.loads(render("serve-config", *flags, "--json", env=env))
 
-    # local mode, same YAML: `up` prepares the weights and writes serve_config(...)
+    # local mode, same YAML: `up` prepares the weights (prepare_model returns weights_location,
+    # computed here without pulling) and writes serve_config(...)
     config = compose_config()
-    weights = {m.id: prepare_model(m.source, config.platform.model_cache_dir) for m in config.models}
+    weights = {
+        m.id: weights_location(m.source, config.platform.model_cache_dir, revision=m.revision)
+        for m in config.models
+    }
     local = serve_config(config, weights, [str(state.api_keys_file)])
     assert local["http_options"]["host"] == config.platform.bind_host
     # the one difference: the container's Serve listens on its network for nginx

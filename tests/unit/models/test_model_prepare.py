@@ -1,5 +1,7 @@
 """prepare_model: what each source kind gives vLLM, and the builtin cache's build semantics.
 
+Hugging Face sources (pulled into the cache) are covered in test_hub_pull.py.
+
 The GGUF conversion is replaced by fake converters that write files, so these run in
 milliseconds; the real conversion is covered in test_model_conversion.py.
 """
@@ -55,17 +57,6 @@ class FailingConverter:
 
 def _tmp_dirs(cache: Path) -> list[Path]:
     return sorted(cache.glob(".tmp-*"))
-
-
-def test_hf_id_is_returned_and_nothing_is_downloaded(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    messages: list[str] = []
-    cache = tmp_path / "cache"
-    assert prepare_model("Qwen/Qwen2.5-32B-Instruct", cache, messages.append) == (
-        "Qwen/Qwen2.5-32B-Instruct"
-    )
-    assert not cache.exists()
-    assert messages
 
 
 def test_local_dir_is_returned_as_absolute_path(tmp_path: Path, monkeypatch) -> None:
