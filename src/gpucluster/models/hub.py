@@ -44,6 +44,7 @@ from gpucluster.models.hub_errors import (
     DiskSpaceError,
     HubAccessError,
     HubUnreachableError,
+    http_client,
     translate,
 )
 from gpucluster.models.hub_files import (
@@ -354,11 +355,9 @@ def _result(final: Path, stamp: dict[str, Any], how: str, downloaded: int = 0) -
 
 def _failures() -> tuple[type[Exception], ...]:
     """What huggingface_hub raises when a call to the hub fails: its HTTP errors and
-    OfflineModeIsEnabled are OSErrors, httpx2's network errors HTTPErrors; ValueError for a
-    file it cannot download over HTTP."""
-    import httpx2
-
-    return (OSError, ValueError, httpx2.HTTPError)
+    OfflineModeIsEnabled are OSErrors, its HTTP library's network errors HTTPErrors; ValueError
+    for a file it cannot download over HTTP."""
+    return (OSError, ValueError, http_client().HTTPError)
 
 
 def _has_token() -> bool:

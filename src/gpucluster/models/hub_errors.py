@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from gpucluster.models.sources import ModelPrepareError, ModelSourceError
 
 
@@ -25,9 +27,20 @@ class ChecksumError(ModelPrepareError):
     """A downloaded file's bytes differ from the checksum the hub lists for it."""
 
 
+def http_client() -> ModuleType:
+    """The HTTP library huggingface_hub raises the errors of: httpx2 from 2.x, httpx before."""
+    try:
+        import httpx2
+    except ImportError:
+        import httpx
+
+        return httpx
+    return httpx2
+
+
 def translate(exc: BaseException, repo_id: str, revision: str, endpoint: str) -> Exception | None:
     """The ModelError for a huggingface_hub or network error `exc`, or None if it is neither."""
-    import httpx2
+    http = http_client()
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -74,7 +87,7 @@ def translate(exc: BaseException, repo_id: str, revision: str, endpoint: str) ->
         return HubUnreachableError(
             f"{endpoint} answered {status} for {repo_id}; try again later. {alternatives(endpoint)}"
         )
-    if isinstance(exc, (httpx2.TransportError, OfflineModeIsEnabled)):
+    if isinstance(exc, (http.TransportError, OfflineModeIsEnabled)):
         reason = str(exc) or type(exc).__name__
         return HubUnreachableError(
             f"cannot reach the Hugging Face hub at {endpoint} ({reason}) and {repo_id} "

@@ -314,7 +314,7 @@ def test_dockerfile_base_image_and_versions_agree_with_the_package_pins():
     base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], args["BASE_IMAGE"])
     repo, tag = base.split(":")
     assert repo == "rayproject/ray-llm"
-    version, python, cuda = _tag_parts(tag)
+    version, python, _cuda = _tag_parts(tag)
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     lock = dict(

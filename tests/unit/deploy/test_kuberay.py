@@ -235,6 +235,22 @@ def test_serve_config_v2_is_the_rendered_serve_config_for_the_pods():
     assert rendered == serve_config(config, weights, key_files, http_host="0.0.0.0")
 
 
+def test_pods_download_a_hub_model_at_its_configured_revision():
+    # No pull step on Kubernetes yet: the pinned revision goes to vLLM, which downloads it.
+    from gpucluster.render.kuberay import serve_config_v2 as render
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    config = Config(models=[
+        {"id": "q", "source": "Qwen/Qwen2.5-7B-Instruct", "accelerator": "gpu", "revision": commit},
+        {"id": "s", "source": "org/s", "accelerator": "gpu",
+         "revision": "v1", "engine_kwargs": {"revision": "v2"}},
+    ])
+    args = render(config)["applications"][0]["args"]
+    assert args["weights"] == {"q": "Qwen/Qwen2.5-7B-Instruct", "s": "org/s"}
+    engine = {m["id"]: m["engine_kwargs"] for m in args["models"]}
+    assert engine == {"q": {"revision": commit}, "s": {"revision": "v2"}}  # engine_kwargs win
+
+
 def test_serve_config_v2_is_a_valid_ray_serve_config():
     config = platform_config()
     schema = ServeDeploySchema.model_validate(serve_config_v2())

@@ -20,7 +20,9 @@ CONFIG = Config(
         {"id": "b", "source": "Qwen/Qwen2.5-0.5B-Instruct", "accelerator": "gpu"},
     ]
 )
-WEIGHTS = {"a": "/models/smollm2-135m-instruct", "b": "Qwen/Qwen2.5-0.5B-Instruct"}
+# What `gpucluster prepare` leaves in a model cache at /models: the built-in conversion, and the
+# Hugging Face model pulled at its default revision.
+WEIGHTS = {"a": "/models/smollm2-135m-instruct", "b": "/models/hf/Qwen--Qwen2.5-0.5B-Instruct/main"}
 
 
 def test_rendered_config_is_a_valid_serve_deploy_config():
