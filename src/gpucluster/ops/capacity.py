@@ -26,6 +26,7 @@ from typing import Any
 
 from gpucluster.config import BUILTIN_MODEL_ID
 from gpucluster.models import ModelSourceError, read_model_info
+from gpucluster.models.cache import hub_entry_dir, read_stamp
 from gpucluster.ops.hardware import GiB, Gpu, ModelShape, find_table_model, model_names
 
 DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int4": 0.5}
@@ -284,11 +285,21 @@ def hf_cached_config(repo_id: str, hf_cache_dir: Path) -> Path | None:
     return snapshots[0] if snapshots else None
 
 
+def pulled_config(repo_id: str, model_cache_dir: Path) -> Path | None:
+    """config.json of `repo_id` pulled into the platform's model cache (`gpucluster pull`):
+    its main revision if complete, else the most recently pulled one."""
+    repo = hub_entry_dir(Path(model_cache_dir).expanduser(), repo_id, None).parent
+    complete = [d for d in repo.glob("*") if read_stamp(d) and (d / "config.json").is_file()]
+    complete.sort(key=lambda d: (d.name == "main", str(read_stamp(d).get("pulled_at"))))
+    return complete[-1] / "config.json" if complete else None
+
+
 def resolve_model(
     name: str, *, model_cache_dir: Path, hf_cache_dir: Path, params: int | None = None
 ) -> ModelShape:
     """The shape of `name`: a local dir or config.json, the built-in model, a Hugging Face id in
-    the local hub cache (never downloaded), or a model of the built-in table, in that order."""
+    the model cache or the local hub cache (never downloaded), or a model of the built-in
+    table, in that order."""
     text = name.strip()
     path = Path(text).expanduser()
     if path.exists():
@@ -301,15 +312,16 @@ def resolve_model(
         assert table is not None
         return _with_params(replace(table, name=BUILTIN_MODEL_ID), params)
     if text.count("/") == 1 and not text.startswith(("/", ".", "~")):
-        cached = hf_cached_config(text, hf_cache_dir)
+        cached = pulled_config(text, model_cache_dir) or hf_cached_config(text, hf_cache_dir)
         if cached is not None:
             return shape_from_config(cached, text, params)
     table = find_table_model(text)
     if table is not None:
         return _with_params(table, params)
     raise CapacityInputError(
-        f"unknown model {name!r}: not a local directory or config.json, not in the Hugging Face "
-        f"cache {hf_cache_dir}, not built in; known: {BUILTIN_MODEL_ID}, {', '.join(model_names())}"
+        f"unknown model {name!r}: not a local directory or config.json, not pulled into the "
+        f"model cache {model_cache_dir} (`gpucluster pull`), not in the Hugging Face cache "
+        f"{hf_cache_dir}, not built in; known: {BUILTIN_MODEL_ID}, {', '.join(model_names())}"
     )
 
 

@@ -302,6 +302,19 @@ def test_a_hugging_face_id_is_found_in_the_local_hub_cache(tmp_path):
     assert shape.name == "acme/tiny-llama" and "abc123" in shape.source
 
 
+def test_a_hugging_face_id_pulled_into_the_model_cache_is_found_there(tmp_path):
+    from gpucluster.models.cache import MARKER
+
+    pulled = tmp_path / "hf" / "acme--tiny-llama" / "main"
+    pulled.mkdir(parents=True)
+    (pulled / "config.json").write_text(json.dumps(LLAMA_CONFIG))
+    with pytest.raises(CapacityInputError, match="not pulled into the model cache"):
+        resolve_model("acme/tiny-llama", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
+    (pulled / MARKER).write_text(json.dumps({"kind": "hf", "pulled_at": "2026-01-01T00:00:00Z"}))
+    shape = resolve_model("acme/tiny-llama", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
+    assert shape.name == "acme/tiny-llama" and str(pulled) in shape.source
+
+
 def test_the_builtin_model_uses_its_prepared_dir_else_the_table(tmp_path):
     table = resolve_model("builtin:smollm2-135m-instruct", model_cache_dir=tmp_path,
                           hf_cache_dir=tmp_path)  # fmt: skip
