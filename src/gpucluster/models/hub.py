@@ -124,7 +124,7 @@ class HubClient:
             if cached is None:
                 raise
             progress(
-                f"{exc.args[0].split(' and ')[0]}: using the copy in the model cache {final} "
+                f"{exc.summary}: using the copy in the model cache {final} "
                 f"(commit {cached['commit'][:12]}, pulled {cached.get('pulled_at')}); "
                 "it may be older than the hub's"
             )

@@ -16,7 +16,14 @@ class HubNotFoundError(ModelSourceError):
 
 
 class HubUnreachableError(ModelPrepareError):
-    """The hub (or the mirror HF_ENDPOINT names) did not answer, and nothing usable is cached."""
+    """The hub (or the mirror HF_ENDPOINT names) did not answer, and nothing usable is cached.
+
+    `summary` says what failed alone, for when a cached copy is used instead.
+    """
+
+    def __init__(self, message: str, summary: str) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class DiskSpaceError(ModelPrepareError):
@@ -84,14 +91,15 @@ def translate(exc: BaseException, repo_id: str, revision: str, endpoint: str) ->
                 f"{endpoint} answered {status} for {repo_id}: HF_TOKEN is missing, wrong or "
                 f"lacks access; {token_hint}"
             )
+        summary = f"{endpoint} answered {status} for {repo_id}"
         return HubUnreachableError(
-            f"{endpoint} answered {status} for {repo_id}; try again later. {alternatives(endpoint)}"
+            f"{summary}; try again later. {alternatives(endpoint)}", summary
         )
     if isinstance(exc, (http.TransportError, OfflineModeIsEnabled)):
-        reason = str(exc) or type(exc).__name__
+        summary = f"cannot reach the Hugging Face hub at {endpoint} ({str(exc) or type(exc).__name__})"
         return HubUnreachableError(
-            f"cannot reach the Hugging Face hub at {endpoint} ({reason}) and {repo_id} "
-            f"(revision {revision}) is not in the model cache. {alternatives(endpoint)}"
+            f"{summary} and {repo_id} (revision {revision}) is not in the model cache. "
+            f"{alternatives(endpoint)}", summary
         )
     return None
 
