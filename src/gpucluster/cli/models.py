@@ -95,12 +95,8 @@ def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
     """Every cache entry: kind, revision, commit, size, last use, the models that use it."""
     from rich.table import Table
 
-    from gpucluster.models.inventory import entries
-
-    cfg = config_or_exit(config, as_json)
-    cache = Path(cfg.platform.model_cache_dir).expanduser()
+    cfg, cache, found = _cache(config, as_json)
     users = _users(cfg)
-    found = entries(cache)
     if as_json:
         emit({"ok": True, "cache_dir": str(cache), "entries": [
             {**e.as_dict(), "used_by": users.get(e.path, [])} for e in found
@@ -134,12 +130,10 @@ def models_rm(
 ) -> None:
     """Remove cache entries (and their interrupted pulls); refuses one in use unless --force."""
     from gpucluster.models import ModelError
-    from gpucluster.models.inventory import entries, matching, remove
+    from gpucluster.models.inventory import matching, remove
 
-    cfg = config_or_exit(config, as_json)
-    cache = Path(cfg.platform.model_cache_dir).expanduser()
+    cfg, cache, found = _cache(config, as_json)
     users = _users(cfg)
-    found = entries(cache)
     chosen = matching(found, name) or [e for e in found if name in users.get(e.path, [])]
     if not chosen:
         fail(f"nothing in the model cache {cache} matches {name!r}; `gpucluster models` lists "
@@ -170,11 +164,9 @@ def models_du(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     from rich.table import Table
 
     from gpucluster.models.hub import free_bytes
-    from gpucluster.models.inventory import disk_usage, entries
+    from gpucluster.models.inventory import disk_usage
 
-    cfg = config_or_exit(config, as_json)
-    cache = Path(cfg.platform.model_cache_dir).expanduser()
-    found = entries(cache)
+    _cfg, cache, found = _cache(config, as_json)
     total = disk_usage(cache)
     free = free_bytes(cache) if cache.exists() else None
     if as_json:
@@ -199,6 +191,15 @@ def human(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.2f} {unit}"
     return f"{size / 1024:.0f} KiB"
+
+
+def _cache(config: Path | None, as_json: bool) -> tuple[Config, Path, list[Any]]:
+    """The configuration, its model cache directory (absolute) and the cache's entries."""
+    from gpucluster.models.inventory import entries
+
+    cfg = config_or_exit(config, as_json)
+    cache = Path(cfg.platform.model_cache_dir).expanduser().absolute()
+    return cfg, cache, entries(cache)
 
 
 def _users(cfg: Config) -> dict[Path, list[str]]:
