@@ -150,20 +150,7 @@ class HubClient:
             staging = hub_partial_dir(cache_dir, repo_id, revision)
             pull = _Pull(self, repo_id, revision, commit, staging, progress)
             selection, downloaded = pull.run(selection, Path(cache_dir))
-            stamp = {
-                "kind": "hf",
-                "source": repo_id,
-                "revision": revision,
-                "commit": commit,
-                "endpoint": self.endpoint_url,
-                "files": {f.name: f.as_dict() for f in selection.files},
-                "pulled_at": now_iso(),
-            }
-            for own in (STATE, f"{STATE}.part"):
-                (staging / own).unlink(missing_ok=True)
-            shutil.rmtree(staging / INCOMPLETE, ignore_errors=True)
-            install(staging, final, json.dumps(stamp, indent=1, sort_keys=True))
-            remove_empty_dirs(staging.parent, Path(cache_dir))
+            stamp = pull.install(selection, final, Path(cache_dir))
         return _result(final, stamp, "pulled", downloaded)
 
     def _model_info(self, repo_id: str, revision: str) -> Any:
@@ -224,6 +211,24 @@ class _Pull:
             downloaded += self._ensure(remote, number, total)
         self.say(f"{self.repo_id}: {len(selection.files)} files verified against the hub's checksums")
         return selection, downloaded
+
+    def install(self, selection: Selection, final: Path, cache_dir: Path) -> dict[str, Any]:
+        """Make the verified staging directory the cache entry `final`; returns its stamp."""
+        stamp = {
+            "kind": "hf",
+            "source": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "endpoint": self.hub.endpoint_url,
+            "files": {f.name: f.as_dict() for f in selection.files},
+            "pulled_at": now_iso(),
+        }
+        for own in (STATE, f"{STATE}.part"):  # the pull's bookkeeping stays out of the entry
+            (self.staging / own).unlink(missing_ok=True)
+        shutil.rmtree(self.staging / INCOMPLETE, ignore_errors=True)
+        install(self.staging, final, json.dumps(stamp, indent=1, sort_keys=True))
+        remove_empty_dirs(self.staging.parent, cache_dir)
+        return stamp
 
     def _open_staging(self) -> None:
         self.staging.mkdir(parents=True, exist_ok=True)
