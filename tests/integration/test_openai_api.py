@@ -37,7 +37,7 @@ def readme_first_request() -> str:
     return command.strip()
 
 
-def test_the_readmes_first_request_answers_paris_in_seconds(live):
+def test_the_readmes_first_request_answers_paris(live):
     # Exactly the README's command, pointed at this platform, with the test platform's key:
     # no sampling parameters and no max_tokens, so the built-in model's own defaults answer.
     command = readme_first_request().replace("http://localhost:18080", live.base, 1)

@@ -11,7 +11,7 @@ import tarfile
 import time
 
 import pytest
-from probes import eventually, service_process
+from probes import eventually, query, service_process
 
 from gpucluster.config.names import llm_deployment_name
 from gpucluster.runtime.monitoring import PROMETHEUS_BINARY
@@ -57,7 +57,29 @@ def test_status_shows_nodes_deployments_and_the_model(live):
 
 def test_diagnose_finds_nothing_on_a_healthy_platform(live):
     code, data = run_json(live, "diagnose")
-    assert (code, data["findings"]) == (0, [])
+    assert code == 0 and data["ok"], data
+    assert [f for f in data["findings"] if f["severity"] != "info"] == []
+
+
+def test_diagnose_does_not_call_long_generations_high_latency(live, openai_client):
+    # Two long answers (about 10 s each here): the guide's p95 request latency goes over 5 s.
+    for _ in range(2):
+        openai_client.completions.create(
+            model=live.model, prompt="Once upon a time", max_tokens=300, temperature=0,
+            extra_body={"ignore_eos": True},
+        )
+    guide_rule = "max(histogram_quantile(0.95, serve_deployment_processing_latency_ms))"
+    seen = eventually(
+        lambda: [r for r in query(live, guide_rule) if float(r["value"][1]) > 5000],
+        timeout_s=90,
+    )
+    assert seen, f"{guide_rule} never went over 5000 ms after two 300-token answers"
+
+    code, data = run_json(live, "diagnose")
+    assert code == 0 and data["ok"], data
+    assert [f for f in data["findings"] if f["severity"] != "info"] == []
+    (info,) = [f for f in data["findings"] if f["title"] == "Long generations, not slow ones"]
+    assert "vllm:time_to_first_token_seconds" in info["evidence"]
 
 
 def test_diagnose_reports_prometheus_down(live):

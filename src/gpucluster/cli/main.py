@@ -352,17 +352,19 @@ def status(
 
 @app.command()
 def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Run the guide's troubleshooting checks; findings most severe first; exit 1 if any."""
+    """Run the guide's troubleshooting checks; findings most severe first; exit 1 on any warning
+    or critical finding (info findings explain what looks odd but needs nothing)."""
     from rich.table import Table
 
-    from gpucluster.ops.diagnose import as_dicts, gather
+    from gpucluster.ops.diagnose import as_dicts, gather, needs_action
     from gpucluster.ops.diagnose import diagnose as run_rules
     from gpucluster.ops.target import load_target
 
     cfg = config_or_exit(config, as_json)
     findings = run_rules(gather(load_target(cfg)))
+    failed = needs_action(findings)
     if as_json:
-        emit({"ok": not findings, "findings": as_dicts(findings)})
+        emit({"ok": not failed, "findings": as_dicts(findings)})
     elif not findings:
         out.print("[green]No findings[/]: the platform answers, metrics flow, nothing is saturated.")
     else:
@@ -370,10 +372,10 @@ def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         for column in ("severity", "finding", "evidence", "what to do"):
             table.add_column(column, overflow="fold")
         for f in findings:
-            style = "red" if f.severity == "critical" else "yellow"
+            style = {"critical": "red", "warning": "yellow"}.get(f.severity, "cyan")
             table.add_row(f"[{style}]{f.severity}[/]", f.title, f.evidence, f.step)
         out.print(table)
-    if findings:
+    if failed:
         raise typer.Exit(1)
 
 
