@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,10 @@ from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
 from gpucluster.cli.render import render_app
+
+if TYPE_CHECKING:
+    from gpucluster.config import Config
+    from gpucluster.ops.fit import Fit
 
 app = typer.Typer(
     help="gpu-cluster: serve LLMs with vLLM on Ray Serve. Start with `gpucluster up`.",
@@ -45,6 +49,13 @@ def up(
         str | None,
         typer.Option(help="With --head: the address workers reach (default: this host's)."),
     ] = None,
+    fit_check: Annotated[
+        bool,
+        typer.Option(
+            "--fit-check/--no-fit-check",
+            help="Refuse models that cannot fit this host's devices before starting anything.",
+        ),
+    ] = True,
 ) -> None:
     """Start the platform (Ray head, Serve app, models); returns once every model answers."""
     from gpucluster.runtime.platform import UpError
@@ -52,6 +63,10 @@ def up(
     from gpucluster.runtime.worker_node import host_address
 
     cfg = config_or_exit(config, as_json)
+    if fit_check:
+        for unchecked in (f for f in _refuse_unfit(cfg, None, as_json) if f.fits is None):
+            err.print(f"[yellow]fit not checked[/] for {unchecked.model}: {unchecked.detail}",
+                      highlight=False)
     if head:
         host = head_host or cfg.platform.cluster_host or host_address()
         platform = cfg.platform.model_copy(update={"cluster_host": host})
@@ -404,13 +419,49 @@ app.add_typer(config_app, name="config")
 
 
 @config_app.command("check")
-def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Validate a config file (and the environment overrides); exit 2 naming each bad key."""
+def config_check(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu", help="Check GPU models against this GPU type (`gpucluster capacity "
+            "--help` lists them) instead of the GPUs this host has.",
+        ),
+    ] = None,
+) -> None:
+    """Validate a config file (and the environment overrides), and check that every model fits
+    its devices; exit 2 naming each bad key or each model that cannot fit, and the fix."""
+    from gpucluster.ops.fit import as_dicts
+
     cfg = config_or_exit(config, as_json)
+    fits = _refuse_unfit(cfg, gpu, as_json)
     if as_json:
-        emit({"ok": True, "models": [m.id for m in cfg.models]})
-    else:
-        out.print(f"[green]valid[/]: {len(cfg.models)} model(s): {', '.join(m.id for m in cfg.models)}")
+        emit({"ok": True, "models": [m.id for m in cfg.models], "fit": as_dicts(fits)})
+        return
+    out.print(f"[green]valid[/]: {len(cfg.models)} model(s): {', '.join(m.id for m in cfg.models)}")
+    for fit in fits:
+        verdict = "[green]fits[/]" if fit.fits else "[yellow]not checked[/]"
+        out.print(f"{verdict} {fit.model}: {fit.detail}", highlight=False)
+
+
+def _refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:
+    """The fit checks of `cfg` (ops.fit); exit 2 with the numbers and the fix when one fails."""
+    from gpucluster.ops.fit import as_dicts, check_fit, problems
+    from gpucluster.ops.hardware import UnknownNameError, find_gpu
+
+    try:
+        fits = check_fit(cfg, find_gpu(gpu) if gpu else None)
+    except UnknownNameError as exc:
+        fail(str(exc), 2, as_json)
+    bad = problems(fits)
+    if bad:
+        message = "; ".join(f"{f.model} does not fit: {f.detail}. Fix: {f.fix}" for f in bad)
+        if as_json:
+            print(json.dumps({"ok": False, "error": message, "fit": as_dicts(fits)}))
+            raise typer.Exit(2)
+        fail(message, 2, as_json)
+    return fits
 
 
 @config_app.command("show")
