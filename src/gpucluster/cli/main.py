@@ -442,12 +442,13 @@ def config_check(
     out.print(f"[green]valid[/]: {len(cfg.models)} model(s): {', '.join(m.id for m in cfg.models)}")
     for fit in fits:
         verdict = "[green]fits[/]" if fit.fits else "[yellow]not checked[/]"
-        out.print(f"{verdict} {fit.model}: {fit.detail}", highlight=False)
+        out.print(f"{verdict} {'all models' if fit.model == '*' else fit.model}: {fit.detail}",
+                  highlight=False)
 
 
 def _refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:
     """The fit checks of `cfg` (ops.fit); exit 2 with the numbers and the fix when one fails."""
-    from gpucluster.ops.fit import as_dicts, check_fit, problems
+    from gpucluster.ops.fit import as_dicts, check_fit, describe, problems
     from gpucluster.ops.hardware import UnknownNameError, find_gpu
 
     try:
@@ -456,7 +457,7 @@ def _refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:
         fail(str(exc), 2, as_json)
     bad = problems(fits)
     if bad:
-        message = "; ".join(f"{f.model} does not fit: {f.detail}. Fix: {f.fix}" for f in bad)
+        message = "; ".join(describe(f) for f in bad)
         if as_json:
             print(json.dumps({"ok": False, "error": message, "fit": as_dicts(fits)}))
             raise typer.Exit(2)

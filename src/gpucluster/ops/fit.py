@@ -41,8 +41,8 @@ PLATFORM_GIB = 1.5
 class Fit:
     """One check's verdict: `fits` None when it could not be checked (say why in `detail`)."""
 
-    model: str
-    check: str  # "memory" (one replica on its device) or "host" (all replicas on this host)
+    model: str  # "*" for the checks of all models together
+    check: str  # "memory": one replica on its device; "host": memory; "gpus": GPU count
     fits: bool | None
     detail: str
     fix: str | None = None
@@ -76,6 +76,16 @@ def check_fit(
 def problems(fits: list[Fit]) -> list[Fit]:
     """The checks that failed."""
     return [f for f in fits if f.fits is False]
+
+
+def describe(fit: Fit) -> str:
+    """One sentence for a failed check: what does not fit, the numbers, and the fix."""
+    what = {
+        "memory": f"model {fit.model} does not fit its device",
+        "host": "the CPU replicas do not fit this host's memory",
+        "gpus": "the initial replicas need more GPUs than this host has",
+    }[fit.check]
+    return f"{what}: {fit.detail}. Fix: {fit.fix}"
 
 
 def as_dicts(fits: list[Fit]) -> list[dict]:
@@ -189,8 +199,8 @@ def _host_memory(config: Config, plans: dict[str, CapacityPlan], total: int) -> 
     detail = (f"CPU replicas at replicas.max need {need / GiB:.1f} GiB ({parts}, platform "
               f"{PLATFORM_GIB:g} GiB); this host has {total / GiB:.1f} GiB")
     if need <= total:
-        return Fit("(host)", "host", True, detail)
-    return Fit("(host)", "host", False, detail,
+        return Fit("*", "host", True, detail)
+    return Fit("*", "host", False, detail,
                "lower replicas.max or cpu_kvcache_gib, or run on a host with more memory")
 
 
@@ -205,7 +215,7 @@ def _gpu_count(config: Config, gpus: int) -> list[Fit]:
     )
     detail = f"initial replicas need {need} GPU(s) (replicas x tensor_parallel_size); {gpus} here"
     if need <= gpus:
-        return [Fit("(host)", "gpus", True, detail)]
-    return [Fit("(host)", "gpus", False, detail,
+        return [Fit("*", "gpus", True, detail)]
+    return [Fit("*", "gpus", False, detail,
                 "lower replicas.min/initial or tensor_parallel_size, or join GPU hosts "
                 "(`gpucluster up --head`, docs/deployment.md#more-hosts)")]

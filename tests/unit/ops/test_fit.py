@@ -146,7 +146,7 @@ def test_config_check_refuses_with_the_numbers_and_the_fix(run, tmp_path):
     assert result.exit_code == 2, result.output
     body = json.loads(result.stdout)
     assert body["ok"] is False
-    assert "qwen does not fit" in body["error"] and "tensor_parallel_size: 2" in body["error"]
+    assert "model qwen does not fit its device" in body["error"] and "tensor_parallel_size: 2" in body["error"]
     assert [f["fits"] for f in body["fit"]] == [False]
 
 
