@@ -25,8 +25,10 @@ from rich.progress import (
 from rich.table import Table
 
 from gpucluster.cli.common import (
+    ApiKeyOption,
     ConfigOption,
     JsonOption,
+    UrlOption,
     api_endpoint,
     base_url_or_exit,
     emit,
@@ -64,20 +66,8 @@ RATIO_COLUMNS = (
 
 
 def bench(
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            help="OpenAI-compatible base URL ending in /v1. Default: this platform's /v1.",
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            help="Bearer key for --url. Default with no --url: the platform's key.",
-        ),
-    ] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
     model: Annotated[
         str | None,
         typer.Option(

@@ -19,6 +19,16 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="OpenAI-compatible base URL ending in /v1. Default: this platform's /v1."
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", help="Bearer key for --url. Default with no --url: the platform's key."),
+]
 
 out = Console()
 err = Console(stderr=True)
