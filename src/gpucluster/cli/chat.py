@@ -194,6 +194,7 @@ def reply_json(model: str, reply: Reply) -> dict[str, Any]:
         "text": reply.text,
         "ttft_ms": None if reply.ttft_ms is None else round(reply.ttft_ms, 1),
         "completion_tokens": reply.completion_tokens,
+        "prompt_tokens": reply.prompt_tokens,
         "tokens_per_s": None if reply.tokens_per_s is None else round(reply.tokens_per_s, 2),
         "total_s": round(reply.total_s, 3),
         "finish_reason": reply.finish_reason,

@@ -44,6 +44,7 @@ class Reply:
     text: str
     ttft_ms: float | None  # request sent -> first generated text (None: nothing generated)
     completion_tokens: int
+    prompt_tokens: int | None  # as the server counted them: the whole conversation so far
     tokens_per_s: float | None  # tokens after the first / time after the first: 1 / TPOT
     total_s: float
     finish_reason: str | None
@@ -238,7 +239,9 @@ class Turn:
 def _reply(
     text: str, stream: CompletionStream, started: float, first: float | None, end: float
 ) -> Reply:
-    reported = (stream.usage or {}).get("completion_tokens")
+    usage = stream.usage or {}
+    reported = usage.get("completion_tokens")
+    prompt_tokens = usage.get("prompt_tokens")
     usage_reported = isinstance(reported, int)
     tokens = reported if usage_reported else stream.text_chunks
     decode_s = end - first if first is not None else 0.0
@@ -248,6 +251,7 @@ def _reply(
         text=text,
         ttft_ms=(first - started) * 1000 if first is not None else None,
         completion_tokens=tokens,
+        prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else None,
         tokens_per_s=rate,
         total_s=end - started,
         finish_reason=stream.finish_reason,

@@ -70,6 +70,7 @@ def test_prompt_json_is_one_object(run, served):
         "tokens_per_s",
         "total_s",
         "finish_reason",
+        "prompt_tokens",
     }
     assert (data["ok"], data["model"], data["text"]) == (True, "fake-model", " t0 t1 t2")
     assert data["completion_tokens"] == 3 and data["finish_reason"] == "length"
@@ -173,6 +174,8 @@ def test_a_json_session_prints_one_object_per_turn(run, served):
     assert result.exit_code == 0, result.output
     replies = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["ok"], r["text"]) for r in replies] == [(True, " t0 t1 t2")] * 2
+    # the second prompt carries the first exchange (the fake counts words as tokens)
+    assert replies[1]["prompt_tokens"] == 1 + 3 + 1
     assert "unknown command /nope" in result.stderr
 
 

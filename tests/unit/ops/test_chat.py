@@ -38,6 +38,7 @@ def test_a_reply_streams_its_deltas_and_is_timed(api, fake):
     assert reply.text == " t0 t1 t2 t3"
     assert reply.ttft_ms == pytest.approx(84)
     assert reply.completion_tokens == 4 and reply.usage_reported
+    assert reply.prompt_tokens == 1  # the fake counts words
     assert reply.tokens_per_s == pytest.approx(3 / 0.3)  # three tokens after the first
     assert reply.total_s == pytest.approx(0.384)
     assert reply.finish_reason == "length"
