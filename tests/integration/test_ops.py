@@ -105,6 +105,10 @@ def test_chat_answers_one_prompt_with_its_stats(live):
     assert data["ttft_ms"] > 0 and data["completion_tokens"] > 0
     assert data["total_s"] * 1000 + 1 >= data["ttft_ms"]  # (rounded to 1 ms and 0.1 ms)
     assert data["finish_reason"] in ("stop", "length")
+    result = live.cli("chat", "-p", "What is the capital of France?", *CHAT_SAMPLING, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Paris" in result.stdout  # the answer alone on stdout; the stats on stderr
+    assert len(CHAT_STATS.findall(result.stderr)) == 1, result.stderr
 
 
 def test_chat_session_carries_the_conversation(live):
