@@ -17,6 +17,7 @@ import typer
 
 from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
+from gpucluster.cli.chat import chat
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
 from gpucluster.cli.render import render_app
 
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.command("capacity")(capacity)
 app.command("bench")(bench)
+app.command("chat")(chat)
 app.add_typer(render_app, name="render")
 
 
