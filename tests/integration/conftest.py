@@ -75,10 +75,13 @@ class LivePlatform:
         """Ray Serve directly, bypassing nginx."""
         return self.endpoints["serve"]
 
-    def cli(self, *args: str, timeout: float = UP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-        """Run `gpucluster ARGS` against this platform."""
+    def cli(
+        self, *args: str, timeout: float = UP_TIMEOUT_S, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `gpucluster ARGS` against this platform, `input` (if any) on its stdin."""
         return subprocess.run(
-            [*CLI, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+            [*CLI, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+            check=False, input=input,
         )
 
 
@@ -122,7 +125,8 @@ def live(tmp_path_factory) -> LivePlatform:
     for var in ("GPUCLUSTER_STATE_DIR", "GPUCLUSTER_API_KEYS", "NGINX_HTTP_PORT", "RAY_DASHBOARD_PORT"):
         env.pop(var, None)
     result = subprocess.run(
-        [*CLI, "up", "--json"], env=env, capture_output=True, text=True, timeout=UP_TIMEOUT_S
+        [*CLI, "up", "--json"], env=env, capture_output=True, text=True, timeout=UP_TIMEOUT_S,
+        check=False,
     )
     if result.returncode != 0:
         pytest.fail(f"gpucluster up failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}")

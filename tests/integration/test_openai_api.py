@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
 
 import httpx
 
@@ -23,6 +27,30 @@ def test_greedy_chat_knows_the_capital_of_france(openai_client, live):
     reply = ask(openai_client, live)
     assert "Paris" in reply.choices[0].message.content
     assert reply.choices[0].finish_reason in ("stop", "length")
+
+
+def readme_first_request() -> str:
+    """The README's first curl, as written."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
+    command = next(b for b in blocks if b.lstrip().startswith("curl ") and "/v1/chat" in b)
+    return command.strip()
+
+
+def test_the_readmes_first_request_answers_paris(live):
+    # Exactly the README's command, pointed at this platform, with the test platform's key:
+    # no sampling parameters and no max_tokens, so the built-in model's own defaults answer.
+    command = readme_first_request().replace("http://localhost:18080", live.base, 1)
+    key = shlex.quote(f"Authorization: Bearer {live.api_key}")
+    command = command.replace("curl ", f"curl -sS -H {key} ", 1)
+    done = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert "Paris" in reply["choices"][0]["message"]["content"], reply
+    # Ended by itself after a short answer: before the defaults, 2,011 tokens of noise.
+    assert reply["choices"][0]["finish_reason"] == "stop", reply
 
 
 def test_completion_returns_text_and_usage(openai_client, live):

@@ -1,4 +1,5 @@
-"""Operator commands against the live platform: health, status, diagnose, capacity, support-bundle."""
+"""Operator commands against the live platform: health, status, diagnose, capacity, support-bundle,
+chat."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import tarfile
 import time
 
 import pytest
-from probes import eventually, service_process
+from probes import eventually, query, service_process
 
 from gpucluster.config.names import llm_deployment_name
 from gpucluster.runtime.monitoring import PROMETHEUS_BINARY
@@ -57,7 +58,29 @@ def test_status_shows_nodes_deployments_and_the_model(live):
 
 def test_diagnose_finds_nothing_on_a_healthy_platform(live):
     code, data = run_json(live, "diagnose")
-    assert (code, data["findings"]) == (0, [])
+    assert code == 0 and data["ok"], data
+    assert [f for f in data["findings"] if f["severity"] != "info"] == []
+
+
+def test_diagnose_does_not_call_long_generations_high_latency(live, openai_client):
+    # Two long answers (about 10 s each here): the guide's p95 request latency goes over 5 s.
+    for _ in range(2):
+        openai_client.completions.create(
+            model=live.model, prompt="Once upon a time", max_tokens=300, temperature=0,
+            extra_body={"ignore_eos": True},
+        )
+    guide_rule = "max(histogram_quantile(0.95, serve_deployment_processing_latency_ms))"
+    seen = eventually(
+        lambda: [r for r in query(live, guide_rule) if float(r["value"][1]) > 5000],
+        timeout_s=90,
+    )
+    assert seen, f"{guide_rule} never went over 5000 ms after two 300-token answers"
+
+    code, data = run_json(live, "diagnose")
+    assert code == 0 and data["ok"], data
+    assert [f for f in data["findings"] if f["severity"] != "info"] == []
+    (info,) = [f for f in data["findings"] if f["title"] == "Long generations, not slow ones"]
+    assert "vllm:time_to_first_token_seconds" in info["evidence"]
 
 
 def test_diagnose_reports_prometheus_down(live):
@@ -87,6 +110,42 @@ def test_diagnose_names_a_port_held_by_something_else(live, tmp_path):
     finding = data["findings"][0]
     assert finding["title"] == "Ports the platform needs are taken"
     assert f"nginx_http ({port}) held by python" in finding["evidence"]
+
+
+CHAT_STATS = re.compile(r"^TTFT \d+ ms · \d+ tokens · ([\d.]+|-) tok/s$", re.MULTILINE)
+# Greedy and short: the default model then answers the same way every time, within seconds.
+CHAT_SAMPLING = ("--temperature", "0", "--max-tokens", "48")
+
+
+def test_chat_answers_one_prompt_with_its_stats(live):
+    code, data = run_json(
+        live, "chat", "-p", "What is the capital of France?", *CHAT_SAMPLING, timeout=300
+    )
+    assert code == 0, data
+    assert data["ok"] is True and data["model"] == live.model  # the first served model
+    assert "Paris" in data["text"]
+    assert data["ttft_ms"] > 0 and data["completion_tokens"] > 0
+    assert data["total_s"] * 1000 + 1 >= data["ttft_ms"]  # (rounded to 1 ms and 0.1 ms)
+    assert data["finish_reason"] in ("stop", "length")
+    result = live.cli("chat", "-p", "What is the capital of France?", *CHAT_SAMPLING, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Paris" in result.stdout  # the answer alone on stdout; the stats on stderr
+    assert len(CHAT_STATS.findall(result.stderr)) == 1, result.stderr
+
+
+def test_chat_session_carries_the_conversation(live):
+    turns = "My name is Ada.\nWhat is my name?\n"
+    result = live.cli("chat", *CHAT_SAMPLING, input=turns, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(CHAT_STATS.findall(result.stderr)) == 2, result.stderr
+    assert result.stdout.strip(), "no reply text"
+    # What the 135M model answers is not reliable; that the first exchange was sent with the
+    # second question is: the second prompt is longer than the whole first exchange.
+    result = live.cli("chat", *CHAT_SAMPLING, "--json", input=turns, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["ok"] and second["ok"]
+    assert second["prompt_tokens"] >= first["prompt_tokens"] + first["completion_tokens"]
 
 
 def test_capacity_of_the_running_model_matches_what_vllm_reports(live):

@@ -331,8 +331,21 @@ def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path,
         f"platform:\n  state_dir: {tmp_path / 'state'}\n{platform}"
     )
     env = {**live.env, "GPUCLUSTER_CONFIG": str(config), "GPUCLUSTER_API_KEYS": "k-123"}
-    result = subprocess.run([sys.executable, "-m", "gpucluster", "up"], env=env,
-                            capture_output=True, text=True, timeout=900, check=False)
+
+    def up(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gpucluster", "up", *args], env=env,
+                              capture_output=True, text=True, timeout=900, check=False)
+
+    flags = []
+    if case == "kv-cache-too-big":
+        # The fit check refuses it before anything starts; past it, the engine's own failure.
+        refused = up()
+        said = " ".join(refused.stderr.split())  # rich wraps lines
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "does not fit" in said and "cpu_kvcache_gib" in said, said
+        assert not (tmp_path / "state" / "logs").exists()
+        flags = ["--no-fit-check"]
+    result = up(*flags)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-3000:]
     assert line in output and fix in output, output[-3000:]

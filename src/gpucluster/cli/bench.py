@@ -24,7 +24,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
+from gpucluster.cli.common import (
+    ApiKeyOption,
+    ConfigOption,
+    JsonOption,
+    UrlOption,
+    api_endpoint,
+    base_url_or_exit,
+    emit,
+    err,
+    fail,
+    out,
+)
 from gpucluster.ops.bench.chart import METRICS, ChartError, check_chart_support, write_chart
 from gpucluster.ops.bench.report import build_report
 from gpucluster.ops.bench.runner import (
@@ -55,20 +66,8 @@ RATIO_COLUMNS = (
 
 
 def bench(
-    url: Annotated[
-        str | None,
-        typer.Option(
-            "--url",
-            help="OpenAI-compatible base URL ending in /v1. Default: this platform's /v1.",
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            help="Bearer key for --url. Default with no --url: the platform's key.",
-        ),
-    ] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -215,7 +214,9 @@ def bench(
     endpoints = [_endpoint_a(url, api_key, model, config, as_json)]
     if compare is not None:
         endpoints.append(
-            Endpoint("B", _base_url(compare, "--compare", as_json), compare_api_key, compare_model)
+            Endpoint(
+                "B", base_url_or_exit(compare, "--compare", as_json), compare_api_key, compare_model
+            )
         )
     slo = Slo(slo_ttft_ms, slo_tpot_ms, slo_e2e_ms)
     if specs[0].mode == "concurrency":
@@ -302,25 +303,10 @@ def _check_chart(chart: Path, metric: str, as_json: bool) -> None:
         fail(str(exc), 2, as_json)
 
 
-def _base_url(url: str, option: str, as_json: bool) -> str:
-    if not url.startswith(("http://", "https://")):
-        fail(
-            f"{option}: {url!r} is not an http(s) URL; give the base URL, e.g. http://host:8000/v1",
-            2,
-            as_json,
-        )
-    return url.rstrip("/")
-
-
 def _endpoint_a(
     url: str | None, api_key: str | None, model: str | None, config: Path | None, as_json: bool
 ) -> Endpoint:
-    if url is not None:
-        return Endpoint("A", _base_url(url, "--url", as_json), api_key, model)
-    from gpucluster.ops.target import load_target
-
-    target = load_target(config_or_exit(config, as_json))
-    return Endpoint("A", target.endpoints.openai_api.rstrip("/"), api_key or target.api_key, model)
+    return Endpoint("A", *api_endpoint(url, api_key, config, as_json), model)
 
 
 async def _measure(

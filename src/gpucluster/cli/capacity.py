@@ -18,19 +18,18 @@ from rich.table import Table
 from gpucluster.cli.common import ConfigOption, JsonOption, fail, out
 from gpucluster.config import Config, ConfigError, ModelConfig, load_config
 from gpucluster.ops.capacity import (
+    HF_CACHE,
     KV_CACHE_DTYPES,
     WEIGHT_DTYPES,
     CapacityInputError,
     CapacityPlan,
     Load,
-    normalise_dtype,
     parse_params,
     plan,
     resolve_model,
+    settings_from_config,
 )
 from gpucluster.ops.hardware import CPU, GiB, UnknownNameError, find_gpu, gpu_names
-
-HF_CACHE = Path("~/.cache/huggingface/hub")
 
 
 def capacity(
@@ -110,7 +109,7 @@ def capacity(
     except ConfigError as exc:
         fail(str(exc), 2, as_json)
     configured = _configured(cfg, model)
-    defaults = _config_settings(configured) if configured else {}
+    defaults = settings_from_config(configured) if configured else {}
     source = configured.source if configured else model
     gpu_name = gpu or ("cpu" if configured and configured.accelerator == "cpu" else None)
     if gpu_name is None:
@@ -159,24 +158,6 @@ def _configured(cfg: Config, model: str | None) -> ModelConfig | None:
     if model is None:
         return cfg.models[0] if cfg.models else None
     return next((m for m in cfg.models if m.id == model), None)
-
-
-def _config_settings(model: ModelConfig) -> dict[str, Any]:
-    """Planning inputs from a model's config, `engine_kwargs` winning as they do for vLLM."""
-    kwargs = model.engine_kwargs
-    values = {
-        "tp": kwargs.get("tensor_parallel_size", model.tensor_parallel_size),
-        "max_model_len": kwargs.get("max_model_len", model.max_model_len),
-        "gpu_memory_utilization": kwargs.get(
-            "gpu_memory_utilization", model.gpu_memory_utilization
-        ),
-        "dtype": normalise_dtype(kwargs.get("dtype", model.dtype)),
-        "kv_cache_dtype": normalise_dtype(kwargs.get("kv_cache_dtype")),
-        "block_size": kwargs.get("block_size"),
-        "max_num_seqs": kwargs.get("max_num_seqs", model.max_num_seqs),
-        "kv_cache_gib": model.cpu_kvcache_gib,
-    }
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _gib(value: float | None) -> str:

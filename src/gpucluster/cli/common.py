@@ -19,6 +19,16 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="OpenAI-compatible base URL ending in /v1. Default: this platform's /v1."
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", help="Bearer key for --url. Default with no --url: the platform's key."),
+]
 
 out = Console()
 err = Console(stderr=True)
@@ -44,3 +54,30 @@ def config_or_exit(path: Path | None, as_json: bool) -> Config:
 def emit(data: dict[str, Any]) -> None:
     """Print `data` as JSON for scripts."""
     print(json.dumps(data, indent=2))
+
+
+def base_url_or_exit(url: str, option: str, as_json: bool) -> str:
+    """`url` without its trailing slash, or exit 2 when it is not an http(s) URL."""
+    if not url.startswith(("http://", "https://")):
+        fail(
+            f"{option}: {url!r} is not an http(s) URL; give the base URL, e.g. http://host:8000/v1",
+            2,
+            as_json,
+        )
+    return url.rstrip("/")
+
+
+def api_endpoint(
+    url: str | None, api_key: str | None, config: Path | None, as_json: bool
+) -> tuple[str, str | None]:
+    """The OpenAI base URL (ending in /v1) and bearer key a client command talks to.
+
+    `--url` as given (with `--api-key`, if any); else this platform's /v1 and, unless `--api-key`
+    overrides it, the platform's key (from the keys file `up` used, else $GPUCLUSTER_API_KEYS).
+    """
+    if url is not None:
+        return base_url_or_exit(url, "--url", as_json), api_key
+    from gpucluster.ops.target import load_target  # reads the state dir: only when needed
+
+    target = load_target(config_or_exit(config, as_json))
+    return target.endpoints.openai_api.rstrip("/"), api_key or target.api_key

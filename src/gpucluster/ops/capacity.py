@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gpucluster.config import BUILTIN_MODEL_ID
+from gpucluster.config import BUILTIN_MODEL_ID, ModelConfig
 from gpucluster.models import ModelSourceError, read_model_info
 from gpucluster.models.cache import hub_entry_dir, read_stamp
 from gpucluster.ops.hardware import GiB, Gpu, ModelShape, find_table_model, model_names
@@ -33,6 +33,8 @@ DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int
 WEIGHT_DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8", "int4")
 KV_CACHE_DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8")
 TP_CHOICES = (1, 2, 4, 8)
+# Where `capacity` looks Hugging Face ids up (the hub client's cache; never downloads).
+HF_CACHE = Path("~/.cache/huggingface/hub")
 # vLLM 0.29 defaults: CacheConfig.DEFAULT_BLOCK_SIZE on GPU; CpuPlatform sets 128 on CPU.
 GPU_BLOCK_SIZE = 16
 CPU_BLOCK_SIZE = 128
@@ -327,6 +329,25 @@ def resolve_model(
 
 def _with_params(model: ModelShape, params: int | None) -> ModelShape:
     return model if params is None else replace(model, params=params)
+
+
+def settings_from_config(model: ModelConfig) -> dict[str, Any]:
+    """`plan` inputs from a model's config, `engine_kwargs` winning as they do for vLLM
+    (`kv_cache_gib` is the CPU build's KV space)."""
+    kwargs = model.engine_kwargs
+    values = {
+        "tp": kwargs.get("tensor_parallel_size", model.tensor_parallel_size),
+        "max_model_len": kwargs.get("max_model_len", model.max_model_len),
+        "gpu_memory_utilization": kwargs.get(
+            "gpu_memory_utilization", model.gpu_memory_utilization
+        ),
+        "dtype": normalise_dtype(kwargs.get("dtype", model.dtype)),
+        "kv_cache_dtype": normalise_dtype(kwargs.get("kv_cache_dtype")),
+        "block_size": kwargs.get("block_size"),
+        "max_num_seqs": kwargs.get("max_num_seqs", model.max_num_seqs),
+        "kv_cache_gib": model.cpu_kvcache_gib,
+    }
+    return {key: value for key, value in values.items() if value is not None}
 
 
 # --- the plan --------------------------------------------------------------------------------

@@ -26,8 +26,16 @@ from gpucluster.runtime.readiness import health_status, port_accepts
 SD_FILE = Path("/tmp/ray/prom_metrics_service_discovery.json")
 RUNBOOK = "docs/runbooks/alerts.md"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+P95_LATENCY = "histogram_quantile(0.95, serve_deployment_processing_latency_ms)"
+P95_TTFT = "histogram_quantile(0.95, vllm:time_to_first_token_seconds)"
+P95_TPOT = "histogram_quantile(0.95, vllm:time_per_output_token_seconds)"
 KV_HIGH = 0.8
+# The guide's request-latency bound. An LLM request's time includes every output token, so
+# diagnose also reads the two latencies a user feels: the wait for the first token (the bound
+# of the HighTimeToFirstToken alert) and the pace of the rest (2 tokens/s: slower than reading).
 LATENCY_HIGH_MS = 5000
+TTFT_HIGH_S = 2.0
+TPOT_HIGH_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class Snapshot:
     kv_cache: float | None = None
     waiting: float | None = None
     p95_latency_ms: float | None = None
+    p95_ttft_s: float | None = None
+    p95_tpot_s: float | None = None
     replicas: dict[str, tuple[float, float]] = field(default_factory=dict)  # deployment -> (now, max)
     error_lines: list[str] = field(default_factory=list)
 
@@ -96,9 +106,9 @@ def _gather_metrics(snap: Snapshot, prom: Prometheus, target: Target) -> None:
     try:
         snap.kv_cache = prom.scalar("avg(vllm:gpu_cache_usage_perc)")
         snap.waiting = prom.scalar("sum(vllm:num_requests_waiting)")
-        snap.p95_latency_ms = prom.scalar(
-            "max(histogram_quantile(0.95, serve_deployment_processing_latency_ms))"
-        )
+        snap.p95_latency_ms = prom.scalar(f"max({P95_LATENCY})")
+        snap.p95_ttft_s = prom.scalar(f"max({P95_TTFT})")
+        snap.p95_tpot_s = prom.scalar(f"max({P95_TPOT})")
         current = prom.by_label("ray_serve_num_deployment_replicas", "deployment")
     except PrometheusUnavailable:
         return
@@ -182,12 +192,45 @@ def rule_saturation(s: Snapshot) -> list[Finding]:
         findings.append(Finding("warning", "Requests are queueing",
                                 f"sum(vllm:num_requests_waiting) = {s.waiting:g}",
                                 f"{RUNBOOK}#requestswaiting{scale}"))
-    if s.p95_latency_ms is not None and s.p95_latency_ms > LATENCY_HIGH_MS:
-        findings.append(Finding("warning", "High latency",
-                                f"histogram_quantile(0.95, serve_deployment_processing_latency_ms) = "
-                                f"{s.p95_latency_ms:.0f} ms (> {LATENCY_HIGH_MS})",
-                                f"{RUNBOOK}#highprocessinglatency: check KV cache and waiting requests first"))
-    return findings
+    return findings + _latency(s)
+
+
+def _latency(s: Snapshot) -> list[Finding]:
+    """The guide's High Latency check, read the way LLM traffic needs: a request's time grows
+    with its output, so a slow request is one whose first token or whose pace is slow."""
+    slow_first = s.p95_ttft_s is not None and s.p95_ttft_s > TTFT_HIGH_S
+    slow_pace = s.p95_tpot_s is not None and s.p95_tpot_s > TPOT_HIGH_S
+    long_requests = s.p95_latency_ms is not None and s.p95_latency_ms > LATENCY_HIGH_MS
+    if not (slow_first or slow_pace or long_requests):
+        return []
+    evidence = "; ".join(
+        f"{query} = {value}"
+        for query, value in (
+            (P95_LATENCY, _or_none(s.p95_latency_ms, "{:.0f} ms")),
+            (P95_TTFT, _or_none(s.p95_ttft_s, "{:.2f} s")),
+            (P95_TPOT, _or_none(s.p95_tpot_s, "{:.3f} s")),
+        )
+    )
+    unknown = s.p95_ttft_s is None or s.p95_tpot_s is None
+    if slow_first or slow_pace or unknown:
+        what = (
+            "first tokens are slow" if slow_first
+            else "tokens come slowly" if slow_pace
+            else "the token latencies are unknown"
+        )
+        return [Finding("warning", f"High latency: {what}", evidence,
+                        f"{RUNBOOK}#highprocessinglatency: check KV cache and waiting requests "
+                        f"first (time to first token > {TTFT_HIGH_S:g} s or time per output "
+                        f"token > {TPOT_HIGH_S:g} s at p95)")]
+    return [Finding("info", "Long generations, not slow ones",
+                    f"{evidence}: requests take over {LATENCY_HIGH_MS} ms because they generate "
+                    "many tokens, while the first token and the pace are fine",
+                    f"Nothing to fix. HighProcessingLatency may fire for them "
+                    f"({RUNBOOK}#highprocessinglatency); clients can lower max_tokens")]
+
+
+def _or_none(value: float | None, pattern: str) -> str:
+    return "no data" if value is None else pattern.format(value)
 
 
 RULES: list[Callable[[Snapshot], list[Finding]]] = [
@@ -199,6 +242,11 @@ def diagnose(snapshot: Snapshot) -> list[Finding]:
     """Every rule's findings, most severe first."""
     findings = [finding for rule in RULES for finding in rule(snapshot)]
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+def needs_action(findings: list[Finding]) -> bool:
+    """Whether any finding is a warning or worse (`diagnose` then exits 1); info is context."""
+    return any(f.severity != "info" for f in findings)
 
 
 def as_dicts(findings: list[Finding]) -> list[dict]:

@@ -33,4 +33,6 @@ def test_builtin_gguf_converts_to_a_plain_hf_dir(tmp_path: Path) -> None:
     tokenizer_config = json.loads((path / "tokenizer_config.json").read_text())
     assert tokenizer_config["eos_token"] == "<|im_end|>"
     assert tokenizer_config["model_max_length"] == 8192
+    generation = json.loads((path / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == 2 and generation["temperature"] == 0
     assert "dequantizing" in "\n".join(messages) and "done" in messages[-1]

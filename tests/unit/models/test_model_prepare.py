@@ -94,6 +94,14 @@ def test_builtin_is_converted_into_the_cache_with_progress(tmp_path: Path) -> No
     assert "done" in messages[-1] and "MiB" in messages[-1] and " s)" in messages[-1]
 
 
+def test_builtin_carries_its_sampling_defaults_as_generation_config(tmp_path: Path) -> None:
+    # vLLM applies generation_config.json to requests without sampling parameters.
+    path = Path(prepare_model(BUILTIN, tmp_path, converter=FakeConverter()))
+    generation = json.loads((path / "generation_config.json").read_text())
+    assert generation["temperature"] == 0 and generation["do_sample"] is False  # greedy
+    assert 0 < generation["max_new_tokens"] <= 512
+
+
 def test_complete_dir_is_reused_without_converting(tmp_path: Path) -> None:
     converter = FakeConverter()
     first = prepare_model(BUILTIN, tmp_path, converter=converter)

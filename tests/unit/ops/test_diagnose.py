@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gpucluster.ops.diagnose import Snapshot, diagnose
+from gpucluster.ops.diagnose import Snapshot, diagnose, needs_action
 
 HEALTHY = dict(
     running=True, api_status=200, prometheus_up=True, sd_targets=3, metrics_port_up=True,
-    kv_cache=0.1, waiting=0.0, p95_latency_ms=800.0,
+    kv_cache=0.1, waiting=0.0, p95_latency_ms=800.0, p95_ttft_s=0.08, p95_tpot_s=0.03,
     replicas={"PlatformLLMServer:m": (1.0, 2)},
 )
 
@@ -54,9 +54,31 @@ def test_queueing_names_the_query_and_says_to_raise_max_when_at_it():
     assert "raise it" in findings[0].step
 
 
-def test_kv_cache_and_latency():
+def test_kv_cache_nearly_full():
     assert titles(kv_cache=0.93) == ["KV cache nearly full"]
-    assert titles(p95_latency_ms=7200.0) == ["High latency"]
+
+
+def test_long_generations_with_a_fast_first_token_and_pace_need_no_action():
+    # One 2,000-token answer makes the guide's p95 request latency 11.8 s on a healthy platform.
+    findings = diagnose(Snapshot(**{**HEALTHY, "p95_latency_ms": 11846.0}))
+    assert [(f.severity, f.title) for f in findings] == [("info", "Long generations, not slow ones")]
+    assert "11846 ms" in findings[0].evidence and "0.08 s" in findings[0].evidence
+    assert not needs_action(findings)
+
+
+def test_slow_first_tokens_or_slow_pace_are_high_latency():
+    slow_first = diagnose(Snapshot(**{**HEALTHY, "p95_latency_ms": 7200.0, "p95_ttft_s": 3.5}))
+    assert [(f.severity, f.title) for f in slow_first] == [
+        ("warning", "High latency: first tokens are slow")
+    ]
+    assert "3.50 s" in slow_first[0].evidence and needs_action(slow_first)
+    # A slow pace is high latency even while no request has yet passed the guide's 5 s.
+    assert titles(p95_tpot_s=0.9) == ["High latency: tokens come slowly"]
+
+
+def test_long_requests_without_token_latencies_are_the_guides_high_latency():
+    (finding,) = diagnose(Snapshot(**{**HEALTHY, "p95_latency_ms": 7200.0, "p95_ttft_s": None}))
+    assert finding.severity == "warning" and "no data" in finding.evidence
 
 
 def test_gpu_missing_when_asked_for():

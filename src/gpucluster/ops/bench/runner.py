@@ -13,7 +13,6 @@ A run stops after `requests` requests or, when `duration` is set, starts no new 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Callable
@@ -24,9 +23,16 @@ import httpx
 
 from gpucluster.ops.bench.stats import RequestRecord
 from gpucluster.ops.bench.workload import BenchRequest, Workload, poisson_intervals
+from gpucluster.ops.openai_wire import (
+    MAX_ERROR_CHARS,
+    CompletionStream,
+    StreamError,
+    describe,
+    error_message,
+    model_ids,
+)
 
 Mode = Literal["concurrency", "rate"]
-MAX_ERROR_CHARS = 300
 WARMUP_MAX_TOKENS = 16
 
 
@@ -125,15 +131,14 @@ class Runner:
         try:
             response = await self.client.get(url, headers=endpoint.headers)
         except httpx.HTTPError as exc:
-            raise BenchError(f"cannot reach {url}: {_describe(exc)}") from None
+            raise BenchError(f"cannot reach {url}: {describe(exc)}") from None
         if response.status_code != 200:
             raise BenchError(
-                f"GET {url} answered HTTP {response.status_code}: "
-                f"{_error_message(response.content)}"
+                f"GET {url} answered HTTP {response.status_code}: {error_message(response.content)}"
             )
         try:
-            return str(response.json()["data"][0]["id"])
-        except (ValueError, KeyError, IndexError, TypeError):
+            return model_ids(response.json())[0]
+        except (ValueError, IndexError):
             raise BenchError(f"GET {url} listed no models; pass --model") from None
 
     def body(self, endpoint: Endpoint, request: BenchRequest) -> dict[str, Any]:
@@ -159,45 +164,33 @@ class Runner:
                 "POST", url, json=self.body(endpoint, request), headers=endpoint.headers
             ) as response:
                 if response.status_code != 200:
-                    text = _error_message(await response.aread())
+                    text = error_message(await response.aread())
                     _fail(record, f"HTTP {response.status_code}", text)
                 else:
                     await self._read_stream(response, record)
         except httpx.HTTPError as exc:
-            _fail(record, type(exc).__name__, _describe(exc))
+            _fail(record, type(exc).__name__, describe(exc))
         record.end = self.clock.now()
         return record
 
     async def _read_stream(self, response: httpx.Response, record: RequestRecord) -> None:
-        finished = False
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # blank separators, comments, event names
-            data = line[5:].strip()
-            if data == "[DONE]":
-                finished = True
-                break
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                _fail(record, "bad stream", f"not JSON: {data[:80]!r}")
-                return
-            if not isinstance(chunk, dict):
-                continue
-            if "error" in chunk:
-                _fail(record, "stream error", _error_message(json.dumps(chunk).encode()))
-                return
-            if _has_content(chunk):
-                now = self.clock.now()
-                record.chunk_times.append(now)
-                if record.first_token is None:
-                    record.first_token = now
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                record.prompt_tokens = usage.get("prompt_tokens")
-                record.completion_tokens = usage.get("completion_tokens")
-                finished = True  # some servers end the stream without [DONE] after usage
-        if finished:
+        stream = CompletionStream()
+        try:
+            async for line in response.aiter_lines():
+                if stream.feed(line) is not None:
+                    now = self.clock.now()
+                    record.chunk_times.append(now)
+                    if record.first_token is None:
+                        record.first_token = now
+                if stream.done:
+                    break
+        except StreamError as exc:
+            _fail(record, exc.kind, exc.error.message)
+            return
+        if stream.usage is not None:
+            record.prompt_tokens = stream.usage.get("prompt_tokens")
+            record.completion_tokens = stream.usage.get("completion_tokens")
+        if stream.finished:
             record.ok = True
         else:
             _fail(record, "incomplete stream", "the stream ended before usage or [DONE]")
@@ -316,38 +309,7 @@ async def run_sweep(
     return results
 
 
-def _has_content(chunk: dict[str, Any]) -> bool:
-    """Whether a chunk carries generated text (answer or reasoning)."""
-    choices = chunk.get("choices")
-    if not isinstance(choices, list):
-        return False
-    for choice in choices:
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and any(
-            delta.get(key) for key in ("content", "reasoning_content", "reasoning")
-        ):
-            return True
-    return False
-
-
 def _fail(record: RequestRecord, kind: str, message: str) -> None:
     record.ok = False
     record.error_kind = kind
     record.error = f"{kind}: {message}"[:MAX_ERROR_CHARS]
-
-
-def _error_message(body: bytes) -> str:
-    """The message of an OpenAI-style error body, else the body's start."""
-    try:
-        data = json.loads(body)
-        error = data.get("error", data) if isinstance(data, dict) else data
-        message = error.get("message") if isinstance(error, dict) else error
-        if message:
-            return str(message)[:MAX_ERROR_CHARS]
-    except ValueError:
-        pass
-    return body.decode("utf-8", "replace").strip()[:MAX_ERROR_CHARS] or "(empty body)"
-
-
-def _describe(exc: Exception) -> str:
-    return str(exc) or type(exc).__name__

@@ -1,0 +1,221 @@
+"""Will the configured models fit? Checked by `up` and `config check` before anything starts.
+
+vLLM finds out that a model does not fit only after loading its weights, minutes in, and then
+fails with a CUDA out-of-memory or "KV cache is needed" error deep in an engine log. The same
+arithmetic `gpucluster capacity` does (ops.capacity) answers it in milliseconds from the model's
+config.json: weights plus the KV cache of one `max_model_len` sequence against each device, and
+on CPU the KV space (`cpu_kvcache_gib`) and the host's memory for every replica.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from gpucluster.config import Config, ModelConfig
+from gpucluster.models import ModelError, weights_location
+from gpucluster.ops.capacity import (
+    HF_CACHE,
+    CapacityInputError,
+    CapacityPlan,
+    plan,
+    resolve_model,
+    settings_from_config,
+    shape_from_config,
+)
+from gpucluster.ops.hardware import CPU, GPUS, GiB, Gpu, MiB, ModelShape, find_gpu
+
+# Memory one CPU replica takes besides its weights and KV space: measured 3.8 GB RSS for the
+# built-in model with a 1 GiB KV space (vLLM worker 2.2, engine core 0.7, Serve replica 0.9).
+CPU_REPLICA_OVERHEAD_GIB = 2.5
+# Ray head, dashboard, Serve controller and proxy, nginx, Prometheus, Alertmanager.
+PLATFORM_GIB = 1.5
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One check's verdict: `fits` None when it could not be checked (say why in `detail`)."""
+
+    model: str  # "*" for the checks of all models together
+    check: str  # "memory": one replica on its device; "host": memory; "gpus": GPU count
+    fits: bool | None
+    detail: str
+    fix: str | None = None
+
+
+def check_fit(
+    config: Config, gpu: Gpu | None = None, *, hf_cache_dir: Path = HF_CACHE,
+    host_memory_bytes: int | None = None, local_gpus: list[Gpu] | None = None,
+) -> list[Fit]:
+    """Every model of `config` checked against its device: `gpu` (a table GPU) when given, else
+    the GPUs `nvidia-smi` shows here; CPU models against their KV space and this host's memory.
+    `host_memory_bytes` and `local_gpus` replace what this host reports (tests)."""
+    gpus = detect_gpus() if local_gpus is None else local_gpus
+    device = gpu or (gpus[0] if gpus else None)
+    fits: list[Fit] = []
+    plans: dict[str, CapacityPlan] = {}
+    for model in config.models:
+        fit, result = _check_model(config, model, device, hf_cache_dir)
+        fits.append(fit)
+        if result is not None:
+            plans[model.id] = result
+    cpu_plans = {m: p for m, p in plans.items() if config.model(m).accelerator == "cpu"}
+    if cpu_plans:
+        total = host_memory_bytes if host_memory_bytes is not None else psutil.virtual_memory().total
+        fits.append(_host_memory(config, cpu_plans, total))
+    if gpu is None and gpus and config.platform.cluster_host is None:
+        fits.extend(_gpu_count(config, len(gpus)))
+    return fits
+
+
+def problems(fits: list[Fit]) -> list[Fit]:
+    """The checks that failed."""
+    return [f for f in fits if f.fits is False]
+
+
+def describe(fit: Fit) -> str:
+    """One sentence for a failed check: what does not fit, the numbers, and the fix."""
+    what = {
+        "memory": f"model {fit.model} does not fit its device",
+        "host": "the CPU replicas do not fit this host's memory",
+        "gpus": "the initial replicas need more GPUs than this host has",
+    }[fit.check]
+    return f"{what}: {fit.detail}. Fix: {fit.fix}"
+
+
+def as_dicts(fits: list[Fit]) -> list[dict]:
+    return [asdict(f) for f in fits]
+
+
+def detect_gpus() -> list[Gpu]:
+    """This host's GPUs as `nvidia-smi` reports them (memory), matched to the table by name for
+    bandwidth and FLOP/s; [] without the NVIDIA driver."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    found = []
+    for line in listing.splitlines():
+        name, _, mib = line.rpartition(",")
+        if not name or not mib.strip().isdigit():
+            continue
+        known = next((g for g in GPUS if _same_gpu(g, name)), None)
+        found.append(Gpu(
+            name.strip(), int(mib) * MiB,
+            known.bandwidth_bytes_per_s if known else None, known.flops if known else None,
+        ))  # fmt: skip
+    return found
+
+
+def _same_gpu(table: Gpu, reported: str) -> bool:
+    words = reported.lower().replace("nvidia", "").split()
+    return bool(words) and any(words[0] == alias.split("-")[0] for alias in table.aliases)
+
+
+def _check_model(
+    config: Config, model: ModelConfig, device: Gpu | None, hf_cache_dir: Path
+) -> tuple[Fit, CapacityPlan | None]:
+    if model.accelerator == "cpu":
+        device = find_gpu(CPU)
+    elif device is None:
+        return Fit(model.id, "memory", None, "no GPU is visible here (nvidia-smi) to check "
+                   "against; `gpucluster config check --gpu NAME` checks against a GPU type"), None
+    try:
+        shape = _shape(config, model, hf_cache_dir)
+    except (CapacityInputError, ModelError) as exc:
+        return Fit(model.id, "memory", None, f"not checked: {exc}"), None
+    settings = settings_from_config(model)
+    if not device.is_cpu:
+        settings.pop("kv_cache_gib", None)  # the CPU build's KV space
+    try:
+        result = plan(shape, device, **settings)
+    except CapacityInputError as exc:  # what vLLM would refuse, such as max_model_len
+        return Fit(model.id, "memory", False, str(exc), "fix the model's settings"), None
+    where = "the KV space (cpu_kvcache_gib)" if device.is_cpu else f"one {device.name}"
+    detail = (
+        f"weights {result.weight_bytes_per_gpu / GiB:.2f} GiB/device, KV cache "
+        f"{result.kv_cache_bytes_per_gpu / GiB:.2f} GiB/device on {where} x tp {result.tp}: "
+        f"{result.kv_token_capacity:,} tokens for max_model_len {result.max_model_len:,}"
+    )
+    if result.fits:
+        return Fit(model.id, "memory", True, detail), result
+    return Fit(model.id, "memory", False, f"{detail}; {_reason(result)}", _fix(result)), result
+
+
+def _shape(config: Config, model: ModelConfig, hf_cache_dir: Path) -> ModelShape:
+    """The model's shape from its prepared weights when they are here, else as `capacity`
+    resolves a name (the Hugging Face cache, the built-in table)."""
+    prepared = Path(weights_location(model.source, config.platform.model_cache_dir))
+    if (prepared / "config.json").is_file():
+        return shape_from_config(prepared, model.id)
+    return resolve_model(
+        model.source, model_cache_dir=config.platform.model_cache_dir, hf_cache_dir=hf_cache_dir
+    )
+
+
+def _reason(p: CapacityPlan) -> str:
+    return p.reason.split(";")[0]
+
+
+def _fix(p: CapacityPlan) -> str:
+    """What to change in the config, in its own keys."""
+    need_tokens = p.max_model_len
+    if p.gpu.is_cpu:
+        need = math.ceil(need_tokens * p.kv_bytes_per_token_per_gpu / GiB)
+        holds = p.kv_token_capacity
+        return f"one of cpu_kvcache_gib: {need} or more; max_model_len: {holds:,} or less"
+    fixes = []
+    if p.smallest_tp is not None and p.smallest_tp != p.tp:
+        fixes.append(f"tensor_parallel_size: {p.smallest_tp}")
+    if p.kv_token_capacity > 0:
+        fixes.append(f"max_model_len: {p.kv_token_capacity:,} or less")
+    fixes += ["a quantized model (fp8, AWQ/GPTQ int4)", "engine_kwargs kv_cache_dtype: fp8",
+              "a GPU with more memory"]
+    return "one of " + "; ".join(fixes)
+
+
+def _host_memory(config: Config, plans: dict[str, CapacityPlan], total: int) -> Fit:
+    per_replica = {
+        model_id: p.weight_bytes_per_gpu + p.kv_cache_bytes_per_gpu
+        + int(CPU_REPLICA_OVERHEAD_GIB * GiB)
+        for model_id, p in plans.items()
+    }
+    need = int(PLATFORM_GIB * GiB) + sum(
+        config.model(m).replicas.max * b for m, b in per_replica.items()
+    )
+    parts = ", ".join(
+        f"{m}: {config.model(m).replicas.max} x {b / GiB:.1f} GiB" for m, b in per_replica.items()
+    )
+    detail = (f"CPU replicas at replicas.max need {need / GiB:.1f} GiB ({parts}, platform "
+              f"{PLATFORM_GIB:g} GiB); this host has {total / GiB:.1f} GiB")
+    if need <= total:
+        return Fit("*", "host", True, detail)
+    return Fit("*", "host", False, detail,
+               "lower replicas.max or cpu_kvcache_gib, or run on a host with more memory")
+
+
+def _gpu_count(config: Config, gpus: int) -> list[Fit]:
+    gpu_models = [m for m in config.models if m.accelerator == "gpu"]
+    if not gpu_models:
+        return []
+    need = sum(
+        (m.replicas.initial if m.replicas.initial is not None else m.replicas.min)
+        * settings_from_config(m)["tp"]
+        for m in gpu_models
+    )
+    detail = f"initial replicas need {need} GPU(s) (replicas x tensor_parallel_size); {gpus} here"
+    if need <= gpus:
+        return [Fit("*", "gpus", True, detail)]
+    return [Fit("*", "gpus", False, detail,
+                "lower replicas.min/initial or tensor_parallel_size, or join GPU hosts "
+                "(`gpucluster up --head`, docs/deployment.md#more-hosts)")]

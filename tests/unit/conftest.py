@@ -1,0 +1,221 @@
+"""A fake OpenAI server (streamed chat completions like vLLM's), in process or on a real socket.
+
+`make_fake` builds one; `make_transport` routes an httpx client to fakes by host name (nothing
+leaves the process); `serve_fake` puts a fake behind a real HTTP server on 127.0.0.1, streaming
+its SSE events one by one, for the commands that build their own client.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+
+class FakeOpenAI:
+    """Streams one content chunk per requested token, then usage, then [DONE].
+
+    `fail_every=k` answers every k-th chat request with HTTP `fail_status` (500);
+    `usage=False` leaves usage out;
+    `error_event=True` sends an SSE error event after the first chunk;
+    `api_key` set: requests without `Authorization: Bearer <api_key>` get a 401;
+    `retry_after=n`: chat requests get a 429 with `Retry-After: n`.
+    A chat request naming another model than `model` gets vLLM's 404 model_not_found.
+    """
+
+    def __init__(
+        self,
+        model: str = "fake-model",
+        *,
+        fail_every: int | None = None,
+        fail_status: int = 500,
+        usage: bool = True,
+        error_event: bool = False,
+        default_tokens: int = 16,
+        api_key: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        self.model = model
+        self.fail_every = fail_every
+        self.fail_status = fail_status
+        self.usage = usage
+        self.error_event = error_event
+        self.default_tokens = default_tokens
+        self.api_key = api_key
+        self.retry_after = retry_after
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[httpx.Headers] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Invalid API key.", "authentication_error", "invalid_api_key")
+        if request.method == "GET" and path.endswith("/v1/models"):
+            return httpx.Response(200, json={"object": "list", "data": [{"id": self.model}]})
+        if request.method == "POST" and path.endswith("/v1/chat/completions"):
+            return self._chat(request)
+        return httpx.Response(404, json={"error": {"message": f"no route {path}"}})
+
+    def _chat(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        self.headers.append(request.headers)
+        if self.fail_every and len(self.bodies) % self.fail_every == 0:
+            return _error(
+                self.fail_status,
+                f"engine failed (request {len(self.bodies)})",
+                "InternalServerError",
+                self.fail_status,
+            )
+        if body.get("model") != self.model:
+            message = f"The model `{body.get('model')}` does not exist."
+            return _error(404, message, "NotFoundError", "model_not_found")
+        if self.retry_after is not None:
+            response = _error(429, "The model is at capacity.", "rate_limit_error", "busy")
+            response.headers["Retry-After"] = str(self.retry_after)
+            return response
+        tokens = body.get("max_tokens", self.default_tokens)
+        prompt_tokens = sum(len(str(m["content"]).split()) for m in body["messages"])
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": body["model"]}
+        events: list[Any] = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
+        for i in range(tokens):
+            events.append({**base, "choices": [{"index": 0, "delta": {"content": f" t{i}"}}]})
+            if self.error_event and i == 0:
+                events.append({"error": {"message": "engine died mid-stream", "code": 500}})
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
+        if self.usage:
+            events.append(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": tokens,
+                        "total_tokens": prompt_tokens + tokens,
+                    },
+                }
+            )
+        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=text)
+
+
+def _error(status: int, message: str, kind: str, code: Any) -> httpx.Response:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return httpx.Response(status, json=body)
+
+
+class Router:
+    """One transport for several fake servers, chosen by host."""
+
+    def __init__(self, servers: dict[str, FakeOpenAI]) -> None:
+        self.servers = servers
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        server = self.servers.get(request.url.host)
+        if server is None:
+            raise httpx.ConnectError("connection refused", request=request)
+        return server.handle(request)
+
+
+class ServedFake:
+    """A fake on a real socket: `url` is its /v1 base; `aborted` counts streams a client left."""
+
+    def __init__(self, fake: FakeOpenAI, delay_s: float) -> None:
+        self.fake = fake
+        self.delay_s = delay_s  # between SSE events, so that a reply takes a while
+        self.aborted = 0
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler_for(served: ServedFake) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as vLLM answers
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._answer()
+
+        def do_POST(self) -> None:
+            self._answer()
+
+        def _answer(self) -> None:
+            content = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            request = httpx.Request(
+                self.command,
+                f"http://{self.headers['Host']}{self.path}",
+                headers=dict(self.headers.items()),
+                content=content,
+            )
+            response = served.fake.handle(request)
+            self.send_response(response.status_code)
+            for name, value in response.headers.items():
+                if name.lower() not in ("content-length", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for event in _events(response.content):
+                    self.wfile.write(b"%X\r\n%s\r\n" % (len(event), event))
+                    self.wfile.flush()
+                    if served.delay_s:
+                        time.sleep(served.delay_s)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:  # the client closed the stream
+                served.aborted += 1
+                self.close_connection = True
+
+    return Handler
+
+
+def _events(content: bytes) -> Iterator[bytes]:
+    """An SSE body event by event (any other body in one piece)."""
+    if not content.startswith(b"data:"):
+        yield from [content] if content else []
+        return
+    for event in content.split(b"\n\n"):
+        if event:
+            yield event + b"\n\n"
+
+
+@pytest.fixture
+def make_fake():
+    """FakeOpenAI's constructor, for tests that want several servers or special behaviour."""
+    return FakeOpenAI
+
+
+@pytest.fixture
+def make_transport():
+    """An httpx transport over fake servers by host: make_transport({"a.test": fake})."""
+    return lambda servers: httpx.MockTransport(Router(servers))
+
+
+@pytest.fixture
+def serve_fake():
+    """Start a fake behind a real HTTP server: serve_fake(fake, delay_s=0) -> ServedFake."""
+    started: list[ServedFake] = []
+
+    def serve(fake: FakeOpenAI, delay_s: float = 0.0) -> ServedFake:
+        started.append(ServedFake(fake, delay_s))
+        return started[-1]
+
+    yield serve
+    for served in started:
+        served.close()
