@@ -155,7 +155,9 @@ def _check_model(
 def _shape(config: Config, model: ModelConfig, hf_cache_dir: Path) -> ModelShape:
     """The model's shape from its prepared weights when they are here, else as `capacity`
     resolves a name (the Hugging Face cache, the built-in table)."""
-    prepared = Path(weights_location(model.source, config.platform.model_cache_dir))
+    prepared = Path(weights_location(
+        model.source, config.platform.model_cache_dir, revision=model.revision
+    ))
     if (prepared / "config.json").is_file():
         return shape_from_config(prepared, model.id)
     return resolve_model(
