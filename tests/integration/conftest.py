@@ -86,10 +86,13 @@ class LivePlatform:
 
 
 def pytest_collection_modifyitems(items):
-    """Tests that saturate the engine run after the others, and those stopping it run last."""
+    """Tests that need a quiet platform run first, tests that saturate the engine after the
+    others, and those stopping it last."""
     def phase(item) -> int:
         if item.get_closest_marker("stops_platform"):
             return 2
+        if item.get_closest_marker("quiet_platform"):
+            return -1
         return 1 if item.get_closest_marker("saturates") else 0
 
     items.sort(key=phase)
@@ -98,6 +101,10 @@ def pytest_collection_modifyitems(items):
 def pytest_configure(config):
     config.addinivalue_line("markers", "stops_platform: stops the live platform; runs last")
     config.addinivalue_line("markers", "saturates: loads the engine until requests queue")
+    config.addinivalue_line(
+        "markers", "quiet_platform: needs Prometheus' 5-minute windows free of other tests' "
+        "requests; runs first"
+    )
 
 
 @pytest.fixture(scope="session")

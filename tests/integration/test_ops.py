@@ -62,6 +62,7 @@ def test_diagnose_finds_nothing_on_a_healthy_platform(live):
     assert [f for f in data["findings"] if f["severity"] != "info"] == []
 
 
+@pytest.mark.quiet_platform  # later, the window holds hundreds of other tests' short requests
 def test_diagnose_does_not_call_long_generations_high_latency(live, openai_client):
     # Two long answers (about 10 s each here): the guide's p95 request latency goes over 5 s.
     for _ in range(2):
