@@ -92,7 +92,7 @@ def models(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption 
 
 @models_app.command("list")
 def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Every cache entry: kind, revision, commit, size, last use, the models that use it."""
+    """Every cache entry: source and revision, commit, size, last use, the models using it."""
     from rich.table import Table
 
     cfg, cache, found = _cache(config, as_json)
@@ -105,15 +105,15 @@ def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
     if not found:
         out.print(f"The model cache {cache} is empty (`gpucluster pull MODEL` fills it).")
         return
+    # The name carries the kind (builtin:... or org/name) and the revision (@main).
     table = Table(title=f"Model cache {cache}")
-    for column in ("name", "kind", "revision", "commit", "size", "last used", "used by"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("name", "commit", "size"))
+    for column in ("name", "commit", "size", "last used", "used by"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("commit", "size"))
     for e in found:
-        kind = "builtin conversion" if e.kind == "builtin" else "hf"
         table.add_row(
             e.name if e.complete else f"{e.name} [yellow](incomplete)[/]",
-            kind, e.revision or "-", (e.commit or "-")[:12], human(e.bytes),
-            _when(e.last_used), ", ".join(users.get(e.path, [])) or "-",
+            (e.commit or "-")[:12], human(e.bytes), _when(e.last_used),
+            ", ".join(users.get(e.path, [])) or "-",
         )
     out.print(table)
 
