@@ -390,7 +390,8 @@ def _line_bar(progress: Progress) -> type:
         def __init__(self, *, total: int | None = None, initial: int = 0, desc: str = "",
                      **_ignored: Any) -> None:
             self.total, self.n, self.desc = total, initial, desc
-            self.reported = time.monotonic()
+            self.started_at, self.started_n = time.monotonic(), initial
+            self.reported = self.started_at
 
         def __enter__(self) -> Self:
             return self
@@ -400,10 +401,18 @@ def _line_bar(progress: Progress) -> type:
 
         def update(self, n: int) -> None:
             self.n += n
-            if time.monotonic() - self.reported >= REPORT_EVERY_S:
-                self.reported = time.monotonic()
-                share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-                total = f" of {self.total / 2**20:.1f}" if self.total else ""
-                progress(f"{self.desc}: {self.n / 2**20:.1f}{total} MiB{share}")
+            now = time.monotonic()
+            if now - self.reported < REPORT_EVERY_S:
+                return
+            self.reported = now
+            rate = (self.n - self.started_n) / max(now - self.started_at, 1e-9)
+            line = f"{self.desc}: {self.n / 2**20:.1f}"
+            if self.total:
+                left = f", {(self.total - self.n) / rate:.0f} s left" if rate > 0 else ""
+                line += (f" of {self.total / 2**20:.1f} MiB ({100 * self.n / self.total:.0f}%"
+                         f", {rate / 2**20:.1f} MiB/s{left})")
+            else:
+                line += f" MiB ({rate / 2**20:.1f} MiB/s)"
+            progress(line)
 
     return LineBar
