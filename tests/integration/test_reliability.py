@@ -342,7 +342,7 @@ def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path,
         refused = up()
         said = " ".join(refused.stderr.split())  # rich wraps lines
         assert refused.returncode == 2, refused.stdout + refused.stderr
-        assert "does not fit" in said and "cpu_kvcache_gib" in said, said
+        assert "do not fit this host's memory" in said and "cpu_kvcache_gib" in said, said
         assert not (tmp_path / "state" / "logs").exists()
         flags = ["--no-fit-check"]
     result = up(*flags)
