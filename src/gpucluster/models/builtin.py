@@ -111,9 +111,11 @@ def convert_gguf(gguf: Path, out_dir: Path, progress: Progress) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    source = dict(
-        pretrained_model_name_or_path=str(gguf.parent), gguf_file=gguf.name, local_files_only=True
-    )
+    source = {
+        "pretrained_model_name_or_path": str(gguf.parent),
+        "gguf_file": gguf.name,
+        "local_files_only": True,
+    }
     started = time.monotonic()
     progress(f"loading tokenizer from {gguf.name}")
     tokenizer = AutoTokenizer.from_pretrained(**source)
@@ -136,7 +138,7 @@ def convert_gguf(gguf: Path, out_dir: Path, progress: Progress) -> None:
             file.chmod(0o644)
 
 
-def _drop_quantizer_state(model) -> None:  # noqa: ANN001 - a transformers PreTrainedModel
+def _drop_quantizer_state(model) -> None:  # a transformers PreTrainedModel
     """Make the dequantized model save as a plain checkpoint, without quantization_config."""
     bad = {
         name: str(param.dtype)
