@@ -229,6 +229,10 @@ class PortsConfig(_Strict):
         19094, ge=1, le=65535, description="The platform's webhook receiver for Alertmanager."
     )
     grafana: int = Field(13000, ge=1, le=65535, description="Grafana (compose mode).")
+    gatekeeper: int = Field(
+        19095, ge=1, le=65535,
+        description="The edge's key and quota service, which nginx asks before /v1 requests.",
+    )
     ray_gcs: int = Field(6379, ge=1, le=65535, description="Ray head GCS port.")
 
     @model_validator(mode="after")

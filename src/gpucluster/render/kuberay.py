@@ -196,7 +196,8 @@ def serve_config_v2(config: Config) -> dict[str, Any]:
     models = [_pinned(m) for m in config.models]
     weights = {m.id: _pod_weights(m) for m in models}
     pods = config.model_copy(update={"models": models})
-    return serve_config(pods, weights, [API_KEYS_FILE], http_host="0.0.0.0")
+    # No gatekeeper runs beside a Kubernetes edge yet: no usage reports.
+    return serve_config(pods, weights, [API_KEYS_FILE], http_host="0.0.0.0", report_usage=False)
 
 
 def _pod_weights(model: ModelConfig) -> str:

@@ -29,6 +29,12 @@ from gpucluster.serving.errors import (
     request_id_of,
     unexpected_error,
 )
+from gpucluster.serving.usage_report import (
+    KEY_NAME,
+    MODEL,
+    SettleClient,
+    UsageMiddleware,
+)
 from gpucluster.serving.validation import check_chat, check_completion, parse_body
 
 HEALTH_CHECK_TIMEOUT_S = 5.0
@@ -60,6 +66,7 @@ async def checked_request(
     RequestValidationError) as the OpenAI API would refuse it, before any engine sees it."""
     body = await parse_body(request, ChatCompletionRequest if chat else CompletionRequest)
     model_id = resolve_model(body.model, served)
+    setattr(request.state, MODEL, model_id)  # for the usage report
     (check_chat if chat else check_completion)(body, context_len(model_id))
     return body, model_id
 
@@ -119,10 +126,12 @@ class ApiKeyMiddleware:
             headers = dict(scope.get("headers", []))
             authorization = headers.get(b"authorization", b"").decode("latin-1") or None
             try:
-                self.api_keys.check(authorization)
+                matched = self.api_keys.check(authorization)
             except ApiError as exc:
                 await error_response(exc)(scope, receive, send)
                 return
+            if matched is not None:  # the key's name, for the usage report
+                scope.setdefault("state", {})[KEY_NAME] = matched.name
         await self.app(scope, receive, send)
 
 
@@ -148,10 +157,13 @@ class JsonBodyMiddleware:
         await self.app(scope, receive, send)
 
 
-def build_fastapi_app(api_keys: ApiKeys) -> FastAPI:
-    """A fresh FastAPI app with the platform's error contract and request gates installed."""
+def build_fastapi_app(api_keys: ApiKeys, usage_url: str | None = None) -> FastAPI:
+    """A fresh FastAPI app with the platform's error contract and request gates installed;
+    with `usage_url`, each /v1 request's usage is reported there (the gatekeeper's /settle)."""
     app = FastAPI(title="gpu-cluster OpenAI API", docs_url=None, redoc_url=None)
     install_error_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)  # outermost: keys first
+    app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)  # keys before any body is read
+    # Outermost: refusals by the gates above are reported too.
+    app.add_middleware(UsageMiddleware, report=SettleClient(usage_url) if usage_url else None)
     return app

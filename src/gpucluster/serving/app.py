@@ -84,12 +84,18 @@ def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
 
 
 def build_app(
-    config: Config, weights: dict[str, str], api_key_files: list[str], *, direct: bool = False
+    config: Config,
+    weights: dict[str, str],
+    api_key_files: list[str],
+    *,
+    direct: bool = False,
+    usage_url: str | None = None,
 ) -> Application:
     """The whole application; `weights` maps each model id to what vLLM loads.
 
     With `api_key_files`, every /v1 request needs one of the keys they hold. `direct` (one
     model only; see Config.serves_directly): the model's replicas are the ingress themselves.
+    `usage_url`: where the HTTP front reports each request's usage (serving.usage_report).
     """
     configs = [llm_config(model, weights[model.id]) for model in config.models]
     if direct:
@@ -97,7 +103,7 @@ def build_app(
         (only,) = configs
         return build_llm_deployment(
             only,
-            deployment_cls=direct_server(api_key_files, admission_limits(model)),
+            deployment_cls=direct_server(api_key_files, admission_limits(model), usage_url),
             override_serve_options={
                 "name": llm_deployment_name(only.model_id), **DIRECT_SERVE_ADMISSION
             },
@@ -114,7 +120,9 @@ def build_app(
     options = PlatformIngress.get_deployment_options(configs)
     # The ingress stays on the head, beside Serve's only HTTP proxy and the API key files.
     options["ray_actor_options"] = {"num_cpus": 1, "resources": {HEAD_NODE_RESOURCE_NAME: 0.001}}
-    ingress = serve.deployment(make_ingress_class(api_key_files), name=INGRESS_NAME, **options)
+    ingress = serve.deployment(
+        make_ingress_class(api_key_files, usage_url), name=INGRESS_NAME, **options
+    )
     return ingress.bind(llm_deployments=deployments, model_cards=cards)
 
 
@@ -126,4 +134,5 @@ def app_from_args(args: dict[str, Any]) -> Application:
         args["weights"],
         args.get("api_key_files", []),
         direct=args.get("direct_streaming", False),
+        usage_url=args.get("usage_url"),
     )

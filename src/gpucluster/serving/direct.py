@@ -32,6 +32,7 @@ from gpucluster.serving.api_app import (
 )
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import engine_error_body, overloaded, request_id_of
+from gpucluster.serving.usage_report import usage_forced
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class Admission:
 class CheckedGeneration:
     """ASGI endpoint: checks a chat or completion request, then hands it to vLLM's app.
 
-    The body read for the checks is replayed to vLLM's app unchanged; its errors reach the
+    The body read for the checks is replayed to vLLM's app (a stream asking for its usage, see
+    serving.usage_report); its errors reach the
     client in the platform's shape (EngineAnswer). A request that ends before its answer was
     complete (client gone: Serve cancels it, or vLLM's stream stops on the disconnect) calls
     `on_abort`.
@@ -108,8 +110,14 @@ class CheckedGeneration:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        await checked_request(request, self.chat, [self.model_id], lambda _: self.context_len)
+        parsed, _ = await checked_request(
+            request, self.chat, [self.model_id], lambda _: self.context_len
+        )
         raw = await request.body()
+        if usage_forced(parsed, scope.setdefault("state", {})):
+            body = json.loads(raw)
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            raw = json.dumps(body).encode()
         replayed = False
 
         async def replay() -> Message:
@@ -184,13 +192,14 @@ def build_direct_app(
     engine_app: ASGIApp,
     *,
     api_keys: ApiKeys,
+    usage_url: str | None,
     card: ModelCard,
     limits: AdmissionLimits,
     check_health: Callable[[], Awaitable[Any]],
     on_abort: Callable[[], None],
 ) -> FastAPI:
     """The replica's HTTP app: the platform's API in front of vLLM's `engine_app`."""
-    app = build_fastapi_app(api_keys)
+    app = build_fastapi_app(api_keys, usage_url)
     admission = Admission(limits)
     model_id = card.id
     context_len = card.metadata.get("max_request_context_length")

@@ -26,6 +26,7 @@ from gpucluster.serving.api_app import (
 )
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import overloaded
+from gpucluster.serving.usage_report import usage_forced
 
 logger = logging.getLogger("ray.serve")
 
@@ -58,16 +59,23 @@ class PlatformIngress(OpenAiIngress):
         return self._model_cards[model]
 
     async def chat(self, request: Request) -> Response:
-        body, model_id = await checked_request(
-            request, True, list(self._model_cards), self._context_len
-        )
+        body, model_id = await self._checked(request, chat=True)
         return await self._answer(model_id, super().chat(body, request), request)
 
     async def completions(self, request: Request) -> Response:
-        body, model_id = await checked_request(
-            request, False, list(self._model_cards), self._context_len
-        )
+        body, model_id = await self._checked(request, chat=False)
         return await self._answer(model_id, super().completions(body, request), request)
+
+    async def _checked(self, request: Request, chat: bool) -> tuple[Any, str]:
+        """The checked request, asking the engine for a stream's usage (serving.usage_report)."""
+        body, model_id = await checked_request(
+            request, chat, list(self._model_cards), self._context_len
+        )
+        if usage_forced(body, request.scope.setdefault("state", {})):
+            body = type(body).model_validate(
+                {**body.model_dump(exclude_unset=True), "stream_options": {"include_usage": True}}
+            )
+        return body, model_id
 
     async def _answer(self, model_id: str, reply: Awaitable[Response], request: Request) -> Response:
         """The model's reply; a full model is a 429, a stream failing midway an SSE error."""
@@ -86,7 +94,7 @@ class PlatformIngress(OpenAiIngress):
         return health_response(dict(zip(names, results, strict=True)))
 
 
-def make_ingress_class(api_key_files: list[str]) -> type:
+def make_ingress_class(api_key_files: list[str], usage_url: str | None = None) -> type:
     """PlatformIngress bound to a new FastAPI app as a Serve ingress class."""
-    app = build_fastapi_app(ApiKeys(api_key_files))
+    app = build_fastapi_app(ApiKeys(api_key_files), usage_url)
     return make_fastapi_ingress(PlatformIngress, endpoint_map=ENDPOINTS, app=app)

@@ -82,9 +82,10 @@ class PlatformLLMServer(LLMServer):
     _engine_load: EngineLoad | None = None
     _aborted: Any = None
     # When this replica serves HTTP itself (see `direct_server`): files of the valid API keys,
-    # and how many generation requests it admits.
+    # how many generation requests it admits, and where it reports each request's usage.
     api_key_files: tuple[str, ...] = ()
     admission_limits: AdmissionLimits | None = None
+    usage_url: str | None = None
 
     async def start(self) -> None:
         model_id = self._llm_config.model_id
@@ -128,6 +129,7 @@ class PlatformLLMServer(LLMServer):
         return build_direct_app(
             engine_app,
             api_keys=ApiKeys(list(self.api_key_files)),
+            usage_url=self.usage_url,
             card=to_model_metadata(model_id, self._llm_config),
             limits=self.admission_limits,
             check_health=self.check_health,
@@ -168,8 +170,13 @@ class PlatformLLMServer(LLMServer):
         return self._engine_load.figures() if self._engine_load is not None else {}
 
 
-def direct_server(api_key_files: list[str], limits: AdmissionLimits) -> type:
+def direct_server(
+    api_key_files: list[str], limits: AdmissionLimits, usage_url: str | None = None
+) -> type:
     """PlatformLLMServer as an ingress deployment class: it serves HTTP itself, requires one
-    of the keys in `api_key_files` on /v1 (none: authentication is off) and admits `limits`."""
-    attributes = {"api_key_files": tuple(api_key_files), "admission_limits": limits}
+    of the keys in `api_key_files` on /v1 (none: authentication is off), admits `limits` and
+    reports each request's usage to `usage_url`."""
+    attributes = {
+        "api_key_files": tuple(api_key_files), "admission_limits": limits, "usage_url": usage_url,
+    }
     return serve.ingress()(type("PlatformLLMServer", (PlatformLLMServer,), attributes))

@@ -15,13 +15,25 @@ from gpucluster.config.names import APP_NAME
 IMPORT_PATH = "gpucluster.serving.app:app_from_args"
 
 
+def usage_url(config: Config) -> str:
+    """Where replicas report each request's usage: the gatekeeper's /settle, on the head beside
+    nginx (the ingress replica, which answers for worker nodes' models, runs there too)."""
+    return f"http://127.0.0.1:{config.platform.ports.gatekeeper}/settle"
+
+
 def serve_config(
-    config: Config, weights: dict[str, str], api_key_files: list[str], *, http_host: str | None = None
+    config: Config,
+    weights: dict[str, str],
+    api_key_files: list[str],
+    *,
+    http_host: str | None = None,
+    report_usage: bool = True,
 ) -> dict[str, Any]:
     """The Serve config for `config`; `weights` maps each model id to what vLLM loads.
 
     `http_host` overrides where Serve's HTTP proxy binds (a container binds all interfaces and
     publishes the port on the host instead). The proxy runs on the head only: nginx fronts it.
+    `report_usage`: the runner runs the gatekeeper beside nginx (runtime.gatekeeper).
     """
     return {
         "proxy_location": "HeadOnly",
@@ -39,6 +51,7 @@ def serve_config(
                     "weights": {model.id: weights[model.id] for model in config.models},
                     "api_key_files": list(api_key_files),
                     "direct_streaming": config.serves_directly,
+                    "usage_url": usage_url(config) if report_usage else None,
                 },
             }
         ],

@@ -39,15 +39,15 @@ def client(engine: EngineApp, aborts: list, keys: ApiKeys | None = None,
     async def healthy() -> None:
         return None
 
-    app = build_direct_app(engine, api_keys=keys or ApiKeys([]), card=CARD, limits=limits,
-                           check_health=healthy, on_abort=lambda: aborts.append(1))
+    app = build_direct_app(engine, api_keys=keys or ApiKeys([]), usage_url=None, card=CARD,
+                           limits=limits, check_health=healthy, on_abort=lambda: aborts.append(1))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replica")
 
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
 
-def test_a_valid_request_reaches_the_engine_with_its_body_unchanged():
+def test_a_valid_stream_reaches_the_engine_asking_for_its_usage():
     engine, aborts = EngineApp(), []
 
     async def go() -> httpx.Response:
@@ -57,7 +57,8 @@ def test_a_valid_request_reaches_the_engine_with_its_body_unchanged():
     reply = asyncio.run(go())
     assert reply.status_code == 200
     assert reply.text.endswith("data: [DONE]\n\n")
-    assert json.loads(engine.bodies[0]) == CHAT
+    # the usage settles the key's token quota; the client, who did not ask, never sees it
+    assert json.loads(engine.bodies[0]) == {**CHAT, "stream_options": {"include_usage": True}}
     assert aborts == []
 
 
