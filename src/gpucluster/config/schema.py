@@ -6,6 +6,7 @@ an error naming the key, not a silently ignored setting.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -279,6 +280,26 @@ class SecurityConfig(_Strict):
     dashboard_user: str = Field(
         "operator", min_length=1, description="User name for /dashboard basic auth."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of proxies in front of nginx whose `real_ip_header` "
+        "names the client; empty: the client is the TCP peer, whatever headers it sends.",
+    )
+    real_ip_header: str = Field(
+        "X-Forwarded-For",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="The header trusted proxies put the client's address in.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+        return value
 
 
 class PlatformConfig(_Strict):

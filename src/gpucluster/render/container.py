@@ -66,4 +66,5 @@ def container_nginx_values(
         "NGINX_ACCESS_LOG": "/dev/stdout",
         "NGINX_TEMP_DIR": "/tmp",
         "DASHBOARD_UPSTREAM": f"{upstream_host}:{ports.ray_dashboard}",
+        "GATEKEEPER_UPSTREAM": f"{upstream_host}:{ports.gatekeeper}",
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gpucluster.assets import NGINX_TEMPLATE
 from gpucluster.config import Config
+from gpucluster.config.schema import SecurityConfig
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
 from gpucluster.runtime.upstreams import upstream_servers, write_if_changed
@@ -51,8 +52,8 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         "NGINX_ACCESS_LOG": str(state.log("nginx-access")),
         "NGINX_TEMP_DIR": str(state.nginx_dir / "tmp"),
         "NGINX_MAX_BODY": f"{edge.max_body_mib}m",
-        "NGINX_RATE_LIMIT": str(edge.rate_limit_rps),
-        "NGINX_RATE_BURST": str(edge.rate_limit_burst),
+        "NGINX_REAL_IP": real_ip_lines(platform.security),
+        "GATEKEEPER_UPSTREAM": f"127.0.0.1:{platform.ports.gatekeeper}",
         "NGINX_READ_TIMEOUT_S": str(edge.read_timeout_s),
         "NGINX_UPSTREAM_KEEPALIVE_S": str(UPSTREAM_KEEPALIVE_S),
         "NGINX_HTPASSWD_FILE": str(state.htpasswd_file),
@@ -60,6 +61,15 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         "DASHBOARD_UPSTREAM": f"{loopback}:{platform.ports.ray_dashboard}",
         "RAY_DASHBOARD_AUTH": f"Bearer {ray_token}",
     }
+
+
+def real_ip_lines(security: SecurityConfig) -> str:
+    """nginx's real-IP settings: believe `real_ip_header` from the trusted proxies only."""
+    if not security.trusted_proxies:
+        return "    # (no trusted proxies: the client is the TCP peer)"
+    lines = [f"    set_real_ip_from {proxy};" for proxy in security.trusted_proxies]
+    lines += [f"    real_ip_header {security.real_ip_header};", "    real_ip_recursive on;"]
+    return "\n".join(lines)
 
 
 def render_nginx_conf(values: dict[str, str]) -> str:

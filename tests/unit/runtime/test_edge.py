@@ -64,3 +64,14 @@ def test_dashboard_password_is_created_once_and_stored_hashed(state):
     assert user == "operator" and password not in line
     assert crypt.crypt(password, hashed) == hashed
     assert ensure_dashboard_password(state, "operator") is None  # shown once only
+
+
+def test_only_trusted_proxies_name_the_client():
+    from gpucluster.config.schema import SecurityConfig
+    from gpucluster.runtime.edge import real_ip_lines
+
+    assert "set_real_ip_from" not in real_ip_lines(SecurityConfig())
+    lines = real_ip_lines(SecurityConfig(trusted_proxies=["10.0.0.0/8"], real_ip_header="X-Real-IP"))
+    assert lines.split("\n") == [
+        "    set_real_ip_from 10.0.0.0/8;", "    real_ip_header X-Real-IP;", "    real_ip_recursive on;"
+    ]
