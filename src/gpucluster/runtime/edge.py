@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gpucluster.assets import NGINX_TEMPLATE
 from gpucluster.config import Config
+from gpucluster.config.keys import write_private_file as write_private
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
 from gpucluster.runtime.upstreams import upstream_servers, write_if_changed
@@ -132,12 +133,3 @@ def reset_dashboard_password(state: StateDir, user: str) -> str:
     hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
     write_private(state.htpasswd_file, f"{user}:{hashed}\n")
     return password
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
