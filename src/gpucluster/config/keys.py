@@ -314,6 +314,10 @@ class KeyRing:
         self._refresh()
         return list(self._keys)
 
+    def names(self) -> set[str]:
+        """The names of the valid keys."""
+        return {key.name for key in self.keys()}
+
     def lookup(self, key: str) -> NamedKey | None:
         """The named key whose digest matches `key`, compared in constant time."""
         digest = key_digest(key).encode("ascii")
