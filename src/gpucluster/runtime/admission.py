@@ -21,7 +21,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gpucluster.config import Config
@@ -30,7 +30,7 @@ from gpucluster.config.schema import SecurityConfig
 from gpucluster.observability.key_metrics import NO_KEY, OTHER_MODEL
 from gpucluster.runtime.edge_metrics import EdgeMetrics
 from gpucluster.runtime.limits import Expiring, SlidingWindows, Slots, TokenBuckets
-from gpucluster.runtime.usage_log import LastUsed, UsageLog, UsageRecord, iso_utc
+from gpucluster.runtime.usage_log import LastUsed, Usage, UsageLog
 
 GENERATION_PATHS = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
@@ -88,42 +88,28 @@ class InvalidSettlement(ValueError):
     """A /settle body that is not a report; the message names the field."""
 
 
-@dataclass(frozen=True)
-class Settlement:
-    """A replica's report of a finished request."""
-
-    request_id: str
-    key: str | None
-    model: str | None
-    path: str
-    status: int
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    ttft_ms: float | None = None
-    duration_ms: float | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> Settlement:
-        """A Settlement from /settle's JSON body; InvalidSettlement naming the bad field."""
-        if not isinstance(data, dict):
-            raise InvalidSettlement("the body must be a JSON object")
-        request_id = data.get("request_id")
-        if not isinstance(request_id, str) or not 0 < len(request_id) <= _MAX_FIELD:
-            raise InvalidSettlement("request_id: a non-empty string is required")
-        status = data.get("status")
-        if not _is_int(status) or not 100 <= status <= 599:
-            raise InvalidSettlement("status: an HTTP status code is required")
-        return cls(
-            request_id=request_id,
-            key=_optional(data, "key", str),
-            model=_optional(data, "model", str),
-            path=(_optional(data, "path", str) or "")[:_MAX_FIELD],
-            status=status,
-            prompt_tokens=_count(data, "prompt_tokens"),
-            completion_tokens=_count(data, "completion_tokens"),
-            ttft_ms=_milliseconds(data, "ttft_ms"),
-            duration_ms=_milliseconds(data, "duration_ms"),
-        )
+def parse_settlement(data: Any) -> Usage:
+    """A replica's report of a finished request, from /settle's JSON body; InvalidSettlement
+    naming the first bad field."""
+    if not isinstance(data, dict):
+        raise InvalidSettlement("the body must be a JSON object")
+    request_id = data.get("request_id")
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= _MAX_FIELD:
+        raise InvalidSettlement("request_id: a non-empty string is required")
+    status = data.get("status")
+    if not _is_int(status) or not 100 <= status <= 599:
+        raise InvalidSettlement("status: an HTTP status code is required")
+    return Usage(
+        request_id=request_id,
+        key=_optional(data, "key", str),
+        model=_optional(data, "model", str),
+        path=(_optional(data, "path", str) or "")[:_MAX_FIELD],
+        status=status,
+        prompt_tokens=_count(data, "prompt_tokens"),
+        completion_tokens=_count(data, "completion_tokens"),
+        ttft_ms=_milliseconds(data, "ttft_ms"),
+        duration_ms=_milliseconds(data, "duration_ms"),
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -197,20 +183,18 @@ class Gatekeeper:
         found = self._ring.authenticate(request.authorization)
         if isinstance(found, NamedKey):
             return self._admit_key(found, request)
-        wait = self._by_address.take(request.client)
-        if wait:
-            message = (
-                f"Rate limit exceeded: at most {self._limits.rate_per_s:g} requests per second "
-                "from one address without a valid API key."
-            )
-            return self._refuse(request, NO_KEY, "rate_limit_exceeded", message, wait,
-                                error="rate_limited")
+        limited = self._rate_limited(
+            request, self._by_address, request.client, NO_KEY,
+            "from one address without a valid API key",
+        )
+        if limited is not None:
+            return limited
         if isinstance(found, Denial):
             return self._refuse(request, NO_KEY, found.code, found.message, None,
                                 error="unauthorized")
         return self._admit(NO_KEY)
 
-    def settle(self, report: Settlement) -> None:
+    def settle(self, report: Usage) -> None:
         """Account for a finished request: once per request id, however often it is reported."""
         if report.request_id in self._settled:
             return
@@ -225,14 +209,7 @@ class Gatekeeper:
             key, model, report.status, prompt_tokens=report.prompt_tokens,
             completion_tokens=report.completion_tokens, duration_s=duration_s,
         )
-        self._usage.write(
-            UsageRecord(
-                time=iso_utc(self._wall()), request_id=report.request_id, key=key, model=model,
-                path=report.path, status=report.status, prompt_tokens=report.prompt_tokens,
-                completion_tokens=report.completion_tokens, ttft_ms=report.ttft_ms,
-                duration_ms=report.duration_ms,
-            )
-        )
+        self._usage.write(self._wall(), replace(report, key=key, model=model))
 
     def close(self) -> None:
         """Write what is pending (last use) and close the usage log."""
@@ -241,14 +218,9 @@ class Gatekeeper:
 
     def _admit_key(self, key: NamedKey, request: AuthRequest) -> Verdict:
         name = key.name
-        wait = self._by_key.take(name)
-        if wait:
-            message = (
-                f"Rate limit exceeded for key {name}: at most {self._limits.rate_per_s:g} "
-                "requests per second."
-            )
-            return self._refuse(request, name, "rate_limit_exceeded", message, wait,
-                                error="rate_limited")
+        limited = self._rate_limited(request, self._by_key, name, name, f"for key {name}")
+        if limited is not None:
+            return limited
         quota = effective_quota(key, self._security)
         over = self._over_quota(name, quota, request.generation)
         if over is not None:
@@ -279,6 +251,19 @@ class Gatekeeper:
             return "concurrent_requests", slots, CONCURRENCY_RETRY_S
         return None
 
+    def _rate_limited(
+        self, request: AuthRequest, buckets: TokenBuckets, owner: str, key: str, whose: str
+    ) -> Verdict | None:
+        """A refusal when `owner` (a key name or an address) has no token left, else None."""
+        wait = buckets.take(owner)
+        if not wait:
+            return None
+        message = (
+            f"Rate limit exceeded: at most {self._limits.rate_per_s:g} requests per second {whose}."
+        )
+        return self._refuse(request, key, "rate_limit_exceeded", message, wait,
+                            error="rate_limited")
+
     def _admit(self, name: str) -> Verdict:
         if name != NO_KEY:
             self.last_used.touch(name)
@@ -299,12 +284,8 @@ class Gatekeeper:
         if key == NO_KEY:
             self.metrics.edge_refusal(code)
         self.metrics.request(key, OTHER_MODEL, status, error=error)
-        self._usage.write(
-            UsageRecord(
-                time=iso_utc(self._wall()), request_id=request.request_id, key=key,
-                model=OTHER_MODEL, path=request.path, status=status, refused=code,
-            )
-        )
+        usage = Usage(request.request_id, key, OTHER_MODEL, request.path, status)
+        self._usage.write(self._wall(), usage, refused=code)
         headers = {"X-Deny-Code": code, "X-Deny-Message": _plain(message)}
         if wait:
             retry = max(1, math.ceil(wait))

@@ -53,7 +53,7 @@ from starlette.routing import Route
 
 from gpucluster.config import Config, ConfigError, load_config
 from gpucluster.config.keys import KeyRing, store_path
-from gpucluster.runtime.admission import AuthRequest, Gatekeeper, Limits, Settlement
+from gpucluster.runtime.admission import AuthRequest, Gatekeeper, Limits, parse_settlement
 from gpucluster.runtime.edge_metrics import CONTENT_TYPE, EdgeMetrics
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.usage_log import LAST_USED_EVERY_S, LastUsed, UsageLog
@@ -87,7 +87,7 @@ def build_app(gatekeeper: Gatekeeper, flush_every_s: float = LAST_USED_EVERY_S) 
 
     async def settle(request: Request) -> Response:
         try:
-            report = Settlement.from_json(json.loads(await request.body()))
+            report = parse_settlement(json.loads(await request.body()))
         except ValueError as exc:
             return error_response(ApiError(400, str(exc), code="invalid_settlement"))
         gatekeeper.settle(report)

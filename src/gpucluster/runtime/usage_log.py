@@ -31,28 +31,23 @@ def iso_utc(epoch_s: float) -> str:
 
 
 @dataclass(frozen=True)
-class UsageRecord:
-    """One request as the usage log keeps it. `key` is a key name or "-", `model` a configured
-    model id or "other"; `refused` is the deny code of a request the gatekeeper turned away."""
+class Usage:
+    """One request as a replica reports it and the usage log keeps it. In the log, `key` is a
+    key name or "-" and `model` a configured model id or "other" (observability.key_metrics)."""
 
-    time: str
     request_id: str | None
-    key: str
-    model: str
+    key: str | None
+    model: str | None
     path: str
     status: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ttft_ms: float | None = None
     duration_ms: float | None = None
-    refused: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
 
 
 class UsageLog:
-    """Appends UsageRecords to a rotating JSON-lines file."""
+    """Appends one JSON line a request to a rotating file."""
 
     def __init__(
         self, path: Path, max_bytes: int = USAGE_LOG_BYTES, backups: int = USAGE_LOG_BACKUPS
@@ -64,9 +59,13 @@ class UsageLog:
         )
         self._handler.setFormatter(logging.Formatter("%(message)s"))
 
-    def write(self, record: UsageRecord) -> None:
-        """Append one line (rotating first when the file is full)."""
-        self._handler.handle(logging.makeLogRecord({"msg": record.to_json(), "levelno": 20}))
+    def write(self, when: float, usage: Usage, refused: str | None = None) -> None:
+        """Append one line (rotating first when the file is full): `usage` at `when` (epoch s);
+        `refused` is the deny code of a request the gatekeeper turned away."""
+        line = json.dumps(
+            {"time": iso_utc(when), **asdict(usage), "refused": refused}, separators=(",", ":")
+        )
+        self._handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
 
     def close(self) -> None:
         self._handler.close()

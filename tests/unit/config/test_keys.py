@@ -32,14 +32,6 @@ from gpucluster.config.keys import (
 from gpucluster.config.loader import ConfigError
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def store(tmp_path) -> KeyStore:
     return KeyStore(tmp_path / "state" / "keys.json")
@@ -157,8 +149,7 @@ def test_a_key_in_two_places_is_one_key(tmp_path, store):
     assert ring.names() == {"team-a"}
 
 
-def test_ring_reloads_the_store_within_the_recheck_interval(store):
-    clock = Clock()
+def test_ring_reloads_the_store_within_the_recheck_interval(store, clock):
     ring = KeyRing(store.path, [], clock)
     assert not ring.enabled and ring.lookup("anything") is None
     key = store.create("team-a")
@@ -171,8 +162,7 @@ def test_ring_reloads_the_store_within_the_recheck_interval(store):
     assert ring.enabled  # the store still exists: an empty store refuses everyone
 
 
-def test_ring_reloads_a_rewritten_raw_key_file(tmp_path):
-    clock = Clock()
+def test_ring_reloads_a_rewritten_raw_key_file(tmp_path, clock):
     keys_file = tmp_path / "keys"
     keys_file.write_text("one\n")
     ring = KeyRing(None, [keys_file], clock)

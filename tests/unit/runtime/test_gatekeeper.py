@@ -18,25 +18,17 @@ from gpucluster.runtime.edge import ensure_operator_key, gatekeeper_service
 from gpucluster.runtime.edge_metrics import EdgeMetrics
 from gpucluster.runtime.gatekeeper import build_app, make_gatekeeper, parse_args, read_config
 from gpucluster.runtime.state import StateDir
-from gpucluster.runtime.usage_log import LastUsed, UsageLog, UsageRecord
+from gpucluster.runtime.usage_log import LastUsed, Usage, UsageLog
 
 RPS, BURST = 2, 3  # BURST + 1 requests pass at once
 READ_TIMEOUT_S = 30
 CHAT = "/v1/chat/completions"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Edge:
     """A gatekeeper with a key store in a temporary state dir, reached through its HTTP app."""
 
-    def __init__(self, tmp_path, security: dict | None = None) -> None:
+    def __init__(self, tmp_path, clock, security: dict | None = None) -> None:
         self.config = Config.model_validate(
             {
                 "platform": {
@@ -51,7 +43,8 @@ class Edge:
         self.state = StateDir(tmp_path)
         self.state.ensure()
         self.store = KeyStore(store_path(self.config))
-        self.clock = Clock()
+        self.clock = clock
+        clock.now = 1000.0
         self.wall = 1_700_000_000.0
         self._ids = count()
         self.client: TestClient | None = None
@@ -102,8 +95,8 @@ class Edge:
 
 
 @pytest.fixture
-def edge(tmp_path) -> Iterator[Edge]:
-    made = Edge(tmp_path)
+def edge(tmp_path, clock) -> Iterator[Edge]:
+    made = Edge(tmp_path, clock)
     yield made
     made.stop()
 
@@ -273,8 +266,8 @@ def test_unsettled_slots_expire_after_the_read_timeout(edge):
     assert edge.auth(f"Bearer {key}", request_id="next").status_code == 204
 
 
-def test_configured_quota_wins_over_the_stored_one(tmp_path):
-    edge = Edge(tmp_path, {"quotas": {"team-a": {"requests_per_minute": 1}}})
+def test_configured_quota_wins_over_the_stored_one(tmp_path, clock):
+    edge = Edge(tmp_path, clock, {"quotas": {"team-a": {"requests_per_minute": 1}}})
     key = edge.store.create("team-a", Quota(requests_per_minute=50))
     edge.start()
     try:
@@ -311,8 +304,7 @@ def test_usage_log_has_one_line_per_request_and_never_a_key_or_prompt(edge):
 def test_usage_log_rotates(tmp_path):
     log = UsageLog(tmp_path / "usage.jsonl", max_bytes=2000, backups=2)
     for i in range(100):
-        log.write(UsageRecord(time="t", request_id=f"r{i}", key="k", model="m", path="/",
-                              status=200))
+        log.write(1e9 + i, Usage(f"r{i}", "k", "m", "/", 200))
     log.close()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["usage.jsonl", "usage.jsonl.1", "usage.jsonl.2"]

@@ -7,16 +7,7 @@ import pytest
 from gpucluster.runtime.limits import SlidingWindows, Slots, TokenBuckets
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_bucket_admits_its_capacity_then_says_how_long_to_wait():
-    clock = Clock()
+def test_bucket_admits_its_capacity_then_says_how_long_to_wait(clock):
     buckets = TokenBuckets(rate=4, capacity=2, clock=clock)
     assert [buckets.take("a"), buckets.take("a")] == [0.0, 0.0]
     assert buckets.take("a") == pytest.approx(0.25)
@@ -25,15 +16,14 @@ def test_bucket_admits_its_capacity_then_says_how_long_to_wait():
     assert buckets.take("b") == 0.0  # owners do not share
 
 
-def test_buckets_are_bounded_dropping_the_least_recently_used():
-    buckets = TokenBuckets(rate=1, capacity=1, clock=Clock(), max_entries=3)
+def test_buckets_are_bounded_dropping_the_least_recently_used(clock):
+    buckets = TokenBuckets(rate=1, capacity=1, clock=clock, max_entries=3)
     for owner in range(10):
         buckets.take(owner)
     assert len(buckets) == 3
 
 
-def test_sliding_window_totals_and_waits():
-    clock = Clock()
+def test_sliding_window_totals_and_waits(clock):
     window = SlidingWindows(clock, span_s=60)
     window.add("k", 30)
     clock.now = 20
@@ -49,8 +39,7 @@ def test_sliding_window_totals_and_waits():
     assert window.total("k") == 0 and window.total("other") == 0
 
 
-def test_slots_count_release_and_expire():
-    clock = Clock()
+def test_slots_count_release_and_expire(clock):
     slots = Slots(ttl_s=30, clock=clock)
     slots.take("r1", "k")
     slots.take("r1", "k")  # one id holds one slot
