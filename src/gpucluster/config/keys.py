@@ -370,8 +370,10 @@ class KeyRing:
                 continue
             keys.extend(raw_key(key, origin) for key in raw)
         # one key listed twice (two files, or a file and the store) is one key: the first
-        seen: set[str] = set()
-        unique = [key for key in keys if not (key.digest in seen or seen.add(key.digest))]
+        first: dict[str, NamedKey] = {}
+        for key in keys:
+            first.setdefault(key.digest, key)
+        unique = list(first.values())
         self._log.info(
             "API keys loaded: %d key(s) from %d file(s)",
             len(unique), len(self._sources) + (self._store is not None),

@@ -22,6 +22,7 @@ from gpucluster.config.keys import (
     KeyRing,
     KeyStore,
     KeyStoreError,
+    NamedKey,
     Quota,
     UnknownKeyError,
     effective_quota,
@@ -225,11 +226,9 @@ def test_effective_quota_precedence(tmp_path):
         "    quotas:\n      team-a: {tokens_per_minute: 50}\n"
     )
     security = load_config(config_file, env={}).platform.security
-    stored = raw_key("x", "file")
-    team_a = stored.__class__(name="team-a", digest="0", quota=Quota(requests_per_minute=5,
-                                                                     tokens_per_minute=500))
-    assert effective_quota(team_a, security) == Quota(5, 50, None)
-    assert effective_quota(stored, security) == Quota(100, 1000, None)
+    team_a = NamedKey("team-a", "0", quota=Quota(requests_per_minute=5, tokens_per_minute=500))
+    assert effective_quota(team_a, security) == Quota(5, 50, None)  # per limit: config, stored
+    assert effective_quota(raw_key("x", "file"), security) == Quota(100, 1000, None)
     operator = raw_key("op", "operator")
     assert effective_quota(operator, security) == Quota()
 
