@@ -1,4 +1,5 @@
-"""A fake OpenAI server (streamed chat completions like vLLM's), in process or on a real socket.
+"""Shared unit-test fixtures: a clock moved by hand, and a fake OpenAI server (streamed chat
+completions like vLLM's), in process or on a real socket.
 
 `make_fake` builds one; `make_transport` routes an httpx client to fakes by host name (nothing
 leaves the process); `serve_fake` puts a fake behind a real HTTP server on 127.0.0.1, streaming
@@ -193,6 +194,22 @@ def _events(content: bytes) -> Iterator[bytes]:
     for event in content.split(b"\n\n"):
         if event:
             yield event + b"\n\n"
+
+
+class ManualClock:
+    """A monotonic clock that moves only when a test sets or advances `now` (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock for code that takes one (`clock=`), moved by hand: `clock.now += 60`."""
+    return ManualClock()
 
 
 @pytest.fixture

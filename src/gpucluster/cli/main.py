@@ -19,6 +19,7 @@ from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.chat import chat
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
+from gpucluster.cli.keys import keys_app
 from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
 
@@ -37,6 +38,7 @@ app.command("chat")(chat)
 app.add_typer(render_app, name="render")
 app.command("pull")(pull)
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()

@@ -112,10 +112,12 @@ def _describe(exc: ValidationError, source: str, origins: dict[tuple[str, ...], 
 
 def _expand_paths(config: Config) -> Config:
     security = config.platform.security
-    if security.api_keys_file is not None:
-        security = security.model_copy(
-            update={"api_keys_file": security.api_keys_file.expanduser().absolute()}
-        )
+    files = {
+        name: path.expanduser().absolute()
+        for name in ("api_keys_file", "keys_file")
+        if (path := getattr(security, name)) is not None
+    }
+    security = security.model_copy(update=files)
     platform = config.platform.model_copy(
         update={
             "state_dir": config.platform.state_dir.expanduser(),

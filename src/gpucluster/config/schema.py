@@ -17,6 +17,8 @@ BUILTIN_MODEL_ID = "smollm2-135m-instruct"
 BUILTIN_SOURCE = f"builtin:{BUILTIN_MODEL_ID}"
 
 _MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+# API key names: they become Prometheus label values and file keys, so a small alphabet.
+KEY_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
 class _Strict(BaseModel):
@@ -232,7 +234,7 @@ class PortsConfig(_Strict):
     grafana: int = Field(13000, ge=1, le=65535, description="Grafana (compose mode).")
     gatekeeper: int = Field(
         19095, ge=1, le=65535,
-        description="The edge's key and quota service, which nginx asks before /v1 requests.",
+        description="The edge's key and quota service (nginx asks it about every /v1 request).",
     )
     ray_gcs: int = Field(6379, ge=1, le=65535, description="Ray head GCS port.")
 
@@ -269,36 +271,85 @@ class EdgeConfig(_Strict):
     )
 
 
+class QuotaConfig(_Strict):
+    """Limits on one API key's use; null: unlimited (or, per key, the next quota that sets it)."""
+
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="Requests admitted in any 60 s window."
+    )
+    tokens_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="Prompt + completion tokens in any 60 s window, charged from the engine's "
+        "usage when a request ends; a request is refused once the window holds this many.",
+    )
+    concurrent_requests: int | None = Field(
+        None, ge=1, description="Generation requests (completions, chat, embeddings) in flight at once."
+    )
+
+
 class SecurityConfig(_Strict):
-    """API keys and operator credentials."""
+    """API keys, their quotas, and operator credentials."""
 
     api_keys_file: Path | None = Field(
         None,
         description="File of API keys, one per line (# comments); re-read when it changes. "
         "With it or GPUCLUSTER_API_KEYS set, /v1 requires `Authorization: Bearer <key>`.",
     )
-    dashboard_user: str = Field(
-        "operator", min_length=1, description="User name for /dashboard basic auth."
+    keys_file: Path | None = Field(
+        None,
+        description="The named key store that `gpucluster keys create` writes (SHA-256 digests "
+        "only); null: `<state_dir>/keys.json`. Once it exists, /v1 requires a key.",
+    )
+    default_quota: QuotaConfig = Field(
+        default_factory=QuotaConfig,
+        description="Quota of every key that neither `quotas` nor its own stored quota limits.",
+    )
+    quotas: dict[str, QuotaConfig] = Field(
+        default_factory=dict,
+        description="Quotas per key name; each limit set here wins over the key's stored quota, "
+        "which wins over default_quota.",
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description="Addresses or CIDRs of proxies in front of nginx whose `real_ip_header` "
-        "names the client; empty: the client is the TCP peer, whatever headers it sends.",
+        description="Addresses or CIDRs of proxies in front of nginx whose real_ip_header is "
+        "believed for the client address; empty: the TCP peer's address.",
     )
     real_ip_header: str = Field(
         "X-Forwarded-For",
-        pattern=r"^[A-Za-z0-9-]+$",
-        description="The header trusted proxies put the client's address in.",
+        min_length=1,
+        description="Header that trusted proxies put the client address in.",
     )
+    dashboard_user: str = Field(
+        "operator", min_length=1, description="User name for /dashboard basic auth."
+    )
+
+    @field_validator("quotas")
+    @classmethod
+    def _key_names(cls, quotas: dict[str, QuotaConfig]) -> dict[str, QuotaConfig]:
+        bad = sorted(name for name in quotas if not KEY_NAME_PATTERN.match(name))
+        if bad:
+            raise ValueError(
+                f"not key names: {', '.join(bad)} (lower-case letters, digits and . _ -, "
+                "starting with a letter or digit, at most 63)"
+            )
+        return quotas
 
     @field_validator("trusted_proxies")
     @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for entry in value:
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
             try:
-                ipaddress.ip_network(entry, strict=False)
+                ipaddress.ip_network(proxy, strict=False)
             except ValueError:
-                raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+                raise ValueError(f"{proxy!r} is not an IP address or CIDR") from None
+        return proxies
+
+    @field_validator("real_ip_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9-]+", value):
+            raise ValueError("must be an HTTP header name (letters, digits and -)")
         return value
 
 
@@ -346,7 +397,8 @@ class PlatformConfig(_Strict):
     ports: PortsConfig = Field(default_factory=PortsConfig, description="TCP ports.")
     edge: EdgeConfig = Field(default_factory=EdgeConfig, description="The nginx proxy.")
     security: SecurityConfig = Field(
-        default_factory=SecurityConfig, description="API keys and operator credentials."
+        default_factory=SecurityConfig,
+        description="API keys, their quotas, and operator credentials.",
     )
 
 

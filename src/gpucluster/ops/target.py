@@ -44,8 +44,9 @@ def load_target(config: Config) -> Target:
     state = StateDir(config.platform.state_dir)
     record = state.read_record()
     endpoints = record.endpoints if record else endpoints_for(config)
-    key = None
-    if record:
+    # the platform's own key first: it passes every tenant's quota
+    key = first_key(state.operator_key_file)
+    if key is None and record:
         key = next((k for f in record.api_key_files if (k := first_key(Path(f)))), None)
     key = key or next(iter(env_api_keys()), None)
     models = record.models if record else [m.id for m in config.models]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from gpucluster.assets import NGINX_TEMPLATE
 from gpucluster.config import Config
+from gpucluster.config.keys import first_key, new_key
+from gpucluster.config.keys import write_private_file as write_private
 from gpucluster.config.schema import SecurityConfig
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
@@ -126,6 +128,32 @@ def nginx_service(conf: Path, state: StateDir, drain_s: float) -> ServiceSpec:
     return ServiceSpec(name="nginx", argv=argv, stop_signal=signal.SIGQUIT, stop_grace_s=drain_s)
 
 
+def gatekeeper_service(config: Config, state: StateDir) -> ServiceSpec:
+    """The gatekeeper (runtime.gatekeeper), nginx's key and quota service; writes the effective
+    configuration it runs with into the state dir."""
+    write_private(state.gatekeeper_config_file, config.model_dump_json(indent=2))
+    argv = [
+        sys.executable, "-m", "gpucluster.runtime.gatekeeper",
+        "--config-json", str(state.gatekeeper_config_file), "--state-dir", str(state.root),
+        "--operator-key-file", str(state.operator_key_file),
+    ]
+    if state.api_keys_file.exists():  # `up` wrote GPUCLUSTER_API_KEYS there
+        argv += ["--env-key-file", str(state.api_keys_file)]
+    return ServiceSpec(name="gatekeeper", argv=argv)
+
+
+def ensure_operator_key(state: StateDir) -> Path:
+    """The platform's own API key file (`gpucluster-operator`), created (0600) when missing.
+
+    Its key is for the platform's probes and operator tools (health, bench, chat, `up`'s
+    readiness check); alone it does not turn authentication on.
+    """
+    path = state.operator_key_file
+    if first_key(path) is None:
+        write_private(path, new_key() + "\n")
+    return path
+
+
 def ensure_dashboard_password(state: StateDir, user: str) -> str | None:
     """Create the /dashboard basic-auth file on first use; returns the new password, else None.
 
@@ -142,12 +170,3 @@ def reset_dashboard_password(state: StateDir, user: str) -> str:
     hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
     write_private(state.htpasswd_file, f"{user}:{hashed}\n")
     return password
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.touch(mode=0o600)
-    tmp.chmod(0o600)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -101,6 +101,26 @@ class StateDir:
         return self.root / "api-keys.env"
 
     @property
+    def operator_key_file(self) -> Path:
+        """The platform's own API key (`gpucluster-operator`), for its probes and tools."""
+        return self.root / "operator-key"
+
+    @property
+    def usage_log(self) -> Path:
+        """One JSON line per API request, written by the gatekeeper (rotated)."""
+        return self.logs / "usage.jsonl"
+
+    @property
+    def keys_last_used_file(self) -> Path:
+        """When each key was last used ({name: ISO time}), written by the gatekeeper."""
+        return self.root / "keys-last-used.json"
+
+    @property
+    def gatekeeper_config_file(self) -> Path:
+        """The configuration the supervised gatekeeper runs with."""
+        return self.root / "gatekeeper-config.json"
+
+    @property
     def services_file(self) -> Path:
         return self.root / "services.json"
 

@@ -7,27 +7,19 @@ import os
 import pytest
 from fastapi.testclient import TestClient
 
+from gpucluster.config.keys import KeyStore
+from gpucluster.serving.api_app import build_fastapi_app
 from gpucluster.serving.api_keys import RECHECK_S, ApiKeys
 from gpucluster.serving.errors import ApiError
-from gpucluster.serving.api_app import build_fastapi_app
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_no_files_means_no_authentication():
     ApiKeys([]).check(None)
 
 
-def test_keys_file_with_comments_and_rotation(tmp_path):
+def test_keys_file_with_comments_and_rotation(tmp_path, clock):
     keys_file = tmp_path / "keys"
     keys_file.write_text("# operators\nkey-one\n\n  key-two  # ci\n")
-    clock = Clock()
     keys = ApiKeys([str(keys_file)], clock=clock)
     keys.check("Bearer key-one")
     keys.check("bearer key-two")
@@ -77,3 +69,20 @@ def test_middleware_guards_v1_before_the_body_is_read(tmp_path):
     assert refused.json()["error"]["code"] == "missing_api_key"
     assert client.post("/v1/x", json={"a": 1}, headers={"Authorization": "Bearer k"}).json() == {"a": 1}
     assert client.get("/health").status_code == 200
+
+
+def test_named_keys_from_the_store_and_the_key_matched(tmp_path, clock):
+    store = KeyStore(tmp_path / "keys.json")
+    operator = tmp_path / "operator-key"
+    operator.write_text("op\n")
+    keys = ApiKeys([], clock=clock, store=store.path, operator_files=[str(operator)])
+    assert not keys.enabled  # the operator key alone leaves the API open
+    assert keys.check(None) is None
+    assert keys.check("Bearer op").name == "gpucluster-operator"
+    key = store.create("team-a")
+    clock.now += RECHECK_S
+    assert keys.enabled
+    assert keys.check(f"bearer  {key}").name == "team-a"
+    with pytest.raises(ApiError) as err:
+        keys.check(None)
+    assert err.value.code == "missing_api_key"
