@@ -15,6 +15,7 @@ import yaml
 
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, fail, out
 from gpucluster.config import Config
+from gpucluster.config.keys import KeySources, store_path
 from gpucluster.models import ModelSourceError, weights_location
 from gpucluster.render.kuberay import IMAGE, KubeRayError, dump_yaml, rayservice, worker_groups
 from gpucluster.render.kuberay_manifests import manifests
@@ -81,7 +82,9 @@ def render_serve_config(
     key_files = list(api_keys_file or [])
     if settings.platform.security.api_keys_file is not None:
         key_files.append(str(settings.platform.security.api_keys_file))
-    rendered = serve_config(settings, weights, key_files, http_host=http_host)
+    # The named key store lives in the state dir (`gpucluster keys create` in the container).
+    keys = KeySources(files=tuple(key_files), store=str(store_path(settings)))
+    rendered = serve_config(settings, weights, keys, http_host=http_host)
     text = json.dumps(rendered, indent=2) if as_json else yaml.safe_dump(rendered, sort_keys=False)
     write_or_print(text, output)
 

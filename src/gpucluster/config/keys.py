@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gpucluster.config.schema import KEY_NAME_PATTERN, Config, QuotaConfig, SecurityConfig
 
@@ -243,6 +243,37 @@ class KeyStore:
             )
         except (KeyError, TypeError):
             raise KeyStoreError(f"the key store {self.path} has a malformed entry") from None
+
+
+@dataclass(frozen=True)
+class KeySources:
+    """Where a platform's keys are, as the replicas and the gatekeeper both read them: raw-key
+    files (`api_keys_file`), the named key store, the file `up` writes GPUCLUSTER_API_KEYS to,
+    and the platform's own key."""
+
+    files: tuple[str, ...] = ()
+    store: str | None = None
+    env_files: tuple[str, ...] = ()
+    operator_files: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict for the Serve config's application args."""
+        return {"files": list(self.files), "store": self.store,
+                "env_files": list(self.env_files), "operator_files": list(self.operator_files)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KeySources:
+        return cls(tuple(data.get("files", ())), data.get("store"),
+                   tuple(data.get("env_files", ())), tuple(data.get("operator_files", ())))
+
+    def ring(self) -> KeyRing:
+        """A KeyRing over these sources."""
+        return KeyRing(
+            Path(self.store) if self.store is not None else None,
+            [Path(f) for f in self.files],
+            env_files=[Path(f) for f in self.env_files],
+            operator_files=[Path(f) for f in self.operator_files],
+        )
 
 
 def write_private_file(path: Path, text: str) -> None:

@@ -14,6 +14,7 @@ import yaml
 
 from gpucluster import __version__
 from gpucluster.config import Config, ModelConfig, ray_node
+from gpucluster.config.keys import KeySources
 from gpucluster.models import resolve_source, weights_location
 from gpucluster.serving.serve_config import serve_config
 
@@ -197,7 +198,8 @@ def serve_config_v2(config: Config) -> dict[str, Any]:
     weights = {m.id: _pod_weights(m) for m in models}
     pods = config.model_copy(update={"models": models})
     # No gatekeeper runs beside a Kubernetes edge yet: no usage reports.
-    return serve_config(pods, weights, [API_KEYS_FILE], http_host="0.0.0.0", report_usage=False)
+    keys = KeySources(files=(API_KEYS_FILE,))  # the mounted Secret
+    return serve_config(pods, weights, keys, http_host="0.0.0.0", report_usage=False)
 
 
 def _pod_weights(model: ModelConfig) -> str:

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpucluster.config import Config, env_api_keys
-from gpucluster.config.keys import first_key
+from gpucluster.config.keys import KeySources, first_key, store_path
 from gpucluster.models import ModelError, prepare_model
 from gpucluster.runtime import readiness
 from gpucluster.runtime.edge import (
     ensure_dashboard_password,
+    ensure_operator_key,
+    gatekeeper_service,
     nginx_service,
     upstreams_service,
     write_nginx_conf,
@@ -134,17 +136,18 @@ def up(config: Config, progress: Progress) -> UpResult:
         phases = _Phases()
         weights = _prepare_models(config, log)
         phases.end("prepare models")
-        key_files, probe_key = _api_key_files(config, state)
+        keys, probe_key = _key_sources(config, state)
         # The deploy driver imports Ray Serve LLM and vLLM (seconds) while Ray starts.
-        driver = _start_deploy_driver(config, state, weights, key_files, log)
+        driver = _start_deploy_driver(config, state, weights, keys, log)
         log.info("Starting Ray head (dashboard :%d)", config.platform.ports.ray_dashboard)
         address = start_head(config, state)
         phases.end("start Ray")
-        if not key_files:
+        if not keys.ring().enabled:
             warnings.append(
                 "No API keys configured: anyone who reaches port "
-                f"{config.platform.ports.nginx_http} can use the API. Set GPUCLUSTER_API_KEYS "
-                "or platform.security.api_keys_file."
+                f"{config.platform.ports.nginx_http} can use the API. Create one with "
+                "`gpucluster keys create NAME`, or set GPUCLUSTER_API_KEYS or "
+                "platform.security.api_keys_file."
             )
         password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
         _start_services(config, state, log)
@@ -167,7 +170,7 @@ def up(config: Config, progress: Progress) -> UpResult:
         config=json.loads(config.model_dump_json()),
         endpoints=endpoints_for(config),
         models=[m.id for m in config.models],
-        api_key_files=key_files,
+        api_key_files=[*keys.files, *keys.env_files],
     )
     state.write_record(record)
     log.info("Platform up in %.0f s: %s", time.monotonic() - started, record.endpoints.openai_api)
@@ -237,31 +240,34 @@ def _prepare_models(config: Config, log: logging.Logger) -> dict[str, str]:
     return weights
 
 
-def _api_key_files(config: Config, state: StateDir) -> tuple[list[str], str | None]:
-    """Files the ingress reads keys from, and one key for `up`'s own readiness probe."""
-    files = []
-    probe_key = None
+def _key_sources(config: Config, state: StateDir) -> tuple[KeySources, str | None]:
+    """Where the replicas and the gatekeeper find the keys, and the key of `up`'s own readiness
+    probe: the platform's operator key."""
     keys = env_api_keys()
     if keys:
         write_private(state.api_keys_file, "\n".join(keys) + "\n")
-        files.append(str(state.api_keys_file))
-        probe_key = keys[0]
     else:
         state.api_keys_file.unlink(missing_ok=True)
     keys_file = config.platform.security.api_keys_file
-    if keys_file is not None:
-        files.append(str(keys_file))
-        probe_key = probe_key or first_key(keys_file)
-    return files, probe_key
+    operator = ensure_operator_key(state)
+    sources = KeySources(
+        files=(str(keys_file),) if keys_file is not None else (),
+        store=str(store_path(config)),
+        env_files=(str(state.api_keys_file),) if keys else (),
+        operator_files=(str(operator),),
+    )
+    return sources, first_key(operator)
 
 
 def _start_services(config: Config, state: StateDir, log: logging.Logger) -> None:
-    """Start the supervisor (nginx, Prometheus, Alertmanager, alert receiver); wait for them."""
+    """Start the supervisor (nginx, its gatekeeper, Prometheus, Alertmanager, alert receiver);
+    wait for them."""
     conf = write_nginx_conf(config, state, ensure_ray_token(state))
     drain_s = config.platform.shutdown_grace_s
     write_services(
         state,
         [
+            gatekeeper_service(config, state),
             nginx_service(conf, state, drain_s),
             upstreams_service(config, state),
             *monitoring_services(config, state),
@@ -283,6 +289,7 @@ def _start_services(config: Config, state: StateDir, log: logging.Logger) -> Non
     endpoints = endpoints_for(config)
     for name, url in (
         ("nginx", endpoints.health),
+        ("gatekeeper", f"http://127.0.0.1:{ports.gatekeeper}/healthz"),
         ("prometheus", f"{endpoints.prometheus}/-/ready"),
         ("alertmanager", f"{endpoints.alertmanager}/-/ready"),
     ):
@@ -303,12 +310,12 @@ def _start_deploy_driver(
     config: Config,
     state: StateDir,
     weights: dict[str, str],
-    key_files: list[str],
+    keys: KeySources,
     log: logging.Logger,
 ) -> subprocess.Popen:
     """The deploy driver, started before Ray: it loads the application builder, then waits for
     a line on its stdin (`_deploy` sends it once Ray is up) before connecting."""
-    spec = serve_config(config, weights, key_files)
+    spec = serve_config(config, weights, keys)
     state.serve_config_file.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     for model in config.models:
         log.info("Loading model %s...", model.id)

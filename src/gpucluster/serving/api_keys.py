@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gpucluster.config.keys import RECHECK_S, Denial, KeyRing, NamedKey
+from gpucluster.config.keys import RECHECK_S, Denial, KeyRing, KeySources, NamedKey
 from gpucluster.serving.errors import ApiError
 
 __all__ = ["RECHECK_S", "ApiKeys"]
@@ -43,6 +43,12 @@ class ApiKeys:
             operator_files=[Path(f) for f in operator_files],
             logger=logger,
         )
+
+    @classmethod
+    def of(cls, sources: KeySources) -> ApiKeys:
+        """The keys of `sources` (the Serve config's `api_keys` args)."""
+        return cls(sources.files, store=sources.store, env_files=sources.env_files,
+                   operator_files=sources.operator_files)
 
     @property
     def enabled(self) -> bool:

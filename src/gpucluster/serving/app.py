@@ -11,6 +11,7 @@ from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from gpucluster.config import Config, ModelConfig
+from gpucluster.config.keys import KeySources
 from gpucluster.config.names import INGRESS_NAME, llm_deployment_name
 from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.direct import AdmissionLimits
@@ -86,14 +87,14 @@ def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
 def build_app(
     config: Config,
     weights: dict[str, str],
-    api_key_files: list[str],
+    keys: KeySources,
     *,
     direct: bool = False,
     usage_url: str | None = None,
 ) -> Application:
     """The whole application; `weights` maps each model id to what vLLM loads.
 
-    With `api_key_files`, every /v1 request needs one of the keys they hold. `direct` (one
+    With keys in `keys`, every /v1 request needs one of them. `direct` (one
     model only; see Config.serves_directly): the model's replicas are the ingress themselves.
     `usage_url`: where the HTTP front reports each request's usage (serving.usage_report).
     """
@@ -103,7 +104,7 @@ def build_app(
         (only,) = configs
         return build_llm_deployment(
             only,
-            deployment_cls=direct_server(api_key_files, admission_limits(model), usage_url),
+            deployment_cls=direct_server(keys, admission_limits(model), usage_url),
             override_serve_options={
                 "name": llm_deployment_name(only.model_id), **DIRECT_SERVE_ADMISSION
             },
@@ -121,7 +122,7 @@ def build_app(
     # The ingress stays on the head, beside Serve's only HTTP proxy and the API key files.
     options["ray_actor_options"] = {"num_cpus": 1, "resources": {HEAD_NODE_RESOURCE_NAME: 0.001}}
     ingress = serve.deployment(
-        make_ingress_class(api_key_files, usage_url), name=INGRESS_NAME, **options
+        make_ingress_class(keys, usage_url), name=INGRESS_NAME, **options
     )
     return ingress.bind(llm_deployments=deployments, model_cards=cards)
 
@@ -132,7 +133,7 @@ def app_from_args(args: dict[str, Any]) -> Application:
     return build_app(
         config,
         args["weights"],
-        args.get("api_key_files", []),
+        KeySources.from_dict(args.get("api_keys", {})),
         direct=args.get("direct_streaming", False),
         usage_url=args.get("usage_url"),
     )

@@ -16,6 +16,7 @@ from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress, make_fas
 from ray.serve.exceptions import BackPressureError
 from starlette.responses import JSONResponse, Response
 
+from gpucluster.config.keys import KeySources
 from gpucluster.serving.api_app import (
     build_fastapi_app,
     checked_request,
@@ -94,7 +95,7 @@ class PlatformIngress(OpenAiIngress):
         return health_response(dict(zip(names, results, strict=True)))
 
 
-def make_ingress_class(api_key_files: list[str], usage_url: str | None = None) -> type:
+def make_ingress_class(keys: KeySources, usage_url: str | None = None) -> type:
     """PlatformIngress bound to a new FastAPI app as a Serve ingress class."""
-    app = build_fastapi_app(ApiKeys(api_key_files), usage_url)
+    app = build_fastapi_app(ApiKeys.of(keys), usage_url)
     return make_fastapi_ingress(PlatformIngress, endpoint_map=ENDPOINTS, app=app)

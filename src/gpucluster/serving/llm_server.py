@@ -26,6 +26,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import to_model_meta
 from ray.serve.llm import LLMServer
 from ray.util import metrics
 
+from gpucluster.config.keys import KeySources
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.direct import AdmissionLimits, build_direct_app
 from gpucluster.serving.engine_load import EngineLoad, attach
@@ -83,7 +84,7 @@ class PlatformLLMServer(LLMServer):
     _aborted: Any = None
     # When this replica serves HTTP itself (see `direct_server`): files of the valid API keys,
     # how many generation requests it admits, and where it reports each request's usage.
-    api_key_files: tuple[str, ...] = ()
+    key_sources: KeySources = KeySources()
     admission_limits: AdmissionLimits | None = None
     usage_url: str | None = None
 
@@ -128,7 +129,7 @@ class PlatformLLMServer(LLMServer):
         model_id = self._llm_config.model_id
         return build_direct_app(
             engine_app,
-            api_keys=ApiKeys(list(self.api_key_files)),
+            api_keys=ApiKeys.of(self.key_sources),
             usage_url=self.usage_url,
             card=to_model_metadata(model_id, self._llm_config),
             limits=self.admission_limits,
@@ -170,13 +171,9 @@ class PlatformLLMServer(LLMServer):
         return self._engine_load.figures() if self._engine_load is not None else {}
 
 
-def direct_server(
-    api_key_files: list[str], limits: AdmissionLimits, usage_url: str | None = None
-) -> type:
+def direct_server(keys: KeySources, limits: AdmissionLimits, usage_url: str | None = None) -> type:
     """PlatformLLMServer as an ingress deployment class: it serves HTTP itself, requires one
-    of the keys in `api_key_files` on /v1 (none: authentication is off), admits `limits` and
-    reports each request's usage to `usage_url`."""
-    attributes = {
-        "api_key_files": tuple(api_key_files), "admission_limits": limits, "usage_url": usage_url,
-    }
+    of the keys of `keys` on /v1 (none: authentication is off), admits `limits` and reports
+    each request's usage to `usage_url`."""
+    attributes = {"key_sources": keys, "admission_limits": limits, "usage_url": usage_url}
     return serve.ingress()(type("PlatformLLMServer", (PlatformLLMServer,), attributes))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpucluster.config import Config
+from gpucluster.config.keys import KeySources
 from gpucluster.config.names import APP_NAME
 
 # The application builder: Serve imports it and calls it with the application's `args`.
@@ -24,12 +25,13 @@ def usage_url(config: Config) -> str:
 def serve_config(
     config: Config,
     weights: dict[str, str],
-    api_key_files: list[str],
+    keys: KeySources,
     *,
     http_host: str | None = None,
     report_usage: bool = True,
 ) -> dict[str, Any]:
-    """The Serve config for `config`; `weights` maps each model id to what vLLM loads.
+    """The Serve config for `config`; `weights` maps each model id to what vLLM loads, `keys`
+    where the replicas find the API keys (as the serving host sees them).
 
     `http_host` overrides where Serve's HTTP proxy binds (a container binds all interfaces and
     publishes the port on the host instead). The proxy runs on the head only: nginx fronts it.
@@ -49,7 +51,7 @@ def serve_config(
                 "args": {
                     "models": [model.model_dump(mode="json") for model in config.models],
                     "weights": {model.id: weights[model.id] for model in config.models},
-                    "api_key_files": list(api_key_files),
+                    "api_keys": keys.as_dict(),
                     "direct_streaming": config.serves_directly,
                     "usage_url": usage_url(config) if report_usage else None,
                 },

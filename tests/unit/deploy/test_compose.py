@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from gpucluster.cli.main import app
 from gpucluster.config import PortsConfig, load_config
 from gpucluster.config.interpolate import InterpolationError, interpolate
+from gpucluster.config.keys import KeySources, store_path
 from gpucluster.models import weights_location
 from gpucluster.render.container import ray_node_start
 from gpucluster.render.kuberay import IMAGE
@@ -238,7 +239,8 @@ def test_the_serve_config_the_container_renders_equals_what_local_mode_deploys()
         m.id: weights_location(m.source, config.platform.model_cache_dir, revision=m.revision)
         for m in config.models
     }
-    local = serve_config(config, weights, [str(state.api_keys_file)])
+    keys = KeySources(files=(str(state.api_keys_file),), store=str(store_path(config)))
+    local = serve_config(config, weights, keys)
     assert local["http_options"]["host"] == config.platform.bind_host
     # the one difference: the container's Serve listens on its network for nginx
     assert rendered == {**local, "http_options": {**local["http_options"], "host": "0.0.0.0"}}

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from gpucluster.cli.main import app as cli
 from gpucluster.config import Config, load_config
+from gpucluster.config.keys import KeySources
 from gpucluster.config.loader import ENV_OVERRIDES
 from gpucluster.runtime.edge import nginx_values
 from gpucluster.runtime.state import StateDir
@@ -229,12 +230,12 @@ def test_serve_config_v2_is_the_rendered_serve_config_for_the_pods():
     config = platform_config()
     rendered = serve_config_v2()
     (application,) = rendered["applications"]
-    key_files = application["args"]["api_key_files"]
+    keys = KeySources.from_dict(application["args"]["api_keys"])
     # Hugging Face ids are downloaded by each GPU worker: the id itself is what vLLM loads.
     weights = {model.id: model.source for model in config.models}
     # No gatekeeper beside a Kubernetes edge yet: no usage reports.
     assert rendered == serve_config(
-        config, weights, key_files, http_host="0.0.0.0", report_usage=False
+        config, weights, keys, http_host="0.0.0.0", report_usage=False
     )
 
 
@@ -265,7 +266,7 @@ def test_serve_config_v2_is_a_valid_ray_serve_config():
 
 def test_api_key_files_are_the_mounted_secret_on_every_pod():
     (application,) = serve_config_v2()["applications"]
-    key_files = application["args"]["api_key_files"]
+    key_files = application["args"]["api_keys"]["files"]
     assert key_files, "the API must require keys on Kubernetes"
     for group, template in pod_templates(the_rayservice()).items():
         secrets = {v["name"] for v in template["spec"]["volumes"] if "secret" in v}

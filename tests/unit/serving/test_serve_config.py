@@ -8,7 +8,8 @@ from ray.serve.schema import ServeDeploySchema
 from typer.testing import CliRunner
 
 from gpucluster.cli.main import app as cli
-from gpucluster.config import Config
+from gpucluster.config import Config, load_config
+from gpucluster.config.keys import KeySources, store_path
 from gpucluster.config.names import APP_NAME
 from gpucluster.serving.app import app_from_args
 from gpucluster.serving.deploy import load_builder
@@ -26,7 +27,7 @@ WEIGHTS = {"a": "/models/smollm2-135m-instruct", "b": "/models/hf/Qwen--Qwen2.5-
 
 
 def test_rendered_config_is_a_valid_serve_deploy_config():
-    rendered = serve_config(CONFIG, WEIGHTS, ["/keys"], http_host="0.0.0.0")
+    rendered = serve_config(CONFIG, WEIGHTS, KeySources(files=("/keys",)), http_host="0.0.0.0")
     schema = ServeDeploySchema.model_validate(rendered)
     assert schema.http_options.host == "0.0.0.0"
     assert schema.http_options.port == CONFIG.platform.ports.serve_http
@@ -38,11 +39,12 @@ def test_rendered_config_is_a_valid_serve_deploy_config():
 
 def test_the_import_path_names_the_builder_and_its_args_round_trip():
     # Building the application needs a Ray cluster: local mode proves it live, through this file.
-    (application,) = json.loads(json.dumps(serve_config(CONFIG, WEIGHTS, [])))["applications"]
+    (application,) = json.loads(json.dumps(serve_config(CONFIG, WEIGHTS, KeySources())))["applications"]
     assert load_builder(application["import_path"]) is app_from_args
     args = application["args"]
     assert Config(models=args["models"]) == CONFIG
-    assert args["weights"] == WEIGHTS and args["api_key_files"] == []
+    assert args["weights"] == WEIGHTS
+    assert KeySources.from_dict(args["api_keys"]) == KeySources()
 
 
 def test_cli_renders_the_same_config_for_another_host(tmp_path):
@@ -57,9 +59,9 @@ def test_cli_renders_the_same_config_for_another_host(tmp_path):
          "--http-host", "0.0.0.0", "--api-keys-file", "/keys", "--json"],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == serve_config(
-        CONFIG, WEIGHTS, ["/keys"], http_host="0.0.0.0"
-    )
+    # the named key store is where `gpucluster keys create` writes on that host
+    keys = KeySources(files=("/keys",), store=str(store_path(load_config(config_file))))
+    assert json.loads(result.output) == serve_config(CONFIG, WEIGHTS, keys, http_host="0.0.0.0")
 
 
 def test_cli_names_a_bad_model_source(tmp_path):
