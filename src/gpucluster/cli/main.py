@@ -21,6 +21,7 @@ from gpucluster.cli.chat import chat
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
 from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
+from gpucluster.cli.usage import usage
 
 if TYPE_CHECKING:
     from gpucluster.config import Config
@@ -37,6 +38,7 @@ app.command("chat")(chat)
 app.add_typer(render_app, name="render")
 app.command("pull")(pull)
 app.add_typer(models_app, name="models")
+app.command("usage")(usage)
 
 
 @app.command()
