@@ -14,7 +14,15 @@ from rich import box
 from rich.table import Table
 
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, fail, out
-from gpucluster.ops.usage import GROUPINGS, UsageError, UsageReport, UsageRow, usage_report
+from gpucluster.ops.usage import (
+    GROUPINGS,
+    UsageError,
+    UsageReport,
+    UsageRow,
+    iso_utc,
+    log_files,
+    usage_report,
+)
 from gpucluster.runtime.state import StateDir
 
 COLUMNS = (
@@ -58,7 +66,7 @@ def usage(
 
 def _note(report: UsageReport) -> str | None:
     """What an operator should know besides the numbers: why there are none, or skipped lines."""
-    if not report.files and not report.log.exists():
+    if report.empty and not log_files(report.log):
         return (
             f"No usage recorded yet: {report.log} does not exist (the gatekeeper writes it "
             "once requests reach the platform)."
@@ -73,7 +81,7 @@ def _note(report: UsageReport) -> str | None:
 def _table(report: UsageReport) -> Table:
     # A light box: ten columns fit 80 characters, and names are never cut.
     table = Table(
-        title=f"Usage by {report.by}, last {report.since} (since {report.as_dict()['from']})",
+        title=f"Usage by {report.by}, last {report.since} (since {iso_utc(report.start)})",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,

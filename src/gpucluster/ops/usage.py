@@ -250,15 +250,16 @@ class UsageReport:
             "files": [str(path) for path in self.files],
             "by": self.by,
             "since": self.since,
-            "from": _iso(self.start),
-            "to": _iso(self.end),
+            "from": iso_utc(self.start),
+            "to": iso_utc(self.end),
             "groups": [row.as_dict() for row in self.rows],
             "total": self.total.as_dict(),
             "unreadable_lines": self.unreadable_lines,
         }
 
 
-def _iso(when: datetime) -> str:
+def iso_utc(when: datetime) -> str:
+    """`when` as ISO 8601 in UTC to the second, e.g. `2025-06-01T12:00:00Z`."""
     return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

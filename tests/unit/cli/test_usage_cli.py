@@ -104,6 +104,15 @@ def test_an_empty_window_is_said_plainly(run, state, write_usage, make_usage_rec
     assert "No requests in the last 30m" in result.stdout
 
 
+def test_only_old_rotated_files_mean_an_empty_window_not_an_empty_log(
+    run, state, write_usage, make_usage_record
+):
+    write_usage(state / "logs" / "usage.jsonl.1", [
+        make_usage_record(datetime.now(UTC) - timedelta(days=3)),
+    ])  # the current file is being rotated: only .1 exists
+    assert "No requests in the last 1h" in run("--since", "1h").stdout
+
+
 def test_lines_that_are_not_records_are_reported(run, state, write_usage, make_usage_record):
     write_usage(state / "logs" / "usage.jsonl", [make_usage_record(datetime.now(UTC))],
                 tail='garbage\n{"time": "2025-')
