@@ -127,9 +127,10 @@ def read_usage(current: Path, start: datetime) -> Scan:
     """Every entry at or after `start` in the usage log and its rotated files.
 
     A file last written before `start` holds nothing newer, so it is not read. All files are
-    opened before any is read: a rotation meanwhile renames them, but the open handles keep
-    reading the files as they were, so no line is counted twice or missed. The last line of a
-    file may be a write in progress (no newline yet): it is skipped without being called
+    opened before any is read: a rotation while they are read renames them, but the open
+    handles keep reading the files as they were, so no line is counted twice (only a rotation
+    in the moment between listing and opening could still shift one). The last line of a file
+    may be a write in progress (no newline yet): it is skipped without being called
     unreadable. OSError when a file exists but cannot be read.
     """
     scan = Scan(entries=[], files=[])
