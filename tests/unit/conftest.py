@@ -4,6 +4,9 @@ completions like vLLM's), in process or on a real socket.
 `make_fake` builds one; `make_transport` routes an httpx client to fakes by host name (nothing
 leaves the process); `serve_fake` puts a fake behind a real HTTP server on 127.0.0.1, streaming
 its SSE events one by one, for the commands that build their own client.
+
+`write_usage` writes usage log files in the gatekeeper's format (docs/operator-guide.md,
+"Tenants and keys"), for the commands that read them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -236,3 +241,41 @@ def serve_fake():
     yield serve
     for served in started:
         served.close()
+
+
+def usage_record(when: datetime, **fields: Any) -> dict[str, Any]:
+    """One usage log record at `when`: a served 200 of team-a unless `fields` say otherwise."""
+    record = {
+        "time": when.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "request_id": f"req-{when.timestamp():.6f}",
+        "key": "team-a",
+        "model": "m",
+        "path": "/v1/chat/completions",
+        "status": 200,
+        "prompt_tokens": 10,
+        "completion_tokens": 20,
+        "ttft_ms": 50.0,
+        "duration_ms": 400.0,
+        "refused": None,
+    }
+    return {**record, **fields}
+
+
+@pytest.fixture
+def write_usage():
+    """write_usage(path, [record, ...], tail="") writes a usage log file; `tail` is appended
+    as is (a torn last line has no newline)."""
+
+    def write(path: Path, records: list[dict[str, Any]], tail: str = "") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(record) + "\n" for record in records)
+        path.write_text(lines + tail, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_usage_record():
+    """usage_record's constructor: make_usage_record(when, key="team-b", status=500, ...)."""
+    return usage_record

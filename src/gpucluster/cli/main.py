@@ -22,6 +22,7 @@ from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit
 from gpucluster.cli.keys import keys_app
 from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
+from gpucluster.cli.usage import usage
 
 if TYPE_CHECKING:
     from gpucluster.config import Config
@@ -39,6 +40,7 @@ app.add_typer(render_app, name="render")
 app.command("pull")(pull)
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.command("usage")(usage)
 
 
 @app.command()

@@ -231,6 +231,11 @@ class PortsConfig(_Strict):
     alert_receiver: int = Field(
         19094, ge=1, le=65535, description="The platform's webhook receiver for Alertmanager."
     )
+    gatekeeper: int = Field(
+        19095, ge=1, le=65535,
+        description="The edge's key and quota service: nginx's auth_request, the replicas' "
+        "usage reports, and its /metrics (Prometheus job gpucluster-edge).",
+    )
     grafana: int = Field(13000, ge=1, le=65535, description="Grafana (compose mode).")
     gatekeeper: int = Field(
         19095, ge=1, le=65535,

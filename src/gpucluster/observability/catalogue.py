@@ -186,6 +186,72 @@ GUIDE_METRICS: tuple[GuideMetric, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class PlatformMetric:
+    """A metric the platform's own services export (not Ray's or vLLM's), with its labels."""
+
+    name: str
+    kind: str  # "counter" or "histogram"
+    labels: tuple[str, ...]
+    meaning: str
+    # A labelled series exists only after its first event (prometheus_client creates a label
+    # set on first use): panels read it with `or vector(0)`.
+    lazy: bool = False
+
+    @property
+    def series(self) -> tuple[str, ...]:
+        """The names Prometheus stores: a histogram's _bucket, _sum and _count."""
+        if self.kind == "histogram":
+            return tuple(f"{self.name}_{part}" for part in ("bucket", "sum", "count"))
+        return (self.name,)
+
+
+# The gatekeeper's /metrics, scraped as job EDGE_JOB. Label values are bounded: `key` is a
+# configured key name or "-" (no valid key), `model` a configured model id or "other".
+EDGE_JOB = "gpucluster-edge"
+EDGE_METRICS: tuple[PlatformMetric, ...] = (
+    PlatformMetric(
+        "gpucluster_key_requests_total", "counter", ("key", "model", "status_class"),
+        "Requests per key name and model by status class (2xx, 4xx, 5xx), refusals included.",
+    ),
+    PlatformMetric(
+        "gpucluster_key_prompt_tokens_total", "counter", ("key", "model"),
+        "Prompt tokens per key name and model, from the engine's usage.",
+    ),
+    PlatformMetric(
+        "gpucluster_key_completion_tokens_total", "counter", ("key", "model"),
+        "Completion tokens per key name and model, from the engine's usage.",
+    ),
+    PlatformMetric(
+        "gpucluster_key_errors_total", "counter", ("key", "model", "class"),
+        "Failed or refused requests by class: unauthorized, rate_limited, quota_exceeded, "
+        "client_error, server_error.",
+        lazy=True,
+    ),
+    PlatformMetric(
+        "gpucluster_key_request_duration_seconds", "histogram", ("key", "model"),
+        "Request duration per key name and model, s.",
+    ),
+    PlatformMetric(
+        "gpucluster_key_quota_refusals_total", "counter", ("key", "quota"),
+        "Requests refused for a key's quota: requests_per_minute, tokens_per_minute or "
+        "concurrent_requests.",
+        lazy=True,
+    ),
+    PlatformMetric(
+        "gpucluster_edge_refusals_total", "counter", ("reason",),
+        "Refusals of traffic without a valid key: missing_api_key, invalid_api_key, "
+        "rate_limit_exceeded (per client address).",
+        lazy=True,
+    ),
+)
+
+
+def edge_series() -> list[str]:
+    """Every series name the gatekeeper exports (what dashboards and alerts may read)."""
+    return sorted({series for metric in EDGE_METRICS for series in metric.series})
+
+
 def guide_metric(name: str) -> GuideMetric:
     """The catalogue entry of `name`; KeyError when the guide does not use it."""
     for metric in GUIDE_METRICS:

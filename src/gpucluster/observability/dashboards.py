@@ -26,6 +26,7 @@ from gpucluster.observability.grafana import (
     stat,
     timeseries,
 )
+from gpucluster.observability.tenant_panels import tenant_panels
 
 SERVE_UID = "rayServeDashboard"  # the guide links http://localhost:13000/d/rayServeDashboard
 DEPLOYMENT_UID = "rayServeDeploymentDashboard"
@@ -281,7 +282,8 @@ def _autoscaling_panels() -> list[dict[str, Any]]:
 
 
 def llm_dashboard() -> dict[str, Any]:
-    """LLM Dashboard: vLLM engine latency, load, KV cache and token throughput per model."""
+    """LLM Dashboard: vLLM engine latency, load, KV cache and token throughput per model, and
+    the Tenants row (usage per API key name)."""
     kv_cache = "avg(vllm:gpu_cache_usage_perc) * 100"  # the guide's example panel
     ttft = _model_quantiles("vllm:time_to_first_token_seconds")
     preemptions = f"sum(rate(ray_vllm_num_preemptions_total[{W}])) or vector(0)"
@@ -356,10 +358,12 @@ def llm_dashboard() -> dict[str, Any]:
             description="Requests the engines finished, by reason (stop, length, abort).",
             unit="reqps",
         ),
+        *tenant_panels(),
     ]
     return dashboard(
         LLM_UID, "LLM Dashboard", panels, tags=("llm", "vllm"),
-        description="vLLM engines: latency, load, KV cache and token throughput per model.",
+        description="vLLM engines: latency, load, KV cache and token throughput per model; "
+        "usage per API key.",
     )
 
 

@@ -18,8 +18,15 @@ ALERTMANAGER_BINARY = "/usr/bin/prometheus-alertmanager"
 RETENTION = "15d"
 
 
+# The file_sd lists prometheus.yml reads beside itself: the addresses that differ by runner.
+# Local mode writes them here; compose mounts its own from deploy/compose/prometheus/.
+ALERTMANAGERS_SD = "alertmanagers.json"
+GATEKEEPER_SD = "gatekeeper.json"  # job gpucluster-edge: the gatekeeper's /metrics
+
+
 def prepare_prometheus(config: Config, state: StateDir) -> Path:
-    """Copy deploy/prometheus (config and rules) into the state dir; point it at Alertmanager."""
+    """Copy deploy/prometheus (config and rules) into the state dir; point it at Alertmanager
+    and the gatekeeper."""
     target = state.prometheus_dir
     rules = target / "rules"
     rules.mkdir(parents=True, exist_ok=True)
@@ -28,15 +35,15 @@ def prepare_prometheus(config: Config, state: StateDir) -> Path:
     shutil.copy(PROMETHEUS_DIR / "prometheus.yml", target / "prometheus.yml")
     for rule_file in RULES_DIR.glob("*.yml"):
         shutil.copy(rule_file, rules / rule_file.name)
-    alertmanager = f"{config.platform.bind_host}:{config.platform.ports.alertmanager}"
-    (target / "alertmanagers.json").write_text(
-        json.dumps(alertmanager_targets(alertmanager)), encoding="utf-8"
-    )
+    host, ports = config.platform.bind_host, config.platform.ports
+    addresses = {ALERTMANAGERS_SD: ports.alertmanager, GATEKEEPER_SD: ports.gatekeeper}
+    for name, port in addresses.items():
+        (target / name).write_text(json.dumps(sd_targets(f"{host}:{port}")), encoding="utf-8")
     return target / "prometheus.yml"
 
 
-def alertmanager_targets(address: str) -> list[dict[str, list[str]]]:
-    """Prometheus's file_sd list (alertmanagers.json beside prometheus.yml) for one Alertmanager."""
+def sd_targets(address: str) -> list[dict[str, list[str]]]:
+    """Prometheus's file_sd list (a file beside prometheus.yml) for one fixed address."""
     return [{"targets": [address]}]
 
 

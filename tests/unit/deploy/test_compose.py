@@ -26,7 +26,7 @@ from gpucluster.config.keys import KeySources, store_path
 from gpucluster.models import weights_location
 from gpucluster.render.container import ray_node_start
 from gpucluster.render.kuberay import IMAGE
-from gpucluster.runtime.monitoring import RETENTION, alertmanager_targets
+from gpucluster.runtime.monitoring import GATEKEEPER_SD, RETENTION, sd_targets
 from gpucluster.runtime.state import RAY_TEMP_DIR, StateDir
 from gpucluster.serving.serve_config import serve_config
 
@@ -306,8 +306,20 @@ def test_prometheus_reads_ray_service_discovery_from_the_shared_volume():
     assert sd_file.parent == RAY_TEMP_DIR
     alertmanagers = COMPOSE / mounts(prometheus)["/etc/prometheus/alertmanagers.json"]
     expected = f"{GUIDE_CONTAINERS['alertmanager']}:{PortsConfig().alertmanager}"
-    assert json.loads(alertmanagers.read_text()) == alertmanager_targets(expected)
+    assert json.loads(alertmanagers.read_text()) == sd_targets(expected)
     assert f"--storage.tsdb.retention.time={RETENTION}" in prometheus["command"]
+
+
+def test_prometheus_scrapes_the_gatekeeper_in_ray_serve_as_job_gpucluster_edge():
+    prometheus = service("prometheus")
+    config_path = COMPOSE / mounts(prometheus)["/etc/prometheus/prometheus.yml"]
+    scrape = {job["job_name"]: job for job in raw(config_path)["scrape_configs"]}
+    (sd_file,) = scrape["gpucluster-edge"]["file_sd_configs"][0]["files"]
+    assert sd_file == GATEKEEPER_SD  # beside prometheus.yml, as local mode writes it
+    targets = COMPOSE / mounts(prometheus)[f"/etc/prometheus/{sd_file}"]
+    # the gatekeeper runs in ray-serve, which nginx and Prometheus reach by its service name
+    assert json.loads(targets.read_text()) == sd_targets(f"ray-serve:{PortsConfig().gatekeeper}")
+    assert "SERVICE_NAME=ray-serve" in ENTRYPOINT.read_text(encoding="utf-8")
 
 
 def test_dockerfile_base_image_and_versions_agree_with_the_package_pins():

@@ -6,7 +6,13 @@ import re
 import subprocess
 from pathlib import Path
 
-from gpucluster.observability.catalogue import GUIDE_METRICS, GUIDE_QUERIES, exported_sources
+from gpucluster.observability.catalogue import (
+    EDGE_METRICS,
+    GUIDE_METRICS,
+    GUIDE_QUERIES,
+    edge_series,
+    exported_sources,
+)
 from gpucluster.observability.generate import RECORDING_RULES
 from gpucluster.observability.rules import render_recording_rules
 
@@ -48,7 +54,8 @@ def test_committed_recording_rules_match_the_catalogue():
 
 def test_promtool_accepts_the_recording_rules():
     result = subprocess.run(
-        ["promtool", "check", "rules", str(RECORDING_RULES)], capture_output=True, text=True
+        ["promtool", "check", "rules", str(RECORDING_RULES)], capture_output=True, text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -77,5 +84,25 @@ def test_recording_rules_compute_quantile_and_mean_from_raw_series(tmp_path: Pat
     )
     path = tmp_path / "test.yml"
     path.write_text(test)
-    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["promtool", "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Labels whose values the gatekeeper bounds: key names, model ids, fixed classes. A label that
+# carried a raw header value would let clients grow the series without limit.
+BOUNDED_LABELS = {"key", "model", "status_class", "class", "quota", "reason"}
+
+
+def test_edge_metrics_are_named_like_prometheus_metrics_with_bounded_labels():
+    names = [m.name for m in EDGE_METRICS]
+    assert len(names) == len(set(names))
+    for metric in EDGE_METRICS:
+        assert metric.name.startswith("gpucluster_"), metric.name
+        assert metric.kind in ("counter", "histogram"), metric.name
+        assert metric.name.endswith("_total" if metric.kind == "counter" else "_seconds")
+        assert set(metric.labels) <= BOUNDED_LABELS, metric.name
+        assert metric.meaning
+    assert "gpucluster_key_request_duration_seconds_bucket" in edge_series()
+    assert not set(edge_series()) & set(exported_sources())  # not Ray's

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gpucluster.observability.catalogue import GUIDE_METRICS
+from gpucluster.observability.catalogue import EDGE_METRICS, GUIDE_METRICS, edge_series
 from gpucluster.observability.dashboards import (
     dashboards,
     panel_queries,
     render_dashboards,
     write_dashboards,
 )
+from gpucluster.observability.tenant_panels import tokens_per_hour_by_key
 
 REPO = Path(__file__).resolve().parents[3]
 GRAFANA = REPO / "deploy" / "grafana"
@@ -41,9 +42,12 @@ RAW_METRICS = {
     "ray_gpucluster_autoscaling_desired_replicas",
     "ray_gpucluster_autoscaling_signal",
 }
-ALLOWED_METRICS = {metric.name for metric in GUIDE_METRICS} | RAW_METRICS
+# The gatekeeper's metrics (job gpucluster-edge) are catalogued with their labels.
+ALLOWED_METRICS = {metric.name for metric in GUIDE_METRICS} | RAW_METRICS | set(edge_series())
 # Exported only after their first event: a bare query would show "No data" until then.
-LAZY_METRICS = {"ray_vllm_num_preemptions_total"}
+LAZY_METRICS = {"ray_vllm_num_preemptions_total"} | {
+    series for metric in EDGE_METRICS if metric.lazy for series in metric.series
+}
 
 FUNCTIONS = {
     "abs", "avg", "changes", "clamp_min", "count", "histogram_quantile", "increase", "max", "min",
@@ -80,9 +84,8 @@ def balanced(expr: str) -> bool:
     for char in _strip_strings(expr):
         if char in "([{":
             stack.append(char)
-        elif char in closing:
-            if not stack or stack.pop() != closing[char]:
-                return False
+        elif char in closing and (not stack or stack.pop() != closing[char]):
+            return False
     return not stack
 
 
@@ -191,7 +194,8 @@ def test_queries_parse_as_promql(tmp_path: Path) -> None:
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     result = subprocess.run(
-        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -254,3 +258,56 @@ def test_dashboard_provisioning_loads_the_dashboards_path() -> None:
     assert provider["type"] == "file"
     assert provider["folder"] == "gpu-cluster"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_the_llm_dashboard_has_a_tenants_row_of_per_key_panels() -> None:
+    board = dashboards()["llm.json"]
+    titles = [panel["title"] for panel in board["panels"]]
+    tenants = board["panels"][titles.index("Tenants") + 1:]
+    assert [panel["type"] for panel in tenants] == ["timeseries"] * 6  # the row ends the board
+    edge = set(edge_series())
+    for panel in tenants:
+        (target,) = panel["targets"]
+        assert metric_names(target["expr"]) <= edge, panel["title"]
+        assert re.search(r"by \((le, )?key\b|by \(reason\)", target["expr"]), panel["title"]
+    by_title = {panel["title"]: panel["targets"][0]["expr"] for panel in tenants}
+    tokens = by_title["Tokens per hour by key"]
+    for counter in ("gpucluster_key_prompt_tokens_total", "gpucluster_key_completion_tokens_total"):
+        assert f"increase({counter}[1h])" in tokens
+    assert by_title["Request duration p95 by key"] == (
+        "histogram_quantile(0.95, sum by (le, key) "
+        "(rate(gpucluster_key_request_duration_seconds_bucket[5m])))"
+    )
+    assert "gpucluster_key_quota_refusals_total" in by_title["Quota refusals/s by key"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_tokens_per_hour_adds_both_counters_and_keeps_a_key_with_only_one(tmp_path: Path) -> None:
+    # team-a: 60 prompt + 30 completion tokens a minute; team-b (embeddings): 10 prompt only
+    series = {
+        'gpucluster_key_prompt_tokens_total{key="team-a", model="m"}': "0+60x120",
+        'gpucluster_key_completion_tokens_total{key="team-a", model="m"}': "0+30x120",
+        'gpucluster_key_prompt_tokens_total{key="team-b", model="e"}': "0+10x120",
+    }
+    test = {
+        "rule_files": [],
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": name, "values": v} for name, v in series.items()],
+            "promql_expr_test": [{
+                "expr": tokens_per_hour_by_key(),
+                "eval_time": "90m",
+                "exp_samples": [
+                    {"labels": '{key="team-a"}', "value": 5400},
+                    {"labels": '{key="team-b"}', "value": 600},
+                ],
+            }],
+        }],
+    }
+    path = tmp_path / "tokens_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run(
+        ["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
