@@ -237,10 +237,6 @@ class PortsConfig(_Strict):
         "usage reports, and its /metrics (Prometheus job gpucluster-edge).",
     )
     grafana: int = Field(13000, ge=1, le=65535, description="Grafana (compose mode).")
-    gatekeeper: int = Field(
-        19095, ge=1, le=65535,
-        description="The edge's key and quota service (nginx asks it about every /v1 request).",
-    )
     ray_gcs: int = Field(6379, ge=1, le=65535, description="Ray head GCS port.")
 
     @model_validator(mode="after")

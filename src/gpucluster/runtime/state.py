@@ -131,11 +131,6 @@ class StateDir:
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 
-    @property
-    def usage_log(self) -> Path:
-        """The gatekeeper's per-request usage log (JSON lines; rotated to usage.jsonl.1, .2, ...)."""
-        return self.logs / "usage.jsonl"
-
     def ensure(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
