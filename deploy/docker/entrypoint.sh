@@ -82,9 +82,17 @@ python -m gpucluster.runtime.upstreams "$STATE_DIR/nginx/upstreams.conf" --scan-
 UPSTREAMS_PID=$!
 
 KEY_ARGS=()
+GATEKEEPER_ARGS=()
 if gpucluster render api-keys -o "$STATE_DIR/api-keys.env" > /dev/null; then
     KEY_ARGS=(--api-keys-file "$STATE_DIR/api-keys.env")
+    GATEKEEPER_ARGS=(--key-file "$STATE_DIR/api-keys.env")
 fi
+# The edge's key and quota service: the nginx container asks it about every /v1 request, the
+# replicas report each request's usage to it, Prometheus scrapes its /metrics. On the
+# container network only (not published); `docker exec ray-serve gpucluster keys create NAME`
+# adds a key to the store in the state volume.
+python -m gpucluster.runtime.gatekeeper --host 0.0.0.0 "${GATEKEEPER_ARGS[@]}" &
+GATEKEEPER_PID=$!
 # The weights, before the Serve config that points at them: a Hugging Face source is pulled
 # into the model-cache volume (resumed after a restart, checked against the hub's checksums),
 # so the replicas load a local directory and never download; a built-in model is converted.
@@ -98,6 +106,6 @@ wait $!
 python -m gpucluster.runtime.log_stream "$ADDRESS" &
 STREAM_PID=$!
 set +e
-wait -n "$RAY_PID" "$STREAM_PID" "$RECEIVER_PID" "$UPSTREAMS_PID"
-echo "ERROR: the Ray head, the log stream, the alert receiver or the upstream watcher exited ($?); restarting the container" >&2
+wait -n "$RAY_PID" "$STREAM_PID" "$RECEIVER_PID" "$UPSTREAMS_PID" "$GATEKEEPER_PID"
+echo "ERROR: the Ray head, the log stream, the alert receiver, the upstream watcher or the gatekeeper exited ($?); restarting the container" >&2
 exit 1
