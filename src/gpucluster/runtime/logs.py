@@ -12,6 +12,8 @@ COMPONENTS: dict[str, str] = {
     "platform": "what `gpucluster up`/`down` did, with the guide's log lines",
     "nginx": "the edge proxy: access log (no headers, so no keys) and error log",
     "upstreams": "the replica ports nginx proxies to, as they change (runtime.upstreams)",
+    "gatekeeper": "the edge's key and quota service: key reloads, refusals (never a key)",
+    "usage": "one JSON line per API request: key name, model, status, tokens, TTFT, duration",
     "supervisor": "the supervisor keeping nginx and monitoring running (restarts and why)",
     "prometheus": "Prometheus",
     "alertmanager": "Alertmanager",
@@ -60,8 +62,11 @@ def component_files(state: StateDir, component: str) -> list[Path]:
         files = [state.log("ray"), RAY_SESSION_LOGS / "gcs_server.out", RAY_SESSION_LOGS / "raylet.out"]
     elif component == "nginx":
         files = [state.log("nginx-access"), state.log("nginx-error"), state.log("nginx")]
-    elif component in ("upstreams", "supervisor", "prometheus", "alertmanager", "alerts"):
+    elif component in ("upstreams", "gatekeeper", "supervisor", "prometheus", "alertmanager",
+                       "alerts"):
         files = [state.log(component)]
+    elif component == "usage":
+        files = [state.usage_log]
     elif component == "deploy":
         files = [state.log("deploy")]
     elif component == "serve":
