@@ -14,6 +14,7 @@ import time
 import httpx
 import openai
 import pytest
+from conftest import RATE_LIMIT_BURST, RATE_LIMIT_RPS
 from probes import eventually, query
 
 
@@ -58,13 +59,19 @@ def test_a_flood_of_random_bearer_values_from_one_client_is_limited(live):
                 for _ in range(600)
             ))
 
+    started = time.monotonic()
     replies = asyncio.run(flood())
+    elapsed = time.monotonic() - started
     codes = [r.status_code for r in replies]
-    assert 200 not in codes
+    assert 200 not in codes  # accepted: 0 of 600
     limited = [r for r in replies if r.status_code == 429]
-    # The address's bucket (burst 100, 50/s) lets at most the burst and what refills during the
-    # flood reach the key check; everything else is refused before it.
-    assert len(limited) >= 0.5 * len(replies), codes.count(401)
+    checked = codes.count(401)
+    assert len(limited) + checked == len(replies), codes
+    # Only what the client address's bucket holds reached the key check: its burst and what
+    # refilled while the flood lasted. The rest was refused before it.
+    bound = RATE_LIMIT_BURST + 1 + RATE_LIMIT_RPS * elapsed
+    assert checked <= bound + 5, (checked, elapsed)
+    assert limited, codes
     error = limited[0].json()["error"]
     assert error["code"] == "rate_limit_exceeded" and limited[0].headers["retry-after"]
     unauthorized = next(r for r in replies if r.status_code == 401)
@@ -143,7 +150,7 @@ def test_usage_totals_equal_what_the_clients_were_told(live):
 
     def totals() -> dict | None:
         result = live.cli("usage", "--by", "key", "--json", timeout=60)
-        rows = {row["key"]: row for row in json.loads(result.stdout)["groups"]}
+        rows = {row["name"]: row for row in json.loads(result.stdout)["groups"]}
         row = rows.get("team-usage")
         return row if row and row["requests"] >= 4 else None
 
@@ -197,8 +204,8 @@ def test_keys_never_appear_in_logs_usage_metrics_or_the_support_bundle(live, tmp
     named = [k for k in (live.state_dir / "keys.json").read_text().split('"') if k.startswith("gpc-")]
     assert not named, "the key store holds a raw key"
     keys = list(live.keys.values())
-    bundle = tmp_path / "bundle.tar.gz"
-    assert live.cli("support-bundle", "-o", str(bundle), timeout=300).returncode == 0
+    assert live.cli("support-bundle", "-o", str(tmp_path), timeout=300).returncode == 0
+    (bundle,) = tmp_path.glob("*.tar.gz")
     with tarfile.open(bundle) as tar:
         texts = [tar.extractfile(m).read().decode(errors="replace")
                  for m in tar.getmembers() if m.isfile()]
