@@ -29,7 +29,10 @@ from gpucluster.runtime.state import StateDir
 def unchecked_nginx(conf: Path, port: int, workdir: Path) -> Path:
     """The platform's nginx.conf without the gatekeeper's check, listening on `port`."""
     text = conf.read_text(encoding="utf-8")
-    text = "\n".join(line for line in text.splitlines() if "auth_request" not in line)
+    # Only the check itself goes; auth_request_set stays, defining its (then empty) variables.
+    text = "\n".join(
+        line for line in text.splitlines() if not line.strip().startswith("auth_request ")
+    )
     text = re.sub(r"listen [^;]+;", f"listen 127.0.0.1:{port};", text, count=1)
     text = re.sub(r"^pid [^;]+;", f"pid {workdir}/nginx.pid;", text, flags=re.M)
     text = re.sub(r"access_log [^;]+;", "access_log off;", text)
