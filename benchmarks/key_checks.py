@@ -34,7 +34,7 @@ def unchecked_nginx(conf: Path, port: int, workdir: Path) -> Path:
         line for line in text.splitlines() if not line.strip().startswith("auth_request ")
     )
     text = re.sub(r"listen [^;]+;", f"listen 127.0.0.1:{port};", text, count=1)
-    text = re.sub(r"^pid [^;]+;", f"pid {workdir}/nginx.pid;", text, flags=re.M)
+    text = re.sub(r"^pid [^;]+;", f"pid {workdir}/nginx.pid;", text, flags=re.MULTILINE)
     text = re.sub(r"access_log [^;]+;", "access_log off;", text)
     out = workdir / "nginx.conf"
     out.write_text(text, encoding="utf-8")
