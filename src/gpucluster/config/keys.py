@@ -266,13 +266,17 @@ class KeySources:
         return cls(tuple(data.get("files", ())), data.get("store"),
                    tuple(data.get("env_files", ())), tuple(data.get("operator_files", ())))
 
-    def ring(self) -> KeyRing:
-        """A KeyRing over these sources."""
+    def ring(
+        self, clock: Callable[[], float] = time.monotonic, logger: logging.Logger | None = None
+    ) -> KeyRing:
+        """A KeyRing over these sources (a file named twice is read once)."""
         return KeyRing(
             Path(self.store) if self.store is not None else None,
-            [Path(f) for f in self.files],
+            list(dict.fromkeys(Path(f).absolute() for f in self.files)),
+            clock,
             env_files=[Path(f) for f in self.env_files],
             operator_files=[Path(f) for f in self.operator_files],
+            logger=logger,
         )
 
 

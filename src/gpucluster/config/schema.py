@@ -402,6 +402,12 @@ class PlatformConfig(_Strict):
         description="API keys, their quotas, and operator credentials.",
     )
 
+    @property
+    def gatekeeper_address(self) -> str:
+        """`host:port` of the gatekeeper on this host, as nginx, the replicas' usage reports,
+        Prometheus and `up`'s readiness check all reach it (a container names its own)."""
+        return f"{self.bind_host}:{self.ports.gatekeeper}"
+
 
 class Config(_Strict):
     """The whole platform configuration (one YAML file)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gpucluster.assets import NGINX_TEMPLATE
 from gpucluster.config import Config
-from gpucluster.config.keys import first_key, new_key
+from gpucluster.config.keys import KeySources, first_key, new_key
 from gpucluster.config.keys import write_private_file as write_private
 from gpucluster.config.schema import SecurityConfig
 from gpucluster.runtime.state import StateDir
@@ -55,7 +55,7 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         "NGINX_TEMP_DIR": str(state.nginx_dir / "tmp"),
         "NGINX_MAX_BODY": f"{edge.max_body_mib}m",
         "NGINX_REAL_IP": real_ip_lines(platform.security),
-        "GATEKEEPER_UPSTREAM": f"127.0.0.1:{platform.ports.gatekeeper}",
+        "GATEKEEPER_UPSTREAM": platform.gatekeeper_address,
         "NGINX_READ_TIMEOUT_S": str(edge.read_timeout_s),
         "NGINX_UPSTREAM_KEEPALIVE_S": str(UPSTREAM_KEEPALIVE_S),
         "NGINX_HTPASSWD_FILE": str(state.htpasswd_file),
@@ -128,17 +128,20 @@ def nginx_service(conf: Path, state: StateDir, drain_s: float) -> ServiceSpec:
     return ServiceSpec(name="nginx", argv=argv, stop_signal=signal.SIGQUIT, stop_grace_s=drain_s)
 
 
-def gatekeeper_service(config: Config, state: StateDir) -> ServiceSpec:
-    """The gatekeeper (runtime.gatekeeper), nginx's key and quota service; writes the effective
-    configuration it runs with into the state dir."""
+def gatekeeper_service(config: Config, state: StateDir, keys: KeySources) -> ServiceSpec:
+    """The gatekeeper (runtime.gatekeeper), nginx's key and quota service, reading the same
+    `keys` as the replicas; writes the effective configuration it runs with into the state dir."""
     write_private(state.gatekeeper_config_file, config.model_dump_json(indent=2))
     argv = [
         sys.executable, "-m", "gpucluster.runtime.gatekeeper",
         "--config-json", str(state.gatekeeper_config_file), "--state-dir", str(state.root),
-        "--operator-key-file", str(state.operator_key_file),
     ]
-    if state.api_keys_file.exists():  # `up` wrote GPUCLUSTER_API_KEYS there
-        argv += ["--env-key-file", str(state.api_keys_file)]
+    if keys.store is not None:
+        argv += ["--store", keys.store]
+    for option, files in (("--key-file", keys.files), ("--env-key-file", keys.env_files),
+                          ("--operator-key-file", keys.operator_files)):
+        for file in files:
+            argv += [option, file]
     return ServiceSpec(name="gatekeeper", argv=argv)
 
 

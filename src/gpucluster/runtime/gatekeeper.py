@@ -52,7 +52,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gpucluster.config import Config, ConfigError, load_config
-from gpucluster.config.keys import KeyRing, store_path
+from gpucluster.config.keys import KeySources, store_path
 from gpucluster.runtime.admission import AuthRequest, Gatekeeper, Limits, parse_settlement
 from gpucluster.runtime.edge_metrics import CONTENT_TYPE, EdgeMetrics
 from gpucluster.runtime.state import StateDir
@@ -160,12 +160,12 @@ def make_gatekeeper(config: Config, args: argparse.Namespace) -> Gatekeeper:
     security = config.platform.security
     state = StateDir(config.platform.state_dir)
     key_files = [p for p in [security.api_keys_file, *args.key_file] if p is not None]
-    ring = KeyRing(
-        args.store or store_path(config),
-        list(dict.fromkeys(p.absolute() for p in key_files)),  # a file named twice is read once
-        env_files=args.env_key_file,
-        operator_files=args.operator_key_file,
-    )
+    ring = KeySources(
+        files=tuple(map(str, key_files)),
+        store=str(args.store or store_path(config)),
+        env_files=tuple(map(str, args.env_key_file)),
+        operator_files=tuple(map(str, args.operator_key_file)),
+    ).ring()
     return Gatekeeper(
         ring,
         security,

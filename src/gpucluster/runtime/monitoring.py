@@ -35,10 +35,13 @@ def prepare_prometheus(config: Config, state: StateDir) -> Path:
     shutil.copy(PROMETHEUS_DIR / "prometheus.yml", target / "prometheus.yml")
     for rule_file in RULES_DIR.glob("*.yml"):
         shutil.copy(rule_file, rules / rule_file.name)
-    host, ports = config.platform.bind_host, config.platform.ports
-    addresses = {ALERTMANAGERS_SD: ports.alertmanager, GATEKEEPER_SD: ports.gatekeeper}
-    for name, port in addresses.items():
-        (target / name).write_text(json.dumps(sd_targets(f"{host}:{port}")), encoding="utf-8")
+    platform = config.platform
+    addresses = {
+        ALERTMANAGERS_SD: f"{platform.bind_host}:{platform.ports.alertmanager}",
+        GATEKEEPER_SD: platform.gatekeeper_address,
+    }
+    for name, address in addresses.items():
+        (target / name).write_text(json.dumps(sd_targets(address)), encoding="utf-8")
     return target / "prometheus.yml"
 
 

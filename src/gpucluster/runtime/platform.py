@@ -150,7 +150,7 @@ def up(config: Config, progress: Progress) -> UpResult:
                 "platform.security.api_keys_file."
             )
         password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
-        _start_services(config, state, log)
+        _start_services(config, state, keys, log)
         phases.end("start nginx, Prometheus, Alertmanager")
         _deploy(config, state, driver, log, progress)
         phases.end("deploy Serve app and load engines")
@@ -259,7 +259,9 @@ def _key_sources(config: Config, state: StateDir) -> tuple[KeySources, str | Non
     return sources, first_key(operator)
 
 
-def _start_services(config: Config, state: StateDir, log: logging.Logger) -> None:
+def _start_services(
+    config: Config, state: StateDir, keys: KeySources, log: logging.Logger
+) -> None:
     """Start the supervisor (nginx, its gatekeeper, Prometheus, Alertmanager, alert receiver);
     wait for them."""
     conf = write_nginx_conf(config, state, ensure_ray_token(state))
@@ -267,7 +269,7 @@ def _start_services(config: Config, state: StateDir, log: logging.Logger) -> Non
     write_services(
         state,
         [
-            gatekeeper_service(config, state),
+            gatekeeper_service(config, state, keys),
             nginx_service(conf, state, drain_s),
             upstreams_service(config, state),
             *monitoring_services(config, state),
@@ -289,7 +291,7 @@ def _start_services(config: Config, state: StateDir, log: logging.Logger) -> Non
     endpoints = endpoints_for(config)
     for name, url in (
         ("nginx", endpoints.health),
-        ("gatekeeper", f"http://127.0.0.1:{ports.gatekeeper}/healthz"),
+        ("gatekeeper", f"http://{config.platform.gatekeeper_address}/healthz"),
         ("prometheus", f"{endpoints.prometheus}/-/ready"),
         ("alertmanager", f"{endpoints.alertmanager}/-/ready"),
     ):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gpucluster.config.keys import RECHECK_S, Denial, KeyRing, KeySources, NamedKey
+from gpucluster.config.keys import RECHECK_S, Denial, KeySources, NamedKey
 from gpucluster.serving.errors import ApiError
 
 __all__ = ["RECHECK_S", "ApiKeys"]
@@ -35,14 +35,11 @@ class ApiKeys:
         env_files: Sequence[str] = (),
         operator_files: Sequence[str] = (),
     ) -> None:
-        self.ring = KeyRing(
-            Path(store) if store is not None else None,
-            [Path(f) for f in files],
-            clock,
-            env_files=[Path(f) for f in env_files],
-            operator_files=[Path(f) for f in operator_files],
-            logger=logger,
+        sources = KeySources(
+            tuple(files), None if store is None else str(store), tuple(env_files),
+            tuple(operator_files),
         )
+        self.ring = sources.ring(clock, logger)
 
     @classmethod
     def of(cls, sources: KeySources) -> ApiKeys:

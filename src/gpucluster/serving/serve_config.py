@@ -19,7 +19,7 @@ IMPORT_PATH = "gpucluster.serving.app:app_from_args"
 def usage_url(config: Config) -> str:
     """Where replicas report each request's usage: the gatekeeper's /settle, on the head beside
     nginx (the ingress replica, which answers for worker nodes' models, runs there too)."""
-    return f"http://127.0.0.1:{config.platform.ports.gatekeeper}/settle"
+    return f"http://{config.platform.gatekeeper_address}/settle"
 
 
 def serve_config(

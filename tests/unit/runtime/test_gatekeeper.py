@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from gpucluster.config import Config
-from gpucluster.config.keys import KeyRing, KeyStore, Quota, store_path
+from gpucluster.config.keys import KeyRing, KeySources, KeyStore, Quota, store_path
 from gpucluster.runtime.admission import AuthRequest, Gatekeeper, Limits
 from gpucluster.runtime.edge import ensure_operator_key, gatekeeper_service
 from gpucluster.runtime.edge_metrics import EdgeMetrics
@@ -373,7 +373,11 @@ def test_the_client_address_is_the_one_nginx_decided_on(edge):
 
 def test_the_supervised_service_runs_this_module_with_the_effective_config(edge):
     edge.state.api_keys_file.write_text("env-key\n")
-    spec = gatekeeper_service(edge.config, edge.state)
+    keys = KeySources(  # as `up` gives them to the replicas too
+        store=str(store_path(edge.config)), env_files=(str(edge.state.api_keys_file),),
+        operator_files=(str(edge.state.operator_key_file),),
+    )
+    spec = gatekeeper_service(edge.config, edge.state, keys)
     assert spec.name == "gatekeeper"
     assert spec.argv[1:3] == ["-m", "gpucluster.runtime.gatekeeper"]
     args = parse_args(spec.argv[3:])
