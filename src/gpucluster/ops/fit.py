@@ -10,8 +10,6 @@ on CPU the KV space (`cpu_kvcache_gib`) and the host's memory for every replica.
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from gpucluster.ops.capacity import (
     shape_from_config,
 )
 from gpucluster.ops.hardware import CPU, GPUS, GiB, Gpu, MiB, ModelShape, find_gpu
+from gpucluster.runtime.worker_node import local_gpus
 
 # Memory one CPU replica takes besides its weights and KV space: measured 3.8 GB RSS for the
 # built-in model with a 1 GiB KV space (vLLM worker 2.2, engine core 0.7, Serve replica 0.9).
@@ -95,23 +94,11 @@ def as_dicts(fits: list[Fit]) -> list[dict]:
 def detect_gpus() -> list[Gpu]:
     """This host's GPUs as `nvidia-smi` reports them (memory), matched to the table by name for
     bandwidth and FLOP/s; [] without the NVIDIA driver."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        listing = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
     found = []
-    for line in listing.splitlines():
-        name, _, mib = line.rpartition(",")
-        if not name or not mib.strip().isdigit():
-            continue
+    for name, mib in local_gpus():
         known = next((g for g in GPUS if _same_gpu(g, name)), None)
         found.append(Gpu(
-            name.strip(), int(mib) * MiB,
+            name, mib * MiB,
             known.bandwidth_bytes_per_s if known else None, known.flops if known else None,
         ))  # fmt: skip
     return found

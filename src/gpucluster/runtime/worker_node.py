@@ -59,15 +59,27 @@ def host_address() -> str:
     return local_address_towards("10.255.255.255")
 
 
-def local_gpu_count() -> int:
-    """GPUs `nvidia-smi -L` lists here; 0 without the NVIDIA driver."""
+def local_gpus() -> list[tuple[str, int]]:
+    """This host's GPUs as `nvidia-smi` reports them: (name, memory in MiB) each; [] without
+    the NVIDIA driver."""
     try:
         listing = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in listing.splitlines():
+        name, _, mib = line.rpartition(",")
+        if name and mib.strip().isdigit():
+            gpus.append((name.strip(), int(mib)))
+    return gpus
+
+
+def local_gpu_count() -> int:
+    """GPUs `nvidia-smi` lists here; 0 without the NVIDIA driver."""
+    return len(local_gpus())
 
 
 def free_port(preferred: int, host: str) -> int:
