@@ -32,7 +32,7 @@ from gpucluster.serving.api_app import (
 )
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import engine_error_body, overloaded, request_id_of
-from gpucluster.serving.usage_report import usage_forced
+from gpucluster.serving.usage_report import usage_forced, with_usage
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class CheckedGeneration:
         raw = await request.body()
         if usage_forced(parsed, scope.setdefault("state", {})):
             body = json.loads(raw)
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            body["stream_options"] = with_usage(body.get("stream_options"))
             raw = json.dumps(body).encode()
         replayed = False
 

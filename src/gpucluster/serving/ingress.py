@@ -27,7 +27,7 @@ from gpucluster.serving.api_app import (
 )
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import overloaded
-from gpucluster.serving.usage_report import usage_forced
+from gpucluster.serving.usage_report import usage_forced, with_usage
 
 logger = logging.getLogger("ray.serve")
 
@@ -74,7 +74,8 @@ class PlatformIngress(OpenAiIngress):
         )
         if usage_forced(body, request.scope.setdefault("state", {})):
             body = type(body).model_validate(
-                {**body.model_dump(exclude_unset=True), "stream_options": {"include_usage": True}}
+                {**body.model_dump(exclude_unset=True),
+                 "stream_options": with_usage(body.stream_options)}
             )
         return body, model_id
 

@@ -66,6 +66,16 @@ def usage_forced(body: Any, state: dict[str, Any]) -> bool:
     return True
 
 
+def with_usage(options: Any) -> dict[str, Any]:
+    """A request's `stream_options` (a dict, a pydantic model or None) asking for usage, the
+    client's other options kept."""
+    if options is None:
+        options = {}
+    elif not isinstance(options, dict):
+        options = options.model_dump(exclude_unset=True)
+    return {**options, "include_usage": True}
+
+
 class SettleClient:
     """Posts usage records to the gatekeeper's /settle URL."""
 

@@ -16,6 +16,7 @@ from gpucluster.serving.usage_report import (
     UsageMiddleware,
     UsageRecord,
     usage_forced,
+    with_usage,
 )
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
@@ -139,3 +140,19 @@ def test_an_unreachable_gatekeeper_costs_a_log_line_not_the_request(caplog):
     record = UsageRecord("r", "k", "m", "/v1/completions", 200)
     asyncio.run(SettleClient("http://127.0.0.1:9/settle")(record))  # port 9: nothing listens
     assert "not reported to the gatekeeper" in caplog.text
+
+
+def test_asking_for_usage_keeps_the_clients_other_stream_options():
+    assert with_usage(None) == {"include_usage": True}
+    assert with_usage({"continuous_usage_stats": True}) == {
+        "continuous_usage_stats": True, "include_usage": True
+    }
+    from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
+
+    body = ChatCompletionRequest(
+        model="m", messages=[{"role": "user", "content": "x"}], stream=True,
+        stream_options={"continuous_usage_stats": True},
+    )
+    assert with_usage(body.stream_options) == {
+        "continuous_usage_stats": True, "include_usage": True
+    }
