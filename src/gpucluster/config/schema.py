@@ -324,6 +324,12 @@ class SecurityConfig(_Strict):
     dashboard_user: str = Field(
         "operator", min_length=1, description="User name for /dashboard basic auth."
     )
+    dashboard_write: bool = Field(
+        False,
+        description="Let /dashboard pass every call to Ray's dashboard, job submission and Serve "
+        "deploys included: the dashboard password then runs any command on every node. "
+        "false: only the calls its viewing pages make (GET), everything else gets 403.",
+    )
 
     @field_validator("quotas")
     @classmethod

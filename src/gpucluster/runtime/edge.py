@@ -62,6 +62,7 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         "SERVE_UPSTREAMS_FILE": str(upstreams_file(state)),
         "DASHBOARD_UPSTREAM": f"{loopback}:{platform.ports.ray_dashboard}",
         "RAY_DASHBOARD_AUTH": f"Bearer {ray_token}",
+        "DASHBOARD_WRITE": "1" if platform.security.dashboard_write else "0",
     }
 
 
