@@ -7,23 +7,17 @@ Chromium (tests/integration/dashboard_ui.py, Ray 2.60); the live test checks the
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
+from edge_instance import extra_edge
 
 from gpucluster.config import load_config
-from gpucluster.runtime.edge import (
-    NGINX_BINARY,
-    ensure_dashboard_password,
-    nginx_pid_file,
-    nginx_values,
-    render_nginx_conf,
-)
+from gpucluster.runtime.edge import ensure_dashboard_password, nginx_values
 from gpucluster.runtime.state import StateDir
 
 NODE = "6dfcf6879f66a70caf06451ccdf91c2eb32c7005cabdc149411f6297"
@@ -82,7 +76,7 @@ OTHER_CALLS = [
 class Recorder(BaseHTTPRequestHandler):
     """Answers 200 to anything and remembers it (method, path)."""
 
-    seen: list[tuple[str, str]] = []
+    seen: ClassVar[list[tuple[str, str]]] = []
 
     def _answer(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -101,12 +95,6 @@ class Recorder(BaseHTTPRequestHandler):
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dashboard():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
@@ -116,44 +104,26 @@ def dashboard():
     server.shutdown()
 
 
-def start_edge(tmp_path, dashboard_port: int, *, write: bool):
-    """The rendered nginx, serving on a free port; returns (base URL, password, process)."""
-    state = StateDir(tmp_path / ("write" if write else "read"))
+def edge_values(tmp_path, dashboard_port: int, *, write: bool) -> tuple[dict[str, str], str]:
+    """The template's values for a platform with `dashboard_write: write` in front of the
+    stand-in dashboard, and the operator's password."""
+    state = StateDir(tmp_path / "state")
     state.ensure()
-    (state.nginx_dir / "tmp").mkdir(parents=True)
-    (state.nginx_dir / "upstreams.conf").write_text("server 127.0.0.1:9;\n")
-    port = free_port()
-    config_file = tmp_path / f"{state.root.name}.yaml"
+    config_file = tmp_path / "platform.yaml"
     config_file.write_text(f"platform:\n  security:\n    dashboard_write: {str(write).lower()}\n")
-    config = load_config(config_file, env={})
-    values = nginx_values(config, state, ray_token="t0ken")
-    values["NGINX_LISTEN"] = f"127.0.0.1:{port}"
+    values = nginx_values(load_config(config_file, env={}), state, ray_token="t0ken")
     values["DASHBOARD_UPSTREAM"] = f"127.0.0.1:{dashboard_port}"
-    conf = state.nginx_dir / "nginx.conf"
-    conf.write_text(render_nginx_conf(values))
-    password = ensure_dashboard_password(state, "operator")
-    process = subprocess.Popen(
-        [NGINX_BINARY, "-p", str(state.nginx_dir), "-c", str(conf),
-         "-e", str(state.log("nginx-error")), "-g", "daemon off;"],
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base, timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    assert nginx_pid_file(state).exists()
-    return base, password, process
+    (state.nginx_dir).mkdir(parents=True, exist_ok=True)
+    Path(values["SERVE_UPSTREAMS_FILE"]).write_text("server 127.0.0.1:9;\n")
+    return values, ensure_dashboard_password(state, "operator")
 
 
 @pytest.fixture(scope="module")
 def read_only_edge(tmp_path_factory, dashboard):
-    base, password, process = start_edge(tmp_path_factory.mktemp("edge"), dashboard, write=False)
-    yield base, password
-    process.terminate()
-    process.wait(timeout=10)
+    root = tmp_path_factory.mktemp("read-only")
+    values, password = edge_values(root, dashboard, write=False)
+    with extra_edge(values, root / "nginx") as base:
+        yield base, password
 
 
 def send(base: str, method: str, path: str, auth) -> httpx.Response:
@@ -197,8 +167,8 @@ def test_without_the_password_nothing_reaches_it(read_only_edge, method, path):
 
 
 def test_dashboard_write_lets_every_call_through_after_the_password(tmp_path, dashboard):
-    base, password, process = start_edge(tmp_path, dashboard, write=True)
-    try:
+    values, password = edge_values(tmp_path, dashboard, write=True)
+    with extra_edge(values, tmp_path / "nginx") as base:
         Recorder.seen.clear()
         for method, path in OTHER_CALLS[:6]:
             response = send(base, method, path, ("operator", password))
@@ -207,9 +177,6 @@ def test_dashboard_write_lets_every_call_through_after_the_password(tmp_path, da
         Recorder.seen.clear()
         assert send(base, "POST", "/dashboard/api/jobs/", None).status_code == 401
         assert Recorder.seen == []
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_the_error_body_is_json():
