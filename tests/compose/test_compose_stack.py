@@ -145,6 +145,34 @@ def test_docker_exec_curl_metrics_shows_ray_serve_and_vllm_metrics(stack):
     assert eventually(lambda: not missing(), timeout_s=60, interval_s=3), missing()
 
 
+def test_only_nginx_is_published_beyond_loopback(stack):
+    """The replicas' gRPC ports (on all of the container's interfaces) are not published."""
+    published = {}
+    for container in CONTAINERS.values():
+        out = stack.run("docker", "inspect", "--format", "{{json .NetworkSettings.Ports}}", container)
+        for container_port, bindings in (json.loads(out.stdout) or {}).items():
+            for binding in bindings or []:
+                published[(container, binding["HostIp"], binding["HostPort"])] = container_port
+    beyond = {key for key in published if key[1] not in ("127.0.0.1", "::1")}
+    nginx = str(stack.ports["NGINX_HTTP_PORT"])
+    assert {(c, port) for c, _, port in beyond} == {(CONTAINERS["nginx"], nginx)}, published
+    assert [key for key in published if key[0] == "ray-serve"] == [
+        ("ray-serve", "127.0.0.1", str(stack.ports["RAY_DASHBOARD_PORT"]))
+    ]
+
+
+def test_dashboard_through_nginx_is_read_only(stack):
+    out = stack.run("docker", "exec", "ray-serve", "gpucluster", "dashboard-password", "--json")
+    login = json.loads(out.stdout)
+    auth = (login["user"], login["password"])
+    jobs = f"{stack.base}/dashboard/api/jobs/"
+    assert httpx.get(jobs, auth=auth, timeout=30).status_code == 200
+    refused = httpx.post(jobs, json={"entrypoint": "true"}, auth=auth, timeout=30)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "dashboard_read_only"
+    assert httpx.post(jobs, json={"entrypoint": "true"}, timeout=30).status_code == 401
+
+
 def test_prometheus_reads_rays_service_discovery_file(stack):
     out = stack.run("docker", "exec", "gpu-cluster-prometheus", "cat", SD_FILE).stdout
     groups = json.loads(out)

@@ -1,6 +1,6 @@
 """What the running platform listens on: loopback only, but for nginx and the documented ports.
 
-The documented exception (docs/operator-guide.md, "Endpoints"): each Serve replica's
+The documented exception (docs/operator-guide.md, "Access Points"): each Serve replica's
 inter-deployment gRPC server, which Ray 2.60 binds on all interfaces. It must refuse calls
 without Ray's token.
 """
