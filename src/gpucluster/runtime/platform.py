@@ -149,6 +149,12 @@ def up(config: Config, progress: Progress) -> UpResult:
                 "`gpucluster keys create NAME`, or set GPUCLUSTER_API_KEYS or "
                 "platform.security.api_keys_file."
             )
+        if config.platform.security.dashboard_write:
+            warnings.append(
+                "platform.security.dashboard_write is on: the /dashboard password can submit "
+                "Ray jobs, that is run any command on every node. Leave it off unless you "
+                "need the dashboard's Jobs API or profilers through nginx."
+            )
         password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
         _start_services(config, state, keys, log)
         phases.end("start nginx, Prometheus, Alertmanager")
