@@ -17,6 +17,7 @@ from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, fail
 from gpucluster.config import Config
 from gpucluster.config.keys import KeySources, store_path
 from gpucluster.models import ModelSourceError, weights_location
+from gpucluster.models.adapter_sources import adapter_locations
 from gpucluster.render.kuberay import IMAGE, KubeRayError, dump_yaml, rayservice, worker_groups
 from gpucluster.render.kuberay_manifests import manifests
 from gpucluster.serving.serve_config import serve_config
@@ -77,6 +78,8 @@ def render_serve_config(
         weights = {
             m.id: weights_location(m.source, cache, revision=m.revision) for m in settings.models
         }
+        for m in settings.models:
+            weights |= adapter_locations(m, cache)
     except ModelSourceError as exc:
         fail(str(exc), 2, as_json)
     key_files = list(api_keys_file or [])

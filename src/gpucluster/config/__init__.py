@@ -2,6 +2,8 @@
 
 from gpucluster.config.loader import ConfigError, env_api_keys, load_config
 from gpucluster.config.schema import (
+    BUILTIN_EMBEDDING_MODEL_ID,
+    BUILTIN_EMBEDDING_SOURCE,
     BUILTIN_MODEL_ID,
     BUILTIN_SOURCE,
     Config,
@@ -11,6 +13,8 @@ from gpucluster.config.schema import (
 )
 
 __all__ = [
+    "BUILTIN_EMBEDDING_MODEL_ID",
+    "BUILTIN_EMBEDDING_SOURCE",
     "BUILTIN_MODEL_ID",
     "BUILTIN_SOURCE",
     "Config",

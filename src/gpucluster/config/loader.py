@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from gpucluster.config.interpolate import InterpolationError, interpolate
-from gpucluster.config.schema import Config
+from gpucluster.config.schema import Config, ModelConfig
 
 CONFIG_ENV = "GPUCLUSTER_CONFIG"
 API_KEYS_ENV = "GPUCLUSTER_API_KEYS"
@@ -125,4 +125,15 @@ def _expand_paths(config: Config) -> Config:
             "security": security,
         }
     )
-    return config.model_copy(update={"platform": platform})
+    models = [_expand_model_paths(model) for model in config.models]
+    return config.model_copy(update={"platform": platform, "models": models})
+
+
+def _expand_model_paths(model: ModelConfig) -> ModelConfig:
+    update: dict[str, Any] = {}
+    if model.chat_template is not None:
+        update["chat_template"] = model.chat_template.expanduser().absolute()
+    if model.lora is not None and model.lora.dynamic_dir is not None:
+        dynamic = model.lora.dynamic_dir.expanduser().absolute()
+        update["lora"] = model.lora.model_copy(update={"dynamic_dir": dynamic})
+    return model.model_copy(update=update) if update else model

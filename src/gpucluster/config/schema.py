@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 BUILTIN_MODEL_ID = "smollm2-135m-instruct"
 BUILTIN_SOURCE = f"builtin:{BUILTIN_MODEL_ID}"
+# The built-in embedding model (all-MiniLM-L6-v2): what `task: null` means for its source.
+BUILTIN_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
+BUILTIN_EMBEDDING_SOURCE = f"builtin:{BUILTIN_EMBEDDING_MODEL_ID}"
 
 _MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 # API key names: they become Prometheus label values and file keys, so a small alphabet.
@@ -115,6 +118,57 @@ class AdmissionSettings(_Strict):
     )
 
 
+# Adapter names: the part after `base:` in a request's `model` (Ray Serve LLM's convention).
+ADAPTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The tool-call parsers vLLM 0.29 registers (vllm.tool_parsers.ToolParserManager); a unit test
+# checks this list against vLLM's own, so that an upgrade that changes it fails loudly.
+TOOL_CALL_PARSERS = (
+    "apertus", "cohere_command3", "cohere_command4", "deepseek_v3", "deepseek_v31",
+    "deepseek_v32", "deepseek_v4", "dots", "ernie45", "functiongemma", "gemma4", "gigachat3",
+    "glm45", "glm47", "granite", "granite-20b-fc", "granite4", "hermes", "hunyuan_a13b",
+    "hy_v3", "hy_v4", "inkling", "internlm", "jamba", "kimi_k2", "kimi_k3", "lfm2", "ling3",
+    "llama3_json", "llama4_json", "llama4_pythonic", "longcat", "mimo", "minicpm5",
+    "minimax_m2", "minimax_m3", "mistral", "muse_glimmer", "olmo3", "openai", "phi4_mini_json",
+    "poolside_v1", "pythonic", "qwen3_coder", "qwen3_xml", "seed_oss", "step3", "step3p5",
+    "xlam",
+)
+
+
+class LoraSettings(_Strict):
+    """LoRA adapters served on top of a model; each is requested as `model: <base>:<name>`."""
+
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Adapters by name: a local directory holding adapter_config.json and the "
+        "adapter's weights (peft's layout), or `builtin:<adapter>`.",
+    )
+    dynamic_dir: Path | None = Field(
+        None,
+        description="A directory whose subdirectories are adapters too (by subdirectory name), "
+        "listed and loaded when first asked for: drop an adapter in, no restart.",
+    )
+    max_loras: int = Field(
+        2, ge=1, description="Adapters one engine batch may mix (vLLM's max_loras)."
+    )
+    max_lora_rank: Literal[8, 16, 32, 64, 128, 256] = Field(
+        16, description="Highest LoRA rank any adapter may have (vLLM's max_lora_rank)."
+    )
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names(cls, adapters: dict[str, str]) -> dict[str, str]:
+        bad = sorted(name for name in adapters if not ADAPTER_NAME_PATTERN.match(name))
+        if bad:
+            raise ValueError(
+                f"not adapter names: {', '.join(bad)} (letters, digits and . _ -, starting "
+                "with a letter or digit, at most 64)"
+            )
+        empty = sorted(name for name, source in adapters.items() if not source.strip())
+        if empty:
+            raise ValueError(f"adapters without a source: {', '.join(empty)}")
+        return adapters
+
+
 class ModelConfig(_Strict):
     """One served model: where its weights come from and how its engine runs."""
 
@@ -167,6 +221,32 @@ class ModelConfig(_Strict):
         default_factory=AutoscalingSettings,
         description="The signals and delays that move the replica count between its bounds.",
     )
+    task: Literal["generate", "embed"] | None = Field(
+        None,
+        description="`generate` (chat and completions) or `embed` (embeddings, score, rerank); "
+        "null: the built-in model's own task, else generate.",
+    )
+    lora: LoraSettings | None = Field(
+        None, description="LoRA adapters served on this model (through the ingress deployment)."
+    )
+    router: Literal["power_of_two", "prefix_cache_affinity", "kv_aware"] = Field(
+        "power_of_two",
+        description="How the ingress picks a replica: Serve's power-of-two choices, or Ray Serve "
+        "LLM's PrefixCacheAffinityRouter (the replica whose cache holds the prompt's prefix).",
+    )
+    tool_call_parser: str | None = Field(
+        None,
+        description="vLLM tool-call parser that turns the model's output into `tool_calls` "
+        "(`hermes`, `llama3_json`, ...); needed for any `tools` request.",
+    )
+    enable_auto_tool_choice: bool = Field(
+        False, description="Let the model decide when to call a tool (`tool_choice: auto`)."
+    )
+    chat_template: Path | None = Field(
+        None,
+        description="A Jinja chat template file replacing the model's own (for example one "
+        "that renders `tools` in the format the parser reads).",
+    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description=(
@@ -198,10 +278,56 @@ class ModelConfig(_Strict):
             raise ValueError("must be a branch, tag or commit name, without spaces")
         return value
 
+    @property
+    def embeds(self) -> bool:
+        """Whether this is an embedding model (`task: embed`, or the built-in embedding model)."""
+        if self.task is not None:
+            return self.task == "embed"
+        return self.source == BUILTIN_EMBEDDING_SOURCE
+
+    def adapter_ids(self) -> list[str]:
+        """The model ids of the configured (static) adapters: `<id>:<adapter>`."""
+        return [f"{self.id}:{name}" for name in (self.lora.adapters if self.lora else {})]
+
+    @field_validator("tool_call_parser")
+    @classmethod
+    def _known_parser(cls, value: str | None) -> str | None:
+        if value is not None and value not in TOOL_CALL_PARSERS:
+            raise ValueError(
+                f"{value!r} is not a tool-call parser of vLLM 0.29; known: "
+                f"{', '.join(TOOL_CALL_PARSERS)}"
+            )
+        return value
+
+    @field_validator("router")
+    @classmethod
+    def _usable_router(cls, value: str) -> str:
+        if value == "kv_aware":
+            raise ValueError(
+                "kv_aware (Ray Serve LLM's KVAwareRouter) is not usable here: it works only "
+                "inside Ray's own direct-streaming router (behind HAProxy) and needs the "
+                "ai-dynamo package; behind this platform's ingress it would pick replicas at "
+                "random. Use prefix_cache_affinity"
+            )
+        return value
+
     @model_validator(mode="after")
     def _cpu_has_no_shards(self) -> ModelConfig:
         if self.accelerator == "cpu" and self.tensor_parallel_size != 1:
             raise ValueError("tensor_parallel_size must be 1 when accelerator is cpu")
+        return self
+
+    @model_validator(mode="after")
+    def _consistent_features(self) -> ModelConfig:
+        if self.enable_auto_tool_choice and self.tool_call_parser is None:
+            raise ValueError("enable_auto_tool_choice needs tool_call_parser")
+        if self.lora is not None and ":" in self.id:
+            raise ValueError(
+                f"a model with LoRA adapters must have an id without ':' ({self.id!r}): "
+                "requests name an adapter as <model id>:<adapter>"
+            )
+        if self.embeds and (self.lora is not None or self.tool_call_parser):
+            raise ValueError("an embedding model (task: embed) takes no lora or tool calling")
         return self
 
 
@@ -439,9 +565,14 @@ class Config(_Strict):
     @property
     def serves_directly(self) -> bool:
         """Whether the model's replicas are the HTTP ingress themselves (`direct_streaming`):
-        one model, and one host, since nginx reaches the replicas' loopback ports only."""
+        one model, and one host, since nginx reaches the replicas' loopback ports only. LoRA
+        adapters (Serve's multiplexing), a router other than Serve's default and embedding models
+        need the ingress deployment: it resolves adapters, routes, and serves every endpoint."""
         platform = self.platform
-        return platform.direct_streaming and len(self.models) == 1 and platform.cluster_host is None
+        if not platform.direct_streaming or len(self.models) != 1 or platform.cluster_host:
+            return False
+        (model,) = self.models
+        return model.lora is None and model.router == "power_of_two" and not model.embeds
 
     def model(self, model_id: str) -> ModelConfig:
         """The configured model with this id; KeyError when there is none."""

@@ -16,6 +16,7 @@ from gpucluster import __version__
 from gpucluster.config import Config, ModelConfig, ray_node
 from gpucluster.config.keys import KeySources
 from gpucluster.models import resolve_source, weights_location
+from gpucluster.models.adapter_sources import adapter_locations
 from gpucluster.serving.serve_config import serve_config
 
 NAME = "gpu-cluster"
@@ -196,6 +197,8 @@ def serve_config_v2(config: Config) -> dict[str, Any]:
     """
     models = [_pinned(m) for m in config.models]
     weights = {m.id: _pod_weights(m) for m in models}
+    for m in models:
+        weights |= adapter_locations(m, MODEL_CACHE)
     pods = config.model_copy(update={"models": models})
     # No gatekeeper runs beside a Kubernetes edge yet: no usage reports.
     keys = KeySources(files=(API_KEYS_FILE,))  # the mounted Secret

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from gpucluster.config import Config, env_api_keys
 from gpucluster.config.keys import KeySources, first_key, store_path
 from gpucluster.models import ModelError, prepare_model
+from gpucluster.models.adapter_sources import prepare_adapters
 from gpucluster.runtime import readiness
 from gpucluster.runtime.edge import (
     ensure_dashboard_password,
@@ -242,6 +243,9 @@ def _prepare_models(config: Config, log: logging.Logger) -> dict[str, str]:
         weights[model.id] = prepare_model(
             model.source, config.platform.model_cache_dir, progress=log.info,
             revision=model.revision,
+        )
+        weights |= prepare_adapters(
+            model, weights[model.id], config.platform.model_cache_dir, log.info
         )
     return weights
 

@@ -41,6 +41,28 @@ HEALTH_CHECK_TIMEOUT_S = 5.0
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
+# vLLM serves these outside /v1; they are part of the API all the same (keys, limits).
+TOKENIZE_PATHS = ("/tokenize", "/detokenize")
+# What each kind of model serves (ModelConfig.embeds): a request to the other kind is a 400.
+GENERATION_PATHS = (CHAT_PATH, COMPLETIONS_PATH)
+EMBEDDING_PATHS = ("/v1/embeddings", "/v1/score", "/v1/rerank")
+
+
+def is_api_path(path: str) -> bool:
+    """Whether `path` is part of the OpenAI API (keys checked, usage counted)."""
+    return path.startswith("/v1") or path in TOKENIZE_PATHS
+
+
+def wrong_model_type(model_id: str, embeds: bool) -> ApiError:
+    """A request to a model of the other kind: generation to an embedding model, or back."""
+    kind, serves = ("an embedding", EMBEDDING_PATHS) if embeds else ("a generative", GENERATION_PATHS)
+    return ApiError(
+        400,
+        f"The model '{model_id}' is {kind} model: it serves {', '.join(serves)} (and "
+        f"{', '.join(TOKENIZE_PATHS)}).",
+        param="model",
+        code="wrong_model_type",
+    )
 
 
 def resolve_model(model: str | None, served: list[str]) -> str:
@@ -57,6 +79,16 @@ def resolve_model(model: str | None, served: list[str]) -> str:
             code="model_not_found",
         )
     return model
+
+
+async def body_has(request: Request, field: str) -> bool:
+    """Whether the JSON object body has `field` (a malformed body is parse_body's to refuse):
+    which request model of an endpoint that takes two (a prompt, or chat `messages`) applies."""
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and field in data
 
 
 async def checked_request(
@@ -122,7 +154,7 @@ class ApiKeyMiddleware:
         self.api_keys = api_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1"):
+        if scope["type"] == "http" and is_api_path(scope["path"]):
             headers = dict(scope.get("headers", []))
             authorization = headers.get(b"authorization", b"").decode("latin-1") or None
             try:

@@ -13,10 +13,16 @@ from ray.serve.llm import LLMConfig, build_llm_deployment
 from gpucluster.config import Config, ModelConfig
 from gpucluster.config.keys import KeySources
 from gpucluster.config.names import INGRESS_NAME, llm_deployment_name
+from gpucluster.serving.adapters import ADAPTERS_KEY, adapter_table
 from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.direct import AdmissionLimits
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
 from gpucluster.serving.llm_server import PlatformLLMServer, direct_server
+
+# Ray Serve LLM's prefix-aware router (ray.serve.llm.request_router), by the config's name.
+ROUTER_CLASSES = {
+    "prefix_cache_affinity": "ray.serve.llm.request_router:PrefixCacheAffinityRouter",
+}
 
 
 def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
@@ -32,6 +38,17 @@ def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
     if model.accelerator == "cpu":
         # CUDA-graph capture does not exist on CPU; eager mode cuts start-up from ~100 s to ~30 s.
         kwargs["enforce_eager"] = True
+    if model.embeds:
+        kwargs.update(runner="pooling", convert="embed")
+    if model.lora is not None:
+        kwargs.update(
+            enable_lora=True, max_loras=model.lora.max_loras, max_lora_rank=model.lora.max_lora_rank
+        )
+    if model.tool_call_parser is not None:
+        kwargs["tool_call_parser"] = model.tool_call_parser
+        kwargs["enable_auto_tool_choice"] = model.enable_auto_tool_choice
+    if model.chat_template is not None:
+        kwargs["chat_template"] = str(model.chat_template)
     return {**kwargs, **model.engine_kwargs}
 
 
@@ -61,26 +78,41 @@ def admission_options(model: ModelConfig) -> dict[str, Any]:
 DIRECT_SERVE_ADMISSION = {"max_ongoing_requests": 10_000, "max_queued_requests": -1}
 
 
-def llm_config(model: ModelConfig, weights: str) -> LLMConfig:
-    """The Ray Serve LLM config of one model whose weights were prepared at `weights`."""
+def router_options(model: ModelConfig) -> dict[str, Any]:
+    """Serve's request router for the model's replicas (the ingress path routes through it)."""
+    router = ROUTER_CLASSES.get(model.router)
+    return {"request_router_config": {"request_router_class": router}} if router else {}
+
+
+def llm_config(model: ModelConfig, weights: dict[str, str]) -> LLMConfig:
+    """The Ray Serve LLM config of one model; `weights` maps the model's id (and each adapter's,
+    `<id>:<adapter>`) to the directory prepared for it."""
     if model.accelerator == "cpu":
         placement: dict[str, Any] = {"bundles": [{"CPU": 1}]}
         env = {"VLLM_CPU_KVCACHE_SPACE": str(model.cpu_kvcache_gib)}
     else:
         placement = {"bundle_per_worker": {"GPU": 1, "CPU": 1}}
         env = {}
-    experimental = (
+    experimental: dict[str, Any] = (
         {"stream_batching_interval_ms": model.stream_batching_ms}
         if model.stream_batching_ms is not None
         else {}
     )
+    lora: dict[str, Any] | None = None
+    if model.lora is not None:
+        # Ray Serve LLM multiplexes adapters; our loader (serving.adapters) finds them locally.
+        lora = {"max_num_adapters_per_replica": max(16, model.lora.max_loras)}
+        experimental[ADAPTERS_KEY] = adapter_table(model, weights)
     return LLMConfig(
-        model_loading_config={"model_id": model.id, "model_source": weights},
+        model_loading_config={"model_id": model.id, "model_source": weights[model.id]},
         engine_kwargs=engine_kwargs(model),
+        lora_config=lora,
         placement_group_config=placement,
         runtime_env={"env_vars": env},
         experimental_configs=experimental,
-        deployment_config={**deployment_options(model), **admission_options(model)},
+        deployment_config={
+            **deployment_options(model), **admission_options(model), **router_options(model)
+        },
     )
 
 
@@ -98,7 +130,7 @@ def build_app(
     model only; see Config.serves_directly): the model's replicas are the ingress themselves.
     `usage_url`: where the HTTP front reports each request's usage (serving.usage_report).
     """
-    configs = [llm_config(model, weights[model.id]) for model in config.models]
+    configs = [llm_config(model, weights) for model in config.models]
     if direct:
         (model,) = config.models
         (only,) = configs
@@ -121,9 +153,15 @@ def build_app(
     options = PlatformIngress.get_deployment_options(configs)
     # The ingress stays on the head, beside Serve's only HTTP proxy and the API key files.
     options["ray_actor_options"] = {"num_cpus": 1, "resources": {HEAD_NODE_RESOURCE_NAME: 0.001}}
-    ingress = serve.deployment(
-        make_ingress_class(keys, usage_url), name=INGRESS_NAME, **options
+    ingress_class = make_ingress_class(
+        keys,
+        usage_url,
+        adapter_tables={
+            model.id: adapter_table(model, weights) for model in config.models if model.lora
+        },
+        embedding_models=frozenset(model.id for model in config.models if model.embeds),
     )
+    ingress = serve.deployment(ingress_class, name=INGRESS_NAME, **options)
     return ingress.bind(llm_deployments=deployments, model_cards=cards)
 
 

@@ -18,21 +18,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    DetokenizeRequest,
+    ModelCard,
+    ModelList,
+    TokenizeChatRequest,
+    TokenizeCompletionRequest,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpucluster.serving.api_app import (
     CHAT_PATH,
     COMPLETIONS_PATH,
+    EMBEDDING_PATHS,
+    TOKENIZE_PATHS,
+    body_has,
     build_fastapi_app,
     checked_request,
     engine_health,
     health_response,
     resolve_model,
+    wrong_model_type,
 )
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import engine_error_body, overloaded, request_id_of
 from gpucluster.serving.usage_report import usage_forced, with_usage
+from gpucluster.serving.validation import parse_body
 
 
 @dataclass(frozen=True)
@@ -118,16 +129,8 @@ class CheckedGeneration:
             body = json.loads(raw)
             body["stream_options"] = with_usage(body.get("stream_options"))
             raw = json.dumps(body).encode()
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
         answer = EngineAnswer(send, scope["path"], request_id_of(request))
+        replay = replaying(raw, receive)
         try:
             async with self.admission.slot(self.model_id):
                 await self.engine_app(scope, replay, answer.send)
@@ -137,6 +140,41 @@ class CheckedGeneration:
             raise
         if answer.started and not answer.finished:
             self.on_abort()
+
+
+class CheckedPassthrough:
+    """ASGI endpoint for vLLM's other routes (/tokenize, /detokenize): the body parsed and its
+    model resolved as for a generation, then handed to vLLM's app as it came, its errors in the
+    platform's shape. No admission: these do not run the engine."""
+
+    def __init__(self, engine_app: ASGIApp, *, model_id: str, kinds: tuple[type, type]) -> None:
+        self.engine_app = engine_app
+        self.model_id = model_id
+        self.plain, self.with_messages = kinds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        raw = await request.body()
+        chat = await body_has(request, "messages")
+        body = await parse_body(request, self.with_messages if chat else self.plain)
+        resolve_model(body.model, [self.model_id])
+        answer = EngineAnswer(send, scope["path"], request_id_of(request))
+        await self.engine_app(scope, replaying(raw, receive), answer.send)
+
+
+def replaying(raw: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read body `raw` once, then the client's messages (a
+    disconnect, say)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return replay
 
 
 class EngineAnswer:
@@ -223,4 +261,17 @@ def build_direct_app(
             admission=admission, on_abort=on_abort,
         )
         app.router.add_route(path, endpoint, methods=["POST"])
+    tokenizing = {
+        TOKENIZE_PATHS[0]: (TokenizeCompletionRequest, TokenizeChatRequest),
+        TOKENIZE_PATHS[1]: (DetokenizeRequest, DetokenizeRequest),
+    }
+    for path, kinds in tokenizing.items():
+        passthrough = CheckedPassthrough(engine_app, model_id=model_id, kinds=kinds)
+        app.router.add_route(path, passthrough, methods=["POST"])
+
+    async def embedding_only(request: Request) -> Any:
+        raise wrong_model_type(model_id, embeds=False)
+
+    for path in EMBEDDING_PATHS:
+        app.router.add_route(path, embedding_only, methods=["POST"])
     return app

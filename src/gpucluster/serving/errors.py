@@ -117,7 +117,7 @@ def _http_error(exc: StarletteHTTPException) -> ApiError:
 
 
 # vLLM appends "(parameter=NAME, value=...)" to the messages of its client errors.
-_PARAM_SUFFIX = re.compile(r"\s*\(parameter=([A-Za-z_][\w.]*)(?:, value=.*)?\)\s*$", re.S)
+_PARAM_SUFFIX = re.compile(r"\s*\(parameter=([A-Za-z_][\w.]*)(?:, value=.*)?\)\s*$", re.DOTALL)
 
 
 def _status_of(exc: Exception) -> int:

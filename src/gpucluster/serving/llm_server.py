@@ -14,6 +14,7 @@ went away mid-answer (`ray_gpucluster_requests_aborted_total`). Deployed as the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -22,11 +23,17 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ray import serve
-from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ErrorInfo,
+    ErrorResponse,
+    to_model_metadata,
+)
 from ray.serve.llm import LLMServer
 from ray.util import metrics
+from vllm.entrypoints.serve.engine.protocol import ErrorResponse as VLLMErrorResponse
 
 from gpucluster.config.keys import KeySources
+from gpucluster.serving.adapters import LocalAdapterLoader
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.direct import AdmissionLimits, build_direct_app
 from gpucluster.serving.engine_load import EngineLoad, attach
@@ -116,12 +123,37 @@ class PlatformLLMServer(LLMServer):
         )
         logger.info("Replica started successfully")
 
+    def _init_multiplex_loader(self, model_downloader_cls: Any = None) -> None:
+        # LoRA adapters come from local directories (serving.adapters), not cloud storage.
+        super()._init_multiplex_loader(LocalAdapterLoader)
+
+    async def rerank(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
+        """vLLM's rerank on this embedding model (its scoring handler serves /rerank too)."""
+        scores = getattr(self.engine, "_oai_serving_scores", None)
+        if scores is None:
+            yield ErrorResponse(error=ErrorInfo(
+                message=f"The model '{self._llm_config.model_id}' does not serve rerank.",
+                type="invalid_request_error", code=400,
+            ))
+            return
+        response = await scores(request, raw_request=None)
+        if isinstance(response, VLLMErrorResponse):
+            yield ErrorResponse(error=ErrorInfo(**response.error.model_dump()))
+            return
+        yield json.loads(response.body)
+
     async def _start_engine(self) -> None:
         # Ray Serve LLM's own also pushes a usage-telemetry report, even with usage stats off:
         # it creates a detached actor on the head and waits for it, 3 s of every replica start.
         if self.engine is None:
             raise ValueError("Engine is not set")
         await self.engine.start()
+        # Ray 2.60 looks for vLLM's tokenizer service under its old name
+        # (openai_serving_tokenization; vLLM 0.29 calls it serving_tokenization), so /tokenize
+        # and /detokenize would answer that the model does not support them.
+        state = getattr(self.engine, "_app_state", None)
+        if getattr(self.engine, "_oai_serving_tokenization", None) is None and state is not None:
+            self.engine._oai_serving_tokenization = getattr(state, "serving_tokenization", None)
 
     async def __serve_build_asgi_app__(self) -> Any:
         """Serve's hook for an ingress replica: vLLM's app behind the platform's API contract."""

@@ -50,7 +50,11 @@ def serve_config(
                 "import_path": IMPORT_PATH,
                 "args": {
                     "models": [model.model_dump(mode="json") for model in config.models],
-                    "weights": {model.id: weights[model.id] for model in config.models},
+                    "weights": {
+                        key: weights[key]
+                        for model in config.models
+                        for key in (model.id, *model.adapter_ids())
+                    },
                     "api_keys": keys.as_dict(),
                     "direct_streaming": config.serves_directly,
                     "usage_url": usage_url(config) if report_usage else None,

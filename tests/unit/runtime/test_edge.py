@@ -50,7 +50,7 @@ def test_rendered_config_passes_nginx_t(state):
 
 def test_streaming_settings_are_in_the_template():
     template = NGINX_TEMPLATE.read_text()
-    v1 = template[template.index("location /v1/"):template.index("location = /dashboard")]
+    v1 = template[template.index("location ~ ^/(v1/"):template.index("location = /dashboard")]
     assert "proxy_buffering off;" in v1
     assert "proxy_http_version 1.1;" in template and 'proxy_set_header Connection "";' in template
     assert "client_max_body_size" in template
