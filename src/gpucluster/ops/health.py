@@ -127,10 +127,14 @@ def check_gpu(t: Target) -> str:
 
 def check_generation(t: Target) -> str:
     model = t.models[0]
-    ok, detail = answers(t.endpoints.openai_api, model, t.api_key, PROBE_TIMEOUT_S)
+    try:
+        embeds = t.config.model(model).embeds
+    except KeyError:  # a model the platform serves that this config does not name
+        embeds = False
+    ok, detail = answers(t.endpoints.openai_api, model, t.api_key, PROBE_TIMEOUT_S, embeds=embeds)
     if not ok:
         raise CheckFailed(detail, "gpucluster logs serve; gpucluster logs engine")
-    return f"{model} generated 1 token"
+    return f"{model} embedded one word" if embeds else f"{model} generated 1 token"
 
 
 RAY_HEAD_RECOVERY = "gpucluster down && gpucluster up"

@@ -312,7 +312,9 @@ def _start_services(
 def _wait_until_answering(config: Config, api_key: str | None, log: logging.Logger) -> None:
     api = endpoints_for(config).openai_api
     for model in config.models:
-        ok, detail = readiness.answers(api, model.id, api_key=api_key, timeout_s=60)
+        ok, detail = readiness.answers(
+            api, model.id, api_key=api_key, timeout_s=60, embeds=model.embeds
+        )
         if not ok:
             raise UpError(f"model {model.id} is deployed but does not answer through nginx: {detail}")
         log.info("Model loaded successfully (%s)", model.id)

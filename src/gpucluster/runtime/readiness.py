@@ -6,22 +6,27 @@ import httpx
 
 
 def answers(
-    base_url: str, model_id: str, api_key: str | None = None, timeout_s: float = 30.0
+    base_url: str,
+    model_id: str,
+    api_key: str | None = None,
+    timeout_s: float = 30.0,
+    *,
+    embeds: bool = False,
 ) -> tuple[bool, str]:
-    """Generate one token from `model_id` through the OpenAI API at `base_url` (…/v1)."""
+    """Generate one token from `model_id` through the OpenAI API at `base_url` (…/v1), or,
+    for an embedding model (`embeds`), embed one word."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    if embeds:
+        path, body = "embeddings", {"model": model_id, "input": "OK"}
+    else:
+        path, body = "chat/completions", {
+            "model": model_id,
+            "messages": [{"role": "user", "content": "Say OK."}],
+            "max_tokens": 1,
+            "temperature": 0,
+        }
     try:
-        response = httpx.post(
-            f"{base_url}/chat/completions",
-            json={
-                "model": model_id,
-                "messages": [{"role": "user", "content": "Say OK."}],
-                "max_tokens": 1,
-                "temperature": 0,
-            },
-            headers=headers,
-            timeout=timeout_s,
-        )
+        response = httpx.post(f"{base_url}/{path}", json=body, headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if response.status_code != 200:

@@ -44,7 +44,7 @@ from gpucluster.serving.api_app import (
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import overloaded
 from gpucluster.serving.usage_report import usage_forced, with_usage
-from gpucluster.serving.validation import parse_body
+from gpucluster.serving.validation import check_pooling, parse_body
 
 logger = logging.getLogger("ray.serve")
 
@@ -166,6 +166,8 @@ class PlatformIngress(OpenAiIngress):
         body.model = await self._get_model_id(body.model)
         if embedding is not None:
             self._require(body.model, embedding)
+        if embedding:
+            check_pooling(body)
         return body
 
     async def _checked(self, request: Request, chat: bool) -> tuple[Any, str]:

@@ -107,13 +107,29 @@ def check_chat(body: Any, context_len: int | None) -> None:
     _check_max_tokens(body, context_len)
 
 
+def _check_not_empty(param: str, value: Any) -> None:
+    """A text, or list of texts (or of token ids), that must hold something."""
+    if value is None or (isinstance(value, (str, list)) and len(value) == 0):
+        raise _invalid(param, f"'{param}' must not be empty.")
+    if isinstance(value, list) and any(isinstance(v, (str, list)) and len(v) == 0 for v in value):
+        raise _invalid(param, f"'{param}' must not contain empty entries.")
+
+
+# The inputs of each pooling request: the fields that must not be empty (chat-style embedding
+# requests carry `messages` instead of `input`).
+_POOLING_INPUTS = ("input", "messages", "text_1", "text_2", "query", "documents")
+
+
+def check_pooling(body: Any) -> None:
+    """Refuse an embeddings, score or rerank request without anything to embed."""
+    for param in _POOLING_INPUTS:
+        if param in type(body).model_fields:
+            _check_not_empty(param, getattr(body, param))
+
+
 def check_completion(body: Any, context_len: int | None) -> None:
     """Refuse a completion request the OpenAI API would refuse."""
-    prompt = body.prompt
-    if prompt is None or (isinstance(prompt, (str, list)) and len(prompt) == 0):
-        raise _invalid("prompt", "'prompt' must not be empty.")
-    if isinstance(prompt, list) and any(isinstance(p, (str, list)) and len(p) == 0 for p in prompt):
-        raise _invalid("prompt", "'prompt' must not contain empty prompts.")
+    _check_not_empty("prompt", body.prompt)
     logprobs = getattr(body, "logprobs", None)
     if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
         raise _invalid(
