@@ -2,6 +2,7 @@
 
 from gpucluster.config.loader import ConfigError, env_api_keys, load_config
 from gpucluster.config.schema import (
+    BUILTIN_EMBEDDING_MODEL_ID,
     BUILTIN_MODEL_ID,
     BUILTIN_SOURCE,
     Config,
@@ -11,13 +12,14 @@ from gpucluster.config.schema import (
 )
 
 __all__ = [
+    "BUILTIN_EMBEDDING_MODEL_ID",
     "BUILTIN_MODEL_ID",
     "BUILTIN_SOURCE",
     "Config",
     "ConfigError",
-    "env_api_keys",
     "ModelConfig",
     "PlatformConfig",
     "PortsConfig",
+    "env_api_keys",
     "load_config",
 ]

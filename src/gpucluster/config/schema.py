@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 BUILTIN_MODEL_ID = "smollm2-135m-instruct"
 BUILTIN_SOURCE = f"builtin:{BUILTIN_MODEL_ID}"
+# The built-in embedding model (all-MiniLM-L6-v2), served as `builtin:all-minilm-l6-v2`.
+BUILTIN_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
 
 _MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 # API key names: they become Prometheus label values and file keys, so a small alphabet.
@@ -122,7 +124,8 @@ class ModelConfig(_Strict):
     source: str = Field(
         BUILTIN_SOURCE,
         description=(
-            "Where the weights come from: `builtin:smollm2-135m-instruct`, a Hugging Face id "
+            "Where the weights come from: `builtin:smollm2-135m-instruct` (chat), "
+            "`builtin:all-minilm-l6-v2` (embeddings), a Hugging Face id "
             "(`org/name`, pulled into the model cache before serving), or a local directory path."
         ),
     )
