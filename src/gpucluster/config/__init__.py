@@ -19,9 +19,9 @@ __all__ = [
     "BUILTIN_SOURCE",
     "Config",
     "ConfigError",
-    "env_api_keys",
     "ModelConfig",
     "PlatformConfig",
     "PortsConfig",
+    "env_api_keys",
     "load_config",
 ]

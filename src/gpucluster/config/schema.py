@@ -176,7 +176,8 @@ class ModelConfig(_Strict):
     source: str = Field(
         BUILTIN_SOURCE,
         description=(
-            "Where the weights come from: `builtin:smollm2-135m-instruct`, a Hugging Face id "
+            "Where the weights come from: `builtin:smollm2-135m-instruct` (chat), "
+            "`builtin:all-minilm-l6-v2` (embeddings), a Hugging Face id "
             "(`org/name`, pulled into the model cache before serving), or a local directory path."
         ),
     )

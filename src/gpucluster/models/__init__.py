@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpucluster.models import builtin
+from gpucluster.models.builtin import TASK_ENGINE_ARGS, Task, builtin_task
 from gpucluster.models.cache import MARKER, ensure_prepared, hub_entry_dir, touch_last_used
 from gpucluster.models.hub import HubClient
 from gpucluster.models.sources import (
     ACCEPTED_FORMS,
+    BUILTIN_MODELS,
     ModelError,
     ModelPrepareError,
     ModelSource,
@@ -22,18 +24,31 @@ from gpucluster.models.sources import (
 
 __all__ = [
     "ACCEPTED_FORMS",
+    "BUILTIN_MODELS",
     "MARKER",
+    "TASK_ENGINE_ARGS",
     "HubClient",
     "ModelError",
     "ModelPrepareError",
     "ModelSource",
     "ModelSourceError",
+    "Task",
+    "builtin_task",
     "check_local_dir",
     "prepare_model",
     "read_model_info",
     "resolve_source",
+    "source_task",
     "weights_location",
 ]
+
+
+def source_task(source: str) -> Task | None:
+    """What the model `source` is served for when the platform knows it: a built-in model's
+    task ("generate" or "embed", see TASK_ENGINE_ARGS); None for a Hugging Face id or a local
+    directory, whose task vLLM infers from its config.json. ModelSourceError for a bad source."""
+    resolved = resolve_source(source)
+    return builtin_task(resolved.value) if resolved.kind == "builtin" else None
 
 
 def weights_location(source: str, cache_dir: Path, *, revision: str | None = None) -> str:
@@ -62,10 +77,11 @@ def prepare_model(
 ) -> str:
     """Make `source` servable and return what vLLM should get as `model`: a local directory.
 
-    builtin: its GGUF converted once into `cache_dir/<name>` (reused when complete); Hugging
-    Face id: pulled at `revision` (default main) into `cache_dir/hf/<org>--<name>/<revision>` by
-    `hub` (models.hub; reused when complete), so the replica never downloads; local: the checked
-    directory. `converter(gguf, out_dir, progress)` replaces the real GGUF conversion (tests).
+    builtin: its packaged file (a GGUF to convert, a zipped directory to extract) made once into
+    `cache_dir/<name>` (reused when complete); Hugging Face id: pulled at `revision` (default
+    main) into `cache_dir/hf/<org>--<name>/<revision>` by `hub` (models.hub; reused when
+    complete), so the replica never downloads; local: the checked directory. `converter(artifact, out_dir, progress)` replaces a built-in's real conversion or
+    extraction (tests); the built-in's checksums are checked all the same.
     Raises ModelSourceError for an unusable source and ModelPrepareError when preparing fails.
     """
     say = progress or (lambda _message: None)
@@ -98,26 +114,28 @@ def _resolve(source: str, revision: str | None) -> ModelSource:
 def _prepare_builtin(
     name: str, cache_dir: Path, say: Callable[[str], None], converter: builtin.Converter | None
 ) -> str:
-    say(f"locating the GGUF of built-in model {name}")
-    gguf = builtin.locate_gguf(name)
-    say(f"found {gguf}")
-    convert = converter or builtin.convert_gguf
+    model = builtin.BUILTINS[name]
+    say(f"locating {model.artifact} of built-in model {name}")
+    artifact = builtin.locate_artifact(name)
+    say(f"found {artifact}")
+    convert = converter or builtin.converter_for(name)
     started = time.monotonic()
 
     def build(out_dir: Path) -> None:
         try:
-            convert(gguf, out_dir, say)
-            builtin.set_generation_defaults(out_dir, builtin.BUILTINS[name].generation_defaults)
+            convert(artifact, out_dir, say)
+            builtin.finish(name, out_dir, say)
         except ModelError:
             raise
         except Exception as exc:
             raise ModelPrepareError(
-                f"converting built-in model {name} from {gguf} failed: {type(exc).__name__}: {exc}"
+                f"preparing built-in model {name} from {artifact} failed: "
+                f"{type(exc).__name__}: {exc}"
             ) from exc
 
     try:
         directory, built = ensure_prepared(
-            cache_dir, name, builtin.stamp_for(name, gguf), build, say
+            cache_dir, name, builtin.stamp_for(name, artifact), build, say
         )
     except OSError as exc:
         raise ModelPrepareError(

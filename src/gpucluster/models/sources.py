@@ -2,7 +2,9 @@
 
 Three forms are accepted:
 
-- `builtin:<name>`: a model shipped with the platform (today `builtin:smollm2-135m-instruct`);
+- `builtin:<name>`: a model shipped with the platform (`builtin:smollm2-135m-instruct`, a chat
+  model, and `builtin:all-minilm-l6-v2`, an embedding model; models.builtin says how each is
+  prepared);
 - a Hugging Face id `org/name`: vLLM's hub client downloads it on the serving host;
 - a local directory path: absolute, or starting with `./`, `../` or `~`, or any existing directory.
 """
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gpucluster.config.schema import BUILTIN_MODEL_ID
+from gpucluster.config.schema import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_MODEL_ID,)
+# models.builtin.BUILTINS describes each of them (a test keeps the two in step).
+BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_MODEL_ID, BUILTIN_EMBEDDING_MODEL_ID)
 
 # The hub's own rule (huggingface_hub.validate_repo_id), restricted to the `org/name` form.
 _HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gpucluster.config import BUILTIN_MODEL_ID, ModelConfig
-from gpucluster.models import ModelSourceError, read_model_info
+from gpucluster.models import BUILTIN_MODELS, ModelSourceError, read_model_info
 from gpucluster.models.cache import hub_entry_dir, read_stamp
 from gpucluster.ops.hardware import GiB, Gpu, ModelShape, find_table_model, model_names
 
@@ -306,10 +306,16 @@ def resolve_model(
     path = Path(text).expanduser()
     if path.exists():
         return shape_from_config(path, text, params)
-    if text.removeprefix("builtin:") == BUILTIN_MODEL_ID:
-        prepared = Path(model_cache_dir).expanduser() / BUILTIN_MODEL_ID
+    builtin = text.removeprefix("builtin:")
+    if builtin in BUILTIN_MODELS:
+        prepared = Path(model_cache_dir).expanduser() / builtin
         if (prepared / "config.json").is_file():
-            return shape_from_config(prepared, BUILTIN_MODEL_ID, params)
+            return shape_from_config(prepared, builtin, params)
+        if builtin != BUILTIN_MODEL_ID:  # only the default model is in the table
+            raise CapacityInputError(
+                f"built-in model {builtin} is not prepared in the model cache "
+                f"{model_cache_dir}: `gpucluster pull builtin:{builtin}` prepares it"
+            )
         table = find_table_model("SmolLM2-135M-Instruct")
         assert table is not None
         return _with_params(replace(table, name=BUILTIN_MODEL_ID), params)
@@ -323,7 +329,8 @@ def resolve_model(
     raise CapacityInputError(
         f"unknown model {name!r}: not a local directory or config.json, not pulled into the "
         f"model cache {model_cache_dir} (`gpucluster pull`), not in the Hugging Face cache "
-        f"{hf_cache_dir}, not built in; known: {BUILTIN_MODEL_ID}, {', '.join(model_names())}"
+        f"{hf_cache_dir}, not built in; known: {', '.join(BUILTIN_MODELS)}, "
+        f"{', '.join(model_names())}"
     )
 
 

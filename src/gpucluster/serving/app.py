@@ -13,6 +13,7 @@ from ray.serve.llm import LLMConfig, build_llm_deployment
 from gpucluster.config import Config, ModelConfig
 from gpucluster.config.keys import KeySources
 from gpucluster.config.names import INGRESS_NAME, llm_deployment_name
+from gpucluster.models import TASK_ENGINE_ARGS
 from gpucluster.serving.adapters import ADAPTERS_KEY, adapter_table
 from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.direct import AdmissionLimits
@@ -38,8 +39,7 @@ def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
     if model.accelerator == "cpu":
         # CUDA-graph capture does not exist on CPU; eager mode cuts start-up from ~100 s to ~30 s.
         kwargs["enforce_eager"] = True
-    if model.embeds:
-        kwargs.update(runner="pooling", convert="embed")
+    kwargs.update(TASK_ENGINE_ARGS["embed" if model.embeds else "generate"])
     if model.lora is not None:
         kwargs.update(
             enable_lora=True, max_loras=model.lora.max_loras, max_lora_rank=model.lora.max_lora_rank

@@ -331,8 +331,23 @@ def test_the_builtin_model_uses_its_prepared_dir_else_the_table(tmp_path):
     assert shape.params == 134_515_008
 
 
+def test_the_builtin_embedding_model_needs_its_prepared_dir(tmp_path):
+    with pytest.raises(CapacityInputError, match="gpucluster pull builtin:all-minilm-l6-v2"):
+        resolve_model("builtin:all-minilm-l6-v2", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
+    prepared = tmp_path / "all-minilm-l6-v2"
+    prepared.mkdir()
+    bert = {"architectures": ["BertModel"], "model_type": "bert", "hidden_size": 384,
+            "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536,
+            "vocab_size": 30522, "max_position_embeddings": 512}  # fmt: skip
+    (prepared / "config.json").write_text(json.dumps(bert))
+    shape = resolve_model("all-minilm-l6-v2", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
+    assert shape.source == str(prepared / "config.json")
+    assert (shape.num_layers, shape.head_dim, shape.max_position_embeddings) == (6, 32, 512)
+
+
 def test_an_unknown_model_lists_the_known_ones(tmp_path):
     with pytest.raises(CapacityInputError) as info:
         resolve_model("acme/nothing", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
     assert "Qwen/Qwen2.5-32B-Instruct" in str(info.value)
     assert "smollm2-135m-instruct" in str(info.value)
+    assert "all-minilm-l6-v2" in str(info.value)

@@ -94,6 +94,14 @@ def test_an_embedding_model_runs_vllms_pooling_runner():
     assert not ModelConfig(id="e", source=BUILTIN_EMBEDDING_SOURCE, task="generate").embeds
 
 
+def test_the_config_and_the_built_in_table_agree_on_which_built_in_embeds():
+    from gpucluster.models.builtin import BUILTINS, builtin_task
+
+    for name in BUILTINS:
+        embeds = ModelConfig(id="m", source=f"builtin:{name}").embeds
+        assert embeds == (builtin_task(name) == "embed"), name
+
+
 def test_lora_turns_on_vllms_lora_and_rays_multiplexing_with_a_local_table(tmp_path):
     model = ModelConfig(lora={"adapters": {"pirate": "/a/pirate"}, "dynamic_dir": str(tmp_path),
                               "max_loras": 3, "max_lora_rank": 8})
