@@ -241,7 +241,9 @@ class ModelConfig(_Strict):
         "(`hermes`, `llama3_json`, ...); needed for any `tools` request.",
     )
     enable_auto_tool_choice: bool = Field(
-        False, description="Let the model decide when to call a tool (`tool_choice: auto`)."
+        False,
+        description="Let the model decide when to call a tool (`tool_choice: auto`); set "
+        "together with tool_call_parser.",
     )
     chat_template: Path | None = Field(
         None,
@@ -320,8 +322,12 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent_features(self) -> ModelConfig:
-        if self.enable_auto_tool_choice and self.tool_call_parser is None:
-            raise ValueError("enable_auto_tool_choice needs tool_call_parser")
+        if self.enable_auto_tool_choice != (self.tool_call_parser is not None):
+            raise ValueError(
+                "set tool_call_parser and enable_auto_tool_choice: true together: vLLM 0.29 "
+                "loads the parser only with auto tool choice on, and every tool call ('auto', "
+                "'required' or a named function) needs the parser"
+            )
         if self.lora is not None and ":" in self.id:
             raise ValueError(
                 f"a model with LoRA adapters must have an id without ':' ({self.id!r}): "

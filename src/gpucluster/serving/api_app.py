@@ -81,6 +81,22 @@ def resolve_model(model: str | None, served: list[str]) -> str:
     return model
 
 
+def check_tools(body: Any, model_id: str, parses_tools: bool) -> None:
+    """A request asking for tool calls from a model set up without a tool-call parser: a 400
+    naming the settings, rather than vLLM's advice about its command-line flags."""
+    tools = getattr(body, "tools", None)
+    if tools and getattr(body, "tool_choice", None) not in (None, "none") and not parses_tools:
+        raise ApiError(
+            400,
+            f"The model '{model_id}' is not set up for tool calls: its config needs "
+            "`tool_call_parser` and `enable_auto_tool_choice: true` (and a chat template that "
+            "shows the model the tools; docs/configuration.md). Send `tool_choice: none` to "
+            "answer without tools.",
+            param="tool_choice",
+            code="tools_not_enabled",
+        )
+
+
 async def body_has(request: Request, field: str) -> bool:
     """Whether the JSON object body has `field` (a malformed body is parse_body's to refuse):
     which request model of an endpoint that takes two (a prompt, or chat `messages`) applies."""

@@ -160,6 +160,7 @@ def build_app(
             model.id: adapter_table(model, weights) for model in config.models if model.lora
         },
         embedding_models=frozenset(model.id for model in config.models if model.embeds),
+        tool_models=frozenset(model.id for model in config.models if model.tool_call_parser),
     )
     ingress = serve.deployment(ingress_class, name=INGRESS_NAME, **options)
     return ingress.bind(llm_deployments=deployments, model_cards=cards)

@@ -34,6 +34,7 @@ from gpucluster.serving.api_app import (
     TOKENIZE_PATHS,
     body_has,
     build_fastapi_app,
+    check_tools,
     checked_request,
     engine_health,
     health_response,
@@ -111,6 +112,7 @@ class CheckedGeneration:
         context_len: int | None,
         admission: Admission,
         on_abort: Callable[[], None],
+        parses_tools: bool = False,
     ) -> None:
         self.engine_app = engine_app
         self.chat = chat
@@ -118,12 +120,14 @@ class CheckedGeneration:
         self.context_len = context_len
         self.admission = admission
         self.on_abort = on_abort
+        self.parses_tools = parses_tools
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         parsed, _ = await checked_request(
             request, self.chat, [self.model_id], lambda _: self.context_len
         )
+        check_tools(parsed, self.model_id, self.parses_tools)
         raw = await request.body()
         if usage_forced(parsed, scope.setdefault("state", {})):
             body = json.loads(raw)
@@ -235,8 +239,10 @@ def build_direct_app(
     limits: AdmissionLimits,
     check_health: Callable[[], Awaitable[Any]],
     on_abort: Callable[[], None],
+    parses_tools: bool = False,
 ) -> FastAPI:
-    """The replica's HTTP app: the platform's API in front of vLLM's `engine_app`."""
+    """The replica's HTTP app: the platform's API in front of vLLM's `engine_app`
+    (`parses_tools`: the engine has a tool-call parser)."""
     app = build_fastapi_app(api_keys, usage_url)
     admission = Admission(limits)
     model_id = card.id
@@ -258,7 +264,7 @@ def build_direct_app(
     for path, chat in ((CHAT_PATH, True), (COMPLETIONS_PATH, False)):
         endpoint = CheckedGeneration(
             engine_app, chat=chat, model_id=model_id, context_len=context_len,
-            admission=admission, on_abort=on_abort,
+            admission=admission, on_abort=on_abort, parses_tools=parses_tools,
         )
         app.router.add_route(path, endpoint, methods=["POST"])
     tokenizing = {

@@ -34,6 +34,7 @@ from gpucluster.serving.adapters import available
 from gpucluster.serving.api_app import (
     body_has,
     build_fastapi_app,
+    check_tools,
     checked_request,
     engine_health,
     health_response,
@@ -74,6 +75,7 @@ class PlatformIngress(OpenAiIngress):
     # ids of the embedding models.
     adapter_tables: ClassVar[dict[str, dict[str, Any]]] = {}
     embedding_models: ClassVar[frozenset[str]] = frozenset()
+    tool_models: ClassVar[frozenset[str]] = frozenset()  # models with a tool-call parser
 
     def _adapters(self) -> dict[str, str]:
         """Adapter model id (`<base>:<name>`) -> its base model id, as the directories are now."""
@@ -174,6 +176,7 @@ class PlatformIngress(OpenAiIngress):
         """The checked request, asking the engine for a stream's usage (serving.usage_report)."""
         body, model_id = await checked_request(request, chat, self._served(), self._context_len)
         self._require(model_id, embedding=False)
+        check_tools(body, model_id, self._base(model_id) in self.tool_models)
         if usage_forced(body, request.scope.setdefault("state", {})):
             body = type(body).model_validate(
                 {**body.model_dump(exclude_unset=True),
@@ -204,10 +207,15 @@ def make_ingress_class(
     *,
     adapter_tables: dict[str, dict[str, Any]] | None = None,
     embedding_models: frozenset[str] = frozenset(),
+    tool_models: frozenset[str] = frozenset(),
 ) -> type:
     """PlatformIngress bound to a new FastAPI app as a Serve ingress class, knowing each base
-    model's adapters and which models embed."""
+    model's adapters, which models embed and which parse tool calls."""
     app = build_fastapi_app(ApiKeys.of(keys), usage_url)
-    attributes = {"adapter_tables": adapter_tables or {}, "embedding_models": embedding_models}
+    attributes = {
+        "adapter_tables": adapter_tables or {},
+        "embedding_models": embedding_models,
+        "tool_models": tool_models,
+    }
     cls = type("PlatformIngress", (PlatformIngress,), attributes)
     return make_fastapi_ingress(cls, endpoint_map=ENDPOINTS, app=app)

@@ -167,6 +167,7 @@ class PlatformLLMServer(LLMServer):
             limits=self.admission_limits,
             check_health=self.check_health,
             on_abort=self._count_abort,
+            parses_tools="tool_call_parser" in self._llm_config.engine_kwargs,
         )
 
     def _count_abort(self) -> None:

@@ -159,3 +159,21 @@ def test_only_a_plain_generative_model_streams_directly():
     for model in ({"lora": {"adapters": {"a": "/a"}}}, {"router": "prefix_cache_affinity"},
                   {"source": BUILTIN_EMBEDDING_SOURCE}):
         assert not Config(models=[model]).serves_directly, model
+
+
+def test_tool_calling_needs_the_parser_and_auto_choice_together():
+    from pydantic import ValidationError
+
+    for fields in ({"tool_call_parser": "hermes"}, {"enable_auto_tool_choice": True}):
+        with pytest.raises(ValidationError, match="together"):
+            ModelConfig(**fields)
+    with pytest.raises(ValidationError, match="not a tool-call parser"):
+        ModelConfig(tool_call_parser="nope", enable_auto_tool_choice=True)
+
+
+def test_vllms_tool_call_parsers_are_the_ones_the_config_accepts():
+    from vllm.tool_parsers import ToolParserManager
+
+    from gpucluster.config.schema import TOOL_CALL_PARSERS
+
+    assert sorted(TOOL_CALL_PARSERS) == sorted(ToolParserManager.list_registered())
