@@ -134,6 +134,11 @@ TOOL_CALL_PARSERS = (
 )
 
 
+def _embeds(task: str | None, source: str) -> bool:
+    """Whether a model of this `task` and `source` embeds: `task: null` means the built-in's."""
+    return task == "embed" if task is not None else source == BUILTIN_EMBEDDING_SOURCE
+
+
 class LoraSettings(_Strict):
     """LoRA adapters served on top of a model; each is requested as `model: <base>:<name>`."""
 
@@ -284,13 +289,21 @@ class ModelConfig(_Strict):
     @property
     def embeds(self) -> bool:
         """Whether this is an embedding model (`task: embed`, or the built-in embedding model)."""
-        if self.task is not None:
-            return self.task == "embed"
-        return self.source == BUILTIN_EMBEDDING_SOURCE
+        return _embeds(self.task, self.source)
 
     def adapter_ids(self) -> list[str]:
         """The model ids of the configured (static) adapters: `<id>:<adapter>`."""
         return [f"{self.id}:{name}" for name in (self.lora.adapters if self.lora else {})]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedding_context(cls, data: Any) -> Any:
+        """An embedding model's context defaults to the model's own (all-MiniLM-L6-v2 reads
+        256 tokens; the 2048 default of generative models would not load)."""
+        if isinstance(data, dict) and "max_model_len" not in data:
+            if _embeds(data.get("task"), data.get("source", BUILTIN_SOURCE)):
+                return {**data, "max_model_len": None}
+        return data
 
     @field_validator("tool_call_parser")
     @classmethod

@@ -2,8 +2,9 @@
 
 The gatekeeper (runtime.gatekeeper) serves them on its /metrics; Prometheus scrapes it as job
 `gpucluster-edge`; dashboards and rules query them by these names. Label values are bounded:
-`key` is a configured key name or NO_KEY, `model` a configured model id or OTHER_MODEL, and the
-other labels take the values listed here only, so that no client can add series.
+`key` is a configured key name or NO_KEY, `model` a configured model or adapter id
+(`<model>:<adapter>`) or OTHER_MODEL, and the other labels take the values listed here only, so
+that no client can add series.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ def make_gatekeeper(config: Config, args: argparse.Namespace) -> Gatekeeper:
     return Gatekeeper(
         ring,
         security,
-        args.model or [m.id for m in config.models],
+        args.model or [i for m in config.models for i in (m.id, *m.adapter_ids())],
         Limits.from_config(config),
         UsageLog(state.usage_log),
         LastUsed(state.keys_last_used_file),
