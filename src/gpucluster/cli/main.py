@@ -336,7 +336,8 @@ def _status_tables(status) -> list:
     for column in ("model", "KV cache %", "running", "waiting", "req/s", "p95 latency ms", "p95 TTFT s", "tokens/s"):
         models.add_column(column)
     for m in status.models:
-        models.add_row(m.model, _fmt(m.kv_cache_percent), _fmt(m.running, "{:g}"), _fmt(m.waiting, "{:g}"),
+        name = f"{m.model} (adapter)" if m.base else m.model
+        models.add_row(name, _fmt(m.kv_cache_percent), _fmt(m.running, "{:g}"), _fmt(m.waiting, "{:g}"),
                        _fmt(m.requests_per_s, "{:.2f}"), _fmt(m.p95_latency_ms, "{:.0f}"),
                        _fmt(m.p95_ttft_s, "{:.2f}"), _fmt(m.tokens_per_s))
     return [nodes, deployments, models, *(f"[yellow]problem:[/] {p}" for p in status.problems)]

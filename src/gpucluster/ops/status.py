@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 from gpucluster.config.names import LLM_DEPLOYMENT_MATCHER
+from gpucluster.observability.key_metrics import KEY_COMPLETION_TOKENS, KEY_REQUESTS
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
 
@@ -48,6 +49,7 @@ class ModelStatus:
     p95_latency_ms: float | None
     p95_ttft_s: float | None
     tokens_per_s: float | None
+    base: str | None = None  # a LoRA adapter's base model (`<base>:<adapter>`)
 
 
 @dataclass
@@ -145,6 +147,23 @@ def _models(prom: Prometheus, models: list[str]) -> list[ModelStatus]:
     ]
 
 
+def _adapters(prom: Prometheus, adapters: dict[str, str]) -> list[ModelStatus]:
+    """A row per configured LoRA adapter (`adapters`: its id -> its base): its requests and
+    tokens, from the edge's per-key counters (vLLM counts them under the base model)."""
+    if not adapters:
+        return []
+    rate = prom.by_label(f"sum by (model) (rate({KEY_REQUESTS}[5m]))", "model")
+    tokens = prom.by_label(f"sum by (model) (rate({KEY_COMPLETION_TOKENS}[5m]))", "model")
+    return [
+        ModelStatus(
+            model=adapter, kv_cache_percent=None, running=None, waiting=None,
+            requests_per_s=rate.get(adapter, 0.0), p95_latency_ms=None, p95_ttft_s=None,
+            tokens_per_s=tokens.get(adapter, 0.0), base=base,
+        )
+        for adapter, base in adapters.items()
+    ]
+
+
 def collect_status(target: Target) -> PlatformStatus:
     """Everything `status` shows; unreachable sources become `problems`."""
     status = PlatformStatus()
@@ -158,6 +177,8 @@ def collect_status(target: Target) -> PlatformStatus:
     try:
         status.deployments = _deployments(prom, statuses)
         status.models = _models(prom, target.models)
+        adapters = {a: m.id for m in target.config.models for a in m.adapter_ids()}
+        status.models += _adapters(prom, adapters)
     except PrometheusUnavailable as exc:
         status.problems.append(f"Prometheus unavailable ({exc}): gpucluster logs prometheus")
         status.deployments = [DeploymentStatus(a, d, s, None, None, None) for (a, d), s in statuses.items()]
