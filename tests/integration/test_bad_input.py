@@ -42,6 +42,7 @@ def completion(**fields: Any) -> dict[str, Any]:
 
 
 C, P = "/v1/chat/completions", "/v1/completions"
+T, D, E = "/tokenize", "/detokenize", "/v1/embeddings"
 
 CASES = [
     Case("chat: body not JSON", C, raw=b"{not json", param=None),
@@ -94,6 +95,14 @@ CASES = [
     Case("missing API key", C, body=chat(), status=401, param=None, extra_headers={"Authorization": ""}),
     Case("wrong API key", C, body=chat(), status=401, param=None, extra_headers={"Authorization": "Bearer nope"}),
     Case("malformed Authorization", P, body=completion(), status=401, param=None, extra_headers={"Authorization": "Token x"}),
+    Case("tokenize: body not JSON", T, raw=b"{nope", param=None),
+    Case("tokenize: prompt a number", T, body={"model": MODEL, "prompt": 5}, param="prompt"),
+    Case("tokenize: unknown model", T, body={"model": "nope", "prompt": "x"}, status=404, param="model"),
+    Case("tokenize: without a key", T, body={"model": MODEL, "prompt": "x"}, status=401, param=None, extra_headers={"Authorization": ""}),
+    Case("detokenize: tokens a string", D, body={"model": MODEL, "tokens": "abc"}, param="tokens"),
+    Case("embeddings on a generative model", E, body={"model": MODEL, "input": "x"}, param="model"),
+    Case("rerank on a generative model", "/v1/rerank", body={"model": MODEL, "query": "x", "documents": ["y"]}, param="model"),
+    Case("chat: tools without a tool-call parser", C, body=chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]), param="tool_choice"),
 ]
 
 
@@ -175,8 +184,20 @@ completion_bodies = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(path_and_body=st.one_of(chat_bodies.map(lambda b: (C, b)), completion_bodies.map(lambda b: (P, b))))
+tokenize_bodies = st.fixed_dictionaries(
+    {}, optional={"model": common["model"], "prompt": st.one_of(st.text(max_size=30), junk),
+                  "messages": messages, "add_special_tokens": junk},
+)
+detokenize_bodies = st.fixed_dictionaries(
+    {}, optional={"model": common["model"], "tokens": st.one_of(st.lists(st.integers(-5, 60000), max_size=5), junk)},
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(path_and_body=st.one_of(
+    chat_bodies.map(lambda b: (C, b)), completion_bodies.map(lambda b: (P, b)),
+    tokenize_bodies.map(lambda b: (T, b)), detokenize_bodies.map(lambda b: (D, b)),
+))
 def test_fuzzed_bodies_never_get_a_5xx(live, path_and_body):
     path, body = path_and_body
     response = httpx.post(
