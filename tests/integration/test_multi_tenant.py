@@ -100,13 +100,13 @@ def test_models_lists_the_base_its_adapter_and_the_embedding_model(client):
 
 
 def test_the_adapter_answers_differently_from_the_base_and_as_peft_does_offline(tenant, client):
-    from gpucluster.models.adapters import reference_generate
+    from gpucluster.models.adapters import adapter_dir, reference_generate
 
     base, adapted = greedy(client, BUILTIN_MODEL_ID), greedy(client, ADAPTER)
     assert adapted != base
     cache = Path(json.loads(tenant.cli("models", "--json").stdout)["cache_dir"])
     reference = reference_generate(
-        cache / BUILTIN_MODEL_ID, cache / "adapters" / f"{BUILTIN_MODEL_ID}-pirate",
+        cache / BUILTIN_MODEL_ID, adapter_dir(cache, f"{BUILTIN_MODEL_ID}-pirate"),
         PROMPT, max_tokens=24,
     )
     assert adapted == reference

@@ -261,23 +261,16 @@ def dashboard_password(config: ConfigOption = None, as_json: JsonOption = False)
 
 @app.command()
 def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Prepare every configured model's weights in the model cache (done by `up` too)."""
-    from gpucluster.models import HubClient, ModelError, prepare_model
+    """Prepare every configured model's weights and LoRA adapters in the model cache (done by
+    `up` too)."""
+    from gpucluster.models import HubClient, ModelError, prepare_models
 
     cfg = config_or_exit(config, as_json)
-    prepared = {}
     hub = HubClient(bars=not as_json and sys.stderr.isatty())
-    for model in cfg.models:
-        try:
-            prepared[model.id] = prepare_model(
-                model.source,
-                cfg.platform.model_cache_dir,
-                progress=lambda m: err.print(m, highlight=False),
-                revision=model.revision,
-                hub=hub,
-            )
-        except ModelError as exc:
-            fail(str(exc), 1, as_json)
+    try:
+        prepared = prepare_models(cfg, lambda m: err.print(m, highlight=False), hub)
+    except ModelError as exc:
+        fail(str(exc), 1, as_json)
     if as_json:
         emit({"ok": True, "models": prepared})
     else:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gpucluster.config import Config
 from gpucluster.models import builtin
 from gpucluster.models.builtin import TASK_ENGINE_ARGS, Task, builtin_task
 from gpucluster.models.cache import MARKER, ensure_prepared, hub_entry_dir, touch_last_used
@@ -36,6 +37,7 @@ __all__ = [
     "builtin_task",
     "check_local_dir",
     "prepare_model",
+    "prepare_models",
     "read_model_info",
     "resolve_source",
     "source_task",
@@ -97,6 +99,24 @@ def prepare_model(
         path = Path(_prepare_builtin(resolved.value, cache, say, converter))
     touch_last_used(path)
     return str(path)
+
+
+def prepare_models(
+    config: Config, progress: Callable[[str], None], hub: HubClient | None = None
+) -> dict[str, str]:
+    """Prepare every configured model and its LoRA adapters (`prepare`, `up`): what vLLM
+    loads, by model id and by adapter id (`<model id>:<adapter>`)."""
+    from gpucluster.models.adapter_sources import prepare_adapters
+
+    weights: dict[str, str] = {}
+    cache = config.platform.model_cache_dir
+    for model in config.models:
+        progress(f"Preparing model {model.id} from {model.source}")
+        weights[model.id] = prepare_model(
+            model.source, cache, progress, revision=model.revision, hub=hub
+        )
+        weights |= prepare_adapters(model, weights[model.id], cache, progress)
+    return weights
 
 
 def _resolve(source: str, revision: str | None) -> ModelSource:

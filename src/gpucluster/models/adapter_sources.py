@@ -10,9 +10,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpucluster.config import ModelConfig
-from gpucluster.models.sources import ModelSourceError
+from gpucluster.models.adapters import ADAPTERS, adapter_dir, prepare_adapter
+from gpucluster.models.sources import BUILTIN_PREFIX, ModelSourceError
 
 ADAPTER_CONFIG = "adapter_config.json"
+
+
+def _builtin(source: str) -> str | None:
+    """The built-in adapter a `builtin:<name>` source names (checked), else None."""
+    if not source.startswith(BUILTIN_PREFIX):
+        return None
+    name = source[len(BUILTIN_PREFIX):]
+    if name not in ADAPTERS:
+        raise ModelSourceError(
+            f"unknown built-in LoRA adapter {name!r} (built-in adapters: {', '.join(ADAPTERS)})"
+        )
+    return name
 
 
 def adapter_locations(model: ModelConfig, cache_dir: Path) -> dict[str, str]:
@@ -31,7 +44,17 @@ def prepare_adapters(
 ) -> dict[str, str]:
     """Make the model's adapters servable; `<model id>:<adapter>` -> directory."""
     prepared = {}
+    lora = model.lora
     for model_adapter, location in adapter_locations(model, cache_dir).items():
+        name = _builtin(lora.adapters[model_adapter.split(":", 1)[1]]) if lora else None
+        if name is not None:
+            base = ADAPTERS[name].base
+            if model.source != f"{BUILTIN_PREFIX}{base}":
+                raise ModelSourceError(
+                    f"LoRA adapter {model_adapter}: built-in adapter {name} is made for "
+                    f"{BUILTIN_PREFIX}{base}, not for {model.source}"
+                )
+            prepare_adapter(name, Path(base_dir), Path(cache_dir), progress)
         directory = Path(location)
         if not (directory / ADAPTER_CONFIG).is_file():
             raise ModelSourceError(
@@ -44,4 +67,7 @@ def prepare_adapters(
 
 
 def _location(source: str, cache_dir: Path) -> str:
+    name = _builtin(source)
+    if name is not None:
+        return str(adapter_dir(cache_dir, name))
     return str(Path(source).expanduser().absolute())

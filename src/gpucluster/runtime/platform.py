@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from gpucluster.config import Config, env_api_keys
 from gpucluster.config.keys import KeySources, first_key, store_path
-from gpucluster.models import ModelError, prepare_model
-from gpucluster.models.adapter_sources import prepare_adapters
+from gpucluster.models import ModelError, prepare_models
 from gpucluster.runtime import readiness
 from gpucluster.runtime.edge import (
     ensure_dashboard_password,
@@ -237,17 +236,7 @@ def _check_ports(config: Config) -> None:
 
 
 def _prepare_models(config: Config, log: logging.Logger) -> dict[str, str]:
-    weights = {}
-    for model in config.models:
-        log.info("Preparing model %s from %s", model.id, model.source)
-        weights[model.id] = prepare_model(
-            model.source, config.platform.model_cache_dir, progress=log.info,
-            revision=model.revision,
-        )
-        weights |= prepare_adapters(
-            model, weights[model.id], config.platform.model_cache_dir, log.info
-        )
-    return weights
+    return prepare_models(config, log.info)
 
 
 def _key_sources(config: Config, state: StateDir) -> tuple[KeySources, str | None]:
