@@ -221,8 +221,8 @@ def test_the_router_setting_reaches_serve(tenant):
     }
     chat = next(name for name in routers if name.endswith(BUILTIN_MODEL_ID))
     embed = next(name for name in routers if name.endswith(BUILTIN_EMBEDDING_MODEL_ID))
-    assert routers[chat].endswith("PrefixCacheAffinityRouter")
-    assert not routers[embed].endswith("PrefixCacheAffinityRouter")  # Serve's default
+    assert routers[chat] == "gpucluster.serving.routers:PrefixAffinityRouter"
+    assert routers[embed].endswith("PowerOfTwoChoicesRequestRouter")  # Serve's default
 
 
 def test_adapter_requests_are_counted_under_their_own_model_label(tenant, client):

@@ -19,11 +19,7 @@ from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.direct import AdmissionLimits
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
 from gpucluster.serving.llm_server import PlatformLLMServer, direct_server
-
-# Ray Serve LLM's prefix-aware router (ray.serve.llm.request_router), by the config's name.
-ROUTER_CLASSES = {
-    "prefix_cache_affinity": "ray.serve.llm.request_router:PrefixCacheAffinityRouter",
-}
+from gpucluster.serving.routers import ROUTER_CLASSES
 
 
 def engine_kwargs(model: ModelConfig) -> dict[str, Any]:

@@ -140,8 +140,20 @@ def test_the_router_setting_reaches_the_deployment_config():
     assert "request_router_config" not in default
     prefix = llm_config(ModelConfig(router="prefix_cache_affinity"), WEIGHTS).deployment_config
     assert prefix["request_router_config"] == {
-        "request_router_class": "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
+        "request_router_class": "gpucluster.serving.routers:PrefixAffinityRouter"
     }
+
+
+def test_the_prefix_router_routes_a_request_without_a_prompt_like_the_default():
+    from types import SimpleNamespace
+
+    from gpucluster.serving.routers import PrefixAffinityRouter
+
+    router = PrefixAffinityRouter.__new__(PrefixAffinityRouter)
+    detokenize = SimpleNamespace(args=[SimpleNamespace(tokens=[1, 2])])
+    assert router._extract_text_from_request(detokenize) is None
+    chat = SimpleNamespace(args=[SimpleNamespace(messages=[{"role": "user", "content": "Hi"}])])
+    assert "Hi" in router._extract_text_from_request(chat)
 
 
 def test_tool_calling_settings_become_vllm_frontend_arguments(tmp_path):
