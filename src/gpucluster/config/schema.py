@@ -134,6 +134,13 @@ TOOL_CALL_PARSERS = (
 )
 
 
+def _check_names(names: Any, pattern: re.Pattern[str], kind: str, rule: str) -> None:
+    """ValueError listing the `names` that `pattern` does not match."""
+    bad = sorted(name for name in names if not pattern.match(name))
+    if bad:
+        raise ValueError(f"not {kind}: {', '.join(bad)} ({rule})")
+
+
 def _embeds(task: str | None, source: str) -> bool:
     """Whether a model of this `task` and `source` embeds: `task: null` means the built-in's."""
     return task == "embed" if task is not None else source == BUILTIN_EMBEDDING_SOURCE
@@ -162,12 +169,8 @@ class LoraSettings(_Strict):
     @field_validator("adapters")
     @classmethod
     def _adapter_names(cls, adapters: dict[str, str]) -> dict[str, str]:
-        bad = sorted(name for name in adapters if not ADAPTER_NAME_PATTERN.match(name))
-        if bad:
-            raise ValueError(
-                f"not adapter names: {', '.join(bad)} (letters, digits and . _ -, starting "
-                "with a letter or digit, at most 64)"
-            )
+        _check_names(adapters, ADAPTER_NAME_PATTERN, "adapter names",
+                     "letters, digits and . _ -, starting with a letter or digit, at most 64")
         empty = sorted(name for name, source in adapters.items() if not source.strip())
         if empty:
             raise ValueError(f"adapters without a source: {', '.join(empty)}")
@@ -480,12 +483,8 @@ class SecurityConfig(_Strict):
     @field_validator("quotas")
     @classmethod
     def _key_names(cls, quotas: dict[str, QuotaConfig]) -> dict[str, QuotaConfig]:
-        bad = sorted(name for name in quotas if not KEY_NAME_PATTERN.match(name))
-        if bad:
-            raise ValueError(
-                f"not key names: {', '.join(bad)} (lower-case letters, digits and . _ -, "
-                "starting with a letter or digit, at most 63)"
-            )
+        _check_names(quotas, KEY_NAME_PATTERN, "key names", "lower-case letters, digits and "
+                     ". _ -, starting with a letter or digit, at most 63")
         return quotas
 
     @field_validator("trusted_proxies")
