@@ -303,9 +303,9 @@ class ModelConfig(_Strict):
     def _embedding_context(cls, data: Any) -> Any:
         """An embedding model's context defaults to the model's own (all-MiniLM-L6-v2 reads
         256 tokens; the 2048 default of generative models would not load)."""
-        if isinstance(data, dict) and "max_model_len" not in data:
-            if _embeds(data.get("task"), data.get("source", BUILTIN_SOURCE)):
-                return {**data, "max_model_len": None}
+        embeds = isinstance(data, dict) and _embeds(data.get("task"), data.get("source", BUILTIN_SOURCE))
+        if embeds and "max_model_len" not in data:
+            return {**data, "max_model_len": None}
         return data
 
     @field_validator("tool_call_parser")
