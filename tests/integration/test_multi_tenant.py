@@ -171,6 +171,10 @@ def test_tokenize_and_detokenize_round_trip(tenant, model):
          404, "model_not_found"),
         ("/tokenize", {"model": "nope", "prompt": "x"}, 404, "model_not_found"),
         ("/detokenize", {"model": BUILTIN_MODEL_ID, "tokens": "abc"}, 400, None),
+        ("/v1/rerank", {"model": BUILTIN_EMBEDDING_MODEL_ID, "query": "word " * 600,
+                        "documents": ["x"]}, 400, None),
+        ("/v1/embeddings", {"model": BUILTIN_EMBEDDING_MODEL_ID, "input": "word " * 600},
+         400, None),
     ],
 )
 def test_bad_requests_to_the_new_endpoints_get_4xx_in_the_openai_shape(

@@ -44,7 +44,7 @@ from gpucluster.serving.api_app import (
 )
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import overloaded
-from gpucluster.serving.usage_report import usage_forced, with_usage
+from gpucluster.serving.usage_report import MODEL, usage_forced, with_usage
 from gpucluster.serving.validation import check_pooling, parse_body
 
 logger = logging.getLogger("ray.serve")
@@ -71,11 +71,11 @@ class PlatformIngress(OpenAiIngress):
     directly is refused too.
     """
 
-    # Set by make_ingress_class: each base model's adapter table (serving.adapters) and the
-    # ids of the embedding models.
+    # Set by make_ingress_class: each base model's adapter table (serving.adapters), the ids
+    # of the embedding models and of the models with a tool-call parser.
     adapter_tables: ClassVar[dict[str, dict[str, Any]]] = {}
     embedding_models: ClassVar[frozenset[str]] = frozenset()
-    tool_models: ClassVar[frozenset[str]] = frozenset()  # models with a tool-call parser
+    tool_models: ClassVar[frozenset[str]] = frozenset()
 
     def _adapters(self) -> dict[str, str]:
         """Adapter model id (`<base>:<name>`) -> its base model id, as the directories are now."""
@@ -166,6 +166,7 @@ class PlatformIngress(OpenAiIngress):
         embedding model or not, unless `embedding` is None: tokenizing takes either)."""
         body = await parse_body(request, kind)
         body.model = await self._get_model_id(body.model)
+        setattr(request.state, MODEL, body.model)  # for the usage report
         if embedding is not None:
             self._require(body.model, embedding)
         if embedding:

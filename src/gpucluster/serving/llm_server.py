@@ -136,11 +136,27 @@ class PlatformLLMServer(LLMServer):
                 type="invalid_request_error", code=400,
             ))
             return
-        response = await scores(request, raw_request=None)
+        try:
+            response = await scores(request, raw_request=None)
+        except ValueError as exc:  # vLLM's request errors (a query beyond the context, say)
+            yield ErrorResponse(error=ErrorInfo(
+                message=str(exc), type="invalid_request_error", code=400,
+            ))
+            return
         if isinstance(response, VLLMErrorResponse):
             yield ErrorResponse(error=ErrorInfo(**response.error.model_dump()))
             return
-        yield json.loads(response.body)
+        body = json.loads(response.body)
+        status = getattr(response, "status_code", 200)
+        if status >= 400 or "error" in body:  # an error answered as a JSON response
+            error = body.get("error") or {}
+            yield ErrorResponse(error=ErrorInfo(
+                message=str(error.get("message") or body)[:500],
+                type=str(error.get("type") or "invalid_request_error"),
+                code=status if status >= 400 else 400,
+            ))
+            return
+        yield body
 
     async def _start_engine(self) -> None:
         # Ray Serve LLM's own also pushes a usage-telemetry report, even with usage stats off:
