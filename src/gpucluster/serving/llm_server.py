@@ -153,7 +153,7 @@ class PlatformLLMServer(LLMServer):
             yield ErrorResponse(error=ErrorInfo(
                 message=str(error.get("message") or body)[:500],
                 type=str(error.get("type") or "invalid_request_error"),
-                code=status if status >= 400 else 400,
+                code=max(status, 400),
             ))
             return
         yield body
