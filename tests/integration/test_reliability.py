@@ -295,14 +295,15 @@ def test_a_short_soak_fails_no_admitted_request_and_leaves_the_engines_idle(live
 
 def broken_weights(tmp_path: Path) -> Path:
     """A model directory that passes the platform's checks but whose weights are garbage."""
-    from gpucluster.config import load_config
+    from gpucluster.config import BUILTIN_SOURCE, load_config
+    from gpucluster.models import weights_location
 
     cache = load_config(None, env={}).platform.model_cache_dir
-    prepared = next(p for p in Path(cache).iterdir() if (p / "config.json").exists())
+    prepared = Path(weights_location(BUILTIN_SOURCE, cache))  # the live platform's model
     broken = tmp_path / "broken-model"
     broken.mkdir()
     for item in prepared.iterdir():
-        if item.name != "model.safetensors":
+        if item.is_file() and item.name != "model.safetensors":
             shutil.copy(item, broken / item.name)
     (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     return broken
