@@ -5,7 +5,9 @@ hook) and Serve gives the replica its own loopback HTTP port (direct ingress), w
 proxies to: a streamed token leaves the engine's process straight for nginx. In front of vLLM's
 app sits the platform's contract, the same one the ingress deployment keeps (serving.api_app):
 API keys, JSON gate, request checks with OpenAI-shaped errors, admission (429 with
-Retry-After), /health, /v1/models, and the count of requests whose client went away.
+Retry-After), /health, /v1/models, and the count of requests whose client went away. Besides
+chat and completions it passes /tokenize and /detokenize to vLLM's app; the embedding endpoints
+answer that this generative model does not serve them.
 """
 
 from __future__ import annotations
