@@ -40,17 +40,8 @@ __all__ = [
     "prepare_models",
     "read_model_info",
     "resolve_source",
-    "source_task",
     "weights_location",
 ]
-
-
-def source_task(source: str) -> Task | None:
-    """What the model `source` is served for when the platform knows it: a built-in model's
-    task ("generate" or "embed", see TASK_ENGINE_ARGS); None for a Hugging Face id or a local
-    directory, whose task vLLM infers from its config.json. ModelSourceError for a bad source."""
-    resolved = resolve_source(source)
-    return builtin_task(resolved.value) if resolved.kind == "builtin" else None
 
 
 def weights_location(source: str, cache_dir: Path, *, revision: str | None = None) -> str:

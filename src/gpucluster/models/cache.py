@@ -40,6 +40,15 @@ Progress = Callable[[str], None]
 Builder = Callable[[Path], None]
 
 _SAFE_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Files of a prepared entry: the serving processes may run as another user.
+FILE_MODE = 0o644
+
+
+def make_readable(directory: Path) -> None:
+    """Give the files directly in `directory` FILE_MODE (safetensors writes its files 0600)."""
+    for file in directory.iterdir():
+        if file.is_file():
+            file.chmod(FILE_MODE)
 
 
 def is_complete(directory: Path, stamp: str) -> bool:

@@ -134,7 +134,7 @@ def up(config: Config, progress: Progress) -> UpResult:
     password = None
     try:
         phases = _Phases()
-        weights = _prepare_models(config, log)
+        weights = prepare_models(config, log.info)
         phases.end("prepare models")
         keys, probe_key = _key_sources(config, state)
         # The deploy driver imports Ray Serve LLM and vLLM (seconds) while Ray starts.
@@ -233,10 +233,6 @@ def _check_ports(config: Config) -> None:
             "cannot start: " + "; ".join(busy) + ". Stop what holds it, or set another port in "
             "the config file (NGINX_HTTP_PORT and RAY_DASHBOARD_PORT override those two)."
         )
-
-
-def _prepare_models(config: Config, log: logging.Logger) -> dict[str, str]:
-    return prepare_models(config, log.info)
 
 
 def _key_sources(config: Config, state: StateDir) -> tuple[KeySources, str | None]:

@@ -18,10 +18,10 @@ from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
 
 from gpucluster.config import ModelConfig
 from gpucluster.config.schema import ADAPTER_NAME_PATTERN
+from gpucluster.models.adapters import ADAPTER_CONFIG
 
 # Where the table lives in LLMConfig.experimental_configs.
 ADAPTERS_KEY = "gpucluster_lora_adapters"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def adapter_table(model: ModelConfig, weights: dict[str, str]) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from gpucluster.models import (
     prepare_model,
     read_model_info,
     resolve_source,
-    source_task,
 )
 from gpucluster.models.archive import extract_zip
 from gpucluster.models.inventory import entries
@@ -89,9 +88,8 @@ def test_the_builtin_list_names_both_models_once() -> None:
 def test_embedding_source_resolves_and_knows_its_task() -> None:
     assert resolve_source(SOURCE) == ModelSource("builtin", NAME)
     assert str(resolve_source(f"  {SOURCE} ")) == SOURCE
-    assert builtin_task(NAME) == "embed" and source_task(SOURCE) == "embed"
+    assert builtin_task(NAME) == "embed"
     assert builtin_task(BUILTIN_MODEL_ID) == "generate"
-    assert source_task("org/model") is None
     assert TASK_ENGINE_ARGS["embed"] == {"runner": "pooling", "convert": "embed"}
     assert TASK_ENGINE_ARGS["generate"] == {}
     with pytest.raises(ModelSourceError, match=NAME):
