@@ -420,6 +420,11 @@ class EdgeConfig(_Strict):
         600, ge=10, description="Longest a response (a whole generation) may take through nginx."
     )
 
+    @property
+    def max_body_bytes(self) -> int:
+        """`max_body_mib` in bytes: the replicas hold callers that bypass nginx to it too."""
+        return self.max_body_mib << 20
+
 
 class QuotaConfig(_Strict):
     """Limits on one API key's use; null: unlimited (or, per key, the next quota that sets it)."""

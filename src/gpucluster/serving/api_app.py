@@ -18,7 +18,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
     CompletionRequest,
 )
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import (
@@ -29,6 +29,7 @@ from gpucluster.serving.errors import (
     request_id_of,
     unexpected_error,
 )
+from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES, check_depth, load_json, too_large
 from gpucluster.serving.usage_report import (
     KEY_NAME,
     MODEL,
@@ -101,8 +102,8 @@ async def body_has(request: Request, field: str) -> bool:
     """Whether the JSON object body has `field` (a malformed body is parse_body's to refuse):
     which request model of an endpoint that takes two (a prompt, or chat `messages`) applies."""
     try:
-        data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+        data = load_json(await request.body())
+    except ApiError:
         return False
     return isinstance(data, dict) and field in data
 
@@ -184,33 +185,79 @@ class ApiKeyMiddleware:
 
 
 class JsonBodyMiddleware:
-    """Refuses POST bodies that are not declared JSON (415), before FastAPI reads them."""
+    """Refuses POST bodies that are not declared JSON (415), larger than `max_body_bytes` (413)
+    or nested too deep (400), before anything parses them; the app then reads the body as sent.
+    """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            headers = dict(scope.get("headers", []))
-            content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
-            if content_type.split(";")[0].strip() != "application/json":
-                error = ApiError(
-                    415,
-                    "The request body must be JSON, sent with 'Content-Type: application/json'.",
-                    code="unsupported_media_type",
-                    error_type="invalid_request_error",
-                )
-                await error_response(error)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            raw = await self._checked_body(scope, receive)
+        except ApiError as error:
+            await error_response(error)(scope, receive, send)
+            return
+        await self.app(scope, replaying(raw, receive), send)
+
+    async def _checked_body(self, scope: Scope, receive: Receive) -> bytes:
+        headers = dict(scope.get("headers", []))
+        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+        if content_type.split(";")[0].strip() != "application/json":
+            raise ApiError(
+                415,
+                "The request body must be JSON, sent with 'Content-Type: application/json'.",
+                code="unsupported_media_type",
+                error_type="invalid_request_error",
+            )
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise too_large(self.max_body_bytes)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; the app sees an empty body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise too_large(self.max_body_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        check_depth(raw)
+        return raw
 
 
-def build_fastapi_app(api_keys: ApiKeys, usage_url: str | None = None) -> FastAPI:
+def replaying(raw: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the already-read body `raw` once, then the client's messages (a
+    disconnect, say)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return replay
+
+
+def build_fastapi_app(
+    api_keys: ApiKeys, usage_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
     """A fresh FastAPI app with the platform's error contract and request gates installed;
-    with `usage_url`, each /v1 request's usage is reported there (the gatekeeper's /settle)."""
+    with `usage_url`, each /v1 request's usage is reported there (the gatekeeper's /settle);
+    POST bodies up to `max_body_bytes` (the edge's limit, for callers that bypass it)."""
     app = FastAPI(title="gpu-cluster OpenAI API", docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(JsonBodyMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, api_keys=api_keys)  # keys before any body is read
     # Outermost: refusals by the gates above are reported too.
     app.add_middleware(UsageMiddleware, report=SettleClient(usage_url) if usage_url else None)

@@ -18,6 +18,7 @@ from gpucluster.serving.adapters import ADAPTERS_KEY, adapter_table
 from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.direct import AdmissionLimits
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
+from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
 from gpucluster.serving.llm_server import PlatformLLMServer, direct_server
 from gpucluster.serving.routers import ROUTER_CLASSES
 
@@ -119,12 +120,14 @@ def build_app(
     *,
     direct: bool = False,
     usage_url: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Application:
     """The whole application; `weights` maps each model id to what vLLM loads.
 
     With keys in `keys`, every /v1 request needs one of them. `direct` (one
     model only; see Config.serves_directly): the model's replicas are the ingress themselves.
     `usage_url`: where the HTTP front reports each request's usage (serving.usage_report).
+    `max_body_bytes`: the largest request body the HTTP front reads (the edge's limit).
     """
     configs = [llm_config(model, weights) for model in config.models]
     if direct:
@@ -132,7 +135,9 @@ def build_app(
         (only,) = configs
         return build_llm_deployment(
             only,
-            deployment_cls=direct_server(keys, admission_limits(model), usage_url),
+            deployment_cls=direct_server(
+                keys, admission_limits(model), usage_url, max_body_bytes
+            ),
             override_serve_options={
                 "name": llm_deployment_name(only.model_id), **DIRECT_SERVE_ADMISSION
             },
@@ -152,6 +157,7 @@ def build_app(
     ingress_class = make_ingress_class(
         keys,
         usage_url,
+        max_body_bytes=max_body_bytes,
         adapter_tables={
             model.id: adapter_table(model, weights) for model in config.models if model.lora
         },
@@ -171,4 +177,5 @@ def app_from_args(args: dict[str, Any]) -> Application:
         KeySources.from_dict(args.get("api_keys", {})),
         direct=args.get("direct_streaming", False),
         usage_url=args.get("usage_url"),
+        max_body_bytes=args.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
     )

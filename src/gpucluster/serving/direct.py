@@ -40,11 +40,19 @@ from gpucluster.serving.api_app import (
     checked_request,
     engine_health,
     health_response,
+    replaying,
     resolve_model,
     wrong_model_type,
 )
 from gpucluster.serving.api_keys import ApiKeys
-from gpucluster.serving.errors import engine_error_body, overloaded, request_id_of
+from gpucluster.serving.errors import (
+    engine_error,
+    engine_error_body,
+    error_body,
+    overloaded,
+    request_id_of,
+)
+from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
 from gpucluster.serving.usage_report import usage_forced, with_usage
 from gpucluster.serving.validation import parse_body
 
@@ -168,25 +176,15 @@ class CheckedPassthrough:
         await self.engine_app(scope, replaying(raw, receive), answer.send)
 
 
-def replaying(raw: bytes, receive: Receive) -> Receive:
-    """A `receive` that gives the already-read body `raw` once, then the client's messages (a
-    disconnect, say)."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    return replay
+ERROR_EVENT = b'data: {"error"'
 
 
 class EngineAnswer:
     """Passes vLLM's answer on, in the platform's error shape where vLLM's own differs: an
-    error response (buffered, it is small) or an SSE error event. Notes whether the answer
-    started and finished."""
+    error response (buffered, it is small) or an SSE error event. A stream whose first event
+    is an error (vLLM checks some parameters only once it streams) becomes that error's
+    response, a 4xx rather than a 200 carrying it: the stream's start waits for its first
+    event. Notes whether the answer started and finished."""
 
     def __init__(self, send: Send, path: str, request_id: str) -> None:
         self._send = send
@@ -194,13 +192,19 @@ class EngineAnswer:
         self._request_id = request_id
         self._error_start: Message | None = None
         self._error_body = b""
+        self._stream_start: Message | None = None
         self.started = self.finished = False
 
     async def send(self, message: Message) -> None:
+        if self.finished:
+            return  # what follows an error answered in place of its stream
         if message["type"] == "http.response.start":
             self.started = True
             if message["status"] >= 400:
                 self._error_start = message
+                return
+            if _is_event_stream(message):
+                self._stream_start = message
                 return
         elif message["type"] == "http.response.body":
             more = message.get("more_body", False)
@@ -210,26 +214,45 @@ class EngineAnswer:
                     await self._send_error()
                 return
             chunk = message.get("body", b"")
-            if chunk.startswith(b'data: {"error"'):
+            if self._stream_start is not None:
+                start, self._stream_start = self._stream_start, None
+                if chunk.startswith(ERROR_EVENT):
+                    self._error_start = start
+                    self._error_body = chunk.partition(b"\n\n")[0][len(b"data: ") :]
+                    await self._send_error()
+                    return
+                await self._send(start)
+            if chunk.startswith(ERROR_EVENT):
                 message = {**message, "body": self._error_event(chunk)}
             self.finished = not more
         await self._send(message)
 
     async def _send_error(self) -> None:
         start = self._error_start
-        body = json.dumps(
-            engine_error_body(start["status"], self._error_body, self._path, self._request_id)
-        ).encode()
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await self._send({**start, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body})
+        status = start["status"] if start["status"] >= 400 else 500
+        error = engine_error(status, self._error_body, self._path, self._request_id)
+        body = json.dumps(error_body(error.message, error.error_type, error.param, error.code))
+        headers = [
+            (k, v) for k, v in start.get("headers", [])
+            if k.lower() not in (b"content-length", b"content-type")
+        ]
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await self._send({**start, "status": error.status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body.encode()})
         self.finished = True
 
     def _error_event(self, chunk: bytes) -> bytes:
         event, separator, rest = chunk.partition(b"\n\n")
-        body = engine_error_body(500, event[len(b"data: "):], self._path, self._request_id)
+        body = engine_error_body(500, event[len(b"data: ") :], self._path, self._request_id)
         return b"data: " + json.dumps(body).encode() + separator + rest
+
+
+def _is_event_stream(start: Message) -> bool:
+    headers = dict(start.get("headers", []))
+    return headers.get(b"content-type", b"").startswith(b"text/event-stream")
 
 
 def build_direct_app(
@@ -237,6 +260,7 @@ def build_direct_app(
     *,
     api_keys: ApiKeys,
     usage_url: str | None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     card: ModelCard,
     limits: AdmissionLimits,
     check_health: Callable[[], Awaitable[Any]],
@@ -245,7 +269,7 @@ def build_direct_app(
 ) -> FastAPI:
     """The replica's HTTP app: the platform's API in front of vLLM's `engine_app`
     (`parses_tools`: the engine has a tool-call parser)."""
-    app = build_fastapi_app(api_keys, usage_url)
+    app = build_fastapi_app(api_keys, usage_url, max_body_bytes)
     admission = Admission(limits)
     model_id = card.id
     context_len = card.metadata.get("max_request_context_length")

@@ -176,9 +176,17 @@ def server_failure(status: int, request_id: str, cause: str) -> ApiError:
 
 
 def engine_error_body(status: int, payload: bytes, path: str, request_id: str) -> dict[str, Any]:
-    """The platform's error object for an error vLLM's own app answered with (`payload`, its
-    `{"error": {...}}` JSON, as a response or an SSE event): vLLM's type names and numeric
-    codes become the OpenAI API's, a server failure says only what failed."""
+    """The platform's error object for an error vLLM's own app answered with (see
+    engine_error)."""
+    error = engine_error(status, payload, path, request_id)
+    return error_body(error.message, error.error_type, error.param, error.code)
+
+
+def engine_error(status: int, payload: bytes, path: str, request_id: str) -> ApiError:
+    """The platform's error for one vLLM's own app answered with (`payload`, its
+    `{"error": {...}}` JSON, as a response or an SSE event; `status` unless it names its own):
+    vLLM's type names and numeric codes become the OpenAI API's, a server failure says only
+    what failed."""
     try:
         raw = json.loads(payload)["error"]
         text, param = str(raw["message"]), raw.get("param")
@@ -186,10 +194,8 @@ def engine_error_body(status: int, payload: bytes, path: str, request_id: str) -
     except (ValueError, KeyError, TypeError):
         text, param = payload.decode("utf-8", "replace")[:500], None
     if status < 500:
-        error = client_error(status, text, path, param if isinstance(param, str) else None)
-    else:
-        error = server_failure(status, request_id, f"in the engine: {text[:500]}")
-    return error_body(error.message, error.error_type, error.param, error.code)
+        return client_error(status, text, path, param if isinstance(param, str) else None)
+    return server_failure(status, request_id, f"in the engine: {text[:500]}")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -44,6 +44,7 @@ from gpucluster.serving.api_app import (
 )
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import overloaded
+from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
 from gpucluster.serving.usage_report import MODEL, usage_forced, with_usage
 from gpucluster.serving.validation import check_pooling, parse_body
 
@@ -206,13 +207,15 @@ def make_ingress_class(
     keys: KeySources,
     usage_url: str | None = None,
     *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     adapter_tables: dict[str, dict[str, Any]] | None = None,
     embedding_models: frozenset[str] = frozenset(),
     tool_models: frozenset[str] = frozenset(),
 ) -> type:
-    """PlatformIngress bound to a new FastAPI app as a Serve ingress class, knowing each base
-    model's adapters, which models embed and which parse tool calls."""
-    app = build_fastapi_app(ApiKeys.of(keys), usage_url)
+    """PlatformIngress bound to a new FastAPI app (reading bodies up to `max_body_bytes`) as a
+    Serve ingress class, knowing each base model's adapters, which models embed and which parse
+    tool calls."""
+    app = build_fastapi_app(ApiKeys.of(keys), usage_url, max_body_bytes)
     attributes = {
         "adapter_tables": adapter_tables or {},
         "embedding_models": embedding_models,

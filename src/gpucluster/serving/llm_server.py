@@ -37,6 +37,7 @@ from gpucluster.serving.adapters import LocalAdapterLoader
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.direct import AdmissionLimits, build_direct_app
 from gpucluster.serving.engine_load import EngineLoad, attach
+from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
 
 logger = logging.getLogger("ray.serve")
 
@@ -90,10 +91,12 @@ class PlatformLLMServer(LLMServer):
     _engine_load: EngineLoad | None = None
     _aborted: Any = None
     # When this replica serves HTTP itself (see `direct_server`): files of the valid API keys,
-    # how many generation requests it admits, and where it reports each request's usage.
+    # how many generation requests it admits, where it reports each request's usage, and the
+    # largest body it reads.
     key_sources: KeySources = KeySources()
     admission_limits: AdmissionLimits | None = None
     usage_url: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     async def start(self) -> None:
         model_id = self._llm_config.model_id
@@ -179,6 +182,7 @@ class PlatformLLMServer(LLMServer):
             engine_app,
             api_keys=ApiKeys.of(self.key_sources),
             usage_url=self.usage_url,
+            max_body_bytes=self.max_body_bytes,
             card=to_model_metadata(model_id, self._llm_config),
             limits=self.admission_limits,
             check_health=self.check_health,
@@ -220,9 +224,17 @@ class PlatformLLMServer(LLMServer):
         return self._engine_load.figures() if self._engine_load is not None else {}
 
 
-def direct_server(keys: KeySources, limits: AdmissionLimits, usage_url: str | None = None) -> type:
+def direct_server(
+    keys: KeySources,
+    limits: AdmissionLimits,
+    usage_url: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> type:
     """PlatformLLMServer as an ingress deployment class: it serves HTTP itself, requires one
-    of the keys of `keys` on /v1 (none: authentication is off), admits `limits` and reports
-    each request's usage to `usage_url`."""
-    attributes = {"key_sources": keys, "admission_limits": limits, "usage_url": usage_url}
+    of the keys of `keys` on /v1 (none: authentication is off), admits `limits`, reports
+    each request's usage to `usage_url` and reads bodies up to `max_body_bytes`."""
+    attributes = {
+        "key_sources": keys, "admission_limits": limits, "usage_url": usage_url,
+        "max_body_bytes": max_body_bytes,
+    }
     return serve.ingress()(type("PlatformLLMServer", (PlatformLLMServer,), attributes))

@@ -7,7 +7,6 @@ parameter, before the first byte, with the OpenAI API's ranges.
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from gpucluster.serving.errors import ApiError
+from gpucluster.serving.json_body import load_json
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -39,11 +39,7 @@ async def parse_body(request: Request, model: type[Model]) -> Model:
     Done here rather than by FastAPI because vLLM's request models run validators that raise
     TypeError on some malformed bodies (`"messages": null`), which FastAPI would turn into 500s.
     """
-    raw = await request.body()
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    data = load_json(await request.body())
     if not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_body")
     try:

@@ -11,6 +11,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.direct import AdmissionLimits, build_direct_app
 
+SSE = [(b"content-type", b"text/event-stream; charset=utf-8")]
 CARD = ModelCard(id="m", object="model", owned_by="me", permission=[],
                  metadata={"max_request_context_length": 64})
 
@@ -26,7 +27,7 @@ class EngineApp:
     async def __call__(self, scope, receive, send) -> None:
         message = await receive()
         self.bodies.append(message["body"])
-        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.start", "status": 200, "headers": SSE})
         for _ in range(self.chunks):
             await send({"type": "http.response.body", "body": b"data: x\n\n", "more_body": True})
         if self.hang:
@@ -120,17 +121,20 @@ def test_a_request_cancelled_mid_answer_counts_one_abort():
 
 
 class FailingEngineApp:
-    """vLLM's app answering with its own error shape: a 400 response, or an SSE error event."""
+    """vLLM's app answering with its own error shape: a 400 response, or an SSE error event as
+    the stream's first event (a parameter vLLM checks once it streams) or after one."""
 
-    def __init__(self, in_stream: bool) -> None:
-        self.in_stream = in_stream
+    def __init__(self, where: str) -> None:
+        self.where = where
 
     async def __call__(self, scope, receive, send) -> None:
         await receive()
         vllm_error = {"error": {"message": "This model's maximum context length is 64 tokens.",
                                 "type": "BadRequestError", "param": "input_tokens", "code": 400}}
-        if self.in_stream:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
+        if self.where != "response":
+            await send({"type": "http.response.start", "status": 200, "headers": SSE})
+            if self.where == "later in the stream":
+                await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
             event = f"data: {json.dumps(vllm_error)}\n\ndata: [DONE]\n\n".encode()
             await send({"type": "http.response.body", "body": event})
             return
@@ -141,20 +145,36 @@ class FailingEngineApp:
         await send({"type": "http.response.body", "body": body})
 
 
-def test_the_engines_own_errors_reach_the_client_in_the_platform_shape():
-    async def go(in_stream: bool) -> httpx.Response:
-        async with client(FailingEngineApp(in_stream), []) as c:
+PLATFORM_ERROR = {
+    "message": "This model's maximum context length is 64 tokens.",
+    "type": "invalid_request_error", "param": "messages", "code": "invalid_parameter",
+}
+
+
+def answer_of(engine) -> httpx.Response:
+    async def go() -> httpx.Response:
+        async with client(engine, []) as c:
             return await c.post("/v1/chat/completions", json=CHAT)
 
-    refused = asyncio.run(go(False))
+    return asyncio.run(go())
+
+
+def test_the_engines_own_errors_reach_the_client_in_the_platform_shape():
+    refused = answer_of(FailingEngineApp("response"))
     assert refused.status_code == 400
-    assert refused.json()["error"] == {
-        "message": "This model's maximum context length is 64 tokens.",
-        "type": "invalid_request_error", "param": "messages", "code": "invalid_parameter"}
-    streamed = asyncio.run(go(True))
-    event, done = [line for line in streamed.text.split("\n\n") if line]
-    assert json.loads(event.removeprefix("data: "))["error"]["type"] == "invalid_request_error"
+    assert refused.json()["error"] == PLATFORM_ERROR
+    streamed = answer_of(FailingEngineApp("later in the stream"))
+    assert streamed.status_code == 200
+    first, event, done = [line for line in streamed.text.split("\n\n") if line]
+    assert json.loads(event.removeprefix("data: "))["error"] == PLATFORM_ERROR
     assert done == "data: [DONE]"
+
+
+def test_a_stream_that_opens_with_an_error_is_answered_as_that_error():
+    refused = answer_of(FailingEngineApp("first in the stream"))
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"] == PLATFORM_ERROR
 
 
 def test_a_full_replica_refuses_generations_at_once_but_still_answers_health():
