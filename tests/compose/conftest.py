@@ -82,7 +82,8 @@ def stack() -> ComposeStack:
         compose.make("compose-down", timeout=300)
         pytest.fail(f"make compose-up failed:\n{up.stdout[-4000:]}\n{up.stderr[-6000:]}")
     yield compose
-    compose.make("compose-down", timeout=300)  # a no-op once the down test ran
+    down = compose.make("compose-down", timeout=300)  # a no-op once the down test ran
+    assert down.returncode == 0, down.stdout[-2000:] + down.stderr[-3000:]
     if not engine_was_running:
         subprocess.run(["bash", str(ROOT / "scripts" / "docker-stop.sh")], timeout=120, check=True)
 

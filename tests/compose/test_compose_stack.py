@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from probes import as_checkable, eventually
+from probes import as_checkable, eventually, query, serve_traffic_until_scraped
 
 from gpucluster.config.names import APP_NAME, llm_deployment_name
 from gpucluster.observability.catalogue import GUIDE_QUERIES
@@ -54,12 +54,6 @@ def nginx_answers(stack) -> bool:
         return httpx.get(f"{stack.base}/health", timeout=10).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def prom_query(stack, expr: str) -> list[dict]:
-    body = httpx.get(f"{stack.prometheus}/api/v1/query", params={"query": expr}, timeout=30).json()
-    assert body["status"] == "success", (expr, body)
-    return body["data"]["result"]
 
 
 def test_every_container_is_healthy_by_the_check_inside_its_image(stack):
@@ -184,21 +178,14 @@ def test_prometheus_reads_rays_service_discovery_file(stack):
 
 @pytest.fixture(scope="module")
 def with_traffic(stack, openai_client):
-    """A little traffic (streams and plain), then a scrape and a rule evaluation."""
-    for stream in (False, True, False, True):
-        reply = openai_client.chat.completions.create(
-            model=stack.model, max_tokens=24, stream=stream,
-            messages=[{"role": "user", "content": "Name three rivers."}],
-        )
-        if stream:
-            list(reply)
-    time.sleep(30)
+    """A little traffic (streams and plain), then wait until Prometheus scraped it."""
+    serve_traffic_until_scraped(stack, openai_client, stack.model)
     return stack
 
 
 @pytest.mark.parametrize("expr", GUIDE_QUERIES)
 def test_every_guide_query_answers_from_the_containerised_prometheus(with_traffic, expr):
-    assert eventually(lambda: prom_query(with_traffic, as_checkable(expr))), expr
+    assert eventually(lambda: query(with_traffic, as_checkable(expr))), expr
 
 
 def test_the_guides_health_checks_pass(stack):
@@ -235,9 +222,14 @@ def test_a_crashed_nginx_is_brought_back_by_the_restart_policy(stack):
 def test_docker_kill_stops_nginx_until_compose_up_starts_it_again(stack):
     container = CONTAINERS["nginx"]
     stack.run("docker", "kill", container)
+
+    def running() -> str:
+        return stack.run("docker", "inspect", "--format", "{{.State.Running}}", container).stdout.strip()
+
+    # Docker: a killed container stays stopped (no restart policy brings it back)
+    assert eventually(lambda: running() == "false", timeout_s=30, interval_s=1)
     time.sleep(5)
-    state = stack.run("docker", "inspect", "--format", "{{.State.Running}}", container).stdout
-    assert state.strip() == "false"  # Docker: a killed container is stopped by hand
+    assert running() == "false"
     stack.run("docker", "compose", "up", "-d", "nginx")
     ok = eventually(lambda: nginx_answers(stack),
                     timeout_s=60, interval_s=2)
@@ -277,7 +269,7 @@ def test_docker_compose_restart_ray_serve_recovers_to_answering(stack, openai_cl
     stack.run("docker", "compose", "restart", "ray-serve", timeout=300)
     assert eventually(lambda: answers(stack, openai_client), timeout_s=900, interval_s=10)
     # nginx and Prometheus found the restarted Ray again
-    assert eventually(lambda: prom_query(stack, 'up{job="ray"} == 1'), timeout_s=120)
+    assert eventually(lambda: query(stack, 'up{job="ray"} == 1'), timeout_s=120)
 
 
 def listening(port: int) -> bool:

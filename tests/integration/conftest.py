@@ -150,9 +150,11 @@ def live(tmp_path_factory) -> LivePlatform:
         up_phases=data["phases"],
     )
     yield platform
-    platform.cli("down", "--json", timeout=300)
+    down = platform.cli("down", "--json", timeout=300)
     for log in (state_dir / "logs").glob("*.log"):
         (artifacts_dir() / log.name).write_text(log.read_text(errors="replace"))
+    assert down.returncode == 0, down.stdout + down.stderr[-3000:]
+    assert json.loads(down.stdout)["leftovers"] == [], down.stdout
 
 
 def artifacts_dir() -> Path:

@@ -36,6 +36,27 @@ def query(live, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+def served_requests(target) -> float:
+    """Requests the engines completed, as Prometheus last scraped them."""
+    result = query(target, "sum(ray_vllm_request_success_total)")
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def serve_traffic_until_scraped(target, client, model: str, timeout_s: float = 120) -> None:
+    """A little traffic (streams and plain) through `client`, then wait until Prometheus
+    (at `target.prometheus`) has scraped all of it."""
+    before = served_requests(target)
+    for stream in (False, True, False, True):
+        reply = client.chat.completions.create(
+            model=model, max_tokens=24, stream=stream,
+            messages=[{"role": "user", "content": "Name three rivers."}],
+        )
+        if stream:
+            list(reply)
+    scraped = eventually(lambda: served_requests(target) >= before + 4, timeout_s, interval_s=2)
+    assert scraped, f"Prometheus did not see the 4 requests within {timeout_s:.0f} s"
+
+
 def llm_replicas(live) -> tuple[float, float]:
     """(running, target) replicas of the LLM deployment, as `gpucluster status` reports them."""
     status = json.loads(live.cli("status", "--json", timeout=120).stdout)
@@ -60,6 +81,24 @@ def wait_for_replicas(live, count: int, timeout_s: float) -> float | None:
     started = time.monotonic()
     reached = eventually(lambda: llm_replicas(live) == (count, count), timeout_s, interval_s=2)
     return time.monotonic() - started if reached else None
+
+
+def wait_for_idle_engines(target, timeout_s: float) -> bool:
+    """Whether, within `timeout_s`, Prometheus sees no request running or waiting in any engine."""
+    expr = "sum(vllm:num_requests_running) + sum(vllm:num_requests_waiting)"
+
+    def idle() -> bool:
+        found = query(target, expr)
+        return bool(found) and float(found[0]["value"][1]) == 0
+
+    return bool(eventually(idle, timeout_s, interval_s=2))
+
+
+def settle(live, timeout_s: float = 420) -> None:
+    """The precondition of a scenario that loads the engine, whatever ran before it: one
+    replica (the session's minimum; an earlier load may have added one) and an idle engine."""
+    assert wait_for_replicas(live, 1, timeout_s) is not None, "not back at one replica"
+    assert wait_for_idle_engines(live, timeout_s), "requests still run or wait in the engine"
 
 
 def processes(where: Callable[[str], bool]) -> list[psutil.Process]:

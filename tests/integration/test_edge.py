@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 
 import httpx
@@ -84,38 +83,36 @@ def test_a_burst_beyond_the_rate_limit_gets_429_with_retry_after_then_recovers(l
     assert httpx.get(f"{live.api}/models", headers=live.headers, timeout=30).status_code == 200
 
 
-def first_token_seconds(url: str, live) -> float:
+def arrival_times(url: str, live) -> tuple[float, float]:
+    """Seconds from the request until the first content chunk, and until the last chunk."""
     body = {
         "model": live.model,
-        "messages": [{"role": "user", "content": "Tell me a story."}],
-        "max_tokens": 24,
-        "temperature": 0,
+        "messages": [{"role": "user", "content": "Tell me a long story about the sea."}],
+        "max_tokens": 64,
+        "ignore_eos": True,
         "stream": True,
     }
     started = time.perf_counter()
+    first = None
     with httpx.stream("POST", url, json=body, headers=live.headers, timeout=120) as response:
         assert response.status_code == 200
-        lines = response.iter_lines()
-        for line in lines:
-            if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
+        for line in response.iter_lines():
+            if first is None and line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
                 first = time.perf_counter() - started
-                break
-        else:
-            raise AssertionError("no content chunk")
-        assert [line for line in lines if line][-1] == "data: [DONE]"  # the rest arrives too
-    return first
+            if line:
+                last_line = line
+    assert first is not None, "no content chunk"
+    assert last_line == "data: [DONE]"  # the rest arrived too
+    return first, time.perf_counter() - started
 
 
 def test_streaming_through_nginx_is_not_buffered(live, record_property):
-    via_nginx, direct = [], []
-    for _ in range(5):  # interleaved, so both see the same engine state
-        via_nginx.append(first_token_seconds(f"{live.api}/chat/completions", live))
-        direct.append(first_token_seconds(f"{live.serve}/v1/chat/completions", live))
-    added_ms = (statistics.median(via_nginx) - statistics.median(direct)) * 1000
-    record_property("ttft_added_by_nginx_ms", round(added_ms, 1))
-    print(f"TTFT p50 via nginx {statistics.median(via_nginx)*1000:.1f} ms, direct {statistics.median(direct)*1000:.1f} ms")
-    # buffering would hold the first token until the whole generation (24 tokens) is done
-    assert added_ms < 150
+    """Tokens leave nginx as they come: the first one long before the 64th. A buffering proxy
+    would hold them until its buffer (4 KiB, some 20 chunks) fills or the stream ends. What
+    nginx adds to TTFT is measured by benchmarks/proxy_overhead.py (docs/benchmarks.md)."""
+    first, last = arrival_times(f"{live.api}/chat/completions", live)
+    record_property("first_token_share_of_stream", round(first / last, 3))
+    assert first < last / 4, (first, last)
 
 
 def test_unknown_path_is_a_404_in_the_openai_shape(live):

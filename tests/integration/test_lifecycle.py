@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-
-import pytest
-
 import threading
 
 import httpx
 import psutil
+import pytest
 
 # Ray's daemons and workers, and vLLM's engine processes (they set these titles).
 RAY_OR_VLLM = ("raylet", "gcs_server", "ray::", "ray/dashboard", "default_worker.py", "VLLM::", "EngineCore")
@@ -46,6 +44,7 @@ def test_up_reports_its_start_up_phases(live):
 
 def test_platform_log_has_the_guide_lines(live):
     result = live.cli("logs", "platform", "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
     text = "\n".join(line for lines in json.loads(result.stdout)["files"].values() for line in lines)
     assert f"Loading model {live.model}..." in text
     assert "Model loaded successfully" in text
@@ -114,4 +113,5 @@ def test_down_lets_an_in_flight_stream_finish_and_leaves_no_process(live):
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/health", timeout=5)
     again = live.cli("down", "--json", timeout=120)
+    assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["was_running"] is False

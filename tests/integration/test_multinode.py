@@ -15,11 +15,11 @@ import threading
 import httpx
 import pytest
 from openai import OpenAI
+from probes import eventually
 
 from gpucluster.config import Config
 from gpucluster.runtime.processes import platform_processes, worker_tag
 from gpucluster.runtime.worker_node import host_address
-from probes import eventually
 
 
 @pytest.mark.stops_platform  # starts a platform of its own, on the live one's ports

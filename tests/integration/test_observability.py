@@ -6,31 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 
 import httpx
 import pytest
+import yaml
+from probes import as_checkable, eventually, query, serve_traffic_until_scraped, settle
 
+from gpucluster.assets import RULES_DIR
 from gpucluster.observability.catalogue import GUIDE_METRICS, GUIDE_QUERIES
 from gpucluster.observability.dashboards import panel_queries
-from probes import as_checkable, eventually, query
 
 SD_FILE = "/tmp/ray/prom_metrics_service_discovery.json"
 
 
 @pytest.fixture(scope="module")
 def with_traffic(live, openai_client):
-    """Serve a little traffic (streams and plain), then wait for a scrape and a rule evaluation."""
-    for stream in (False, True, False, True):
-        reply = openai_client.chat.completions.create(
-            model=live.model,
-            messages=[{"role": "user", "content": "Name three rivers."}],
-            max_tokens=24,
-            stream=stream,
-        )
-        if stream:
-            list(reply)
-    time.sleep(30)
+    """Serve a little traffic (streams and plain), then wait until Prometheus scraped it."""
+    serve_traffic_until_scraped(live, openai_client, live.model)
     return live
 
 
@@ -86,25 +78,20 @@ def test_histogram_names_read_as_the_guide_writes_them_give_textbook_values(
     assert guide == pytest.approx(float(query(with_traffic, textbook)[0]["value"][1]), rel=0.05)
 
 
-FAST_WAITING_RULE = """groups:
-  - name: test-overrides
-    rules:
-      - alert: RequestsWaitingFast
-        expr: vllm:num_requests_waiting > 0
-        for: 5s
-        labels:
-          severity: warning
-        annotations:
-          summary: "Requests are waiting (test override of RequestsWaiting with a short for)"
-"""
+def shipped_rule_with_a_short_for(alert: str) -> str:
+    """The shipped alert rule `alert`, exactly as shipped but for a 5 s `for`, as a rule file."""
+    shipped = yaml.safe_load((RULES_DIR / "alerts.yml").read_text())
+    (rule,) = [r for g in shipped["groups"] for r in g["rules"] if r.get("alert") == alert]
+    return yaml.safe_dump({"groups": [{"name": "test-overrides", "rules": [{**rule, "for": "5s"}]}]})
 
 
 @pytest.mark.saturates
 def test_queueing_fires_an_alert_that_reaches_the_receiver(live, artifacts):
     """Saturate the engine: Prometheus sees waiting requests, `diagnose` reports the queueing,
     and the alert reaches Alertmanager and the platform's receiver."""
+    settle(live)
     rules_dir = live.state_dir / "prometheus" / "rules"
-    (rules_dir / "test-overrides.yml").write_text(FAST_WAITING_RULE)
+    (rules_dir / "test-overrides.yml").write_text(shipped_rule_with_a_short_for("RequestsWaiting"))
     assert httpx.post(f"{live.prometheus}/-/reload", timeout=30).status_code == 200
     stop = threading.Event()
 
@@ -136,11 +123,14 @@ def test_queueing_fires_an_alert_that_reaches_the_receiver(live, artifacts):
             if not alerts_log.exists():
                 return []
             lines = [json.loads(line) for line in alerts_log.read_text().splitlines() if line]
-            return [a for a in lines if a["alertname"] == "RequestsWaitingFast" and a["status"] == "firing"]
+            return [a for a in lines if a["alertname"] == "RequestsWaiting" and a["status"] == "firing"]
 
         assert eventually(delivered, timeout_s=180), "the alert never reached the receiver"
         in_alertmanager = httpx.get(f"{live.alertmanager}/api/v2/alerts", timeout=30).json()
-        assert any(a["labels"]["alertname"] == "RequestsWaitingFast" for a in in_alertmanager)
+        (sent,) = [a for a in in_alertmanager if a["labels"]["alertname"] == "RequestsWaiting"][:1]
+        # the shipped annotations, rendered from the live series' labels
+        assert f"of model {live.model} (replica " in sent["annotations"]["summary"], sent
+        assert sent["annotations"]["runbook_url"] == "docs/runbooks/alerts.md#requestswaiting"
         (artifacts / "alerts-delivered.json").write_text(json.dumps(delivered(), indent=2))
     finally:
         stop.set()

@@ -117,6 +117,33 @@ def platform_processes(tag: str, *, exact: bool = False) -> list[psutil.Process]
     return found
 
 
+def identities(procs: list[psutil.Process]) -> list[dict[str, float]]:
+    """PID and start time of each process still running: what `down` finds them by later."""
+    found = []
+    for proc in procs:
+        try:
+            found.append({"pid": proc.pid, "started": proc.create_time()})
+        except psutil.Error:
+            pass
+    return found
+
+
+def still_running(recorded: list[dict[str, float]]) -> list[psutil.Process]:
+    """The recorded processes (see `identities`) still running: same PID, same start time, so
+    never a process that reused a PID. This finds what neither its tag nor its ancestry shows
+    any longer: Ray's agents orphaned by a killed head, their environment overwritten by their
+    title, keep the head's ports for minutes and ignore SIGTERM."""
+    found = []
+    for entry in recorded:
+        try:
+            proc = psutil.Process(int(entry["pid"]))
+            if abs(proc.create_time() - float(entry["started"])) < 0.01:
+                found.append(proc)
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            pass
+    return found
+
+
 def describe(proc: psutil.Process) -> str:
     """'name (pid N)' for messages."""
     try:

@@ -125,6 +125,11 @@ class StateDir:
         return self.root / "services.json"
 
     @property
+    def processes_file(self) -> Path:
+        """Every platform process once `up` succeeded (PID, start time), for `down`."""
+        return self.root / "processes.json"
+
+    @property
     def supervisor_pid(self) -> Path:
         return self.root / "supervisor.pid"
 
@@ -148,3 +153,16 @@ class StateDir:
 
     def clear_record(self) -> None:
         self.record_file.unlink(missing_ok=True)
+        self.processes_file.unlink(missing_ok=True)
+
+    def write_processes(self, identities: list[dict[str, float]]) -> None:
+        tmp = self.processes_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(identities), encoding="utf-8")
+        tmp.replace(self.processes_file)
+
+    def read_processes(self) -> list[dict[str, float]]:
+        try:
+            data = json.loads(self.processes_file.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return []
+        return data if isinstance(data, list) else []

@@ -23,6 +23,7 @@ DEFAULT_MAX_BODY_BYTES = EdgeConfig().max_body_bytes  # the edge's default limit
 # text do not count.
 _STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _OPENERS = frozenset(b"[{")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a half of a surrogate pair, maybe alone
 
 
 def too_large(max_bytes: int) -> ApiError:
@@ -60,9 +61,21 @@ def check_depth(raw: bytes) -> None:
 
 
 def load_json(raw: bytes) -> Any:
-    """The parsed body; a 400 `invalid_json` for one too deep or not JSON at all."""
+    """The parsed body; a 400 `invalid_json` for one too deep, not JSON at all, or whose text
+    is not Unicode (a lone UTF-16 surrogate escape, which JSON's grammar lets through)."""
     check_depth(raw)
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(
+                400,
+                "The request body's text holds a lone UTF-16 surrogate (an unpaired \\ud800-"
+                "\\udfff escape), which is not a character.",
+                code="invalid_json",
+            ) from None
+    return data

@@ -11,8 +11,10 @@ import psutil
 
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
+    identities,
     platform_processes,
     process_tag,
+    still_running,
     terminate_all,
     worker_tag,
 )
@@ -70,3 +72,28 @@ def test_worker_nodes_on_this_host_belong_to_the_platform_but_can_be_told_apart(
         for proc in (head, worker):
             proc.kill()
             proc.wait()
+
+
+def test_a_recorded_orphan_that_ignores_sigterm_is_found_and_killed(tmp_path):
+    # like Ray's agents after the head was killed: no tag, no tagged parent, SIGTERM ignored
+    orphan = subprocess.Popen(["sh", "-c", "trap '' TERM; while :; do sleep 1; done"])
+    try:
+        assert platform_processes(str(tmp_path)) == []
+        recorded = identities([psutil.Process(orphan.pid)])
+        (found,) = still_running(recorded)
+        assert found.pid == orphan.pid
+        time.sleep(0.2)  # the shell has set its trap
+        found.terminate()
+        time.sleep(0.3)
+        assert found.is_running()  # SIGTERM did nothing
+        assert terminate_all([found], grace_s=0.5) == []  # SIGKILLed after the grace period
+        assert still_running(recorded) == []
+    finally:
+        orphan.kill()
+
+
+def test_a_recorded_pid_now_held_by_another_process_is_left_alone():
+    me = psutil.Process()
+    assert still_running([{"pid": me.pid, "started": me.create_time()}]) == [me]
+    assert still_running([{"pid": me.pid, "started": me.create_time() - 60}]) == []
+    assert still_running([{"pid": 2**22 + 1, "started": 0}, {"junk": 1}]) == []

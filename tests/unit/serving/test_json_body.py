@@ -131,3 +131,11 @@ def test_the_413_says_what_nginx_says():
         413,
     )
     assert error["message"] == "The request body is larger than 4m."  # nginx: ${NGINX_MAX_BODY}
+
+
+def test_a_lone_surrogate_escape_is_invalid_json_a_pair_is_text():
+    assert load_json(b'{"a": "\\ud83d\\ude00 \\\\ud800"}') == {"a": "\U0001f600 \\ud800"}
+    for lone in (b'{"a": "\\ud800"}', b'{"a": ["x\\uDFFF"]}', b'{"\\udc00": 1}'):
+        with pytest.raises(ApiError) as refused:
+            load_json(lone)
+        assert refused.value.code == "invalid_json" and "surrogate" in refused.value.message
