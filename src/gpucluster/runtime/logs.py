@@ -84,14 +84,20 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+_TAIL_BLOCK = 64 * 1024
+
+
 def tail(path: Path, lines: int) -> list[str]:
-    """The last `lines` lines of a text file."""
+    """The last `lines` lines of a text file, read from its end block by block."""
     with path.open("rb") as handle:
-        handle.seek(0, 2)
-        size = handle.tell()
-        handle.seek(max(0, size - 256 * 1024))
-        data = handle.read().decode("utf-8", errors="replace")
-    return data.splitlines()[-lines:]
+        position = handle.seek(0, 2)
+        data = b""
+        while position > 0 and data.count(b"\n") <= lines:
+            step = min(_TAIL_BLOCK, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:]
 
 
 def find_lines(paths: list[Path], needles: tuple[str, ...], limit: int = 20) -> list[str]:

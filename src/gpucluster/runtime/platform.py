@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psutil
-
 from gpucluster.config import Config, env_api_keys
 from gpucluster.config.keys import KeySources, first_key, store_path
 from gpucluster.models import ModelError, prepare_models
@@ -42,7 +40,7 @@ from gpucluster.runtime.processes import (
     platform_processes,
     port_in_use,
     port_owner,
-    still_running,
+    processes_of,
     terminate_all,
     wait_until,
 )
@@ -130,7 +128,7 @@ def up(config: Config, progress: Progress) -> UpResult:
     if existing is not None:
         return UpResult(True, existing, 0.0)
     log = platform_logger(state, progress)
-    if state.read_record() is not None or _processes_of(state):
+    if state.read_record() is not None or processes_of(state):
         log.info("Cleaning up what a previous run left behind")
         _stop_everything(state)
     _check_ports(config)
@@ -196,19 +194,11 @@ def down(config: Config) -> DownResult:
     state = StateDir(config.platform.state_dir)
     state.ensure()
     was_running = state.read_record() is not None
-    stopped = [describe(p) for p in _processes_of(state)]
+    stopped = [describe(p) for p in processes_of(state)]
     leftovers = _stop_everything(state, config.platform.shutdown_grace_s)
     if was_running or stopped:
         platform_logger(state).info("Platform stopped (%d processes)", len(stopped))
     return DownResult(was_running or bool(stopped), stopped, leftovers)
-
-
-def _processes_of(state: StateDir) -> list[psutil.Process]:
-    """The platform's processes: those its tag or their ancestry shows, and those recorded
-    when `up` succeeded that still run (orphans whose tag and parent are gone)."""
-    found = {p.pid: p for p in still_running(state.read_processes())}
-    found.update((p.pid, p) for p in platform_processes(state.tag))
-    return list(found.values())
 
 
 def _stop_everything(state: StateDir, drain_s: float = 0) -> list[str]:
@@ -216,9 +206,9 @@ def _stop_everything(state: StateDir, drain_s: float = 0) -> list[str]:
     # Not `ray stop`: it would end every Ray cluster on the host, and vLLM engine processes of
     # killed replicas can outlive it. The tag finds exactly this platform's processes; what
     # ignores SIGTERM is killed after the grace period.
-    terminate_all(_processes_of(state), grace_s=15)
+    terminate_all(processes_of(state), grace_s=15)
     # A second sweep for what dying parents spawned or orphaned meanwhile.
-    leftovers = terminate_all(_processes_of(state), grace_s=5)
+    leftovers = terminate_all(processes_of(state), grace_s=5)
     state.clear_record()
     return [describe(p) for p in leftovers]
 

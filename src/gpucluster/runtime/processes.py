@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psutil
 
+from gpucluster.runtime.state import StateDir
+
 # Every process of a platform carries this variable (set on `ray start` and the deploy driver,
 # inherited by Ray's workers and the vLLM engines they spawn), so that `down` stops exactly the
 # platform's processes and never another Ray cluster or a bare vLLM server on the same host.
@@ -142,6 +144,15 @@ def still_running(recorded: list[dict[str, float]]) -> list[psutil.Process]:
         except (psutil.Error, KeyError, TypeError, ValueError):
             pass
     return found
+
+
+def processes_of(state: StateDir) -> list[psutil.Process]:
+    """Every process of the platform whose state dir is `state` (but this one): those its tag
+    or their ancestry shows, and those recorded when `up` succeeded that still run (orphans
+    whose tag and parent are gone)."""
+    found = {p.pid: p for p in still_running(state.read_processes()) if p.pid != os.getpid()}
+    found.update((p.pid, p) for p in platform_processes(state.tag))
+    return list(found.values())
 
 
 def describe(proc: psutil.Process) -> str:

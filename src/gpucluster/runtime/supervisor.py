@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gpucluster.runtime.processes import platform_processes, terminate_all
+from gpucluster.runtime.processes import processes_of, terminate_all
 from gpucluster.runtime.state import StateDir
 
 BACKOFF_START_S = 1.0
@@ -163,7 +163,7 @@ def main(argv: list[str]) -> int:
         supervisor.run()
         # Stopped (by `gpucluster down`, or by an init system's SIGTERM): nginx has drained;
         # the rest of the platform (Ray, the deploy driver, engines) goes too.
-        rest = platform_processes(state.tag)
+        rest = processes_of(state)
         leftovers = terminate_all(rest, grace_s=15)
         state.clear_record()
         logger.info("stopped the platform's other %d processes (%d would not stop)",
