@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import crypt
 import getpass
 import re
 import secrets
@@ -15,6 +14,7 @@ from gpucluster.config import Config
 from gpucluster.config.keys import KeySources, first_key, new_key
 from gpucluster.config.keys import write_private_file as write_private
 from gpucluster.config.schema import SecurityConfig
+from gpucluster.runtime.sha512_crypt import hash_password
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
 from gpucluster.runtime.upstreams import upstream_servers, write_if_changed
@@ -171,6 +171,6 @@ def ensure_dashboard_password(state: StateDir, user: str) -> str | None:
 def reset_dashboard_password(state: StateDir, user: str) -> str:
     """A new random password for `user` on /dashboard; returns it."""
     password = secrets.token_urlsafe(18)
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+    hashed = hash_password(password)
     write_private(state.htpasswd_file, f"{user}:{hashed}\n")
     return password
