@@ -59,9 +59,21 @@ def _invalid(param: str, message: str) -> ApiError:
     return ApiError(400, message, param=param, code="invalid_parameter")
 
 
+def _sent(body: Any, param: str) -> Any:
+    """The value the client sent for `param` (None when absent).
+
+    A pydantic request is read through its field values, not the attribute: vLLM marks some
+    fields it still accepts deprecated (chat's `max_tokens`), and reading those attributes
+    warns on every request.
+    """
+    if isinstance(body, BaseModel):
+        return body.__dict__.get(param)
+    return getattr(body, param, None)
+
+
 def _check_ranges(body: Any) -> None:
     for param, (low, high, low_inclusive) in _RANGES.items():
-        value = getattr(body, param, None)
+        value = _sent(body, param)
         if value is None:
             continue
         below = value < low if low_inclusive else value <= low
@@ -74,7 +86,7 @@ def _check_ranges(body: Any) -> None:
 
 def _check_max_tokens(body: Any, context_len: int | None) -> None:
     for param in ("max_tokens", "max_completion_tokens"):
-        value = getattr(body, param, None)
+        value = _sent(body, param)
         if value is None:
             continue
         if value < 1:
