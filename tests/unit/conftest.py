@@ -7,14 +7,18 @@ its SSE events one by one, for the commands that build their own client.
 
 `write_usage` writes usage log files in the gatekeeper's format (docs/operator-guide.md,
 "Tenants and keys"), for the commands that read them.
+
+`wait_until` / `wait_until_async` poll a condition with a deadline, for tests that wait on a
+thread, a process or a task: a condition that never comes fails the test and says what it was.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -279,3 +283,42 @@ def write_usage():
 def make_usage_record():
     """usage_record's constructor: make_usage_record(when, key="team-b", status=500, ...)."""
     return usage_record
+
+
+def _timed_out(what: str, timeout_s: float) -> None:
+    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}", pytrace=False)
+
+
+def wait_until(
+    predicate: Callable[[], object], what: str, timeout_s: float = 10.0, interval_s: float = 0.01
+) -> None:
+    """Poll `predicate` (sleeping `interval_s` between calls) until it is true; after
+    `timeout_s` fail the test: "timed out after 10 s waiting for <what>"."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() >= deadline:
+            _timed_out(what, timeout_s)
+        time.sleep(interval_s)
+
+
+async def wait_until_async(
+    predicate: Callable[[], object], what: str, timeout_s: float = 10.0, interval_s: float = 0.01
+) -> None:
+    """wait_until inside an event loop: the loop runs other tasks between polls."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() >= deadline:
+            _timed_out(what, timeout_s)
+        await asyncio.sleep(interval_s)
+
+
+@pytest.fixture(name="wait_until")
+def wait_until_fixture() -> Callable[..., None]:
+    """wait_until(predicate, "what it waits for", timeout_s=10): poll with a deadline."""
+    return wait_until
+
+
+@pytest.fixture(name="wait_until_async")
+def wait_until_async_fixture() -> Callable[..., Awaitable[None]]:
+    """await wait_until_async(predicate, "what it waits for", timeout_s=10), in a coroutine."""
+    return wait_until_async

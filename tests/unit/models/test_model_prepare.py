@@ -170,7 +170,7 @@ def test_dir_from_an_older_conversion_is_rebuilt(tmp_path: Path) -> None:
     assert len(converter.calls) == 2
 
 
-def test_concurrent_prepares_convert_once(tmp_path: Path) -> None:
+def test_concurrent_prepares_convert_once(tmp_path: Path, wait_until) -> None:
     converter = FakeConverter(delay=0.5)
     results: list[str] = []
     waits: list[str] = []
@@ -180,8 +180,7 @@ def test_concurrent_prepares_convert_once(tmp_path: Path) -> None:
 
     first = threading.Thread(target=run, args=([],))
     first.start()
-    while not converter.calls:  # the first holds the lock and is converting
-        time.sleep(0.01)
+    wait_until(lambda: converter.calls, "the first prepare to hold the lock and convert")
     second = threading.Thread(target=run, args=(waits,))
     second.start()
     first.join(10)

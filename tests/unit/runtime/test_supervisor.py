@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import psutil
 import pytest
@@ -55,12 +54,16 @@ def test_a_dying_service_is_restarted_with_growing_backoff(state, caplog):
         assert service.restart_at == 200.0 + 2 * BACKOFF_START_S  # doubled
 
 
-def test_stop_request_ends_the_services(state):
+def test_stop_request_ends_the_services(state, wait_until):
     supervisor = Supervisor(state, [ServiceSpec("sleeper", ["sleep", "60"])], logging.getLogger("t"))
     runner = threading.Thread(target=supervisor.run, kwargs={"poll_s": 0.05})
     runner.start()
-    while supervisor.running[0].proc is None:
-        pass
+    try:
+        wait_until(lambda: supervisor.running[0].proc is not None, "the supervisor to start sleeper")
+    except BaseException:
+        supervisor.request_stop()
+        runner.join(timeout=15)
+        raise
     proc = supervisor.running[0].proc
     supervisor.request_stop()
     runner.join(timeout=15)
@@ -68,27 +71,34 @@ def test_stop_request_ends_the_services(state):
     assert proc.poll() is not None
 
 
-def test_a_killed_leader_takes_its_leftover_children_with_it(state, tmp_path):
+def test_a_killed_leader_takes_its_leftover_children_with_it(state, tmp_path, wait_until):
     # like a SIGKILLed nginx master whose workers would keep holding the port
     pidfile = tmp_path / "child.pid"
     script = f"sleep 300 & echo $! > {pidfile}; wait"
     supervisor = Supervisor(state, [ServiceSpec("leader", ["sh", "-c", script])], logging.getLogger("t"))
     service = supervisor.running[0]
     service.start()
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        pass
+    try:
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), "the leader's child")
+    except BaseException:
+        service.proc.kill()
+        raise
     child = int(pidfile.read_text())
     service.proc.kill()
     service.proc.wait()
     supervisor._check(100.0)
-    for _ in range(200):
-        if not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
-            break
-        time.sleep(0.01)
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    wait_until(lambda: gone(child), f"the leader's child {child} to end", timeout_s=2)
 
 
-def test_sigterm_to_the_supervisor_stops_the_whole_platform(state):
+def gone(pid: int) -> bool:
+    """Whether `pid` has ended (a zombie has: only its parent's wait is missing)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigterm_to_the_supervisor_stops_the_whole_platform(state, wait_until):
     tagged = {**os.environ, PLATFORM_TAG_ENV: state.tag}
     write_services(state, [ServiceSpec("sleeper", ["sleep", "60"])])
     ray_like = subprocess.Popen(["sleep", "300"], env=tagged)  # stands for Ray and the engines
@@ -97,10 +107,12 @@ def test_sigterm_to_the_supervisor_stops_the_whole_platform(state):
         [sys.executable, "-m", "gpucluster.runtime.supervisor", str(state.root)], env=tagged
     )
     try:
-        deadline = time.monotonic() + 30
-        while not state.supervisor_pid.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        log = state.log("supervisor")
+        wait_until(
+            lambda: log.exists() and "starting sleeper" in log.read_text(),
+            "the supervisor to start its services",
+            timeout_s=30,
+        )
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=60) == 0
         assert ray_like.wait(timeout=5) == -signal.SIGTERM

@@ -102,14 +102,13 @@ def test_health_and_models_answer_in_the_platform_shape():
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
 
-def test_a_request_cancelled_mid_answer_counts_one_abort():
+def test_a_request_cancelled_mid_answer_counts_one_abort(wait_until_async):
     engine, aborts = EngineApp(hang=True), []
 
     async def go() -> None:
         async with client(engine, aborts) as c:
             request = asyncio.create_task(c.post("/v1/chat/completions", json=CHAT))
-            while not engine.bodies:
-                await asyncio.sleep(0.01)
+            await wait_until_async(lambda: engine.bodies, "the request to reach the engine")
             request.cancel()
             try:
                 await request
@@ -177,15 +176,14 @@ def test_a_stream_that_opens_with_an_error_is_answered_as_that_error():
     assert refused.json()["error"] == PLATFORM_ERROR
 
 
-def test_a_full_replica_refuses_generations_at_once_but_still_answers_health():
+def test_a_full_replica_refuses_generations_at_once_but_still_answers_health(wait_until_async):
     engine = EngineApp(hang=True)
 
     async def go() -> tuple[list[httpx.Response], httpx.Response, httpx.Response]:
         async with client(engine, [], limits=AdmissionLimits(1, 1, 3)) as c:
             held = [asyncio.create_task(c.post("/v1/chat/completions", json=CHAT))
                     for _ in range(2)]  # one running, one queued
-            while not engine.bodies:
-                await asyncio.sleep(0.01)
+            await wait_until_async(lambda: engine.bodies, "the request to reach the engine")
             await asyncio.sleep(0.05)
             refused = [await c.post("/v1/chat/completions", json=CHAT) for _ in range(2)]
             health, models = await c.get("/health"), await c.get("/v1/models")
