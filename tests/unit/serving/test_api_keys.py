@@ -17,19 +17,29 @@ def test_no_files_means_no_authentication():
     ApiKeys([]).check(None)
 
 
+def refused(keys: ApiKeys, authorization: str) -> int:
+    """The HTTP status `keys` refuses `authorization` with (fails if it lets it through)."""
+    with pytest.raises(ApiError) as err:
+        keys.check(authorization)
+    return err.value.status
+
+
 def test_keys_file_with_comments_and_rotation(tmp_path, clock):
     keys_file = tmp_path / "keys"
     keys_file.write_text("# operators\nkey-one\n\n  key-two  # ci\n")
     keys = ApiKeys([str(keys_file)], clock=clock)
     keys.check("Bearer key-one")
     keys.check("bearer key-two")
+    assert refused(keys, "Bearer wrong-key") == 401
+    assert refused(keys, "Bearer key-three") == 401  # not a key until the rotation
+    for comment in ("operators", "# operators", "ci", "# ci", "key-two  # ci"):
+        assert refused(keys, f"Bearer {comment}") == 401, comment
     keys_file.write_text("key-three\n")
     os.utime(keys_file, ns=(1, 1))  # a different mtime even within the same clock tick
     clock.now += RECHECK_S
     keys.check("Bearer key-three")
-    with pytest.raises(ApiError) as err:
-        keys.check("Bearer key-one")
-    assert err.value.status == 401
+    assert refused(keys, "Bearer key-one") == 401
+    assert refused(keys, "Bearer key-two") == 401
 
 
 @pytest.mark.parametrize(
