@@ -35,8 +35,11 @@ class EngineApp:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
+ROOMY = AdmissionLimits(8, 8, 2)  # more room than any test here fills
+
+
 def client(engine: EngineApp, aborts: list, keys: ApiKeys | None = None,
-           limits: AdmissionLimits = AdmissionLimits(8, 8, 2)) -> httpx.AsyncClient:
+           limits: AdmissionLimits = ROOMY) -> httpx.AsyncClient:
     async def healthy() -> None:
         return None
 
