@@ -2,7 +2,8 @@
 
 The cache tests replace the training by a fake trainer writing two small files, so they run in
 milliseconds; `test_real_training_changes_the_greedy_answer` trains the real adapter on the
-prepared built-in model (~30 s on 2 cores) and is skipped when that model is not prepared.
+prepared built-in model, for the first REAL_TRAINING_STEPS of the recipe's 30 steps (the
+longest unit test still), and is skipped when that model is not prepared.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from gpucluster.models.cache import MARKER
 from gpucluster.models.sources import ModelPrepareError
 
 NAME = "smollm2-135m-instruct-pirate"
+# The real training test runs the recipe's first steps only: three passes over its 16 examples
+# already halve the loss and turn the answer to an unseen question into a pirate's (measured:
+# "Ahoy" from step 6 on). The whole recipe is what `gpucluster prepare` runs and the live
+# multi-tenant test serves.
+REAL_TRAINING_STEPS = 12
 BASE_STAMP = {"conversion": 1, "source": "builtin:smollm2-135m-instruct"}
 
 
@@ -202,13 +208,16 @@ def _prepared_builtin() -> Path | None:
     return base if (base / MARKER).is_file() else None
 
 
-def test_real_training_changes_the_greedy_answer(tmp_path: Path) -> None:
+def test_real_training_changes_the_greedy_answer(tmp_path: Path, monkeypatch) -> None:
     base = _prepared_builtin()
     if base is None:
         pytest.skip(
             "the built-in model is not prepared in the model cache (run `gpucluster prepare`, "
             "or set GPUCLUSTER_MODEL_CACHE to a cache holding smollm2-135m-instruct)"
         )
+    recipe = ADAPTERS[NAME]
+    assert REAL_TRAINING_STEPS % (len(recipe.examples) // recipe.batch_size) == 0  # whole passes
+    monkeypatch.setitem(ADAPTERS, NAME, dataclasses.replace(recipe, steps=REAL_TRAINING_STEPS))
     messages: list[str] = []
     path = prepare_adapter(NAME, base, tmp_path, messages.append)
     assert sorted(p.name for p in path.iterdir()) == sorted([*ADAPTER_FILES, MARKER])
@@ -219,6 +228,7 @@ def test_real_training_changes_the_greedy_answer(tmp_path: Path) -> None:
     assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
     assert config["base_model_name_or_path"] == "smollm2-135m-instruct"
     losses = [float(m.rsplit("loss ", 1)[1].split()[0]) for m in messages if "loss " in m]
+    assert f"step {REAL_TRAINING_STEPS}/{REAL_TRAINING_STEPS}" in "\n".join(messages)
     assert losses[-1] < losses[0] / 2
 
     question = "What is the capital of France?"
