@@ -73,7 +73,9 @@ def strict(schema: Any) -> Any:
 @cache
 def crd_validator(file_name: str, version: str) -> Draft202012Validator:
     """A validator of `version` of the CRD in `file_name` (its openAPIV3Schema, made strict)."""
-    crd = yaml.safe_load((SCHEMAS / file_name).read_text(encoding="utf-8"))
+    # libyaml's loader when there is one: the RayService CRD is 1 MB of YAML (4x faster)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load((SCHEMAS / file_name).read_text(encoding="utf-8"), Loader=loader)
     (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
     return Draft202012Validator(strict(copy.deepcopy(served["schema"]["openAPIV3Schema"])))
 
