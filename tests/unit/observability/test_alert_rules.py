@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,14 @@ def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Parsed once: every parametrized case reads them (read only).
+@cache
 def alert_rules() -> list[dict]:
     data = yaml.safe_load((ROOT / ALERTS).read_text())
     return [rule for group in data["groups"] for rule in group["rules"] if "alert" in rule]
 
 
+@cache
 def alert_tests() -> dict:
     return yaml.safe_load((ROOT / ALERT_TESTS).read_text())
 
