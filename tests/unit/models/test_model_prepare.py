@@ -12,6 +12,7 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,18 +30,20 @@ NAME = "smollm2-135m-instruct"
 
 
 class FakeConverter:
-    """Writes a small model directory and counts its calls."""
+    """Writes a small model directory and counts its calls; with `hold`, it finishes only once
+    `hold()` is true (a test's wait_until), as a conversion still running would."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, hold: Callable[[], None] | None = None) -> None:
         self.calls: list[Path] = []
-        self.delay = delay
+        self.hold = hold
 
     def __call__(self, gguf: Path, out_dir: Path, progress) -> None:
         assert gguf.name.endswith(".gguf") and gguf.is_file()
         self.calls.append(out_dir)
         progress("fake converting")
         (out_dir / "config.json").write_text(json.dumps({"model_type": "llama"}))
-        time.sleep(self.delay)
+        if self.hold:
+            self.hold()
         (out_dir / "model.safetensors").write_bytes(b"\0" * 1024)
 
 
@@ -171,9 +174,12 @@ def test_dir_from_an_older_conversion_is_rebuilt(tmp_path: Path) -> None:
 
 
 def test_concurrent_prepares_convert_once(tmp_path: Path, wait_until) -> None:
-    converter = FakeConverter(delay=0.5)
     results: list[str] = []
     waits: list[str] = []
+    # the first conversion lasts until the second prepare has found the lock taken
+    converter = FakeConverter(hold=lambda: wait_until(
+        lambda: any("waiting for another process" in m for m in waits), "the second prepare"
+    ))
 
     def run(messages: list[str]) -> None:
         results.append(prepare_model(BUILTIN, tmp_path, messages.append, converter=converter))
