@@ -98,10 +98,12 @@ class Recorder(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def dashboard():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll interval: shutdown() returns at once instead of after up to 0.5 s
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server.server_address[1]
     server.shutdown()
+    server.server_close()
 
 
 def edge_values(tmp_path, dashboard_port: int, *, write: bool) -> tuple[dict[str, str], str]:
