@@ -10,6 +10,8 @@ its SSE events one by one, for the commands that build their own client.
 
 `wait_until` / `wait_until_async` poll a condition with a deadline, for tests that wait on a
 thread, a process or a task: a condition that never comes fails the test and says what it was.
+
+A unit test gets UNIT_TIMEOUT_S (pytest-timeout) unless it is marked with its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ from typing import Any
 
 import httpx
 import pytest
+
+UNIT_DIR = Path(__file__).parent
+# pyproject's global timeout is sized for the live suites; a unit test still running after
+# this long is stuck (the slowest ones, marked with their own, do real model work).
+UNIT_TIMEOUT_S = 120
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give unit tests without a timeout mark UNIT_TIMEOUT_S; `--timeout N` given on the
+    command line applies to them as to every other test."""
+    if config.getoption("timeout", None) is not None:
+        return
+    for item in items:
+        if item.path.is_relative_to(UNIT_DIR) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT_S))
 
 
 class FakeOpenAI:
