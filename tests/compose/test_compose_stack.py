@@ -236,6 +236,7 @@ def test_docker_kill_stops_nginx_until_compose_up_starts_it_again(stack):
     assert ok
 
 
+@pytest.mark.timeout(2400)  # its own waits: up 300, error line 600, up 300, answering 900
 def test_a_model_that_cannot_load_shows_the_guides_error_line(stack, openai_client, tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()
@@ -265,6 +266,7 @@ def test_a_model_that_cannot_load_shows_the_guides_error_line(stack, openai_clie
     assert eventually(lambda: answers(stack, openai_client), timeout_s=900, interval_s=10)
 
 
+@pytest.mark.timeout(1500)  # its own waits: restart 300, answering 900, scraped 120
 def test_docker_compose_restart_ray_serve_recovers_to_answering(stack, openai_client):
     stack.run("docker", "compose", "restart", "ray-serve", timeout=300)
     assert eventually(lambda: answers(stack, openai_client), timeout_s=900, interval_s=10)

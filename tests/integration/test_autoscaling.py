@@ -90,6 +90,7 @@ def llm_replicas_started(serve_log: str, model: str, since: datetime) -> set[str
     return started
 
 
+@pytest.mark.timeout(3300)  # its own waits: settle 840, two replicas 420, load drained 600, back to one 300, drained 600, logs and starts 120
 @pytest.mark.saturates
 def test_queueing_adds_a_replica_and_idleness_removes_it_without_failing_a_request(live, artifacts):
     settle(live)

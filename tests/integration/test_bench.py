@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
+
+@pytest.mark.timeout(900)  # its own waits: bench 600
 def test_tiny_bench_reports_consistent_figures(live, tmp_path):
     result = live.cli(
         "bench", "--json", "--concurrency", "1,2", "-n", "4", "--input-tokens", "16",

@@ -94,6 +94,7 @@ def stream_in_background(live, max_tokens: int) -> tuple[threading.Thread, dict]
     return thread, seen
 
 
+@pytest.mark.timeout(900)  # its own waits: first token 120, down 300, stream 120, down again 120
 @pytest.mark.stops_platform
 def test_down_lets_an_in_flight_stream_finish_and_leaves_no_process(live):
     thread, seen = stream_in_background(live, max_tokens=96)

@@ -22,6 +22,7 @@ from gpucluster.runtime.processes import platform_processes, worker_tag
 from gpucluster.runtime.worker_node import host_address
 
 
+@pytest.mark.timeout(2400)  # its own waits: down 300, up 900 (the join within it), metrics 90, leave 300, down 300
 @pytest.mark.stops_platform  # starts a platform of its own, on the live one's ports
 def test_a_joined_worker_node_runs_the_replica_and_reports_its_metrics(live, tmp_path):
     live.cli("down", "--json", timeout=300)

@@ -85,6 +85,7 @@ def shipped_rule_with_a_short_for(alert: str) -> str:
     return yaml.safe_dump({"groups": [{"name": "test-overrides", "rules": [{**rule, "for": "5s"}]}]})
 
 
+@pytest.mark.timeout(2400)  # its own waits: settle 840, waiting 120, diagnose 120, alert 180, load drained 600
 @pytest.mark.saturates
 def test_queueing_fires_an_alert_that_reaches_the_receiver(live, artifacts):
     """Saturate the engine: Prometheus sees waiting requests, `diagnose` reports the queueing,

@@ -119,6 +119,7 @@ CHAT_STATS = re.compile(r"^TTFT \d+ ms · \d+ tokens · ([\d.]+|-) tok/s$", re.M
 CHAT_SAMPLING = ("--temperature", "0", "--max-tokens", "48")
 
 
+@pytest.mark.timeout(900)  # its own waits: two chats of 300
 def test_chat_answers_one_prompt_with_its_stats(live):
     code, data = run_json(
         live, "chat", "-p", "What is the capital of France?", *CHAT_SAMPLING, timeout=300
@@ -135,6 +136,7 @@ def test_chat_answers_one_prompt_with_its_stats(live):
     assert len(CHAT_STATS.findall(result.stderr)) == 1, result.stderr
 
 
+@pytest.mark.timeout(900)  # its own waits: two chat sessions of 300
 def test_chat_session_carries_the_conversation(live):
     turns = "My name is Ada.\nWhat is my name?\n"
     result = live.cli("chat", *CHAT_SAMPLING, input=turns, timeout=300)

@@ -55,6 +55,7 @@ async def first_token_s(client: httpx.AsyncClient, live) -> float:
     raise AssertionError("the stream ended without content")
 
 
+@pytest.mark.timeout(2400)  # its own waits: settle 840, first tokens 600 + 600, abort count 60
 @pytest.mark.saturates
 def test_dropped_clients_free_their_engine_slots_at_once(live, artifacts):
     """Fill every engine slot with long generations, drop their clients after the first token
@@ -97,6 +98,7 @@ def test_dropped_clients_free_their_engine_slots_at_once(live, artifacts):
     (artifacts / "abort.json").write_text(json.dumps(figures, indent=2))
 
 
+@pytest.mark.timeout(1800)  # its own waits: settle 840, admitted requests 600
 @pytest.mark.saturates
 def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, artifacts):
     """More requests than one replica admits (2 x max_num_seqs running + 4 x max_num_seqs
@@ -186,6 +188,7 @@ def engine_core_of(replica: psutil.Process) -> psutil.Process:
     return engine
 
 
+@pytest.mark.timeout(2100)  # its own waits: settle 840, stream 120, /health 90, requests 120, replaced 400, counted 120, alert 120
 @pytest.mark.saturates
 @pytest.mark.parametrize("victim", ["engine", "replica"])
 def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, artifacts, victim):
@@ -275,6 +278,7 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
     (artifacts / f"crash-{victim}.json").write_text(json.dumps(figures, indent=2))
 
 
+@pytest.mark.timeout(1800)  # its own waits: settle 840, soak 600
 @pytest.mark.saturates
 def test_a_short_soak_fails_no_admitted_request_and_leaves_the_engines_idle(live, artifacts):
     """benchmarks/soak.py for one minute: mixed load with random client disconnects."""
@@ -317,6 +321,7 @@ def broken_weights(tmp_path: Path) -> Path:
         ("timeout", "ERROR: Model loading timeout", "raise platform.startup_timeout_s"),
     ],
 )
+@pytest.mark.timeout(2400)  # its own waits: down 300, up 900, a refused up 900
 def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path, case, line, fix):
     live.cli("down", "--json", timeout=300)  # (a no-op once the lifecycle test has stopped it)
     model = ""
@@ -357,6 +362,7 @@ def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path,
     assert not leftovers, [" ".join(p.cmdline())[:120] for p in leftovers]
 
 
+@pytest.mark.timeout(2400)  # its own waits: down 300, up 900, down 900
 @pytest.mark.stops_platform  # starts a platform of its own, on the live one's ports
 def test_ray_head_loss_is_reported_with_the_recovery_step(live, tmp_path):
     live.cli("down", "--json", timeout=300)
