@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +29,12 @@ from typing import Any
 
 import httpx
 import pytest
+
+# Set before anything loads torch (vLLM's imports, the real model tests): OpenMP threads that
+# sleep while they wait for work instead of spinning. On a busy 2-core host the spinning
+# threads fought the other processes for the cores and the real adapter training took minutes
+# instead of seconds (with the same results either way).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 UNIT_DIR = Path(__file__).parent
 # pyproject's global timeout is sized for the live suites; a unit test still running after
