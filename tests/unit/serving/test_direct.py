@@ -168,6 +168,7 @@ def test_the_engines_own_errors_reach_the_client_in_the_platform_shape():
     streamed = answer_of(FailingEngineApp("later in the stream"))
     assert streamed.status_code == 200
     first, event, done = [line for line in streamed.text.split("\n\n") if line]
+    assert first == "data: {}"  # the engine's event before its error, passed on as is
     assert json.loads(event.removeprefix("data: "))["error"] == PLATFORM_ERROR
     assert done == "data: [DONE]"
 
