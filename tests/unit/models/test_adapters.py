@@ -208,6 +208,7 @@ def _prepared_builtin() -> Path | None:
     return base if (base / MARKER).is_file() else None
 
 
+@pytest.mark.real_model
 @pytest.mark.timeout(600)  # real model work: minutes on a busy 2-core host
 def test_real_training_changes_the_greedy_answer(tmp_path: Path, monkeypatch) -> None:
     base = _prepared_builtin()

@@ -11,6 +11,7 @@ import pytest
 from gpucluster.models import MARKER, prepare_model, read_model_info
 
 
+@pytest.mark.real_model
 @pytest.mark.timeout(600)  # real model work: minutes on a busy 2-core host
 def test_builtin_gguf_converts_to_a_plain_hf_dir(tmp_path: Path) -> None:
     messages: list[str] = []
