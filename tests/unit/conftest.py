@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -346,3 +347,21 @@ def wait_until_fixture() -> Callable[..., None]:
 def wait_until_async_fixture() -> Callable[..., Awaitable[None]]:
     """await wait_until_async(predicate, "what it waits for", timeout_s=10), in a coroutine."""
     return wait_until_async
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """promtool's path. Setup installs it (scripts/setup.sh), so without it the tests that
+    check the rules, dashboards and Prometheus config fail rather than skip."""
+    path = shutil.which("promtool") or (
+        "/usr/bin/promtool" if Path("/usr/bin/promtool").is_file() else None
+    )
+    if path is None:
+        pytest.fail(
+            "promtool is not installed: these tests need it to check the alert rules, the "
+            "dashboards' queries and the Prometheus config. Install Prometheus's promtool "
+            "(Debian/Ubuntu: `apt-get install prometheus`, which ships /usr/bin/promtool; "
+            "`make test` does) and rerun.",
+            pytrace=False,
+        )
+    return path

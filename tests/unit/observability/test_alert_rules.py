@@ -10,7 +10,6 @@ gatekeeper's counters that exist only after their first event.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections import defaultdict
 from functools import cache
@@ -40,24 +39,9 @@ PROMQL_WORDS = {
 }
 
 
-def promtool() -> str:
-    """promtool's path; a failure (not a skip) when it is not installed."""
-    path = shutil.which("promtool")
-    if path is None and Path("/usr/bin/promtool").is_file():
-        path = "/usr/bin/promtool"
-    if path is None:
-        pytest.fail(
-            "promtool is not installed: these tests need it to check and test the alert rules. "
-            "Install Prometheus's promtool (Debian/Ubuntu: `apt-get install prometheus`, which "
-            "ships /usr/bin/promtool) and rerun.",
-            pytrace=False,
-        )
-    return path
-
-
-def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
+def run_promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [promtool(), *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        [promtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -132,14 +116,14 @@ def runbook_anchors() -> set[str]:
 # ------------------------------------------------------------------------------- promtool
 
 
-def test_promtool_check_rules_accepts_the_alert_rules():
-    result = run_promtool("check", "rules", str(ALERTS))
+def test_promtool_check_rules_accepts_the_alert_rules(promtool):
+    result = run_promtool(promtool, "check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
-def test_promtool_unit_tests_pass():
-    result = run_promtool("test", "rules", str(ALERT_TESTS))
+def test_promtool_unit_tests_pass(promtool):
+    result = run_promtool(promtool, "test", "rules", str(ALERT_TESTS))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

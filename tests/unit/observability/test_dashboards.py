@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -185,8 +184,7 @@ def test_query_is_balanced_and_uses_known_metrics(uid: str, title: str, expr: st
         assert expr.endswith("or vector(0)"), f"{uid}: {title}: lazy counter without a 0"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_queries_parse_as_promql(tmp_path: Path) -> None:
+def test_queries_parse_as_promql(tmp_path: Path, promtool: str) -> None:
     rules = [
         {"record": f"dashboard:query_{i}", "expr": expr}
         for i, (_uid, _title, expr) in enumerate(panel_queries())
@@ -194,7 +192,7 @@ def test_queries_parse_as_promql(tmp_path: Path) -> None:
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     result = subprocess.run(
-        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -281,8 +279,9 @@ def test_the_llm_dashboard_has_a_tenants_row_of_per_key_panels() -> None:
     assert "gpucluster_key_quota_refusals_total" in by_title["Quota refusals/s by key"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_tokens_per_hour_adds_both_counters_and_keeps_a_key_with_only_one(tmp_path: Path) -> None:
+def test_tokens_per_hour_adds_both_counters_and_keeps_a_key_with_only_one(
+    tmp_path: Path, promtool: str
+) -> None:
     # team-a: 60 prompt + 30 completion tokens a minute; team-b (embeddings): 10 prompt only
     series = {
         'gpucluster_key_prompt_tokens_total{key="team-a", model="m"}': "0+60x120",
@@ -307,7 +306,7 @@ def test_tokens_per_hour_adds_both_counters_and_keeps_a_key_with_only_one(tmp_pa
     path = tmp_path / "tokens_test.yml"
     path.write_text(yaml.safe_dump(test))
     result = subprocess.run(
-        ["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60,
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -16,7 +16,7 @@ from gpucluster.runtime.monitoring import (
 from gpucluster.runtime.state import StateDir
 
 
-def test_prepared_prometheus_config_passes_promtool(tmp_path):
+def test_prepared_prometheus_config_passes_promtool(tmp_path, promtool):
     state = StateDir(tmp_path)
     state.ensure()
     config_file = prepare_prometheus(load_config(None, env={}), state)
@@ -27,7 +27,7 @@ def test_prepared_prometheus_config_passes_promtool(tmp_path):
         {"targets": ["127.0.0.1:19095"]}
     ]
     assert (config_file.parent / "rules" / "guide-names.yml").exists()
-    result = subprocess.run(["promtool", "check", "config", str(config_file)], capture_output=True, text=True, check=False)
+    result = subprocess.run([promtool, "check", "config", str(config_file)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

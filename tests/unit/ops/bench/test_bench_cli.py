@@ -136,7 +136,6 @@ def test_a_refused_warmup_suggests_no_ignore_eos(run, servers, make_fake):
 
 
 def test_chart_is_a_png(run, tmp_path):
-    pytest.importorskip("matplotlib")
     chart = tmp_path / "sweep.png"
     result = run(
         "--url",
