@@ -189,6 +189,9 @@ def test_ctrl_c_stops_a_reply_and_keeps_the_session(make_fake, serve_fake, tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        # as from a terminal: a runner started in the background (`make test &`) passes SIGINT
+        # on ignored, and Python then installs no KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         chat.stdin.write(b"first\n")
