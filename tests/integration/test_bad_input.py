@@ -112,6 +112,7 @@ CASES = [
     Case("chat: nesting one level too deep", C, body=chat(extra=json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)), param=None),
     Case("completion: 3,000 nested objects in the prompt", P, raw=b'{"prompt": ' + b'{"a":' * 3000 + b"1" + b"}" * 3001, param=None),
     Case("chat: a lone surrogate in the content", C, raw=b'{"messages": [{"role": "user", "content": "\\ud800"}]}', param=None),
+    Case("chat: a surrogate encoded as bytes", C, raw=b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}', param=None),
     Case("completion: an integer of 5,000 digits", P, raw=b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}", param=None),
     Case("chat: NaN temperature", C, raw=json.dumps(chat(temperature=float("nan"))).encode(), param="temperature"),
     Case("chat: invalid UTF-8", C, raw=b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}', param=None),

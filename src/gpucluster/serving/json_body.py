@@ -60,22 +60,35 @@ def check_depth(raw: bytes) -> None:
         )
 
 
+def _may_hold_surrogates(raw: bytes) -> bool:
+    """Whether the parsed body may hold a lone surrogate: an escape of one, or bytes that are
+    not strict UTF-8 (Python's parser decodes surrogates encoded as bytes, and UTF-16/32)."""
+    if _SURROGATE_ESCAPE.search(raw):
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 def load_json(raw: bytes) -> Any:
     """The parsed body; a 400 `invalid_json` for one too deep, not JSON at all, or whose text
-    is not Unicode (a lone UTF-16 surrogate escape, which JSON's grammar lets through)."""
+    is not Unicode (a lone UTF-16 surrogate, escaped or encoded as bytes, which Python's
+    parser lets through)."""
     check_depth(raw)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
-    if _SURROGATE_ESCAPE.search(raw):
+    if _may_hold_surrogates(raw):
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise ApiError(
                 400,
-                "The request body's text holds a lone UTF-16 surrogate (an unpaired \\ud800-"
-                "\\udfff escape), which is not a character.",
+                "The request body's text holds a lone UTF-16 surrogate (an unpaired code point "
+                "in \\ud800-\\udfff), which is not a character.",
                 code="invalid_json",
             ) from None
     return data

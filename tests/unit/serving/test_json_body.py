@@ -139,3 +139,22 @@ def test_a_lone_surrogate_escape_is_invalid_json_a_pair_is_text():
         with pytest.raises(ApiError) as refused:
             load_json(lone)
         assert refused.value.code == "invalid_json" and "surrogate" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8 bytes (CESU-8)
+        '{"a": "'.encode("utf-16-le") + b"\x00\xd8" + '"}'.encode("utf-16-le"),  # UTF-16, lone half
+    ],
+)
+def test_a_surrogate_encoded_as_bytes_is_invalid_json_too(raw):
+    with pytest.raises(ApiError) as refused:
+        load_json(raw)
+    assert refused.value.code == "invalid_json" and "surrogate" in refused.value.message
+
+
+def test_other_encodings_of_text_still_parse():
+    body = {"a": "héllo ☃ \U0001f600"}
+    for encoding in ("utf-8", "utf-16", "utf-16-be", "utf-32"):
+        assert load_json(json.dumps(body, ensure_ascii=False).encode(encoding)) == body
