@@ -183,16 +183,18 @@ def test_ctrl_c_stops_a_reply_and_keeps_the_session(make_fake, serve_fake, tmp_p
     fake = make_fake(default_tokens=200)
     served = serve_fake(fake, delay_s=0.05)  # a reply of 10 s: Ctrl-C comes well before its end
     env = {**os.environ, "PYTHONPATH": str(SRC), "GPUCLUSTER_STATE_DIR": str(tmp_path)}
+    # As from a terminal: a runner started in the background (`make test &`) has SIGINT
+    # ignored, which a child inherits, and Python then installs no KeyboardInterrupt handler. A
+    # handled signal is reset to its default in the child.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     chat = subprocess.Popen(
         [sys.executable, "-m", "gpucluster", "chat", "--url", served.url],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
-        # as from a terminal: a runner started in the background (`make test &`) passes SIGINT
-        # on ignored, and Python then installs no KeyboardInterrupt handler
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    signal.signal(signal.SIGINT, inherited)
     try:
         chat.stdin.write(b"first\n")
         chat.stdin.flush()
