@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -30,8 +31,21 @@ ApiKeyOption = Annotated[
     typer.Option("--api-key", help="Bearer key for --url. Default with no --url: the platform's key."),
 ]
 
-out = Console()
-err = Console(stderr=True)
+PIPED_WIDTH = 10_000  # wide enough that no line of ours wraps
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console on stdout (or stderr). Into a pipe or a file it does not wrap at 80 columns
+    (rich's default there): a path or a log line split in two breaks whatever reads it. COLUMNS,
+    when set, still decides."""
+    console = Console(stderr=stderr)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(stderr=stderr, width=PIPED_WIDTH)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def fail(message: str, code: int, as_json: bool) -> NoReturn:

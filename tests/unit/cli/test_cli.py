@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from gpucluster.cli.main import app
+
+SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 @pytest.fixture
@@ -66,3 +71,18 @@ def test_config_check_and_show(run, tmp_path, monkeypatch):
     shown = json.loads(run("config", "show", "--json", "-c", path).stdout)
     assert shown["models"][0]["max_num_seqs"] == 4
     assert shown["platform"]["ports"]["nginx_http"] == 28080
+
+
+def test_piped_output_does_not_wrap(tmp_path):
+    state = tmp_path / ("a-state-dir-with-a-long-name-" * 4)
+    (state / "logs").mkdir(parents=True)
+    line = "INFO " + " ".join(f"word{i}" for i in range(60))  # some 400 characters
+    (state / "logs" / "platform.log").write_text(line + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "GPUCLUSTER_CONFIG")}
+    env.update(GPUCLUSTER_STATE_DIR=str(state), PYTHONPATH=str(SRC))
+    result = subprocess.run(
+        [sys.executable, "-m", "gpucluster", "logs", "platform"], env=env, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # stdout is a pipe, as in `gpucluster logs | grep`
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"==> {state / 'logs' / 'platform.log'} <==", line]
