@@ -425,6 +425,17 @@ class EdgeConfig(_Strict):
         """`max_body_mib` in bytes: the replicas hold callers that bypass nginx to it too."""
         return self.max_body_mib << 20
 
+    @property
+    def max_body_size(self) -> str:
+        """`max_body_mib` as nginx's config writes it ("4m") and its 413 says it."""
+        return body_size_text(self.max_body_bytes)
+
+
+def body_size_text(n_bytes: int) -> str:
+    """A body limit in nginx's size syntax ("4m"), the words of every 413 the platform gives;
+    "N bytes" for a limit that is not a whole number of MiB."""
+    return f"{n_bytes >> 20}m" if n_bytes % (1 << 20) == 0 else f"{n_bytes} bytes"
+
 
 class QuotaConfig(_Strict):
     """Limits on one API key's use; null: unlimited (or, per key, the next quota that sets it)."""

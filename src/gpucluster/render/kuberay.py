@@ -260,7 +260,7 @@ def serve_ingress(config: Config, *, ingress_class: str = "nginx") -> dict[str, 
             "name": NAME,
             "labels": dict(POD_LABELS),
             "annotations": {
-                f"{prefix}/proxy-body-size": f"{edge.max_body_mib}m",
+                f"{prefix}/proxy-body-size": edge.max_body_size,
                 f"{prefix}/proxy-read-timeout": str(edge.read_timeout_s),
                 f"{prefix}/proxy-send-timeout": str(edge.read_timeout_s),
                 f"{prefix}/proxy-buffering": "off",

@@ -53,7 +53,7 @@ def nginx_values(config: Config, state: StateDir, ray_token: str) -> dict[str, s
         "NGINX_ERROR_LOG": str(state.log("nginx-error")),
         "NGINX_ACCESS_LOG": str(state.log("nginx-access")),
         "NGINX_TEMP_DIR": str(state.nginx_dir / "tmp"),
-        "NGINX_MAX_BODY": f"{edge.max_body_mib}m",
+        "NGINX_MAX_BODY": edge.max_body_size,
         "NGINX_REAL_IP": real_ip_lines(platform.security),
         "GATEKEEPER_UPSTREAM": platform.gatekeeper_address,
         "NGINX_READ_TIMEOUT_S": str(edge.read_timeout_s),

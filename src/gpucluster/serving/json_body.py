@@ -12,24 +12,28 @@ import json
 import re
 from typing import Any
 
-from gpucluster.config.schema import EdgeConfig
+from gpucluster.config.schema import EdgeConfig, body_size_text
 from gpucluster.serving.errors import ApiError
 
 MAX_DEPTH = 64  # OpenAI's structured outputs allow 10 levels of schema; tools nest a few more
-MIB = 1 << 20
 DEFAULT_MAX_BODY_BYTES = EdgeConfig().max_body_bytes  # the edge's default limit
 
 # A JSON string (escapes included) or one bracket: strings are skipped whole, so brackets in
 # text do not count.
 _STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _OPENERS = frozenset(b"[{")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a half of a surrogate pair, maybe alone
+# What may carry a lone surrogate into the parsed body: an escape of half a pair, half a pair
+# encoded as UTF-8 bytes (Python's parser decodes those), or a UTF-16/32 body (NUL bytes, which
+# UTF-8 JSON holds only escaped).
+_MAY_HOLD_SURROGATES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
 
 
 def too_large(max_bytes: int) -> ApiError:
     """The 413 nginx gives a body over `platform.edge.max_body_mib`, in the same words."""
-    size = f"{max_bytes // MIB}m" if max_bytes % MIB == 0 else f"{max_bytes} bytes"
-    return ApiError(413, f"The request body is larger than {size}.", code="request_too_large")
+    return ApiError(
+        413, f"The request body is larger than {body_size_text(max_bytes)}.",
+        code="request_too_large",
+    )
 
 
 def nesting_depth_exceeds(raw: bytes, limit: int = MAX_DEPTH) -> bool:
@@ -60,18 +64,6 @@ def check_depth(raw: bytes) -> None:
         )
 
 
-def _may_hold_surrogates(raw: bytes) -> bool:
-    """Whether the parsed body may hold a lone surrogate: an escape of one, or bytes that are
-    not strict UTF-8 (Python's parser decodes surrogates encoded as bytes, and UTF-16/32)."""
-    if _SURROGATE_ESCAPE.search(raw):
-        return True
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
-
-
 def load_json(raw: bytes) -> Any:
     """The parsed body; a 400 `invalid_json` for one too deep, not JSON at all, or whose text
     is not Unicode (a lone UTF-16 surrogate, escaped or encoded as bytes, which Python's
@@ -81,7 +73,7 @@ def load_json(raw: bytes) -> Any:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
-    if _may_hold_surrogates(raw):
+    if _MAY_HOLD_SURROGATES.search(raw):
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
