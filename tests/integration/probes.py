@@ -36,10 +36,15 @@ def query(live, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+def query_value(target, expr: str, absent: float | None = 0.0) -> float | None:
+    """The value of the first series `expr` evaluates to; `absent` when it gives none."""
+    result = query(target, expr)
+    return float(result[0]["value"][1]) if result else absent
+
+
 def served_requests(target) -> float:
     """Requests the engines completed, as Prometheus last scraped them."""
-    result = query(target, "sum(ray_vllm_request_success_total)")
-    return float(result[0]["value"][1]) if result else 0.0
+    return query_value(target, "sum(ray_vllm_request_success_total)")
 
 
 def serve_traffic_until_scraped(target, client, model: str, timeout_s: float = 120) -> None:
@@ -86,12 +91,7 @@ def wait_for_replicas(live, count: int, timeout_s: float) -> float | None:
 def wait_for_idle_engines(target, timeout_s: float) -> bool:
     """Whether, within `timeout_s`, Prometheus sees no request running or waiting in any engine."""
     expr = "sum(vllm:num_requests_running) + sum(vllm:num_requests_waiting)"
-
-    def idle() -> bool:
-        found = query(target, expr)
-        return bool(found) and float(found[0]["value"][1]) == 0
-
-    return bool(eventually(idle, timeout_s, interval_s=2))
+    return bool(eventually(lambda: query_value(target, expr, absent=None) == 0, timeout_s, interval_s=2))
 
 
 def settle(live, timeout_s: float = 420) -> None:

@@ -21,6 +21,7 @@ from probes import (
     eventually,
     processes,
     query,
+    query_value,
     service_process,
     settle,
 )
@@ -62,8 +63,7 @@ def test_dropped_clients_free_their_engine_slots_at_once(live, artifacts):
     (streams) or a short client timeout (plain requests): a new request then starts at once,
     where it would otherwise wait minutes, and the aborts are counted."""
     def aborted_total() -> float:
-        found = query(live, f'sum(ray_gpucluster_requests_aborted_total{{model="{live.model}"}})')
-        return float(found[0]["value"][1]) if found else 0.0
+        return query_value(live, f'sum(ray_gpucluster_requests_aborted_total{{model="{live.model}"}})')
 
     settle(live)  # every slot it fills is one replica's
     before = aborted_total()
@@ -93,8 +93,7 @@ def test_dropped_clients_free_their_engine_slots_at_once(live, artifacts):
     assert figures["first_token_after_drops_s"] < 10, figures
     counted = eventually(lambda: aborted_total() - before >= figures["dropped"], timeout_s=60)
     assert counted, f"aborted requests counted: {aborted_total() - before}"
-    waiting = query(live, "sum(vllm:num_requests_waiting)")
-    figures["waiting_after"] = float(waiting[0]["value"][1]) if waiting else None
+    figures["waiting_after"] = query_value(live, "sum(vllm:num_requests_waiting)", absent=None)
     (artifacts / "abort.json").write_text(json.dumps(figures, indent=2))
 
 
@@ -199,8 +198,7 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
     failures_query = f"sum(ray_serve_deployment_replica_failures_total{{{LLM_DEPLOYMENT_MATCHER}}})"
 
     def failures() -> float:
-        found = query(live, failures_query)
-        return float(found[0]["value"][1]) if found else 0.0
+        return query_value(live, failures_query)
 
     failures_before = failures()
     (replica,) = llm_replica_processes()
