@@ -8,8 +8,8 @@ VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3.11}"
 LOCK="$ROOT/requirements/cpu.lock"
 # nginx: the edge proxy; prometheus (with promtool), prometheus-alertmanager: monitoring;
-# chromium: the dashboard browser test; curl, jq: the guide's commands
-APT_PACKAGES=(curl jq procps nginx prometheus prometheus-alertmanager chromium)
+# chromium: the dashboard browser test; curl, jq, lsof: the guide's commands
+APT_PACKAGES=(curl jq lsof procps nginx prometheus prometheus-alertmanager chromium)
 
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
