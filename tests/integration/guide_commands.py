@@ -265,7 +265,7 @@ class OperatorShell:
     def run(self, item: Item, items: list[Item], timeout: float = 300) -> Run:
         """Run a command item, after the `export` and `cd` lines before it in its block."""
         script = "".join(line + "\n" for line in prelude(item, items)) + with_status(item.text)
-        own_key = re.search(r"""-H\s+["']Authorization:""", item.text)
+        own_key = any(word.startswith("Authorization:") for word in shlex.split(item.text, comments=True))
         env = self.env if own_key else {**self.env, "CURL_HOME": str(self.curl_home)}
         process = subprocess.Popen(["bash", "-c", script], cwd=self.cwd, env=env, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
