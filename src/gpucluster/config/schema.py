@@ -503,6 +503,14 @@ class SecurityConfig(_Strict):
                      ". _ -, starting with a letter or digit, at most 63")
         return quotas
 
+    @field_validator("dashboard_user")
+    @classmethod
+    def _htpasswd_user(cls, value: str) -> str:
+        # a line of nginx's basic-auth file is `user:hash`; basic auth itself splits on `:`
+        if re.search(r"[:\x00-\x1f\x7f]", value):
+            raise ValueError("must not hold ':' or control characters")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, proxies: list[str]) -> list[str]:
