@@ -164,10 +164,3 @@ def ensure_dashboard_password(state: StateDir, user: str) -> str | None:
     Only a SHA-512 crypt hash is stored; the password is shown once by `gpucluster up`.
     """
     return ensure_first_login(state.htpasswd_file, user)
-
-
-def reset_dashboard_password(state: StateDir, user: str) -> str:
-    """A new random password for `user` on /dashboard (made on first use); returns it."""
-    from gpucluster.runtime.dashboard_logins import reset_password
-
-    return reset_password(state.htpasswd_file, user, create=True)
