@@ -487,7 +487,8 @@ class SecurityConfig(_Strict):
         description="Header that trusted proxies put the client address in.",
     )
     dashboard_user: str = Field(
-        "operator", min_length=1, description="User name for /dashboard basic auth."
+        "operator", min_length=1, description="The /dashboard basic-auth login the first `up` "
+        "creates, and the one `gpucluster dashboard-password` resets without --user."
     )
     dashboard_write: bool = Field(
         False,
