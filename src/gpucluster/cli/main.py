@@ -19,6 +19,7 @@ from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.chat import chat
 from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
+from gpucluster.cli.dashboard_users import dashboard_password, dashboard_users_app
 from gpucluster.cli.keys import keys_app
 from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
@@ -40,6 +41,7 @@ app.add_typer(render_app, name="render")
 app.command("pull")(pull)
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(dashboard_users_app, name="dashboard-users")
 app.command("usage")(usage)
 
 
@@ -242,21 +244,7 @@ def down(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command("dashboard-password")
-def dashboard_password(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Set a new random password for /dashboard (nginx reads it on the next request)."""
-    from gpucluster.runtime.edge import reset_dashboard_password
-    from gpucluster.runtime.state import StateDir
-
-    cfg = config_or_exit(config, as_json)
-    state = StateDir(cfg.platform.state_dir)
-    state.ensure()
-    user = cfg.platform.security.dashboard_user
-    password = reset_dashboard_password(state, user)
-    if as_json:
-        emit({"ok": True, "user": user, "password": password})
-    else:
-        out.print(f"{user} / {password}", highlight=False)
+app.command("dashboard-password")(dashboard_password)
 
 
 @app.command()

@@ -487,7 +487,8 @@ class SecurityConfig(_Strict):
         description="Header that trusted proxies put the client address in.",
     )
     dashboard_user: str = Field(
-        "operator", min_length=1, description="User name for /dashboard basic auth."
+        "operator", min_length=1, description="The /dashboard basic-auth login the first `up` "
+        "creates, and the one `gpucluster dashboard-password` resets without --user."
     )
     dashboard_write: bool = Field(
         False,
@@ -502,6 +503,14 @@ class SecurityConfig(_Strict):
         _check_names(quotas, KEY_NAME_PATTERN, "key names", "lower-case letters, digits and "
                      ". _ -, starting with a letter or digit, at most 63")
         return quotas
+
+    @field_validator("dashboard_user")
+    @classmethod
+    def _htpasswd_user(cls, value: str) -> str:
+        # a line of nginx's basic-auth file is `user:hash`; basic auth itself splits on `:`
+        if re.search(r"[:\x00-\x1f\x7f]", value):
+            raise ValueError("must not hold ':' or control characters")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import re
-import secrets
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from gpucluster.config import Config
 from gpucluster.config.keys import KeySources, first_key, new_key
 from gpucluster.config.keys import write_private_file as write_private
 from gpucluster.config.schema import SecurityConfig
-from gpucluster.runtime.sha512_crypt import hash_password
+from gpucluster.runtime.dashboard_logins import ensure_first_login
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
 from gpucluster.runtime.upstreams import upstream_servers, write_if_changed
@@ -159,18 +158,9 @@ def ensure_operator_key(state: StateDir) -> Path:
 
 
 def ensure_dashboard_password(state: StateDir, user: str) -> str | None:
-    """Create the /dashboard basic-auth file on first use; returns the new password, else None.
+    """Create the /dashboard login file with `user` on first use; returns the new password,
+    else None (the file exists, whatever logins it holds: runtime.dashboard_logins).
 
     Only a SHA-512 crypt hash is stored; the password is shown once by `gpucluster up`.
     """
-    if state.htpasswd_file.exists():
-        return None
-    return reset_dashboard_password(state, user)
-
-
-def reset_dashboard_password(state: StateDir, user: str) -> str:
-    """A new random password for `user` on /dashboard; returns it."""
-    password = secrets.token_urlsafe(18)
-    hashed = hash_password(password)
-    write_private(state.htpasswd_file, f"{user}:{hashed}\n")
-    return password
+    return ensure_first_login(state.htpasswd_file, user)

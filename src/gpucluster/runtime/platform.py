@@ -16,6 +16,7 @@ from gpucluster.config import Config, env_api_keys
 from gpucluster.config.keys import KeySources, first_key, store_path
 from gpucluster.models import ModelError, prepare_models
 from gpucluster.runtime import readiness
+from gpucluster.runtime.dashboard_logins import forget_first_login, list_users
 from gpucluster.runtime.edge import (
     ensure_dashboard_password,
     ensure_operator_key,
@@ -158,6 +159,11 @@ def up(config: Config, progress: Progress) -> UpResult:
                 "need the dashboard's Jobs API or profilers through nginx."
             )
         password = ensure_dashboard_password(state, config.platform.security.dashboard_user)
+        if password is None and not list_users(state.htpasswd_file):
+            warnings.append(
+                f"{state.htpasswd_file} holds no login: nobody can log in to /dashboard/. "
+                "Add one with `gpucluster dashboard-users add NAME`."
+            )
         _start_services(config, state, keys, log)
         phases.end("start nginx, Prometheus, Alertmanager")
         _deploy(config, state, driver, log, progress)
@@ -166,7 +172,8 @@ def up(config: Config, progress: Progress) -> UpResult:
         phases.end("first token through nginx")
     except BaseException as exc:
         if password is not None:
-            state.htpasswd_file.unlink()  # never shown: the next `up` makes and shows a new one
+            # never shown: the next `up` makes and shows a new one
+            forget_first_login(state.htpasswd_file, config.platform.security.dashboard_user)
         _stop_everything(state)
         if isinstance(exc, (UpError, RayStartError, ModelError)):
             log.error("%s", exc)

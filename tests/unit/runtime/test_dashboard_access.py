@@ -17,6 +17,7 @@ import pytest
 from edge_instance import extra_edge
 
 from gpucluster.config import load_config
+from gpucluster.runtime.dashboard_logins import add_user, remove_user, reset_password
 from gpucluster.runtime.edge import ensure_dashboard_password, nginx_values
 from gpucluster.runtime.state import StateDir
 
@@ -189,3 +190,27 @@ def test_the_error_body_is_json():
     block = template[template.index("location @dashboard_read_only"):]
     body = block[block.index("return 403 '") + len("return 403 '"):block.index("\\n';")]
     assert json.loads(body.replace("$request_method", "POST"))["error"]["type"]
+
+
+def test_each_login_gets_through_and_a_removed_one_gets_401(tmp_path, dashboard):
+    # logins added and removed while nginx runs: it reads the file on each request
+    values, operator = edge_values(tmp_path, dashboard, write=False)
+    logins = Path(values["NGINX_HTPASSWD_FILE"])
+    alice, bob = add_user(logins, "alice"), add_user(logins, "bob")
+    with extra_edge(values, tmp_path / "nginx") as base:
+        for auth in (("operator", operator), ("alice", alice), ("bob", bob)):
+            assert send(base, "GET", "/dashboard/", auth).status_code == 200, auth[0]
+        assert send(base, "GET", "/dashboard/", ("alice", bob)).status_code == 401
+        remove_user(logins, "bob")
+        assert send(base, "GET", "/dashboard/", ("bob", bob)).status_code == 401
+        assert send(base, "GET", "/dashboard/", ("alice", alice)).status_code == 200
+        alice_again = reset_password(logins, "alice")
+        assert send(base, "GET", "/dashboard/", ("alice", alice)).status_code == 401
+        assert send(base, "GET", "/dashboard/", ("alice", alice_again)).status_code == 200
+        assert send(base, "GET", "/dashboard/", ("operator", operator)).status_code == 200
+        # the last login gone: an empty file, and nobody in (401, not nginx's 500)
+        remove_user(logins, "alice")
+        remove_user(logins, "operator")
+        Recorder.seen.clear()
+        assert send(base, "GET", "/dashboard/", ("operator", operator)).status_code == 401
+        assert Recorder.seen == []
