@@ -43,6 +43,11 @@ class ComposeStack:
         return f"http://127.0.0.1:{PORTS['NGINX_HTTP_PORT']}"
 
     @property
+    def directory(self) -> Path:
+        """deploy/compose, where the operator runs `docker compose`."""
+        return COMPOSE_DIR
+
+    @property
     def prometheus(self) -> str:
         return f"http://127.0.0.1:{PORTS['PROMETHEUS_PORT']}"
 

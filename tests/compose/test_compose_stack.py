@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from guide_commands import OperatorShell, all_items
 from probes import as_checkable, eventually, query, serve_traffic_until_scraped
 
 from gpucluster.config.names import APP_NAME, llm_deployment_name
@@ -112,6 +113,23 @@ def test_docker_compose_config_shows_the_cpu_flavour(stack):
     assert {s["container_name"] for s in services.values()} == set(CONTAINERS.values())
     assert services["ray-serve"]["image"].endswith("-cpu")
     assert "deploy" not in services["ray-serve"]  # no GPU reservation
+
+
+GUIDE_COMMANDS = [item for item in all_items() if item.runner == "compose" and item.kind == "command"]
+
+
+@pytest.mark.parametrize("item", GUIDE_COMMANDS, ids=[item.id for item in GUIDE_COMMANDS])
+def test_the_guides_compose_commands_run_as_written(stack, item, tmp_path):
+    """The documents' `docker` lines (tagged `compose`), run in deploy/compose as an operator
+    would; a file one writes there (`> ray-serve-DATE.log`) is removed afterwards."""
+    before = set(stack.directory.iterdir())
+    shell = OperatorShell(tmp_path, stack.env, stack.api_key)
+    try:
+        run = shell.run(item, all_items(), directory="deploy/compose")
+    finally:
+        for created in set(stack.directory.iterdir()) - before:
+            created.unlink()
+    assert not run.problems, f"{item}\n{run.problems}\n{run}"
 
 
 def test_docker_compose_logs_ray_serve_show_the_start_and_the_model(stack):

@@ -38,6 +38,8 @@ RUNNERS = {
 # Why an item is not run by any test here.
 NOT_RUN = {
     "gpu": "needs a GPU host",
+    "grafana": "needs Grafana, which only the GPU compose file runs (no Grafana image or binary "
+               "can be fetched here)",
     "kubernetes": "needs a Kubernetes cluster",
     "other host": "talks to another host",
     "hub": "downloads from the Hugging Face hub, which this machine cannot reach",
@@ -59,7 +61,7 @@ SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
 _BLOCK_TAGS = re.compile(r"^<!--\s*guide:\s*(.*?)\s*-->\s*$")
 _INLINE_TAGS = re.compile(r"<!--\s*guide:\s*(.*?)\s*-->")
 _LINE_TAG = re.compile(r"\s#[^#]*\[([a-z][a-z -]*)\]\s*$|^#[^#]*\[([a-z][a-z -]*)\]\s*$")
-_FENCE = re.compile(r"^```\s*([A-Za-z]*)\s*$")
+_FENCE = re.compile(r"^\s*```\s*([A-Za-z]*)\s*$")  # also indented, in a list item
 _URL = re.compile(r"https?://(?:localhost|127\.0\.0\.1)(?::\d+)?(?:/[^\s)`'\"<>|\]]*)?")
 
 
@@ -207,7 +209,7 @@ def extract(path: str | Path) -> list[Item]:
                             else (frozenset(), ""))
         body: list[tuple[int, str]] = []
         index += 1
-        while index < len(source_lines) and not source_lines[index].startswith("```"):
+        while index < len(source_lines) and not source_lines[index].lstrip().startswith("```"):
             body.append((index + 1, source_lines[index]))
             index += 1
         index += 1  # the closing fence
@@ -262,9 +264,13 @@ class OperatorShell:
         self.env = {**env, "HOME": str(home), "KEY": key,
                     "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}"}
 
-    def run(self, item: Item, items: list[Item], timeout: float = 300) -> Run:
-        """Run a command item, after the `export` and `cd` lines before it in its block."""
-        script = "".join(line + "\n" for line in prelude(item, items)) + with_status(item.text)
+    def run(self, item: Item, items: list[Item], timeout: float = 300, directory: str = "") -> Run:
+        """Run a command item, after the `export` and `cd` lines before it in its block (or in
+        `directory` of the repository when its block has no `cd`)."""
+        setup = prelude(item, items)
+        if directory and not any(line.startswith("cd ") for line in [*setup, item.text]):
+            setup = [f"cd {shlex.quote(directory)}", *setup]
+        script = "".join(line + "\n" for line in setup) + with_status(item.text)
         own_key = any(word.startswith("Authorization:") for word in shlex.split(item.text, comments=True))
         env = self.env if own_key else {**self.env, "CURL_HOME": str(self.curl_home)}
         process = subprocess.Popen(["bash", "-c", script], cwd=self.cwd, env=env, text=True,

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from guide_commands import OperatorShell, all_items
 from probes import eventually
 
 from gpucluster.config import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID
@@ -91,6 +92,17 @@ def greedy(client: openai.OpenAI, model: str) -> str:
         model=model, messages=[{"role": "user", "content": PROMPT}], temperature=0, max_tokens=24
     )
     return reply.choices[0].message.content
+
+
+GUIDE_COMMANDS = [item for item in all_items() if item.runner == "multi-tenant" and item.kind == "command"]
+
+
+@pytest.mark.parametrize("item", GUIDE_COMMANDS, ids=[item.id for item in GUIDE_COMMANDS])
+def test_the_documents_multi_tenant_commands_run_as_written(tenant, item, tmp_path):
+    """The README's and the guide's lines for this example (tagged `multi-tenant`)."""
+    shell = OperatorShell(tmp_path, tenant.env, KEY, state_dir=tenant.state)
+    run = shell.run(item, all_items())
+    assert not run.problems, f"{item}\n{run.problems}\n{run}"
 
 
 def test_models_lists_the_base_its_adapter_and_the_embedding_model(client):

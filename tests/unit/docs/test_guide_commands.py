@@ -45,6 +45,12 @@ INFO 2026-11-27 00:55:10,123 llm_X <replica> -- Loading model m...
 ```json
 {"not": "extracted"}
 ```
+
+- in a list item:
+
+  ```bash
+  gpucluster keys list
+  ```
 """
 
 
@@ -71,8 +77,9 @@ def test_each_kind_is_extracted_with_its_tags(items):
         ("promql", "sum(y_total)", ["may be empty"]),
         ("config", "platform: {}", []),
         ("output", "INFO 2026-11-27 00:55:10,123 llm_X <replica> -- Loading model m...", []),
+        ("command", "gpucluster keys list", []),
     ]
-    output = items[-1]
+    output = items[-2]
     assert output.source == "gpucluster logs serve"
 
 
