@@ -18,7 +18,17 @@ import typer
 from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.chat import chat
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
+from gpucluster.cli.common import (
+    NO_PATH_HINT_ENV,
+    ConfigOption,
+    JsonOption,
+    config_or_exit,
+    emit,
+    err,
+    fail,
+    out,
+    path_hint,
+)
 from gpucluster.cli.keys import keys_app
 from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
@@ -135,6 +145,11 @@ def up(
         out.print(f"\n[bold]Worker hosts join with[/] {_join_command(cfg)}", highlight=False)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    hint = None if os.environ.get(NO_PATH_HINT_ENV) else path_hint()
+    if hint:
+        from rich.markup import escape
+
+        out.print(f"\n[yellow]{escape(hint)}[/]", highlight=False, soft_wrap=True)
 
 
 def _join_command(cfg) -> str | None:
