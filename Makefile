@@ -8,8 +8,12 @@ PYTEST_ARGS ?=
 setup:
 	VENV=$(abspath $(VENV)) bash scripts/setup.sh
 
+# The CLI stays in $(VENV)/bin: say how to type `gpucluster` when the shell does not find it
+# (`up` would say it too; GPUCLUSTER_NO_PATH_HINT keeps it to once).
 run: setup
-	$(GPUCLUSTER) up
+	GPUCLUSTER_NO_PATH_HINT=1 $(GPUCLUSTER) up
+	@command -v gpucluster > /dev/null || \
+		echo 'gpucluster is not on PATH: export PATH="$(abspath $(VENV))/bin:$$PATH" (or: source $(abspath $(VENV))/bin/activate)'
 
 stop:
 	@if [ -x $(GPUCLUSTER) ]; then $(GPUCLUSTER) down; else echo "nothing to stop (not set up)"; fi

@@ -73,7 +73,11 @@ until ray status --address "$ADDRESS" > /dev/null 2>&1; do
     sleep 2
 done
 
-python -m gpucluster.runtime.alert_receiver 0.0.0.0 "$RECEIVER_PORT" "$STATE_DIR/logs/alerts.log" &
+# At its start the receiver closes the alerts its log leaves firing, except those Alertmanager
+# still has: Alertmanager's container keeps them when only ray-serve restarts.
+ALERTMANAGER_URL=${ALERTMANAGER_URL:-http://gpu-cluster-alertmanager:$(setting platform.ports.alertmanager)}
+python -m gpucluster.runtime.alert_receiver 0.0.0.0 "$RECEIVER_PORT" "$STATE_DIR/logs/alerts.log" \
+    "$ALERTMANAGER_URL" &
 RECEIVER_PID=$!
 # Points the nginx container at the ingress replicas' own ports as they come and go; the
 # nginx container reloads when the file changes.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -95,3 +98,33 @@ def api_endpoint(
 
     target = load_target(config_or_exit(config, as_json))
     return target.endpoints.openai_api.rstrip("/"), api_key or target.api_key
+
+
+NO_PATH_HINT_ENV = "GPUCLUSTER_NO_PATH_HINT"  # set by `make run`, which prints the hint itself
+
+
+def path_hint(
+    argv0: str | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    executable: str | None = None,
+) -> str | None:
+    """How to make `gpucluster` typed in a shell run this one, when it would not (it lives in
+    the virtualenv's bin, which a new shell does not have on PATH); None when it would.
+
+    `argv0` is how this process was started (default sys.argv[0]): the `gpucluster` script, or
+    with `python -m gpucluster` the `gpucluster` beside `executable` (default sys.executable).
+    """
+    script = Path(argv0 if argv0 is not None else sys.argv[0])
+    if script.name != "gpucluster":
+        script = Path(executable or sys.executable).parent / "gpucluster"
+    if not script.is_file():
+        return None  # nothing to point at
+    found = which("gpucluster")
+    if found and os.path.samefile(found, script):
+        return None
+    bin_dir = script.absolute().parent
+    where = "gpucluster is not on PATH" if not found else f"gpucluster on PATH is {found}, not this one"
+    hint = f'{where}: export PATH="{bin_dir}:$PATH"'
+    if (bin_dir / "activate").is_file():
+        hint += f" (or: source {bin_dir / 'activate'})"
+    return hint

@@ -17,7 +17,8 @@ COMPONENTS: dict[str, str] = {
     "supervisor": "the supervisor keeping nginx and monitoring running (restarts and why)",
     "prometheus": "Prometheus",
     "alertmanager": "Alertmanager",
-    "alerts": "alerts Alertmanager delivered to the platform's receiver (one JSON line each)",
+    "alerts": "alerts Alertmanager delivered to the platform's receiver (one JSON line each; "
+    "`gpucluster alerts` shows each one's current state)",
     "ray": "`ray start`/`ray stop` output, the GCS and raylet",
     "deploy": "the Serve deploy driver",
     "serve": "Serve controller, proxy, ingress and model replicas (model loading lines)",

@@ -294,6 +294,9 @@ def test_alertmanager_runs_the_config_ray_serve_renders_for_it():
     text = render("alertmanager", "--receiver-host", "ray-serve", env={})
     receiver = yaml.safe_load(text)["receivers"][0]["webhook_configs"][0]["url"]
     assert receiver == f"http://ray-serve:{PortsConfig().alert_receiver}/alerts"
+    # and the receiver asks that Alertmanager which alerts it still has (alert_receiver.py)
+    url = f"http://{GUIDE_CONTAINERS['alertmanager']}:$(setting platform.ports.alertmanager)"
+    assert f"ALERTMANAGER_URL=${{ALERTMANAGER_URL:-{url}}}" in ENTRYPOINT.read_text()
 
 
 def test_prometheus_reads_ray_service_discovery_from_the_shared_volume():
@@ -395,6 +398,9 @@ def test_the_head_override_lets_worker_hosts_join_and_keeps_the_rest_reachable()
     # nginx, Prometheus and Alertmanager still reach ray-serve by name, now on the host.
     for name in ("nginx", "prometheus", "alertmanager"):
         assert "ray-serve:host-gateway" in services[name]["extra_hosts"], name
+    # and the alert receiver in ray-serve reaches Alertmanager where it is published
+    (published,) = services["alertmanager"]["ports"]
+    assert ray_serve["environment"]["ALERTMANAGER_URL"] == "http://" + published.rsplit(":", 1)[0]
 
 
 def test_compose_clients_use_the_token_the_container_head_uses():

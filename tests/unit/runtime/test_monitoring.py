@@ -47,7 +47,8 @@ def test_monitoring_listens_on_loopback_only(tmp_path):
     assert "--web.listen-address=127.0.0.1:19090" in services["prometheus"].argv
     assert "--web.listen-address=127.0.0.1:19093" in services["alertmanager"].argv
     assert "--cluster.listen-address=" in services["alertmanager"].argv  # no gossip port
-    assert services["alert-receiver"].argv[-3:-1] == ["127.0.0.1", "19094"]
+    assert services["alert-receiver"].argv[-4:-2] == ["127.0.0.1", "19094"]
+    assert services["alert-receiver"].argv[-1] == "http://127.0.0.1:19093"  # its Alertmanager
 
 
 def test_prometheus_scrapes_the_gatekeeper_on_its_configured_port(tmp_path):
