@@ -177,6 +177,35 @@ def test_a_killed_component_is_restarted_and_health_recovers(live, service, mark
         assert response.status_code == 200
 
 
+def test_an_alert_left_firing_by_a_stopped_platform_shows_resolved_after_the_receivers_restart(live):
+    """The alert log's last word on an alert Alertmanager no longer has is `resolved`, with the
+    reason, once the receiver starts again (as it does at every `up`); a fresh label set so
+    that no real alert matches it."""
+    labels = {"alertname": "LeftFiringByAStop", "severity": "warning", "run": str(time.time_ns())}
+    log = live.state_dir / "logs" / "alerts.log"
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"received": "2026-01-01T00:00:00Z", "status": "firing",
+                                 "alertname": labels["alertname"], "severity": "warning",
+                                 "labels": labels, "annotations": {}, "startsAt": "2026-01-01T00:00:00Z"}) + "\n")
+
+    def ours() -> dict | None:
+        result = live.cli("alerts", "--json", "-n", "50", timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        found = [a for a in json.loads(result.stdout)["recent"] if a["labels"].get("run") == labels["run"]]
+        return found[0] if found else None
+
+    assert ours()["status"] == "firing"  # the log alone still says so
+    receiver = processes(lambda line: "gpucluster.runtime.alert_receiver" in line and str(live.state_dir) in line)
+    assert len(receiver) == 1, receiver
+    receiver[0].kill()
+    receiver[0].wait(timeout=10)
+    closed = eventually(lambda: (ours() or {}).get("status") == "resolved" and ours(), timeout_s=60, interval_s=2)
+    assert closed, ours()
+    assert "stopped while this alert fired" in closed["detail"]
+    assert closed["active_now"] is False
+    assert "restarting alert-receiver" in (live.state_dir / "logs" / "supervisor.log").read_text()
+
+
 def llm_replica_processes() -> list[psutil.Process]:
     return processes(lambda line: line.startswith(f"ray::ServeReplica:{APP_NAME}:{LLM_DEPLOYMENT_PREFIX}"))
 
