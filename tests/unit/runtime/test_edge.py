@@ -76,3 +76,48 @@ def test_only_trusted_proxies_name_the_client():
     assert lines.split("\n") == [
         "    set_real_ip_from 10.0.0.0/8;", "    real_ip_header X-Real-IP;", "    real_ip_recursive on;"
     ]
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory):
+    """A real nginx from the template with the default config (nothing behind it)."""
+    from edge_instance import extra_edge
+
+    from gpucluster.runtime.edge import nginx_values
+
+    root = tmp_path_factory.mktemp("edge")
+    state = StateDir(root / "state")
+    state.ensure()
+    config_file = root / "platform.yaml"
+    config_file.write_text("{}\n")
+    values = nginx_values(load_config(config_file, env={}), state, ray_token="t0ken")
+    state.nginx_dir.mkdir(parents=True, exist_ok=True)
+    (root / "upstreams").write_text("server 127.0.0.1:9;\n")
+    values["SERVE_UPSTREAMS_FILE"] = str(root / "upstreams")
+    with extra_edge(values, root / "nginx") as base:
+        yield base
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/health", "/dashboard/", "/nowhere"])
+@pytest.mark.parametrize("headers", [
+    "Authorization: Bearer k1\r\nAuthorization: Bearer k1\r\n",
+    "Host: b\r\n",  # a second Host
+    f"X-Padding: {'x' * 20_000}\r\n",  # over large_client_header_buffers: nginx's 494
+], ids=["duplicate Authorization", "duplicate Host", "header too large"])
+def test_nginx_refuses_a_malformed_request_in_the_openai_error_shape(edge, path, headers):
+    """Sent as raw bytes: HTTP clients refuse to write such requests themselves."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(edge)
+    request = f"GET {path} HTTP/1.1\r\nHost: a\r\n{headers}Connection: close\r\n\r\n"
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(request.encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400 "), answer[:300]
+    assert "Content-Type: application/json" in head
+    assert json.loads(body)["error"]["code"] == "bad_request"
