@@ -13,12 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ray.llm._internal.common.models import global_id_manager
-from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
-
 from gpucluster.config import ModelConfig
 from gpucluster.config.schema import ADAPTER_NAME_PATTERN
 from gpucluster.models.adapters import ADAPTER_CONFIG
+from gpucluster.serving.ray_internals import DiskMultiplexConfig, global_id_manager
 
 # Where the table lives in LLMConfig.experimental_configs.
 ADAPTERS_KEY = "gpucluster_lora_adapters"

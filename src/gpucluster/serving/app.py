@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ray import serve
-from ray._common.constants import HEAD_NODE_RESOURCE_NAME
-from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
 from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
@@ -20,6 +18,7 @@ from gpucluster.serving.direct import AdmissionLimits
 from gpucluster.serving.ingress import PlatformIngress, make_ingress_class
 from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
 from gpucluster.serving.llm_server import PlatformLLMServer, direct_server
+from gpucluster.serving.ray_internals import HEAD_NODE_RESOURCE_NAME, to_model_metadata
 from gpucluster.serving.routers import ROUTER_CLASSES
 
 

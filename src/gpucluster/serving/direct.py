@@ -20,13 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    DetokenizeRequest,
-    ModelCard,
-    ModelList,
-    TokenizeChatRequest,
-    TokenizeCompletionRequest,
-)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpucluster.serving.api_app import (
@@ -53,6 +46,13 @@ from gpucluster.serving.errors import (
     request_id_of,
 )
 from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
+from gpucluster.serving.ray_internals import (
+    DetokenizeRequest,
+    ModelCard,
+    ModelList,
+    TokenizeChatRequest,
+    TokenizeCompletionRequest,
+)
 from gpucluster.serving.usage_report import usage_forced, with_usage
 from gpucluster.serving.validation import parse_body
 

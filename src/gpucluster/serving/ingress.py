@@ -12,22 +12,9 @@ from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from fastapi import Request
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    DetokenizeRequest,
-    EmbeddingChatRequest,
-    EmbeddingCompletionRequest,
-    ErrorResponse,
-    ModelCard,
-    ModelList,
-    OpenAIHTTPException,
-    ScoreRequest,
-    TokenizeChatRequest,
-    TokenizeCompletionRequest,
-)
-from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress, make_fastapi_ingress
 from ray.serve.exceptions import BackPressureError
+from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 from starlette.responses import JSONResponse, Response
-from vllm.entrypoints.pooling.scoring.protocol import RerankRequest
 
 from gpucluster.config.keys import KeySources
 from gpucluster.serving.adapters import available
@@ -45,8 +32,21 @@ from gpucluster.serving.api_app import (
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.errors import overloaded
 from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
+from gpucluster.serving.ray_internals import (
+    DetokenizeRequest,
+    EmbeddingChatRequest,
+    EmbeddingCompletionRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    OpenAIHTTPException,
+    ScoreRequest,
+    TokenizeChatRequest,
+    TokenizeCompletionRequest,
+)
 from gpucluster.serving.usage_report import MODEL, usage_forced, with_usage
 from gpucluster.serving.validation import check_pooling, parse_body
+from gpucluster.serving.vllm_protocol import RerankRequest
 
 logger = logging.getLogger("ray.serve")
 

@@ -23,14 +23,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ray import serve
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    ErrorInfo,
-    ErrorResponse,
-    to_model_metadata,
-)
 from ray.serve.llm import LLMServer
 from ray.util import metrics
-from vllm.entrypoints.serve.engine.protocol import ErrorResponse as VLLMErrorResponse
 
 from gpucluster.config.keys import KeySources
 from gpucluster.serving.adapters import LocalAdapterLoader
@@ -38,6 +32,8 @@ from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.direct import AdmissionLimits, build_direct_app
 from gpucluster.serving.engine_load import EngineLoad, attach
 from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
+from gpucluster.serving.ray_internals import ErrorInfo, ErrorResponse, to_model_metadata
+from gpucluster.serving.vllm_protocol import VLLMErrorResponse
 
 logger = logging.getLogger("ray.serve")
 

@@ -6,10 +6,10 @@ import asyncio
 import json
 
 import httpx
-from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard
 
 from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.direct import AdmissionLimits, build_direct_app
+from gpucluster.serving.ray_internals import ModelCard
 
 SSE = [(b"content-type", b"text/event-stream; charset=utf-8")]
 CARD = ModelCard(id="m", object="model", owned_by="me", permission=[],

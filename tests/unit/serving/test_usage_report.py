@@ -147,7 +147,7 @@ def test_asking_for_usage_keeps_the_clients_other_stream_options():
     assert with_usage({"continuous_usage_stats": True}) == {
         "continuous_usage_stats": True, "include_usage": True
     }
-    from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
+    from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
     body = ChatCompletionRequest(
         model="m", messages=[{"role": "user", "content": "x"}], stream=True,
