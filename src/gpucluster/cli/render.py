@@ -138,7 +138,7 @@ def render_kuberay(
     settings = _kuberay_config(config, as_json)
     try:
         files = manifests(settings, str(config or "the default config"), image=image or IMAGE)
-    except ModelSourceError as exc:
+    except (ModelSourceError, KubeRayError) as exc:
         fail(str(exc), 2, as_json)
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():

@@ -84,6 +84,7 @@ GATEKEEPER_RESOURCES = {
 # Above the edge's own timeouts (its longest: platform.edge.read_timeout_s), so that a request
 # nginx gives up on gets nginx's JSON answer, not the Gateway's or the Ingress controller's.
 ROUTE_TIMEOUT_MARGIN_S = 30
+LONGEST_ROUTE_TIMEOUT_S = 100_000 * 3600  # GEP-2257: at most 5 digits a unit
 GATEWAY_LISTENER_PORT = 80
 
 # The routes of deploy/nginx/nginx.conf.template, as Gateway API and Ingress path matches; any
@@ -106,11 +107,9 @@ done
 exec nginx -e /dev/stderr -c {RUNTIME_CONF} -g 'daemon off;'
 """
 # Stop: a few seconds for the endpoint removal to reach the Gateway, then nginx's graceful
-# shutdown (SIGQUIT: stop accepting, finish open streams), as local mode's `down` and compose do.
-NGINX_PRE_STOP = (
-    f"sleep 5; nginx -e /dev/stderr -c {RUNTIME_CONF} -s quit; "
-    "while kill -0 1 2> /dev/null; do sleep 1; done"
-)
+# shutdown (SIGQUIT to its master, PID 1: stop accepting, finish open streams), as local mode's
+# `down` and compose do; the kubelet's SIGTERM (a fast stop) comes once this returns.
+NGINX_PRE_STOP = "sleep 5; kill -QUIT 1; while kill -0 1 2> /dev/null; do sleep 1; done"
 
 
 def kubernetes_nginx_values(config: Config) -> dict[str, str]:
@@ -347,14 +346,23 @@ def gateway_duration(seconds: int) -> str:
         return f"{seconds}s"
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    if hours >= 100_000:
-        raise KubeRayError(f"{seconds} s is longer than a Gateway API duration can say")
+    if seconds >= LONGEST_ROUTE_TIMEOUT_S:
+        raise KubeRayError(
+            f"{seconds} s is longer than a Gateway API duration can say (99999h59m59s)"
+        )
     return f"{hours}h" + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
 
 
 def route_timeout_s(config: Config) -> int:
     """The route's whole-request timeout: the edge's longest, plus ROUTE_TIMEOUT_MARGIN_S."""
-    return config.platform.edge.read_timeout_s + ROUTE_TIMEOUT_MARGIN_S
+    timeout = config.platform.edge.read_timeout_s + ROUTE_TIMEOUT_MARGIN_S
+    if timeout >= LONGEST_ROUTE_TIMEOUT_S:
+        raise KubeRayError(
+            f"platform.edge.read_timeout_s: {config.platform.edge.read_timeout_s} s (+ "
+            f"{ROUTE_TIMEOUT_MARGIN_S} s for the route) is longer than a Gateway API timeout "
+            "can say; keep it below 99999 hours"
+        )
+    return timeout
 
 
 def gateway(config: Config) -> dict[str, Any]:

@@ -294,7 +294,8 @@ def test_a_changed_config_rolls_the_edge_pod():
 def test_nginx_drains_before_it_stops():
     config = platform_config()
     nginx = container("nginx")
-    assert "-s quit" in nginx["lifecycle"]["preStop"]["exec"]["command"][-1]
+    assert "exec nginx " in nginx["command"][-1]  # nginx is the container's PID 1
+    assert "kill -QUIT 1;" in nginx["lifecycle"]["preStop"]["exec"]["command"][-1]
     assert pod_spec()["terminationGracePeriodSeconds"] > config.platform.shutdown_grace_s
 
 
@@ -379,6 +380,14 @@ def test_the_route_timeout_outlasts_every_timeout_of_the_edge():
     edge_timeouts = [int(s) for s in re.findall(r"proxy_(?:read|send)_timeout (\d+)s;", nginx_conf())]
     assert max(edge_timeouts) == config.platform.edge.read_timeout_s
     assert route_s == max(edge_timeouts) + edge.ROUTE_TIMEOUT_MARGIN_S
+
+
+def test_a_timeout_no_gateway_can_say_is_refused_naming_the_key(tmp_path, monkeypatch):
+    config_file = write_config(tmp_path, "  edge: {read_timeout_s: 400000000}\n")
+    out = tmp_path / "out"
+    result = render(["kuberay", "-c", str(config_file), "-o", str(out)], monkeypatch)
+    assert result.exit_code == 2
+    assert "platform.edge.read_timeout_s" in result.output
 
 
 def test_a_route_to_an_existing_gateway_renders_no_gateway(tmp_path, monkeypatch):
