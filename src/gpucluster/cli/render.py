@@ -133,11 +133,12 @@ def render_kuberay(
     image: ImageOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write every generated KubeRay manifest (RayService, Ingress, monitoring, dashboards)."""
+    """Write every generated KubeRay manifest (RayService, nginx edge, Gateway API route or
+    Ingress, monitoring, dashboards)."""
     settings = _kuberay_config(config, as_json)
     try:
         files = manifests(settings, str(config or "the default config"), image=image or IMAGE)
-    except ModelSourceError as exc:
+    except (ModelSourceError, KubeRayError) as exc:
         fail(str(exc), 2, as_json)
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():

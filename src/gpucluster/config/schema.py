@@ -530,6 +530,141 @@ class SecurityConfig(_Strict):
         return value
 
 
+# Kubernetes object names: DNS-1123 subdomains (most objects) and labels (namespaces).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A Gateway API hostname (an optional leading `*.` wildcard, no IP address, no port).
+_GATEWAY_HOSTNAME = re.compile(
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _object_name(value: str, what: str = "a Kubernetes object name") -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not {what}: lower-case letters, digits, '-' and '.', starting and "
+            "ending with a letter or digit, at most 253"
+        )
+    return value
+
+
+class GatewayConfig(_Strict):
+    """The Gateway API route to the edge on Kubernetes (`gpucluster render kuberay`)."""
+
+    create: bool = Field(
+        False,
+        description="Render a Gateway named `name` of class `class_name` beside the HTTPRoute; "
+        "false: attach the HTTPRoute to an existing Gateway `name` (in `namespace`).",
+    )
+    class_name: str | None = Field(
+        None,
+        description="gatewayClassName of the rendered Gateway (`kubectl get gatewayclass`); "
+        "required with create: true, not allowed without it.",
+    )
+    name: str = Field("gpu-cluster", description="The Gateway the HTTPRoute attaches to.")
+    namespace: str | None = Field(
+        None,
+        description="Namespace of an existing Gateway (create: false); null: the HTTPRoute's "
+        "own. A rendered Gateway lives beside the route.",
+    )
+    hostnames: list[str] = Field(
+        default_factory=list,
+        description="Host names the HTTPRoute answers for (`api.example.com`, `*.example.com`); "
+        "empty: every host the Gateway's listeners accept.",
+        max_length=16,
+    )
+
+    @field_validator("class_name", "name")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        return None if value is None else _object_name(value)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 63 or not _DNS_LABEL.match(value)):
+            raise ValueError(
+                f"{value!r} is not a namespace name: lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit, at most 63"
+            )
+        return value
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hostnames(cls, hostnames: list[str]) -> list[str]:
+        bad = [h for h in hostnames if len(h) > 253 or not _GATEWAY_HOSTNAME.match(h) or _is_ip(h)]
+        if bad:
+            raise ValueError(
+                f"not host names: {', '.join(map(repr, bad))} (lower-case DNS names, "
+                "optionally starting with '*.'; no IP address, port or scheme)"
+            )
+        if len(set(hostnames)) != len(hostnames):
+            raise ValueError("host names must be unique")
+        return hostnames
+
+    @model_validator(mode="after")
+    def _create_or_attach(self) -> GatewayConfig:
+        if self.create and self.class_name is None:
+            raise ValueError(
+                "create: true renders a Gateway and needs its class_name (one of `kubectl get "
+                "gatewayclass`); or set create: false to attach to an existing Gateway"
+            )
+        if not self.create and self.class_name is not None:
+            raise ValueError(
+                "class_name is the class of a rendered Gateway: set create: true, or remove "
+                "class_name to attach to the existing Gateway `name`"
+            )
+        if self.create and self.namespace is not None:
+            raise ValueError(
+                "namespace names an existing Gateway's namespace (create: false); a rendered "
+                "Gateway lives in the namespace the manifests are applied to"
+            )
+        return self
+
+
+class KubernetesConfig(_Strict):
+    """How clients reach the platform's edge on Kubernetes (`gpucluster render kuberay`)."""
+
+    gateway: GatewayConfig = Field(
+        default_factory=GatewayConfig,
+        description="The Gateway API HTTPRoute (and optionally its Gateway) to the edge.",
+    )
+    ingress: bool = Field(
+        False,
+        description="Render an Ingress to the edge (ingress.yaml) instead of the Gateway API "
+        "route, for clusters without Gateway API.",
+    )
+    ingress_class: str = Field(
+        "nginx", description="ingressClassName of the Ingress (with ingress: true)."
+    )
+
+    @field_validator("ingress_class")
+    @classmethod
+    def _class(cls, value: str) -> str:
+        return _object_name(value, "an IngressClass name")
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> KubernetesConfig:
+        # by value, not by the keys given: the effective config's JSON (the gatekeeper's) has all
+        if self.ingress and self.gateway != GatewayConfig():
+            raise ValueError(
+                "ingress: true renders an Ingress instead of the Gateway API route: remove the "
+                "`gateway` settings, or set ingress: false"
+            )
+        default_class = type(self).model_fields["ingress_class"].default
+        if not self.ingress and self.ingress_class != default_class:
+            raise ValueError("ingress_class is the class of the Ingress: set ingress: true too")
+        return self
+
+
 class PlatformConfig(_Strict):
     """Where the platform keeps its state and how it binds."""
 
@@ -576,6 +711,10 @@ class PlatformConfig(_Strict):
     security: SecurityConfig = Field(
         default_factory=SecurityConfig,
         description="API keys, their quotas, and operator credentials.",
+    )
+    kubernetes: KubernetesConfig = Field(
+        default_factory=KubernetesConfig,
+        description="How clients reach the edge on Kubernetes: a Gateway API route or an Ingress.",
     )
 
     @property

@@ -1,8 +1,9 @@
 """Kubernetes (KubeRay) manifests of the platform, built from the same config as local mode.
 
 The RayService runs the Serve config `gpucluster render serve-config` renders (serveConfigV2),
-on a head group and one GPU worker group per tensor parallel size. The Ingress carries the
-nginx edge's body-size and timeout settings. No Ray import: the CLI renders these.
+on a head group and one GPU worker group per tensor parallel size. The platform's nginx edge
+in front of it, and the route to the edge, are render/kuberay_edge.py's. No Ray import: the CLI
+renders these.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ POD_LABELS = {"app.kubernetes.io/part-of": NAME}
 # KubeRay names the RayService's Services after it.
 HEAD_SERVICE = f"{NAME}-head-svc"
 SERVE_SERVICE = f"{NAME}-serve-svc"
+# The nginx edge's Service (render/kuberay_edge.py): its gatekeeper takes the usage reports.
+EDGE_SERVICE = f"{NAME}-edge"
 # KubeRay's default; `kubectl port-forward svc/gpu-cluster-head-svc 18265:8265` keeps the URL
 DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
@@ -200,9 +203,10 @@ def serve_config_v2(config: Config) -> dict[str, Any]:
     for m in models:
         weights |= adapter_locations(m, MODEL_CACHE)
     pods = config.model_copy(update={"models": models})
-    # No gatekeeper runs beside a Kubernetes edge yet: no usage reports.
     keys = KeySources(files=(API_KEYS_FILE,))  # the mounted Secret
-    return serve_config(pods, weights, keys, http_host="0.0.0.0", report_usage=False)
+    # usage reports go to the gatekeeper beside the edge's nginx, through the edge's Service
+    gatekeeper = f"{EDGE_SERVICE}:{config.platform.ports.gatekeeper}"
+    return serve_config(pods, weights, keys, http_host="0.0.0.0", gatekeeper_address=gatekeeper)
 
 
 def _pod_weights(model: ModelConfig) -> str:
@@ -239,49 +243,6 @@ def rayservice(config: Config, *, image: str = IMAGE) -> dict[str, Any]:
         "spec": {
             "serveConfigV2": dump_yaml(serve_config_v2(config)),
             "rayClusterConfig": cluster,
-        },
-    }
-
-
-def serve_ingress(config: Config, *, ingress_class: str = "nginx") -> dict[str, Any]:
-    """An Ingress (ingress-nginx annotations) to the Serve HTTP port with the edge's limits.
-
-    Like deploy/nginx: body size, read/send timeouts for whole generations, no buffering (tokens
-    stream), a rate limit; only /v1 and /health are routed, the dashboard is not exposed.
-    """
-    edge = config.platform.edge
-    prefix = "nginx.ingress.kubernetes.io"
-    port = config.platform.ports.serve_http
-    backend = {"service": {"name": SERVE_SERVICE, "port": {"number": port}}}
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {
-            "name": NAME,
-            "labels": dict(POD_LABELS),
-            "annotations": {
-                f"{prefix}/proxy-body-size": edge.max_body_size,
-                f"{prefix}/proxy-read-timeout": str(edge.read_timeout_s),
-                f"{prefix}/proxy-send-timeout": str(edge.read_timeout_s),
-                f"{prefix}/proxy-buffering": "off",
-                f"{prefix}/limit-rps": str(edge.rate_limit_rps),
-                f"{prefix}/limit-burst-multiplier": str(
-                    max(1, round(edge.rate_limit_burst / edge.rate_limit_rps))
-                ),
-            },
-        },
-        "spec": {
-            "ingressClassName": ingress_class,
-            "rules": [
-                {
-                    "http": {
-                        "paths": [
-                            {"path": "/v1", "pathType": "Prefix", "backend": backend},
-                            {"path": "/health", "pathType": "Exact", "backend": backend},
-                        ]
-                    }
-                }
-            ],
         },
     }
 

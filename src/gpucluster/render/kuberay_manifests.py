@@ -9,7 +9,8 @@ from pathlib import Path
 
 from gpucluster.assets import DASHBOARDS_DIR, RULES_DIR
 from gpucluster.config import Config
-from gpucluster.render.kuberay import IMAGE, dump_yaml, rayservice, serve_ingress
+from gpucluster.render.kuberay import IMAGE, dump_yaml, rayservice
+from gpucluster.render.kuberay_edge import edge_objects, edge_pod_monitor, route_manifests
 from gpucluster.render.kuberay_monitoring import (
     dashboard_config_maps,
     pod_monitor,
@@ -35,8 +36,12 @@ def manifests(
     dashboards = sorted(dashboards_dir.glob("*.json"))
     documents = {
         "rayservice.yaml": (config_name, [rayservice(config, image=image)]),
-        "ingress.yaml": (config_name, [serve_ingress(config)]),
-        "podmonitor.yaml": ("the pod labels of rayservice.yaml", [pod_monitor()]),
+        "edge.yaml": (config_name, edge_objects(config, image=image)),
+        **{name: (config_name, objects) for name, objects in route_manifests(config).items()},
+        "podmonitor.yaml": (
+            "the pod labels of rayservice.yaml and edge.yaml",
+            [pod_monitor(), edge_pod_monitor()],
+        ),
         "prometheusrule.yaml": ("deploy/prometheus/rules/*.yml", [prometheus_rule(rules)]),
         "grafana-dashboards.yaml": (
             "deploy/grafana/dashboards/*.json",

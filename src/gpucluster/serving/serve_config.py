@@ -16,10 +16,11 @@ from gpucluster.config.names import APP_NAME
 IMPORT_PATH = "gpucluster.serving.app:app_from_args"
 
 
-def usage_url(config: Config) -> str:
+def usage_url(config: Config, gatekeeper_address: str | None = None) -> str:
     """Where replicas report each request's usage: the gatekeeper's /settle, on the head beside
-    nginx (the ingress replica, which answers for worker nodes' models, runs there too)."""
-    return f"http://{config.platform.gatekeeper_address}/settle"
+    nginx (the ingress replica, which answers for worker nodes' models, runs there too), or at
+    `gatekeeper_address` (host:port) where the runner puts it elsewhere (Kubernetes: the edge)."""
+    return f"http://{gatekeeper_address or config.platform.gatekeeper_address}/settle"
 
 
 def serve_config(
@@ -29,13 +30,15 @@ def serve_config(
     *,
     http_host: str | None = None,
     report_usage: bool = True,
+    gatekeeper_address: str | None = None,
 ) -> dict[str, Any]:
     """The Serve config for `config`; `weights` maps each model id to what vLLM loads, `keys`
     where the replicas find the API keys (as the serving host sees them).
 
     `http_host` overrides where Serve's HTTP proxy binds (a container binds all interfaces and
     publishes the port on the host instead). The proxy runs on the head only: nginx fronts it.
-    `report_usage`: the runner runs the gatekeeper beside nginx (runtime.gatekeeper).
+    `report_usage`: the runner runs the gatekeeper beside nginx (runtime.gatekeeper), which the
+    replicas reach at `gatekeeper_address` (default: platform.gatekeeper_address).
     """
     return {
         "proxy_location": "HeadOnly",
@@ -57,7 +60,9 @@ def serve_config(
                     },
                     "api_keys": keys.as_dict(),
                     "direct_streaming": config.serves_directly,
-                    "usage_url": usage_url(config) if report_usage else None,
+                    "usage_url": (
+                        usage_url(config, gatekeeper_address) if report_usage else None
+                    ),
                     "max_body_bytes": config.platform.edge.max_body_bytes,
                 },
             }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,6 @@ from gpucluster.cli.main import app as cli
 from gpucluster.config import Config, load_config
 from gpucluster.config.keys import KeySources
 from gpucluster.config.loader import ENV_OVERRIDES
-from gpucluster.runtime.edge import nginx_values
-from gpucluster.runtime.state import StateDir
 from gpucluster.serving.serve_config import serve_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -42,11 +39,15 @@ CRD_FILES = {
     ("ray.io/v1", "RayService"): "ray.io_rayservices.yaml",
     ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
+    ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.networking.k8s.io_gateways.yaml",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "gateway.networking.k8s.io_httproutes.yaml",
 }
 CORE_FILES = {
     ("v1", "ConfigMap"): "configmap-v1.json",
     ("v1", "PersistentVolumeClaim"): "persistentvolumeclaim-v1.json",
     ("networking.k8s.io/v1", "Ingress"): "ingress-networking-v1.json",
+    ("apps/v1", "Deployment"): "deployment-apps-v1.json",
+    ("v1", "Service"): "service-v1.json",
 }
 
 
@@ -208,7 +209,7 @@ def test_every_manifest_validates_against_its_schema(name):
     [
         ("rayservice.yaml", ["spec", "rayClusterConfig", "headGroupSpec"], "rayStartParam"),
         ("podmonitor.yaml", ["spec", "podMetricsEndpoints", 0], "prot"),
-        ("ingress.yaml", ["spec"], "rule"),
+        ("gateway.yaml", ["spec", "listeners", 0], "hostName"),
         ("grafana-dashboards.yaml", ["metadata"], "label"),
     ],
 )
@@ -235,9 +236,10 @@ def test_serve_config_v2_is_the_rendered_serve_config_for_the_pods():
     keys = KeySources.from_dict(application["args"]["api_keys"])
     # Hugging Face ids are downloaded by each GPU worker: the id itself is what vLLM loads.
     weights = {model.id: model.source for model in config.models}
-    # No gatekeeper beside a Kubernetes edge yet: no usage reports.
+    # usage reports go to the gatekeeper beside the edge's nginx (test_kuberay_edge.py)
+    gatekeeper = f"gpu-cluster-edge:{config.platform.ports.gatekeeper}"
     assert rendered == serve_config(
-        config, weights, keys, http_host="0.0.0.0", report_usage=False
+        config, weights, keys, http_host="0.0.0.0", gatekeeper_address=gatekeeper
     )
 
 
@@ -377,11 +379,11 @@ def test_secrets_the_pods_need_are_documented():
         assert f"kubectl create secret generic {name}" in readme, name
 
 
-# --- Prometheus, Grafana and the edge ------------------------------------------------------------
+# --- Prometheus and Grafana -----------------------------------------------------------------------
 
 
 def test_pod_monitor_scrapes_the_metrics_port_of_every_ray_pod():
-    (monitor,) = documents("podmonitor.yaml")
+    monitor, _edge = documents("podmonitor.yaml")  # the edge's: test_kuberay_edge.py
     selector = monitor["spec"]["selector"]["matchLabels"]
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     for group, template in pod_templates(the_rayservice()).items():
@@ -395,9 +397,9 @@ def test_prometheus_rule_carries_every_rule_group_of_deploy_prometheus():
     for path in sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml")):
         expected.extend(yaml.safe_load(path.read_text(encoding="utf-8"))["groups"])
     assert rule["spec"]["groups"] == expected
-    (monitor,) = documents("podmonitor.yaml")
-    # one Prometheus selects both
-    assert rule["metadata"]["labels"] == monitor["metadata"]["labels"]
+    # one Prometheus selects them all
+    for monitor in documents("podmonitor.yaml"):
+        assert rule["metadata"]["labels"] == monitor["metadata"]["labels"]
 
 
 def test_dashboard_config_maps_hold_the_provisioned_dashboards():
@@ -409,27 +411,3 @@ def test_dashboard_config_maps_hold_the_provisioned_dashboards():
         found[name] = json.loads(text)
     directory = REPO / "deploy" / "grafana" / "dashboards"
     assert found == {p.name: json.loads(p.read_text()) for p in directory.glob("*.json")}
-
-
-def test_ingress_routes_to_kuberays_serve_service_with_the_edge_limits(tmp_path):
-    config = platform_config()
-    (ingress,) = documents("ingress.yaml")
-    rayservice = the_rayservice()
-    serve_port = container_ports(pod_templates(rayservice)["head"])["serve"]
-    paths = {p["path"]: p for p in ingress["spec"]["rules"][0]["http"]["paths"]}
-    assert set(paths) == {"/v1", "/health"}  # the dashboard is not exposed
-    for path in paths.values():
-        service = path["backend"]["service"]
-        assert service["name"] == f"{rayservice['metadata']['name']}-serve-svc"
-        assert service["port"]["number"] == serve_port
-    # the same limits the nginx edge applies (deploy/nginx/nginx.conf.template)
-    template = (REPO / "deploy" / "nginx" / "nginx.conf.template").read_text()
-    values = nginx_values(config, StateDir(tmp_path), "token")
-    body = re.search(r"client_max_body_size \$\{(\w+)\}", template).group(1)
-    timeout = re.search(r"proxy_read_timeout \$\{(\w+)\}s", template).group(1)
-    annotations = ingress["metadata"]["annotations"]
-    prefix = "nginx.ingress.kubernetes.io/"
-    assert annotations[prefix + "proxy-body-size"] == values[body]
-    assert annotations[prefix + "proxy-read-timeout"] == values[timeout]
-    assert annotations[prefix + "proxy-send-timeout"] == values[timeout]
-    assert annotations[prefix + "proxy-buffering"] == "off"  # tokens stream as produced

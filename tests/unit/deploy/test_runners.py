@@ -119,3 +119,138 @@ def test_changed_ports_reach_every_runner(tmp_path):
     for name in INTENDED:
         _, ray_params = runner(name, config)
         assert ray_params["metrics-export-port"] == "9100", name
+
+
+# --- the edge: one nginx config, three runners ---------------------------------------------------
+
+# The nginx template's values that differ by runner, with the reason. Every other value is equal,
+# so the routes, the body limit, the timeouts, the error bodies, the dashboard's read-only filter
+# and the real-IP settings are the same wherever the platform runs.
+EDGE_RUNNER_VALUES = {
+    "NGINX_USER_LINE": "local mode's workers switch to the invoking user; a container's user runs them",
+    "NGINX_PID_FILE": "the state dir locally; the container's /tmp",
+    "NGINX_ERROR_LOG": "log files locally; the container's stderr",
+    "NGINX_ACCESS_LOG": "log files locally; the container's stdout",
+    "NGINX_TEMP_DIR": "the state dir locally; the container's /tmp",
+    "NGINX_HTPASSWD_FILE": "the state dir (the state volume in compose); a Secret on Kubernetes",
+    "SERVE_UPSTREAMS_FILE": "the upstream watcher's file; on Kubernetes the ConfigMap's, naming "
+    "KubeRay's Serve Service",
+    "GATEKEEPER_UPSTREAM": "on bind_host locally; the ray-serve container; the pod's sidecar",
+    "DASHBOARD_UPSTREAM": "on bind_host locally; the ray-serve container; KubeRay's head Service",
+    "RAY_DASHBOARD_AUTH": "the token itself; on Kubernetes the pod puts it in from its Secret",
+}
+# One config, with the edge's settings away from their defaults.
+EDGE_CONFIG = Config(
+    models=GPU_CONFIG.models,
+    platform={
+        "ports": {"nginx_http": 28080, "gatekeeper": 29095, "serve_http": 8100},
+        "edge": {"max_body_mib": 16, "read_timeout_s": 900, "rate_limit_rps": 5,
+                 "rate_limit_burst": 9},
+        "security": {"trusted_proxies": ["10.0.0.0/8"], "real_ip_header": "X-Real-IP",
+                     "dashboard_write": True, "default_quota": {"requests_per_minute": 60},
+                     "quotas": {"team-a": {"tokens_per_minute": 1000}}},
+    },
+)
+EDGE_RUNNERS = ("local", "compose", "kubernetes")
+
+
+def edge_values(name: str, config: Config, tmp_path) -> dict[str, str]:
+    """The nginx template's values `name` renders from `config`."""
+    from gpucluster.render.container import container_nginx_values
+    from gpucluster.render.kuberay_edge import kubernetes_nginx_values
+    from gpucluster.runtime.edge import nginx_values
+
+    state = StateDir(tmp_path / "state")
+    if name == "local":
+        return nginx_values(config, state, "t0ken")
+    if name == "compose":
+        return container_nginx_values(config, state, "t0ken", "ray-serve")
+    return kubernetes_nginx_values(config)
+
+
+def edge_conf(name: str, config: Config, tmp_path) -> str:
+    """The nginx config `name` runs: the Kubernetes one as its ConfigMap holds it."""
+    from gpucluster.render.kuberay_edge import NGINX_CONF_KEY, edge_config_map
+    from gpucluster.runtime.edge import render_nginx_conf
+
+    if name == "kubernetes":
+        return edge_config_map(config)["data"][NGINX_CONF_KEY]
+    return render_nginx_conf(edge_values(name, config, tmp_path))
+
+
+def enforced(conf: str) -> dict[str, list[str]]:
+    """The directives that decide what a client gets: routes, limits, timeouts, answers."""
+    names = (
+        "listen", "location", "client_max_body_size", "client_body_buffer_size",
+        "proxy_read_timeout", "proxy_send_timeout", "proxy_buffering", "error_page", "return",
+        "add_header", "auth_request", "auth_basic", "set_real_ip_from", "real_ip_header",
+        "default", "proxy_intercept_errors", "keepalive_timeout",
+    )
+    found: dict[str, list[str]] = {name: [] for name in names}
+    for line in conf.splitlines():
+        words = line.strip().split(None, 1)
+        if words and words[0] in found:
+            found[words[0]].append(line.strip())
+    return found
+
+
+@pytest.mark.parametrize("name", ["compose", "kubernetes"])
+def test_the_edge_gets_local_modes_values_but_for_declared_differences(name, tmp_path):
+    reference = edge_values("local", EDGE_CONFIG, tmp_path)
+    values = edge_values(name, EDGE_CONFIG, tmp_path)
+    assert set(values) == set(reference)
+    assert set(EDGE_RUNNER_VALUES) <= set(reference)
+    differing = {key for key in reference if values[key] != reference[key]}
+    assert differing <= set(EDGE_RUNNER_VALUES), differing - set(EDGE_RUNNER_VALUES)
+
+
+def test_one_edge_config_text_for_every_runner_but_the_declared_values(tmp_path):
+    from gpucluster.runtime.edge import render_nginx_conf
+
+    texts = set()
+    for name in EDGE_RUNNERS:
+        values = edge_values(name, EDGE_CONFIG, tmp_path)
+        texts.add(render_nginx_conf({**values, **{k: f"<{k}>" for k in EDGE_RUNNER_VALUES}}))
+    assert len(texts) == 1
+
+
+def test_every_runner_enforces_the_same_routes_limits_timeouts_and_error_bodies(tmp_path):
+    confs = {name: edge_conf(name, EDGE_CONFIG, tmp_path) for name in EDGE_RUNNERS}
+    directives = {name: enforced(conf) for name, conf in confs.items()}
+    assert directives["compose"] == directives["local"]
+    assert directives["kubernetes"] == directives["local"]
+    local = directives["local"]
+    # the config's settings, not the defaults, in all three
+    assert local["listen"] == ["listen 0.0.0.0:28080;"]
+    assert local["client_max_body_size"] == ["client_max_body_size 16m;"]
+    assert "proxy_read_timeout 900s;" in local["proxy_read_timeout"]
+    assert local["set_real_ip_from"] == ["set_real_ip_from 10.0.0.0/8;"]
+    assert "default 1;" in local["default"]  # dashboard_write
+    assert any("The request body is larger than 16m." in line for line in local["return"])
+    for name, conf in confs.items():
+        assert "upstream serve {" in conf and "least_conn;" in conf, name
+
+
+def test_every_runner_reaches_serve_on_its_port(tmp_path):
+    from gpucluster.render.kuberay_edge import UPSTREAMS_KEY, edge_config_map
+    from gpucluster.runtime.upstreams import upstream_servers
+
+    port = EDGE_CONFIG.platform.ports.serve_http
+    # local mode and compose start towards Serve's proxy (the watcher adds replicas' own ports)
+    assert upstream_servers("127.0.0.1", [], port) == f"server 127.0.0.1:{port};\n"
+    assert upstream_servers("ray-serve", [], port) == f"server ray-serve:{port};\n"
+    upstreams = edge_config_map(EDGE_CONFIG)["data"][UPSTREAMS_KEY]
+    assert upstreams == f"server gpu-cluster-serve-svc:{port};\n"
+
+
+def test_every_runners_gatekeeper_limits_alike(tmp_path):
+    from gpucluster.render.kuberay_edge import GATEKEEPER_CONFIG_KEY, edge_config_map
+    from gpucluster.runtime.admission import Limits
+
+    # local mode's gatekeeper and compose's read the platform config itself (runtime.edge.
+    # gatekeeper_service writes its JSON; compose mounts the file); the pod's reads its JSON
+    pod = Config.model_validate_json(edge_config_map(EDGE_CONFIG)["data"][GATEKEEPER_CONFIG_KEY])
+    assert Limits.from_config(pod) == Limits.from_config(EDGE_CONFIG)
+    assert pod.platform.security == EDGE_CONFIG.platform.security
+    assert pod.platform.ports.gatekeeper == EDGE_CONFIG.platform.ports.gatekeeper
+    assert [m.id for m in pod.models] == [m.id for m in EDGE_CONFIG.models]
