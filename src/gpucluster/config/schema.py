@@ -530,6 +530,50 @@ class SecurityConfig(_Strict):
         return value
 
 
+class PodResources(_Strict):
+    """CPU and memory of one pod of the KubeRay deployment, instead of the derived numbers."""
+
+    cpu: int | None = Field(
+        None, ge=1, description="Whole CPU cores the pod requests (the limit too); null: derived."
+    )
+    memory_gib: int | None = Field(
+        None,
+        ge=1,
+        description="Memory in GiB the pod requests (the limit too), its /dev/shm included; "
+        "null: derived.",
+    )
+
+
+class KubernetesConfig(_Strict):
+    """Pod sizes of the KubeRay manifests (`gpucluster render kuberay`): derived from the models
+    (ops.pod_sizes) unless set here."""
+
+    head_resources: PodResources = Field(
+        default_factory=PodResources,
+        description="The head pod's CPU and memory; keys left unset are derived.",
+    )
+    worker_resources: dict[int, PodResources] = Field(
+        default_factory=dict,
+        description="GPU worker pods by tensor_parallel_size (the worker group gpu-tp<size>); "
+        "keys left unset are derived.",
+    )
+
+    @field_validator("worker_resources")
+    @classmethod
+    def _ray_cpus(cls, workers: dict[int, PodResources]) -> dict[int, PodResources]:
+        for tp, resources in workers.items():
+            if tp < 1:
+                raise ValueError(f"{tp}: keys are tensor parallel sizes, at least 1")
+            # Ray Serve LLM's placement group: {GPU: 1, CPU: 1} per GPU, plus one CPU for the
+            # replica actor; KubeRay gives Ray the pod's CPU limit as its CPU count.
+            if resources.cpu is not None and resources.cpu < tp + 1:
+                raise ValueError(
+                    f"{tp}: cpu {resources.cpu} is less than the {tp + 1} Ray CPUs a replica "
+                    f"of tensor parallel size {tp} reserves (one per GPU and one for the replica)"
+                )
+        return workers
+
+
 class PlatformConfig(_Strict):
     """Where the platform keeps its state and how it binds."""
 
@@ -577,6 +621,10 @@ class PlatformConfig(_Strict):
         default_factory=SecurityConfig,
         description="API keys, their quotas, and operator credentials.",
     )
+    kubernetes: KubernetesConfig = Field(
+        default_factory=KubernetesConfig,
+        description="Pod sizes of the KubeRay deployment (`gpucluster render kuberay`).",
+    )
 
     @property
     def gatekeeper_address(self) -> str:
@@ -605,6 +653,18 @@ class Config(_Strict):
         if duplicates:
             raise ValueError(f"model ids must be unique, repeated: {', '.join(duplicates)}")
         return models
+
+    @model_validator(mode="after")
+    def _worker_resources_name_groups(self) -> Config:
+        sizes = sorted({m.tensor_parallel_size for m in self.models})
+        unknown = sorted(set(self.platform.kubernetes.worker_resources) - set(sizes))
+        if unknown:
+            raise ValueError(
+                f"platform.kubernetes.worker_resources: no model has tensor_parallel_size "
+                f"{', '.join(map(str, unknown))} (the models' sizes: "
+                f"{', '.join(map(str, sizes))})"
+            )
+        return self
 
     @property
     def serves_directly(self) -> bool:
