@@ -40,6 +40,7 @@ from gpucluster.config import Config, ModelConfig
 from gpucluster.config.schema import EdgeConfig, PodResources
 from gpucluster.models import ModelError
 from gpucluster.ops.capacity import (
+    DTYPE_BYTES,
     HF_CACHE,
     CapacityInputError,
     configured_shape,
@@ -103,23 +104,28 @@ class HeadProcess:
     gib: float
     cores: float
     source: str
+    constant: str  # its name in this module
 
 
 # A few-node Serve cluster keeps GCS's tables small.
-GCS = HeadProcess("GCS", 1.0, 0.5, "Ray's global control store: nodes, actors, placement groups")
+GCS = HeadProcess(
+    "GCS", 1.0, 0.5, "Ray's global control store: nodes, actors, placement groups", "GCS"
+)
 DASHBOARD = HeadProcess(
     "dashboard", 1.5, 0.5, "the dashboard and its module subprocesses; KubeRay submits "
-    "serveConfigV2 to its API",
+    "serveConfigV2 to its API", "DASHBOARD",
 )  # fmt: skip
 SERVE_CONTROLLER = HeadProcess(
-    "Serve controller", 1.0, 0.5, "reconciles deployments and autoscaling every 0.5 s"
+    "Serve controller", 1.0, 0.5, "reconciles deployments and autoscaling every 0.5 s",
+    "SERVE_CONTROLLER",
 )
 SERVE_PROXY = HeadProcess(
-    "Serve HTTP proxy", 1.0, 1.0, "proxy_location HeadOnly: every request passes through it"
+    "Serve HTTP proxy", 1.0, 1.0, "proxy_location HeadOnly: every request passes through it",
+    "SERVE_PROXY",
 )
 INGRESS = HeadProcess(
     "ingress replica", 1.5, 1.0, "the platform's ingress deployment, one replica pinned to the "
-    "head: keys, routing, queued requests; no tokenizer (it forwards /tokenize)",
+    "head: keys, routing, queued requests; no tokenizer (it forwards /tokenize)", "INGRESS",
 )  # fmt: skip
 HEAD_SHM_GIB = 1
 
@@ -186,15 +192,15 @@ def text_bytes(context_tokens: int | None, max_body_bytes: int) -> int:
 def worker_cpu_terms(tp: int) -> tuple[Term, ...]:
     """The CPU of a worker pod: it depends on the tensor parallel size only."""
     return (
-        Term("GPU worker processes", GPU_PROCESS_CPU * tp, f"{tp} x {GPU_PROCESS_CPU}",
+        Term("GPU worker processes", GPU_PROCESS_CPU * tp, f"tp {tp} x GPU_PROCESS_CPU",
              "one Ray actor per GPU launches its kernels and prepares its inputs"),
-        Term("engine core", ENGINE_CORE_CPU, f"{ENGINE_CORE_CPU}",
+        Term("engine core", ENGINE_CORE_CPU, "ENGINE_CORE_CPU",
              "vLLM's scheduler loop runs flat out while requests are in flight"),
-        Term("frontend", FRONTEND_CPU, f"{FRONTEND_CPU}",
+        Term("frontend", FRONTEND_CPU, "FRONTEND_CPU",
              "the Serve replica actor's event loop: HTTP, JSON, streaming"),
-        Term("tokenizer threads", TOKENIZER_CPU, f"{TOKENIZER_CPU}",
+        Term("tokenizer threads", TOKENIZER_CPU, "TOKENIZER_CPU",
              "tokenizing prompts, detokenizing outputs"),
-        Term("Ray node", RAY_NODE_CPU, f"{RAY_NODE_CPU}",
+        Term("Ray node", RAY_NODE_CPU, "RAY_NODE_CPU",
              "raylet, dashboard agent, runtime-env agent, log monitor"),
     )  # fmt: skip
 
@@ -225,35 +231,35 @@ def worker_memory_terms(
     text = (ongoing_requests + queued_requests) * text_bytes(context_tokens, max_body_bytes)
     offload = cpu_offload_gib * tp + kv_offload_gib
     shm = shm_gib(tp)
-    nccl = f" + {NCCL_SHM_GIB_PER_GPU} x {tp} (NCCL)" if tp > 1 else ""
+    nccl = f" + tp {tp} x NCCL_SHM_GIB_PER_GPU" if tp > 1 else ""
     return (
         Term("checkpoint page cache", _gib(weights),
-             f"{shape.params / 1e9:,.2f} B params x {held_dtype}",
-             "capacity's weight bytes. Each GPU process maps its 1/tp of the safetensors "
-             "(torch.UntypedStorage.from_file: page cache, no copy); the ranks share the pages, "
-             "and vLLM prefetches a checkpoint on NFS into the cache when it fits the pod"),
-        Term("GPU worker processes", GPU_PROCESS_GIB * tp, f"{tp} x {GPU_PROCESS_GIB:g}",
+             f"{shape.params:,} params x {DTYPE_BYTES[held_dtype]:g} B ({held_dtype})",
+             "capacity's weight bytes of the whole model. Each GPU process maps its 1/tp of "
+             "the safetensors (page cache, not a copy) and the ranks share the pages; vLLM "
+             "prefetches a checkpoint on NFS into the cache when it fits the pod"),
+        Term("GPU worker processes", GPU_PROCESS_GIB * tp, f"tp {tp} x GPU_PROCESS_GIB",
              "Python, torch, vLLM; the CUDA context's and libraries' host memory; "
              "pinned buffers"),
-        Term("frontend", FRONTEND_GIB, f"{FRONTEND_GIB:g}",
+        Term("frontend", FRONTEND_GIB, "FRONTEND_GIB",
              "the Serve replica actor: tokenizer, detokenizer, the OpenAI layer"),
-        Term("engine core", ENGINE_CORE_GIB, f"{ENGINE_CORE_GIB:g}",
+        Term("engine core", ENGINE_CORE_GIB, "ENGINE_CORE_GIB",
              "scheduler, KV block manager, structured-output grammars"),
-        Term("Ray node", RAY_NODE_GIB, f"{RAY_NODE_GIB:g}",
+        Term("Ray node", RAY_NODE_GIB, "RAY_NODE_GIB",
              "raylet, dashboard agent, runtime-env agent, log monitor"),
         Term("requests held", _gib(ids + text),
-             f"{ongoing_requests} x {context_tokens:,} tokens x {tp + 2} processes x "
-             f"{TOKEN_ID_BYTES} B + {ongoing_requests + queued_requests} x "
+             f"{ongoing_requests} requests x {context_tokens:,} tokens x {tp + 2} processes x "
+             f"TOKEN_ID_BYTES + {ongoing_requests + queued_requests} requests x "
              f"{text_bytes(context_tokens, max_body_bytes):,} B of text",
              "admitted requests (admission.max_ongoing_requests) at max_model_len, their ids in "
              "the frontend, the engine core and each GPU process"
              + ("; queued ones (max_queued_requests) wait here, on the direct path"
                 if queued_requests else "")),
         Term("CPU offload", offload,
-             f"{cpu_offload_gib:g} x {tp} + {kv_offload_gib:g}",
+             f"{cpu_offload_gib:g} x tp {tp} + {kv_offload_gib:g}",
              "engine_kwargs cpu_offload_gb (per GPU) and kv_offloading_size (all GPUs); "
              "vLLM 0.29 has no swap_space"),
-        Term("/dev/shm", shm, f"{SHM_GIB}{nccl}",
+        Term("/dev/shm", shm, f"SHM_GIB{nccl}",
              "a memory-backed emptyDir counts against the pod's memory limit"),
     )  # fmt: skip
 
@@ -298,20 +304,20 @@ def head_pod(*, ingress: bool, held: Sequence[HeldRequests] = ()) -> PodSize:
     """The head pod: Ray's and Serve's processes, the ingress replica when there is one
     (`ingress`), and the bodies of the requests in `held` in the proxy (and the ingress)."""
     processes = [GCS, DASHBOARD, SERVE_CONTROLLER, SERVE_PROXY, *([INGRESS] if ingress else [])]
-    memory = [Term(p.name, p.gib, f"{p.gib:g}", p.source) for p in processes]
-    cpu = [Term(p.name, p.cores, f"{p.cores:g}", p.source) for p in processes]
-    memory.append(Term("Ray node", RAY_NODE_GIB, f"{RAY_NODE_GIB:g}",
+    memory = [Term(p.name, p.gib, f"{p.constant}.gib", p.source) for p in processes]
+    cpu = [Term(p.name, p.cores, f"{p.constant}.cores", p.source) for p in processes]
+    memory.append(Term("Ray node", RAY_NODE_GIB, "RAY_NODE_GIB",
                        "raylet, dashboard agent, runtime-env agent, log monitor"))
-    cpu.append(Term("Ray node", RAY_NODE_CPU, f"{RAY_NODE_CPU}",
+    cpu.append(Term("Ray node", RAY_NODE_CPU, "RAY_NODE_CPU",
                     "raylet, dashboard agent, runtime-env agent, log monitor"))
     memory.append(Term(
         "request bodies", _gib(sum(h.requests * h.text_bytes for h in held)),
-        " + ".join(f"{h.requests} x {h.text_bytes:,} B" for h in held) or "0",
+        " + ".join(f"{h.requests} requests x {h.text_bytes:,} B" for h in held) or "0",
         "the text of every request in flight through the proxy: replicas.max x "
         "max_ongoing_requests + max_queued_requests per model (an unbounded queue, -1, is not "
         "counted)",
     ))  # fmt: skip
-    memory.append(Term("/dev/shm", HEAD_SHM_GIB, f"{HEAD_SHM_GIB}",
+    memory.append(Term("/dev/shm", HEAD_SHM_GIB, "HEAD_SHM_GIB",
                        "a memory-backed emptyDir counts against the pod's memory limit"))
     return PodSize("head", tuple(memory), tuple(cpu), total(memory), total(cpu), HEAD_SHM_GIB,
                    ray_cpus=1 if ingress else 0)  # fmt: skip
