@@ -38,7 +38,7 @@ from pathlib import Path
 
 from gpucluster.config import Config, ModelConfig
 from gpucluster.config.schema import EdgeConfig, PodResources
-from gpucluster.models import ModelError
+from gpucluster.models import ModelError, resolve_source
 from gpucluster.ops.capacity import (
     DTYPE_BYTES,
     HF_CACHE,
@@ -388,10 +388,17 @@ def _model_pod(config: Config, model: ModelConfig, hf_cache_dir: Path) -> PodSiz
         )
     except (CapacityInputError, ModelError) as exc:
         tp = model.tensor_parallel_size
+        try:
+            hub = resolve_source(model.source).kind == "hf"
+        except ModelError:
+            hub = False
+        where = (
+            f"`hf download {model.source} config.json` (the config alone) or `gpucluster pull`"
+            if hub else "its directory with config.json on this host"
+        )
         raise PodSizeError(
             f"model {model.id}: its worker pods cannot be sized without its shape: {exc}. "
-            f"Put its config.json where `gpucluster capacity` looks (`hf download "
-            f"{model.source} config.json` or `gpucluster pull`), or set the pod's memory: "
+            f"Give the renderer its config.json ({where}), or set the pod's memory: "
             f"platform.kubernetes.worker_resources: {{{tp}: {{memory_gib: N}}}}"
         ) from None
     settings = settings_from_config(model)
