@@ -226,8 +226,8 @@ def worker_memory_terms(
     """
     held_dtype = weight_dtype(shape, dtype)
     weights = weight_bytes(shape, held_dtype, 1)
-    per_request = ongoing_requests * context_tokens
-    ids = per_request * (tp + 2) * TOKEN_ID_BYTES
+    admitted_tokens = ongoing_requests * context_tokens
+    ids = admitted_tokens * (tp + 2) * TOKEN_ID_BYTES
     text = (ongoing_requests + queued_requests) * text_bytes(context_tokens, max_body_bytes)
     offload = cpu_offload_gib * tp + kv_offload_gib
     shm = shm_gib(tp)
