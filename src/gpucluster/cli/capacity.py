@@ -29,7 +29,8 @@ from gpucluster.ops.capacity import (
     resolve_model,
     settings_from_config,
 )
-from gpucluster.ops.hardware import CPU, GiB, UnknownNameError, find_gpu, gpu_names
+from gpucluster.ops.hardware import CPU, GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
+from gpucluster.ops.pod_sizes import AdmissionBounds, PodSize, worker_pod
 
 
 def capacity(
@@ -145,10 +146,12 @@ def capacity(
         )  # fmt: skip
     except (CapacityInputError, UnknownNameError) as exc:
         fail(str(exc), 2, as_json)
+    pod = _kuberay_pod(cfg, configured, shape, result, explicit_seqs=max_num_seqs is not None)
     if as_json:
-        print(json.dumps({"ok": result.fits, **dataclasses.asdict(result)}, indent=2))
+        kuberay = {"kuberay_worker_pod": dataclasses.asdict(pod)} if pod else {}
+        print(json.dumps({"ok": result.fits, **dataclasses.asdict(result), **kuberay}, indent=2))
     else:
-        _render(result)
+        _render(result, pod)
     if not result.fits:
         raise typer.Exit(1)
 
@@ -160,6 +163,45 @@ def _configured(cfg: Config, model: str | None) -> ModelConfig | None:
     return next((m for m in cfg.models if m.id == model), None)
 
 
+def _kuberay_pod(
+    cfg: Config, configured: ModelConfig | None, shape: ModelShape, p: CapacityPlan, *,
+    explicit_seqs: bool,
+) -> PodSize | None:  # fmt: skip
+    """The KubeRay worker pod of one replica as planned (`gpucluster render kuberay` sizes it
+    so); None on cpu, which the KubeRay manifests do not run. A model that is not configured is
+    taken as the platform's only model, with the platform's admission defaults."""
+    if p.gpu.is_cpu:
+        return None
+    model = configured or ModelConfig(accelerator="gpu")
+    if explicit_seqs or configured is None:
+        model = model.model_copy(update={"max_num_seqs": p.max_num_seqs})
+    bounds = AdmissionBounds.of(model)
+    direct = cfg.serves_directly if configured else True
+    kwargs = model.engine_kwargs
+    return worker_pod(
+        shape, tp=p.tp, dtype=p.weight_dtype, context_tokens=p.max_model_len,
+        ongoing_requests=bounds.ongoing, queued_requests=max(0, bounds.queued) if direct else 0,
+        max_body_bytes=cfg.platform.edge.max_body_bytes,
+        cpu_offload_gib=float(kwargs.get("cpu_offload_gb") or 0),
+        kv_offload_gib=float(kwargs.get("kv_offloading_size") or 0), model=model.id,
+    )  # fmt: skip
+
+
+def _render_pod(pod: PodSize) -> None:
+    table = Table(
+        title=f"KubeRay worker pod ({pod.group}): {pod.cpu} CPUs, {pod.memory_gib} GiB "
+        f"(/dev/shm {pod.shm_gib} GiB included), as `gpucluster render kuberay` sizes it",
+        title_justify="left",
+    )
+    for column in ("term", "amount", "how"):
+        table.add_column(column, overflow="fold")
+    for term in pod.memory_terms:
+        table.add_row(term.name, f"{term.amount:,.2f} GiB", term.how)
+    for term in pod.cpu_terms:
+        table.add_row(term.name, f"{term.amount:g} CPU", term.how)
+    out.print(table)
+
+
 def _gib(value: float | None) -> str:
     return "-" if value is None else f"{value / GiB:,.2f} GiB"
 
@@ -168,7 +210,7 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} tok/s"
 
 
-def _render(p: CapacityPlan) -> None:
+def _render(p: CapacityPlan, pod: PodSize | None = None) -> None:
     m, g = p.model, p.gpu
     table = Table(title=f"{m.name} on {g.name} x tp {p.tp}", title_justify="left")
     for column in ("quantity", "value", "how"):
@@ -210,6 +252,8 @@ def _render(p: CapacityPlan) -> None:
     out.print(table)
     _render_load(p)
     _render_tp(p)
+    if pod is not None:
+        _render_pod(pod)
     verdict = "[green]fits[/]" if p.fits else "[bold red]does not fit[/]"
     out.print(f"{verdict}: {p.reason}", highlight=False)
     for note in p.notes:

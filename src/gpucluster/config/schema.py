@@ -630,8 +630,23 @@ class GatewayConfig(_Strict):
         return self
 
 
+class PodResources(_Strict):
+    """CPU and memory of one pod of the KubeRay deployment, instead of the derived numbers."""
+
+    cpu: int | None = Field(
+        None, ge=1, description="Whole CPU cores the pod requests (the limit too); null: derived."
+    )
+    memory_gib: int | None = Field(
+        None,
+        ge=1,
+        description="Memory in GiB the pod requests (the limit too), its /dev/shm included; "
+        "null: derived.",
+    )
+
+
 class KubernetesConfig(_Strict):
-    """How clients reach the platform's edge on Kubernetes (`gpucluster render kuberay`)."""
+    """The KubeRay manifests (`gpucluster render kuberay`): how clients reach the edge, and
+    the pod sizes (derived from the models by ops.pod_sizes unless set here)."""
 
     gateway: GatewayConfig = Field(
         default_factory=GatewayConfig,
@@ -644,6 +659,16 @@ class KubernetesConfig(_Strict):
     )
     ingress_class: str = Field(
         "nginx", description="ingressClassName of the Ingress (with ingress: true)."
+    )
+
+    head_resources: PodResources = Field(
+        default_factory=PodResources,
+        description="The head pod's CPU and memory; keys left unset are derived.",
+    )
+    worker_resources: dict[int, PodResources] = Field(
+        default_factory=dict,
+        description="GPU worker pods by tensor_parallel_size (the worker group gpu-tp<size>); "
+        "keys left unset are derived.",
     )
 
     @field_validator("ingress_class")
@@ -663,6 +688,21 @@ class KubernetesConfig(_Strict):
         if not self.ingress and self.ingress_class != default_class:
             raise ValueError("ingress_class is the class of the Ingress: set ingress: true too")
         return self
+
+    @field_validator("worker_resources")
+    @classmethod
+    def _ray_cpus(cls, workers: dict[int, PodResources]) -> dict[int, PodResources]:
+        for tp, resources in workers.items():
+            if tp < 1:
+                raise ValueError(f"{tp}: keys are tensor parallel sizes, at least 1")
+            # Ray Serve LLM's placement group: {GPU: 1, CPU: 1} per GPU, plus one CPU for the
+            # replica actor; KubeRay gives Ray the pod's CPU limit as its CPU count.
+            if resources.cpu is not None and resources.cpu < tp + 1:
+                raise ValueError(
+                    f"{tp}: cpu {resources.cpu} is less than the {tp + 1} Ray CPUs a replica "
+                    f"of tensor parallel size {tp} reserves (one per GPU and one for the replica)"
+                )
+        return workers
 
 
 class PlatformConfig(_Strict):
@@ -714,7 +754,8 @@ class PlatformConfig(_Strict):
     )
     kubernetes: KubernetesConfig = Field(
         default_factory=KubernetesConfig,
-        description="How clients reach the edge on Kubernetes: a Gateway API route or an Ingress.",
+        description="The KubeRay manifests: how clients reach the edge (a Gateway API route or an "
+        "Ingress) and the pod sizes.",
     )
 
     @property
@@ -744,6 +785,18 @@ class Config(_Strict):
         if duplicates:
             raise ValueError(f"model ids must be unique, repeated: {', '.join(duplicates)}")
         return models
+
+    @model_validator(mode="after")
+    def _worker_resources_name_groups(self) -> Config:
+        sizes = sorted({m.tensor_parallel_size for m in self.models})
+        unknown = sorted(set(self.platform.kubernetes.worker_resources) - set(sizes))
+        if unknown:
+            raise ValueError(
+                f"platform.kubernetes.worker_resources: no model has tensor_parallel_size "
+                f"{', '.join(map(str, unknown))} (the models' sizes: "
+                f"{', '.join(map(str, sizes))})"
+            )
+        return self
 
     @property
     def serves_directly(self) -> bool:

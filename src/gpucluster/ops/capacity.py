@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from gpucluster.config import BUILTIN_MODEL_ID, ModelConfig
-from gpucluster.models import BUILTIN_MODELS, ModelSourceError, read_model_info
+from gpucluster.models import (
+    BUILTIN_MODELS,
+    ModelSourceError,
+    read_model_info,
+    weights_location,
+)
 from gpucluster.models.cache import hub_entry_dir, read_stamp
 from gpucluster.ops.hardware import GiB, Gpu, ModelShape, find_table_model, model_names
 
@@ -171,6 +176,21 @@ def kv_bytes_per_token(model: ModelShape, kv_dtype_bytes: float, tp: int = 1) ->
     """2 (K and V) x layers x KV heads (per GPU at `tp`) x head_dim x bytes per element."""
     heads = kv_heads_per_gpu(model.num_kv_heads, tp)
     return int(2 * model.num_layers * heads * model.head_dim * kv_dtype_bytes)
+
+
+def weight_dtype(model: ModelShape, dtype: str | None = "auto") -> str:
+    """The dtype the weights are held in: `dtype` normalised (`bfloat16` -> `bf16`), `auto` the
+    dtype vLLM computes in; CapacityInputError for a dtype the planner does not know."""
+    weight = normalise_dtype(dtype) or "auto"
+    if weight not in WEIGHT_DTYPES:
+        raise CapacityInputError(f"unknown dtype {dtype!r}; known: {', '.join(WEIGHT_DTYPES)}")
+    return model_activation_dtype(model) if weight == "auto" else weight
+
+
+def weight_bytes(model: ModelShape, dtype: str, tp: int = 1) -> int:
+    """Bytes of the weights each of `tp` GPUs holds: params x bytes per param (`dtype` as
+    `weight_dtype` returns it) / tp; the whole checkpoint at tp 1."""
+    return math.ceil(model.params * DTYPE_BYTES[dtype] / tp)
 
 
 def tp_problem(model: ModelShape, tp: int) -> str | None:
@@ -338,6 +358,18 @@ def _with_params(model: ModelShape, params: int | None) -> ModelShape:
     return model if params is None else replace(model, params=params)
 
 
+def configured_shape(
+    model: ModelConfig, *, model_cache_dir: Path, hf_cache_dir: Path
+) -> ModelShape:
+    """The shape of a configured model: from its prepared weights (at its `revision`) when they
+    are in the model cache, else as `resolve_model` resolves its source. CapacityInputError when
+    neither knows it; ModelError for a source the model cache cannot name."""
+    prepared = Path(weights_location(model.source, model_cache_dir, revision=model.revision))
+    if (prepared / "config.json").is_file():
+        return shape_from_config(prepared, model.id)
+    return resolve_model(model.source, model_cache_dir=model_cache_dir, hf_cache_dir=hf_cache_dir)
+
+
 def settings_from_config(model: ModelConfig) -> dict[str, Any]:
     """`plan` inputs from a model's config, `engine_kwargs` winning as they do for vLLM
     (`kv_cache_gib` is the CPU build's KV space)."""
@@ -389,7 +421,7 @@ class _Memory:
 
 
 def _memory(model: ModelShape, gpu: Gpu, tp: int, s: _Settings) -> _Memory:
-    weights = math.ceil(model.params * DTYPE_BYTES[s.weight_dtype] / tp)
+    weights = weight_bytes(model, s.weight_dtype, tp)
     kv_token = kv_bytes_per_token(model, DTYPE_BYTES[s.kv_dtype], tp)
     blocks_per_seq = math.ceil(s.max_model_len / s.block_size)
     if gpu.is_cpu:
@@ -585,16 +617,13 @@ def _settings(model: ModelShape, gpu: Gpu, tp: int, max_model_len: int | None,
         )
     if not 0 < utilization <= 1:
         raise CapacityInputError(f"gpu_memory_utilization {utilization} must be in (0, 1]")
-    weight = normalise_dtype(dtype) or "auto"
+    weight = weight_dtype(model, dtype)
     kv = normalise_dtype(kv_cache_dtype) or "auto"
-    if weight not in WEIGHT_DTYPES:
-        raise CapacityInputError(f"unknown dtype {dtype!r}; known: {', '.join(WEIGHT_DTYPES)}")
     if kv not in KV_CACHE_DTYPES:
         raise CapacityInputError(
             f"unknown kv cache dtype {kv_cache_dtype!r}; known: {', '.join(KV_CACHE_DTYPES)}"
         )
     activation = model_activation_dtype(model)
-    weight = activation if weight == "auto" else weight
     if kv == "auto":  # vLLM stores KV in the compute dtype; quantized weights keep bf16/fp16
         kv = weight if weight in ("bf16", "fp16", "fp32") else activation
     sizes = {"bandwidth_gbs": bandwidth_gbs, "tflops": tflops, "memory_gib": memory_gib,

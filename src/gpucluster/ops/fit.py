@@ -16,17 +16,16 @@ from pathlib import Path
 import psutil
 
 from gpucluster.config import Config, ModelConfig
-from gpucluster.models import ModelError, weights_location
+from gpucluster.models import ModelError
 from gpucluster.ops.capacity import (
     HF_CACHE,
     CapacityInputError,
     CapacityPlan,
+    configured_shape,
     plan,
-    resolve_model,
     settings_from_config,
-    shape_from_config,
 )
-from gpucluster.ops.hardware import CPU, GPUS, GiB, Gpu, MiB, ModelShape, find_gpu
+from gpucluster.ops.hardware import CPU, GPUS, GiB, Gpu, MiB, find_gpu
 from gpucluster.runtime.worker_node import local_gpus
 
 # Memory one CPU replica takes besides its weights and KV space: measured 3.8 GB RSS for the
@@ -118,7 +117,9 @@ def _check_model(
         return Fit(model.id, "memory", None, "no GPU is visible here (nvidia-smi) to check "
                    "against; `gpucluster config check --gpu NAME` checks against a GPU type"), None
     try:
-        shape = _shape(config, model, hf_cache_dir)
+        shape = configured_shape(
+            model, model_cache_dir=config.platform.model_cache_dir, hf_cache_dir=hf_cache_dir
+        )
     except (CapacityInputError, ModelError) as exc:
         return Fit(model.id, "memory", None, f"not checked: {exc}"), None
     settings = settings_from_config(model)
@@ -137,19 +138,6 @@ def _check_model(
     if result.fits:
         return Fit(model.id, "memory", True, detail), result
     return Fit(model.id, "memory", False, f"{detail}; {_reason(result)}", _fix(result)), result
-
-
-def _shape(config: Config, model: ModelConfig, hf_cache_dir: Path) -> ModelShape:
-    """The model's shape from its prepared weights when they are here, else as `capacity`
-    resolves a name (the Hugging Face cache, the built-in table)."""
-    prepared = Path(weights_location(
-        model.source, config.platform.model_cache_dir, revision=model.revision
-    ))
-    if (prepared / "config.json").is_file():
-        return shape_from_config(prepared, model.id)
-    return resolve_model(
-        model.source, model_cache_dir=config.platform.model_cache_dir, hf_cache_dir=hf_cache_dir
-    )
 
 
 def _reason(p: CapacityPlan) -> str:

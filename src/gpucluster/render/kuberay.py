@@ -18,6 +18,7 @@ from gpucluster.config import Config, ModelConfig, ray_node
 from gpucluster.config.keys import KeySources
 from gpucluster.models import resolve_source, weights_location
 from gpucluster.models.adapter_sources import adapter_locations
+from gpucluster.ops.pod_sizes import PodSize, PodSizeError, head_size, worker_sizes
 from gpucluster.serving.serve_config import serve_config
 
 NAME = "gpu-cluster"
@@ -45,11 +46,8 @@ HF_TOKEN_SECRET = f"{NAME}-hf-token"
 RAY_TOKEN_SECRET = f"{NAME}-ray-token"
 KUBERAY_SETS_ENV = frozenset({"RAY_AUTH_MODE"})
 
-HEAD_RESOURCES = {"cpu": "4", "memory": "16Gi"}
-# Per GPU of a worker: room for the engine's tokenizer/scheduler processes and pinned memory.
-CPU_PER_GPU = 8
-MEMORY_PER_GPU_GIB = 48
-SHM_PER_GPU_GIB = 8  # NCCL and vLLM's tensor parallel workers share memory through /dev/shm
+# Pod CPU, memory and /dev/shm come from ops.pod_sizes (the capacity maths over each model;
+# platform.kubernetes overrides them); deploy/kuberay/README.md, "Pod sizes", derives them.
 GPU_RESOURCE = "nvidia.com/gpu"
 # The image's user `ray` (uid 1000) is in group `users`: volumes become writable for it.
 FS_GROUP = 100
@@ -83,25 +81,25 @@ def worker_groups(config: Config, image: str = IMAGE) -> list[dict[str, Any]]:
                 "deployment runs the platform's GPU image: set `accelerator: gpu`"
             )
         by_size.setdefault(model.tensor_parallel_size, []).append(model)
+    try:
+        pods = worker_sizes(config)
+    except PodSizeError as exc:
+        raise KubeRayError(str(exc)) from None
     return [
-        _worker_group(size, models, config, image)
+        _worker_group(size, models, config, image, pods[size])
         for size, models in sorted(by_size.items())
     ]
 
 
 def _worker_group(
-    gpus: int, models: list[ModelConfig], config: Config, image: str
+    gpus: int, models: list[ModelConfig], config: Config, image: str, pod: PodSize
 ) -> dict[str, Any]:
     metrics_port = config.platform.ports.ray_metrics
     minimum = sum(m.replicas.min for m in models)
     initial = sum(
         m.replicas.min if m.replicas.initial is None else m.replicas.initial for m in models
     )
-    resources = {
-        "cpu": str(CPU_PER_GPU * gpus),
-        "memory": f"{MEMORY_PER_GPU_GIB * gpus}Gi",
-        GPU_RESOURCE: str(gpus),
-    }
+    resources = {**_resources(pod), GPU_RESOURCE: str(gpus)}
     container = _container("ray-worker", image, resources, [_port("metrics", metrics_port)])
     container["readinessProbe"] = dict(WORKER_READINESS)
     return {
@@ -110,17 +108,18 @@ def _worker_group(
         "minReplicas": minimum,
         "maxReplicas": sum(m.replicas.max for m in models),
         "rayStartParams": ray_node.start_params(config, head=False),
-        "template": _pod_template(container, shm_gib=SHM_PER_GPU_GIB * gpus, gpu=True),
+        "template": _pod_template(container, shm_gib=pod.shm_gib, gpu=True),
     }
 
 
 def head_group(config: Config, image: str = IMAGE) -> dict[str, Any]:
     """The head: GCS, dashboard, Serve controller and the HTTP proxy (Serve runs it HeadOnly)."""
     ports = config.platform.ports
+    pod = head_size(config)
     container = _container(
         "ray-head",
         image,
-        HEAD_RESOURCES,
+        _resources(pod),
         [
             _port("gcs-server", ports.ray_gcs),
             _port("dashboard", DASHBOARD_PORT),
@@ -135,8 +134,13 @@ def head_group(config: Config, image: str = IMAGE) -> dict[str, Any]:
             "dashboard-host": "0.0.0.0",
             "dashboard-port": str(DASHBOARD_PORT),
         },
-        "template": _pod_template(container, shm_gib=1, gpu=False),
+        "template": _pod_template(container, shm_gib=pod.shm_gib, gpu=False),
     }
+
+
+def _resources(pod: PodSize) -> dict[str, str]:
+    """A pod's CPU (whole cores) and memory (GiB) as Kubernetes quantities."""
+    return {"cpu": str(pod.cpu), "memory": f"{pod.memory_gib}Gi"}
 
 
 def _port(name: str, number: int) -> dict[str, Any]:

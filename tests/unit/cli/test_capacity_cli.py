@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from gpucluster.cli.capacity import capacity
+from gpucluster.config import load_config
+from gpucluster.ops.pod_sizes import worker_sizes
 
 
 @pytest.fixture
@@ -73,6 +76,24 @@ def test_a_target_load_adds_replicas(run):
     load = json.loads(result.stdout)["load"]
     assert load["replicas"] >= 1
     assert load["replicas"] * load["replica_decode_tokens_per_s"] >= 30 * 300
+
+
+def test_a_gpu_plan_shows_the_kuberay_worker_pod_render_would_size(run, tmp_path):
+    platform = Path(__file__).resolve().parents[3] / "deploy" / "kuberay" / "platform.yaml"
+    result = run("--json", "-c", str(platform), "-g", "l4")
+    assert result.exit_code == 0, result.output
+    pod = json.loads(result.stdout)["kuberay_worker_pod"]
+    config = load_config(platform, env={"GPUCLUSTER_MODEL_CACHE": str(tmp_path / "models")})
+    rendered = worker_sizes(config, hf_cache_dir=tmp_path / "hub")[1]
+    assert (pod["cpu"], pod["memory_gib"], pod["shm_gib"]) == (
+        rendered.cpu, rendered.memory_gib, rendered.shm_gib
+    )
+    assert [t["amount"] for t in pod["memory_terms"]] == [
+        t.amount for t in rendered.memory_terms
+    ]
+    people = run("-c", str(platform), "-g", "l4")
+    assert f"KubeRay worker pod (gpu-tp1): {rendered.cpu} CPUs" in people.output
+    assert "kuberay_worker_pod" not in json.loads(run("--json").stdout)  # cpu: not on KubeRay
 
 
 @pytest.mark.parametrize(

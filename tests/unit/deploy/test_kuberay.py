@@ -24,6 +24,7 @@ from gpucluster.cli.main import app as cli
 from gpucluster.config import Config, load_config
 from gpucluster.config.keys import KeySources
 from gpucluster.config.loader import ENV_OVERRIDES
+from gpucluster.ops.pod_sizes import PodSize, head_size, worker_sizes
 from gpucluster.serving.serve_config import serve_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -304,10 +305,12 @@ def test_models_of_two_sizes_get_two_worker_groups(tmp_path, monkeypatch):
     config_file = tmp_path / "platform.yaml"
     config_file.write_text(
         "models:\n"
-        "  - {id: a, source: org/a, accelerator: gpu, tensor_parallel_size: 2,"
-        " replicas: {min: 1, max: 3}}\n"
-        "  - {id: b, source: org/b, accelerator: gpu, replicas: {min: 0, max: 2}}\n"
-        "  - {id: c, source: org/c, accelerator: gpu, replicas: {min: 1, max: 1}}\n"
+        "  - {id: a, source: Qwen/Qwen2.5-32B-Instruct, accelerator: gpu,"
+        " tensor_parallel_size: 2, replicas: {min: 1, max: 3}}\n"
+        "  - {id: b, source: Qwen/Qwen2.5-7B-Instruct, accelerator: gpu,"
+        " replicas: {min: 0, max: 2}}\n"
+        "  - {id: c, source: mistralai/Mistral-7B-Instruct-v0.3, accelerator: gpu,"
+        " replicas: {min: 1, max: 1}}\n"
     )
     result = render(["rayservice", "-c", str(config_file), "--json"], monkeypatch)
     assert result.exit_code == 0, result.output
@@ -319,6 +322,104 @@ def test_models_of_two_sizes_get_two_worker_groups(tmp_path, monkeypatch):
         for g in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     }
     assert groups == {1: (1, 1, 3), 2: (1, 1, 3)}
+
+
+# --- pod sizes ----------------------------------------------------------------------------------
+
+
+def pod_resources(template: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """The Ray container's CPU and memory requests (checked equal to its limits) and the size of
+    the pod's /dev/shm."""
+    resources = ray_container(template)["resources"]
+    requests = {k: v for k, v in resources["requests"].items() if k != "nvidia.com/gpu"}
+    limits = {k: v for k, v in resources["limits"].items() if k != "nvidia.com/gpu"}
+    assert requests == limits  # the pod's Ray node advertises what it is guaranteed
+    (shm,) = [v["emptyDir"]["sizeLimit"] for v in template["spec"]["volumes"] if v["name"] == "dshm"]
+    return requests, shm
+
+
+def expected(size: PodSize) -> tuple[dict[str, str], str]:
+    return {"cpu": str(size.cpu), "memory": f"{size.memory_gib}Gi"}, f"{size.shm_gib}Gi"
+
+
+def test_pods_request_the_sizes_derived_from_the_model():
+    config = platform_config()
+    templates = pod_templates(the_rayservice())
+    assert pod_resources(templates["head"]) == expected(head_size(config))
+    workers = worker_sizes(config)  # as `render kuberay` resolves the model (HF cache, table)
+    assert len(workers) == len(templates) - 1
+    for tp, size in workers.items():
+        assert pod_resources(templates[f"gpu-tp{tp}"]) == expected(size), size.group
+        assert size.overridden == ()
+
+
+def test_platform_kubernetes_sets_pod_sizes(tmp_path, monkeypatch):
+    config_file = tmp_path / "platform.yaml"
+    config_file.write_text(
+        "models:\n"
+        "  - {id: a, source: org/unknown-a, accelerator: gpu, tensor_parallel_size: 2}\n"
+        "  - {id: b, source: Qwen/Qwen2.5-7B-Instruct, accelerator: gpu}\n"
+        "platform:\n"
+        "  kubernetes:\n"
+        "    head_resources: {cpu: 6}\n"
+        "    worker_resources: {2: {memory_gib: 100}, 1: {cpu: 12, memory_gib: 40}}\n"
+    )
+    result = render(["rayservice", "-c", str(config_file), "--json"], monkeypatch)
+    assert result.exit_code == 0, result.output
+    rayservice = json.loads(result.output)
+    assert errors(rayservice) == []
+    templates = pod_templates(rayservice)
+    config = load_config(config_file, env={})
+    head = head_size(config)
+    assert pod_resources(templates["head"]) == (
+        {"cpu": "6", "memory": f"{head.derived_memory_gib}Gi"}, "1Gi"
+    )
+    tp2_cpu = str(worker_sizes(config)[2].derived_cpu)  # the unknown model needs no shape
+    assert pod_resources(templates["gpu-tp2"]) == ({"cpu": tp2_cpu, "memory": "100Gi"}, "3Gi")
+    assert pod_resources(templates["gpu-tp1"]) == ({"cpu": "12", "memory": "40Gi"}, "1Gi")
+
+
+def test_a_model_that_cannot_be_sized_is_refused_naming_it(tmp_path, monkeypatch):
+    config_file = tmp_path / "platform.yaml"
+    config_file.write_text("models:\n  - {id: odd, source: org/unknown, accelerator: gpu}\n")
+    result = render(["rayservice", "-c", str(config_file)], monkeypatch)
+    assert result.exit_code == 2
+    assert "odd" in result.output and "worker_resources" in result.output
+
+
+# --- the README's derivation ---------------------------------------------------------------------
+
+
+def derivation(size: PodSize) -> str:
+    """The README's tables of one pod: memory terms, then CPU terms, with the totals."""
+
+    def table(kind: str, unit: str, terms, amount: str, total: int) -> list[str]:
+        rows = [f"| {kind} term | {unit} | how | from |", "| --- | ---: | --- | --- |"]
+        rows += [f"| {t.name} | {amount.format(t.amount)} | {t.how} | {t.source} |"
+                 for t in terms]
+        rows.append(f"| **total** | **{total}** | the sum, rounded up | |")
+        return rows
+
+    assert size.overridden == ()  # the README derives; platform.yaml overrides nothing
+    lines = table("memory", "GiB", size.memory_terms, "{:.2f}", size.memory_gib)
+    lines.append("")
+    lines += table("CPU", "cores", size.cpu_terms, "{:g}", size.cpu)
+    return "\n".join(lines) + "\n"
+
+
+def test_the_readme_derives_the_committed_pod_sizes():
+    readme = (KUBERAY / "README.md").read_text(encoding="utf-8")
+    config = platform_config()
+    pods = [head_size(config), *worker_sizes(config).values()]
+    for size in pods:
+        begin = f"<!-- pod sizes: {size.group} -->\n"
+        end = f"<!-- end of pod sizes: {size.group} -->"
+        assert begin in readme and end in readme, f"README.md has no derivation of {size.group}"
+        shown = readme.split(begin, 1)[1].split(end, 1)[0]
+        assert shown == derivation(size), (
+            f"deploy/kuberay/README.md's {size.group} derivation is stale; it should read:\n"
+            + derivation(size)
+        )
 
 
 def test_ports_and_ray_start_params_match_the_config_defaults():

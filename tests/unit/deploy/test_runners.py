@@ -50,7 +50,10 @@ INTENDED = {
          "port": "a head's", "include-dashboard": "a head's", "dashboard-port": "a head's"},
     ),
 }
-GPU_CONFIG = Config(models=[{"id": "m", "source": "org/m", "accelerator": "gpu"}])
+# a model `capacity` knows: the worker pods are sized from its shape
+GPU_CONFIG = Config(
+    models=[{"id": "m", "source": "Qwen/Qwen2.5-7B-Instruct", "accelerator": "gpu"}]
+)
 
 
 def params(args: list[str]) -> dict[str, str]:
