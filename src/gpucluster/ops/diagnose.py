@@ -15,11 +15,12 @@ from pathlib import Path
 
 import httpx
 
+from gpucluster.config.guide_errors import GUIDE_ERROR_LINES, fixes_for
 from gpucluster.config.names import llm_deployment_name
 from gpucluster.ops.health import RAY_HEAD_RECOVERY
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
-from gpucluster.runtime.logs import GUIDE_ERROR_LINES, component_files, find_lines, fixes_for
+from gpucluster.runtime.logs import component_files, find_lines
 from gpucluster.runtime.processes import port_in_use, port_owner
 from gpucluster.runtime.readiness import health_status, port_accepts
 
