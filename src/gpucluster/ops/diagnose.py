@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpx
-
 from gpucluster.config.guide_errors import GUIDE_ERROR_LINES, fixes_for
 from gpucluster.config.names import llm_deployment_name
 from gpucluster.ops.health import RAY_HEAD_RECOVERY
@@ -97,13 +95,11 @@ def gather(target: Target) -> Snapshot:
 
 def _gather_metrics(snap: Snapshot, prom: Prometheus, target: Target) -> None:
     try:
-        targets = prom.client.get(f"{prom.base_url}/api/v1/targets").json()["data"]["activeTargets"]
-    except (httpx.HTTPError, ValueError, KeyError):
+        ray_targets = prom.ray_targets()
+    except PrometheusUnavailable:
         return
     snap.prometheus_up = True
-    snap.ray_targets_down = [
-        t["scrapeUrl"] for t in targets if t["labels"].get("job") == "ray" and t["health"] != "up"
-    ]
+    snap.ray_targets_down = [t["scrapeUrl"] for t in ray_targets if t["health"] != "up"]
     try:
         snap.kv_cache = prom.scalar("avg(vllm:gpu_cache_usage_perc)")
         snap.waiting = prom.scalar("sum(vllm:num_requests_waiting)")

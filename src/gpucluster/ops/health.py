@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
 from gpucluster.runtime.readiness import answers
 
@@ -93,8 +94,11 @@ def check_prometheus(t: Target) -> str:
     response = _get(f"{t.endpoints.prometheus}/-/healthy")
     if response.status_code != 200:
         raise CheckFailed(f"HTTP {response.status_code}", "gpucluster logs prometheus")
-    targets = _get(f"{t.endpoints.prometheus}/api/v1/targets").json()["data"]["activeTargets"]
-    ray = [x for x in targets if x["labels"].get("job") == "ray"]
+    try:
+        with httpx.Client(timeout=TIMEOUT_S) as client:
+            ray = Prometheus(t.endpoints.prometheus, client).ray_targets()
+    except PrometheusUnavailable as exc:
+        raise CheckFailed(str(exc), "") from None
     down = [x["scrapeUrl"] for x in ray if x["health"] != "up"]
     if not ray or down:
         raise CheckFailed(
