@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
+from gpucluster.ops.ray_api import NODES_PATH, RayApiError, ray_nodes
 from gpucluster.ops.target import Target
 from gpucluster.runtime.readiness import answers
 
@@ -80,11 +81,17 @@ def check_ray_dashboard(t: Target) -> str:
 
 
 def check_ray_cluster(t: Target) -> str:
-    response = _get(f"{t.endpoints.ray_dashboard}/nodes?view=summary", t.ray_headers(), timeout=5)
-    if response.status_code != 200:
-        raise CheckFailed(f"Ray API answered HTTP {response.status_code}", "gpucluster logs ray")
-    nodes = response.json()["data"]["summary"]
-    alive = [n for n in nodes if n.get("raylet", {}).get("state") == "ALIVE"]
+    try:
+        nodes = ray_nodes(t.endpoints.ray_dashboard, t.ray_headers(), timeout_s=5)
+    except httpx.HTTPStatusError as exc:
+        code = exc.response.status_code
+        raise CheckFailed(f"Ray API answered HTTP {code}", "gpucluster logs ray") from None
+    except RayApiError as exc:
+        raise CheckFailed(str(exc), "gpucluster logs ray") from None
+    except httpx.HTTPError as exc:
+        url = f"{t.endpoints.ray_dashboard}{NODES_PATH}"
+        raise CheckFailed(f"{url}: {type(exc).__name__}", "") from None
+    alive = [n for n in nodes if n.alive]
     if not alive:
         raise CheckFailed("no alive Ray node", "gpucluster down && gpucluster up")
     return f"{len(alive)} alive node(s)"
