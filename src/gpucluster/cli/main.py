@@ -187,8 +187,9 @@ def join(
     as_json: JsonOption = False,
 ) -> None:
     """Join this host to a platform's Ray cluster as a worker node; replicas may then run here."""
+    from gpucluster.runtime.gpus import local_gpu_count
     from gpucluster.runtime.state import StateDir
-    from gpucluster.runtime.worker_node import JoinError, local_gpu_count
+    from gpucluster.runtime.worker_node import JoinError
     from gpucluster.runtime.worker_node import join as start_worker
 
     cfg = config_or_exit(config, as_json)

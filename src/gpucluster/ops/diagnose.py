@@ -8,7 +8,6 @@ Snapshot; each rule is a pure function of the Snapshot returning findings with t
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from gpucluster.config.names import llm_deployment_name
 from gpucluster.ops.health import RAY_HEAD_RECOVERY
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
+from gpucluster.runtime.gpus import nvidia_smi_installed
 from gpucluster.runtime.logs import component_files, find_lines
 from gpucluster.runtime.processes import port_in_use, port_owner
 from gpucluster.runtime.readiness import health_status, port_accepts
@@ -80,7 +80,7 @@ def gather(target: Target) -> Snapshot:
             if name != "grafana" and port_in_use(port, host):
                 snap.busy_ports[f"{name} ({port})"] = port_owner(port) or "another process"
     snap.wants_gpu = any(m.accelerator == "gpu" for m in target.config.models)
-    snap.gpu_tool = shutil.which("nvidia-smi") is not None
+    snap.gpu_tool = nvidia_smi_installed()
     try:
         snap.sd_targets = sum(len(g.get("targets", [])) for g in json.loads(SD_FILE.read_text()))
     except (OSError, ValueError):

@@ -7,8 +7,6 @@ platform whose processes are up from one that actually generates.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,7 @@ import httpx
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.ray_api import NODES_PATH, RayApiError, ray_nodes
 from gpucluster.ops.target import Target
+from gpucluster.runtime.gpus import local_gpus, nvidia_smi_installed
 from gpucluster.runtime.readiness import answers
 
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
@@ -124,16 +123,14 @@ def check_alertmanager(t: Target) -> str:
 
 
 def check_gpu(t: Target) -> str:
-    wants_gpu = any(m.accelerator == "gpu" for m in t.config.models)
-    smi = shutil.which("nvidia-smi")
-    if not wants_gpu:
+    if not any(m.accelerator == "gpu" for m in t.config.models):
         return "not used (every model runs on CPU)"
-    if smi is None:
+    if not nvidia_smi_installed():
         raise CheckFailed("a model asks for GPUs but nvidia-smi is not installed", "install the NVIDIA driver")
-    result = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5, check=False)
-    if result.returncode != 0 or not result.stdout.strip():
+    gpus = local_gpus(timeout_s=5)
+    if not gpus:
         raise CheckFailed("nvidia-smi sees no GPU", "check the driver and that GPUs are visible: nvidia-smi")
-    return f"{len(result.stdout.strip().splitlines())} GPU(s)"
+    return f"{len(gpus)} GPU(s)"
 
 
 def check_generation(t: Target) -> str:

@@ -7,7 +7,6 @@ allow; Prometheus finds each node's metrics through the head's service-discovery
 from __future__ import annotations
 
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,29 +56,6 @@ def local_address_towards(host: str) -> str:
 def host_address() -> str:
     """This host's address on its default route: what other hosts reach it at."""
     return local_address_towards("10.255.255.255")
-
-
-def local_gpus() -> list[tuple[str, int]]:
-    """This host's GPUs as `nvidia-smi` reports them: (name, memory in MiB) each; [] without
-    the NVIDIA driver."""
-    try:
-        listing = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in listing.splitlines():
-        name, _, mib = line.rpartition(",")
-        if name and mib.strip().isdigit():
-            gpus.append((name.strip(), int(mib)))
-    return gpus
-
-
-def local_gpu_count() -> int:
-    """GPUs `nvidia-smi` lists here; 0 without the NVIDIA driver."""
-    return len(local_gpus())
 
 
 def free_port(preferred: int, host: str) -> int:
