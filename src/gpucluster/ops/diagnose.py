@@ -19,7 +19,7 @@ from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
 from gpucluster.runtime.gpus import nvidia_smi_installed
 from gpucluster.runtime.logs import component_files, find_lines
-from gpucluster.runtime.processes import port_in_use, port_owner
+from gpucluster.runtime.processes import held_ports
 from gpucluster.runtime.readiness import health_status, port_accepts
 
 SD_FILE = Path("/tmp/ray/prom_metrics_service_discovery.json")
@@ -75,10 +75,8 @@ def gather(target: Target) -> Snapshot:
         f"{target.endpoints.openai_api}/models", timeout_s=3, headers=target.auth_headers
     )
     if snap.api_status is None:
-        host = target.config.platform.bind_host
-        for name, port in target.config.platform.ports.model_dump().items():
-            if name != "grafana" and port_in_use(port, host):
-                snap.busy_ports[f"{name} ({port})"] = port_owner(port) or "another process"
+        for held in held_ports(target.config.platform):
+            snap.busy_ports[f"{held.name} ({held.port})"] = held.owner or "another process"
     snap.wants_gpu = any(m.accelerator == "gpu" for m in target.config.models)
     snap.gpu_tool = nvidia_smi_installed()
     try:

@@ -32,10 +32,9 @@ from gpucluster.runtime.monitoring import monitoring_services
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
     describe,
+    held_ports,
     identities,
     platform_processes,
-    port_in_use,
-    port_owner,
     processes_of,
     terminate_all,
     wait_until,
@@ -226,14 +225,11 @@ def _stop_supervisor(state: StateDir, drain_s: float) -> None:
 
 
 def _check_ports(config: Config) -> None:
-    host = config.platform.bind_host
-    busy = []
-    for name, port in config.platform.ports.model_dump().items():
-        if name == "grafana":
-            continue  # compose mode only
-        if port_in_use(port, host):
-            owner = port_owner(port)
-            busy.append(f"port {port} (platform.ports.{name}) is in use{' by ' + owner if owner else ''}")
+    busy = [
+        f"port {held.port} (platform.ports.{held.name}) is in use"
+        + (f" by {held.owner}" if held.owner else "")
+        for held in held_ports(config.platform)
+    ]
     if busy:
         raise UpError(
             "cannot start: " + "; ".join(busy) + ". Stop what holds it, or set another port in "
