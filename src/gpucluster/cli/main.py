@@ -26,6 +26,7 @@ from gpucluster.cli.common import (
     emit,
     err,
     fail,
+    fmt,
     out,
     path_hint,
 )
@@ -310,10 +311,6 @@ def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
-    return "-" if value is None else pattern.format(value)
-
-
 def _status_tables(status) -> list:
     from rich.table import Table
 
@@ -321,22 +318,22 @@ def _status_tables(status) -> list:
     for column in ("address", "state", "CPUs", "GPUs", "CPU %", "memory GiB"):
         nodes.add_column(column)
     for n in status.nodes:
-        memory = f"{_fmt(n.mem_used_gib)} / {_fmt(n.mem_total_gib)}"
-        nodes.add_row(n.address, n.state, f"{n.cpus:g}", f"{n.gpus:g}", _fmt(n.cpu_percent), memory)
+        memory = f"{fmt(n.mem_used_gib)} / {fmt(n.mem_total_gib)}"
+        nodes.add_row(n.address, n.state, f"{n.cpus:g}", f"{n.gpus:g}", fmt(n.cpu_percent), memory)
     deployments = Table(title="Deployments")
     for column in ("application", "deployment", "status", "replicas", "target", "starts 15m"):
         deployments.add_column(column)
     for d in status.deployments:
-        deployments.add_row(d.application, d.deployment, d.status, _fmt(d.replicas, "{:g}"),
-                            _fmt(d.target, "{:g}"), _fmt(d.starts_15m, "{:.0f}"))
+        deployments.add_row(d.application, d.deployment, d.status, fmt(d.replicas, "{:g}"),
+                            fmt(d.target, "{:g}"), fmt(d.starts_15m, "{:.0f}"))
     models = Table(title="Models (last 5 minutes)")
     for column in ("model", "KV cache %", "running", "waiting", "req/s", "p95 latency ms", "p95 TTFT s", "tokens/s"):
         models.add_column(column)
     for m in status.models:
         name = f"{m.model} (adapter)" if m.base else m.model
-        models.add_row(name, _fmt(m.kv_cache_percent), _fmt(m.running, "{:g}"), _fmt(m.waiting, "{:g}"),
-                       _fmt(m.requests_per_s, "{:.2f}"), _fmt(m.p95_latency_ms, "{:.0f}"),
-                       _fmt(m.p95_ttft_s, "{:.2f}"), _fmt(m.tokens_per_s))
+        models.add_row(name, fmt(m.kv_cache_percent), fmt(m.running, "{:g}"), fmt(m.waiting, "{:g}"),
+                       fmt(m.requests_per_s, "{:.2f}"), fmt(m.p95_latency_ms, "{:.0f}"),
+                       fmt(m.p95_ttft_s, "{:.2f}"), fmt(m.tokens_per_s))
     return [nodes, deployments, models, *(f"[yellow]problem:[/] {p}" for p in status.problems)]
 
 
