@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gpucluster.config.schema import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID
+from gpucluster.config.schema import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID, BUILTIN_PREFIX
 from gpucluster.models.archive import extract_zip
 from gpucluster.models.cache import make_readable
 from gpucluster.models.hub_files import file_checksum
@@ -159,7 +159,7 @@ def stamp_for(name: str, artifact: Path) -> str:
         package_version = None
     stamp: dict[str, Any] = {
         "conversion": CONVERSION_VERSION,
-        "source": f"builtin:{name}",
+        "source": f"{BUILTIN_PREFIX}{name}",
         "package": f"{model.distribution}=={package_version}",
     }
     if model.artifact_kind == "gguf":  # the keys of the first release: its caches stay valid
