@@ -35,6 +35,7 @@ from gpucluster.cli.keys import keys_app
 from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
 from gpucluster.cli.usage import usage
+from gpucluster.config import PortsConfig
 
 if TYPE_CHECKING:
     from gpucluster.config import Config
@@ -170,7 +171,13 @@ def _join_command(cfg) -> str | None:
 
 @app.command()
 def join(
-    head: Annotated[str, typer.Argument(help="The head's Ray address, HOST:PORT (port 6379).")],
+    head: Annotated[
+        str,
+        typer.Argument(
+            help="The head's Ray address, HOST:PORT (its platform.ports.ray_gcs, "
+            f"{PortsConfig.model_fields['ray_gcs'].default} by default)."
+        ),
+    ],
     token_file: Annotated[
         Path | None,
         typer.Option(help="A copy of the head's Ray token file (default: this host's own)."),

@@ -19,6 +19,7 @@ from gpucluster.ops.ray_api import NODES_PATH, RayApiError, ray_nodes
 from gpucluster.ops.target import Target
 from gpucluster.runtime.gpus import local_gpus, nvidia_smi_installed
 from gpucluster.runtime.readiness import answers
+from gpucluster.runtime.state import RAY_SD_FILE
 
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 TIMEOUT_S = 2.0
@@ -109,7 +110,7 @@ def check_prometheus(t: Target) -> str:
     if not ray or down:
         raise CheckFailed(
             f"Ray targets up: {len(ray) - len(down)}/{len(ray)}" + (f"; down: {', '.join(down)}" if down else ""),
-            "cat /tmp/ray/prom_metrics_service_discovery.json; curl http://127.0.0.1:8080/metrics",
+            f"cat {RAY_SD_FILE}; curl {t.endpoints.ray_metrics}",
             WARN,
         )
     return f"healthy; {len(ray)} Ray target(s) up"

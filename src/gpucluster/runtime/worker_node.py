@@ -85,7 +85,10 @@ def join(
         )
     host, _, port = head.rpartition(":")
     if not host or not port.isdigit():
-        raise JoinError(f"head address {head!r} must be HOST:PORT, for example 10.0.0.5:6379")
+        raise JoinError(
+            f"head address {head!r} must be HOST:PORT, for example "
+            f"10.0.0.5:{config.platform.ports.ray_gcs}"
+        )
     ip = node_ip or local_address_towards(host)
     metrics_port = free_port(config.platform.ports.ray_metrics, ip)
     argv = [
