@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from gpucluster.config import BUILTIN_EMBEDDING_SOURCE, BUILTIN_MODEL_ID, Config, ModelConfig
+from gpucluster.config.engine import engine_kwargs
 from gpucluster.config.guide_errors import GUIDE_ERROR_LINES
 from gpucluster.serving.adapters import ADAPTERS_KEY, LocalAdapterLoader, available
-from gpucluster.serving.app import engine_kwargs, llm_config
+from gpucluster.serving.app import llm_config
 from gpucluster.serving.llm_server import classify_start_failure, engine_root_cause
 
 WEIGHTS = {BUILTIN_MODEL_ID: "/m"}
