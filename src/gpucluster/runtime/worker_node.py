@@ -80,8 +80,9 @@ def join(
     state.ensure()
     if not token_file.is_file():
         raise JoinError(
-            f"no Ray token at {token_file}: copy the head's token file (`ray-token` in its state "
-            "directory) to this host and pass it with --token-file"
+            f"no Ray token at {token_file}: copy the head's token file "
+            f"(`{state.ray_token_file.name}` in its state directory) to this host and pass it "
+            "with --token-file"
         )
     host, _, port = head.rpartition(":")
     if not host or not port.isdigit():
