@@ -36,6 +36,7 @@ from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
 from gpucluster.cli.usage import usage
 from gpucluster.config import PortsConfig
+from gpucluster.runtime.logs import COMPONENTS
 
 if TYPE_CHECKING:
     from gpucluster.config import Config
@@ -494,13 +495,15 @@ def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 
 @app.command()
 def logs(
-    component: Annotated[str, typer.Argument(help="platform, ray, deploy, serve or engine.")] = "platform",
+    component: Annotated[
+        str, typer.Argument(help=f"One of: {', '.join(COMPONENTS)}.")
+    ] = "platform",
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per file.", min=1)] = 100,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a component's logs (kept under the state dir and Ray's session dir)."""
-    from gpucluster.runtime.logs import COMPONENTS, UnknownComponent, component_files, tail
+    from gpucluster.runtime.logs import UnknownComponent, component_files, tail
     from gpucluster.runtime.state import StateDir
 
     cfg = config_or_exit(config, as_json)
