@@ -17,10 +17,11 @@ from pathlib import Path
 
 from vllm_client import Target, report, versus_bare
 
+from gpucluster.assets import DEPLOY_DIR
 from gpucluster.config import load_config
 from gpucluster.models import prepare_model
 
-COMPOSE_ENV = Path(__file__).resolve().parents[1] / "deploy" / "compose" / ".env"
+COMPOSE_ENV = DEPLOY_DIR / "compose" / ".env"  # written by `make compose-up`
 
 
 def compose_settings() -> tuple[str, str]:

@@ -41,7 +41,6 @@ import os
 import platform
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from gpucluster.config import BUILTIN_MODEL_ID, load_config
 from gpucluster.config.keys import first_key
 from gpucluster.ops.bench.stats import percentile
 from gpucluster.ops.openai_wire import CompletionStream, StreamError, describe, error_message
+from gpucluster.runtime.processes import held_ports
 from gpucluster.runtime.state import StateDir
 
 GPUCLUSTER = [sys.executable, "-m", "gpucluster"]
@@ -372,17 +372,10 @@ def platform_config(router: str, state_dir: Path, args: argparse.Namespace) -> d
 def busy_ports(config_path: Path, wait_s: float = 0) -> list[int]:
     """The platform ports of this config something listens on (after up to `wait_s` for them
     to close: the previous run's processes may take a moment to go)."""
-    ports = load_config(config_path, env={}).platform.ports
-    wanted = (ports.nginx_http, ports.serve_http, ports.ray_metrics, ports.ray_dashboard,
-              ports.ray_gcs, ports.prometheus, ports.alertmanager, ports.gatekeeper)
+    platform = load_config(config_path, env={}).platform
     deadline = time.monotonic() + wait_s
     while True:
-        busy = []
-        for port in wanted:
-            with socket.socket() as sock:
-                sock.settimeout(0.3)
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    busy.append(port)
+        busy = [held.port for held in held_ports(platform)]
         if not busy or time.monotonic() > deadline:
             return busy
         time.sleep(2)

@@ -34,6 +34,7 @@ from gpucluster.cli.common import (
     emit,
     err,
     fail,
+    fmt,
     out,
 )
 from gpucluster.ops.bench.chart import METRICS, ChartError, check_chart_support, write_chart
@@ -365,10 +366,6 @@ def _warmup_message(endpoint: Endpoint, record: RequestRecord, ignore_eos: bool)
     return message
 
 
-def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
-    return "-" if value is None else pattern.format(value)
-
-
 def render(report: dict[str, Any]) -> None:
     """The report as tables: throughput, latency percentiles, ratios B/A, failures."""
     compare = len(report["endpoints"]) > 1
@@ -429,20 +426,20 @@ def _throughput_table(report: dict[str, Any], compare: bool) -> Table:
         cells = _run_cells(run, compare) + [
             str(run["ok"]),
             f"[red]{run['failed']}[/]" if run["failed"] else "0",
-            _fmt(run["duration_s"], "{:.2f}"),
-            _fmt(run["request_throughput"], "{:.2f}"),
-            _fmt(run["output_throughput"]),
+            fmt(run["duration_s"], "{:.2f}"),
+            fmt(run["request_throughput"], "{:.2f}"),
+            fmt(run["output_throughput"]),
             _tokens(run),
         ]
         if given:
-            cells.append(f"{_fmt(run['goodput'], '{:.2f}')} ({run['good']}/{run['requests']})")
+            cells.append(f"{fmt(run['goodput'], '{:.2f}')} ({run['good']}/{run['requests']})")
         table.add_row(*cells)
     return table
 
 
 def _tokens(run: dict[str, Any]) -> str:
     """Mean prompt/completion tokens per request, as the server counted them."""
-    return f"{_fmt(run['mean_input_tokens'], '{:.0f}')}/{_fmt(run['mean_output_tokens'], '{:.0f}')}"
+    return f"{fmt(run['mean_input_tokens'], '{:.0f}')}/{fmt(run['mean_output_tokens'], '{:.0f}')}"
 
 
 def _latency_table(report: dict[str, Any], compare: bool) -> Table:
@@ -459,7 +456,7 @@ def _latency_table(report: dict[str, Any], compare: bool) -> Table:
             table.add_row(
                 *_run_cells(run, compare),
                 name,
-                *(_fmt(s[q]) for q in ("mean", "p50", "p90", "p95", "p99")),
+                *(fmt(s[q]) for q in ("mean", "p50", "p90", "p95", "p99")),
             )
     return table
 
@@ -474,5 +471,5 @@ def _ratio_table(report: dict[str, Any]) -> Table:
         table.add_column(header, justify="right")
     for row in report["comparisons"]:
         ratios = row["ratios"]
-        table.add_row(row["label"], *(_fmt(ratios[key], "{:.2f}") for _, key in RATIO_COLUMNS))
+        table.add_row(row["label"], *(fmt(ratios[key], "{:.2f}") for _, key in RATIO_COLUMNS))
     return table

@@ -24,6 +24,7 @@ from gpucluster.cli.common import (
     emit,
     err,
     fail,
+    fmt,
 )
 from gpucluster.ops.chat import ChatApi, ChatError, Conversation, Reply
 
@@ -180,9 +181,9 @@ def _note(text: str, style: str = "dim") -> None:
 
 def stats_line(reply: Reply) -> str:
     """`TTFT 84 ms · 23 tokens · 41.2 tok/s`; `~23 tokens` when counted from chunks, not usage."""
-    ttft = "-" if reply.ttft_ms is None else f"{reply.ttft_ms:.0f}"
+    ttft = fmt(reply.ttft_ms, "{:.0f}")
     tokens = f"{'' if reply.usage_reported else '~'}{reply.completion_tokens} tokens"
-    rate = "-" if reply.tokens_per_s is None else f"{reply.tokens_per_s:.1f}"
+    rate = fmt(reply.tokens_per_s, "{:.1f}")
     return f"TTFT {ttft} ms · {tokens} · {rate} tok/s"
 
 

@@ -51,6 +51,11 @@ out = _console()
 err = _console(stderr=True)
 
 
+def fmt(value: float | None, pattern: str = "{:.1f}") -> str:
+    """A table cell: `value` in `pattern`, or "-" when it is unknown."""
+    return "-" if value is None else pattern.format(value)
+
+
 def fail(message: str, code: int, as_json: bool) -> NoReturn:
     """Report `message` (JSON or red text) and exit with `code`."""
     if as_json:

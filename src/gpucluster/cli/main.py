@@ -26,6 +26,7 @@ from gpucluster.cli.common import (
     emit,
     err,
     fail,
+    fmt,
     out,
     path_hint,
 )
@@ -34,6 +35,8 @@ from gpucluster.cli.keys import keys_app
 from gpucluster.cli.models import models_app, pull
 from gpucluster.cli.render import render_app
 from gpucluster.cli.usage import usage
+from gpucluster.config import PortsConfig
+from gpucluster.runtime.logs import COMPONENTS
 
 if TYPE_CHECKING:
     from gpucluster.config import Config
@@ -169,7 +172,13 @@ def _join_command(cfg) -> str | None:
 
 @app.command()
 def join(
-    head: Annotated[str, typer.Argument(help="The head's Ray address, HOST:PORT (port 6379).")],
+    head: Annotated[
+        str,
+        typer.Argument(
+            help="The head's Ray address, HOST:PORT (its platform.ports.ray_gcs, "
+            f"{PortsConfig.model_fields['ray_gcs'].default} by default)."
+        ),
+    ],
     token_file: Annotated[
         Path | None,
         typer.Option(help="A copy of the head's Ray token file (default: this host's own)."),
@@ -187,8 +196,9 @@ def join(
     as_json: JsonOption = False,
 ) -> None:
     """Join this host to a platform's Ray cluster as a worker node; replicas may then run here."""
+    from gpucluster.runtime.gpus import local_gpu_count
     from gpucluster.runtime.state import StateDir
-    from gpucluster.runtime.worker_node import JoinError, local_gpu_count
+    from gpucluster.runtime.worker_node import JoinError
     from gpucluster.runtime.worker_node import join as start_worker
 
     cfg = config_or_exit(config, as_json)
@@ -309,10 +319,6 @@ def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-def _fmt(value: float | None, pattern: str = "{:.1f}") -> str:
-    return "-" if value is None else pattern.format(value)
-
-
 def _status_tables(status) -> list:
     from rich.table import Table
 
@@ -320,22 +326,22 @@ def _status_tables(status) -> list:
     for column in ("address", "state", "CPUs", "GPUs", "CPU %", "memory GiB"):
         nodes.add_column(column)
     for n in status.nodes:
-        memory = f"{_fmt(n.mem_used_gib)} / {_fmt(n.mem_total_gib)}"
-        nodes.add_row(n.address, n.state, f"{n.cpus:g}", f"{n.gpus:g}", _fmt(n.cpu_percent), memory)
+        memory = f"{fmt(n.mem_used_gib)} / {fmt(n.mem_total_gib)}"
+        nodes.add_row(n.address, n.state, f"{n.cpus:g}", f"{n.gpus:g}", fmt(n.cpu_percent), memory)
     deployments = Table(title="Deployments")
     for column in ("application", "deployment", "status", "replicas", "target", "starts 15m"):
         deployments.add_column(column)
     for d in status.deployments:
-        deployments.add_row(d.application, d.deployment, d.status, _fmt(d.replicas, "{:g}"),
-                            _fmt(d.target, "{:g}"), _fmt(d.starts_15m, "{:.0f}"))
+        deployments.add_row(d.application, d.deployment, d.status, fmt(d.replicas, "{:g}"),
+                            fmt(d.target, "{:g}"), fmt(d.starts_15m, "{:.0f}"))
     models = Table(title="Models (last 5 minutes)")
     for column in ("model", "KV cache %", "running", "waiting", "req/s", "p95 latency ms", "p95 TTFT s", "tokens/s"):
         models.add_column(column)
     for m in status.models:
         name = f"{m.model} (adapter)" if m.base else m.model
-        models.add_row(name, _fmt(m.kv_cache_percent), _fmt(m.running, "{:g}"), _fmt(m.waiting, "{:g}"),
-                       _fmt(m.requests_per_s, "{:.2f}"), _fmt(m.p95_latency_ms, "{:.0f}"),
-                       _fmt(m.p95_ttft_s, "{:.2f}"), _fmt(m.tokens_per_s))
+        models.add_row(name, fmt(m.kv_cache_percent), fmt(m.running, "{:g}"), fmt(m.waiting, "{:g}"),
+                       fmt(m.requests_per_s, "{:.2f}"), fmt(m.p95_latency_ms, "{:.0f}"),
+                       fmt(m.p95_ttft_s, "{:.2f}"), fmt(m.tokens_per_s))
     return [nodes, deployments, models, *(f"[yellow]problem:[/] {p}" for p in status.problems)]
 
 
@@ -489,13 +495,15 @@ def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 
 @app.command()
 def logs(
-    component: Annotated[str, typer.Argument(help="platform, ray, deploy, serve or engine.")] = "platform",
+    component: Annotated[
+        str, typer.Argument(help=f"One of: {', '.join(COMPONENTS)}.")
+    ] = "platform",
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per file.", min=1)] = 100,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a component's logs (kept under the state dir and Ray's session dir)."""
-    from gpucluster.runtime.logs import COMPONENTS, UnknownComponent, component_files, tail
+    from gpucluster.runtime.logs import UnknownComponent, component_files, tail
     from gpucluster.runtime.state import StateDir
 
     cfg = config_or_exit(config, as_json)

@@ -13,7 +13,15 @@ import typer
 from rich import box
 from rich.table import Table
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, fail, out
+from gpucluster.cli.common import (
+    ConfigOption,
+    JsonOption,
+    config_or_exit,
+    emit,
+    fail,
+    fmt,
+    out,
+)
 from gpucluster.ops.usage import (
     GROUPINGS,
     UsageError,
@@ -104,7 +112,7 @@ def _cells(row: UsageRow) -> list[str]:
     return [
         row.name,
         *(f"{data[name]:,}" for name in counts),
-        *("-" if data[name] is None else f"{data[name]:,.0f}" for name in figures),
+        *(fmt(data[name], "{:,.0f}") for name in figures),
     ]
 
 

@@ -5,6 +5,8 @@ from gpucluster.config.schema import (
     BUILTIN_EMBEDDING_MODEL_ID,
     BUILTIN_EMBEDDING_SOURCE,
     BUILTIN_MODEL_ID,
+    BUILTIN_MODELS,
+    BUILTIN_PREFIX,
     BUILTIN_SOURCE,
     Config,
     ModelConfig,
@@ -15,7 +17,9 @@ from gpucluster.config.schema import (
 __all__ = [
     "BUILTIN_EMBEDDING_MODEL_ID",
     "BUILTIN_EMBEDDING_SOURCE",
+    "BUILTIN_MODELS",
     "BUILTIN_MODEL_ID",
+    "BUILTIN_PREFIX",
     "BUILTIN_SOURCE",
     "Config",
     "ConfigError",

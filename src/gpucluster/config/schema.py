@@ -13,11 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# The built-in models, named in a source as `builtin:<name>` (models.builtin prepares each): the
+# default chat model, and the embedding model (what `task: null` means for its source).
+BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODEL_ID = "smollm2-135m-instruct"
-BUILTIN_SOURCE = f"builtin:{BUILTIN_MODEL_ID}"
-# The built-in embedding model (all-MiniLM-L6-v2): what `task: null` means for its source.
+BUILTIN_SOURCE = f"{BUILTIN_PREFIX}{BUILTIN_MODEL_ID}"
 BUILTIN_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
-BUILTIN_EMBEDDING_SOURCE = f"builtin:{BUILTIN_EMBEDDING_MODEL_ID}"
+BUILTIN_EMBEDDING_SOURCE = f"{BUILTIN_PREFIX}{BUILTIN_EMBEDDING_MODEL_ID}"
+BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_MODEL_ID, BUILTIN_EMBEDDING_MODEL_ID)
 
 _MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 # API key names: they become Prometheus label values and file keys, so a small alphabet.
@@ -184,8 +187,8 @@ class ModelConfig(_Strict):
     source: str = Field(
         BUILTIN_SOURCE,
         description=(
-            "Where the weights come from: `builtin:smollm2-135m-instruct` (chat), "
-            "`builtin:all-minilm-l6-v2` (embeddings), a Hugging Face id "
+            f"Where the weights come from: `{BUILTIN_SOURCE}` (chat), "
+            f"`{BUILTIN_EMBEDDING_SOURCE}` (embeddings), a Hugging Face id "
             "(`org/name`, pulled into the model cache before serving), or a local directory path."
         ),
     )

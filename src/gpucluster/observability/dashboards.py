@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gpucluster.config.names import LLM_DEPLOYMENT_MATCHER
+from gpucluster.observability.catalogue import RATE_WINDOW
 from gpucluster.observability.grafana import (
     dashboard,
     query_variable,
@@ -31,36 +32,36 @@ from gpucluster.observability.tenant_panels import tenant_panels
 SERVE_UID = "rayServeDashboard"  # the guide links http://localhost:13000/d/rayServeDashboard
 DEPLOYMENT_UID = "rayServeDeploymentDashboard"
 LLM_UID = "gpuclusterLLM"
-W = "5m"  # rate window, the same as the recording rules'
 # The deployment dashboard's filter; `=~` so that "All" (a regex) keeps the query valid.
-SEL = 'application=~"$application", deployment=~"$deployment"'
+CHOSEN_DEPLOYMENTS = 'application=~"$application", deployment=~"$deployment"'
 USER_ROUTES = 'route!~"/-/.*"'  # Serve's own health routes (/-/healthz, /-/routes)
-DEP = "{{application}} / {{deployment}}"  # legend of per-deployment series
-BY_DEP = "sum by (application, deployment)"
+DEPLOYMENT_LEGEND = "{{application}} / {{deployment}}"  # legend of per-deployment series
+SUM_BY_DEPLOYMENT = "sum by (application, deployment)"
 
 
-def _m(name: str, selector: str = "") -> str:
+def _selected(name: str, selector: str = "") -> str:
     """`name` with an optional label selector."""
     return f"{name}{{{selector}}}" if selector else name
 
 
-def _pct(q: float) -> str:
-    return f"p{round(q * 100)}"
+def _percentile_label(quantile: float) -> str:
+    """0.95 -> "p95"."""
+    return f"p{round(quantile * 100)}"
 
 
-# Panels both Serve dashboards show; `sel` narrows them to the chosen deployments.
+# Panels both Serve dashboards show; `selector` narrows them to the chosen deployments.
 
 
-def _latency(sel: str, width: int = 12) -> dict[str, Any]:
-    series = _m("serve_deployment_processing_latency_ms", sel)
+def _latency(selector: str, width: int = 12) -> dict[str, Any]:
+    series = _selected("serve_deployment_processing_latency_ms", selector)
     return timeseries(
         "Processing latency p50 / p95 / p99",
         [
             (
-                f"histogram_quantile({q}, sum by (le, application, deployment) ({series}))",
-                f"{_pct(q)} {DEP}",
+                f"histogram_quantile({quantile}, sum by (le, application, deployment) ({series}))",
+                f"{_percentile_label(quantile)} {DEPLOYMENT_LEGEND}",
             )
-            for q in (0.5, 0.95, 0.99)
+            for quantile in (0.5, 0.95, 0.99)
         ],
         description="Time the deployments' replicas spent on a request (5-minute window).",
         unit="ms",
@@ -68,28 +69,28 @@ def _latency(sel: str, width: int = 12) -> dict[str, Any]:
     )
 
 
-def _throughput(sel: str, width: int = 12) -> dict[str, Any]:
-    expr = f"{BY_DEP} (rate({_m('ray_serve_num_router_requests_total', sel)}[{W}]))"
+def _throughput(selector: str, width: int = 12) -> dict[str, Any]:
+    expr = f"{SUM_BY_DEPLOYMENT} (rate({_selected('ray_serve_num_router_requests_total', selector)}[{RATE_WINDOW}]))"
     return timeseries(
-        "Request throughput", [(expr, DEP)], description="Requests routed to each deployment.",
+        "Request throughput", [(expr, DEPLOYMENT_LEGEND)], description="Requests routed to each deployment.",
         unit="reqps", width=width,
     )
 
 
-def _replica_panels(sel: str, desired: bool) -> list[dict[str, Any]]:
+def _replica_panels(selector: str, desired: bool) -> list[dict[str, Any]]:
     replicas = [
-        (f"{BY_DEP} ({_m('ray_serve_num_deployment_replicas', sel)})", f"current {DEP}"),
-        (f"{BY_DEP} ({_m('ray_serve_autoscaling_target_replicas', sel)})", f"target {DEP}"),
+        (f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_num_deployment_replicas', selector)})", f"current {DEPLOYMENT_LEGEND}"),
+        (f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_autoscaling_target_replicas', selector)})", f"target {DEPLOYMENT_LEGEND}"),
     ]
     description = "Healthy replicas, and the number the controller is scaling to."
     if desired:
         replicas.append(
-            (f"{BY_DEP} ({_m('ray_serve_autoscaling_desired_replicas', sel)})", f"desired {DEP}")
+            (f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_autoscaling_desired_replicas', selector)})", f"desired {DEPLOYMENT_LEGEND}")
         )
         description += " Desired: the autoscaling policy's decision before min/max bounds."
-    starts = f"60 * {BY_DEP} (rate({_m('ray_serve_deployment_replica_starts_total', sel)}[{W}]))"
+    starts = f"60 * {SUM_BY_DEPLOYMENT} (rate({_selected('ray_serve_deployment_replica_starts_total', selector)}[{RATE_WINDOW}]))"
     failures = (
-        f"60 * {BY_DEP} (rate({_m('ray_serve_deployment_replica_failures_total', sel)}[{W}]))"
+        f"60 * {SUM_BY_DEPLOYMENT} (rate({_selected('ray_serve_deployment_replica_failures_total', selector)}[{RATE_WINDOW}]))"
     )
     return [
         row("Replicas and autoscaling"),
@@ -98,11 +99,11 @@ def _replica_panels(sel: str, desired: bool) -> list[dict[str, Any]]:
             replicas, description=description, width=8,
         ),
         timeseries(
-            "Autoscaling activity (replica starts/min)", [(starts, DEP)],
+            "Autoscaling activity (replica starts/min)", [(starts, DEPLOYMENT_LEGEND)],
             description="Replicas started per minute: scale-ups and replacements.", width=8,
         ),
         timeseries(
-            "Replica failures (failed health checks/min)", [(failures, DEP)],
+            "Replica failures (failed health checks/min)", [(failures, DEPLOYMENT_LEGEND)],
             description="Failed replica health checks per minute (a crashed replica fails one).",
             width=8, red_at=0.5,
         ),
@@ -110,7 +111,7 @@ def _replica_panels(sel: str, desired: bool) -> list[dict[str, Any]]:
 
 
 def _cluster_panels() -> list[dict[str, Any]]:
-    mem = "100 * sum by (ip) (ray_node_mem_used) / sum by (ip) (ray_node_mem_total)"
+    memory_percent = "100 * sum by (ip) (ray_node_mem_used) / sum by (ip) (ray_node_mem_total)"
     return [
         row("Cluster"),
         timeseries(
@@ -119,7 +120,7 @@ def _cluster_panels() -> list[dict[str, Any]]:
         ),
         timeseries(
             "Node CPU and memory (%)",
-            [("avg by (ip) (ray_node_cpu_utilization)", "CPU {{ip}}"), (mem, "memory {{ip}}")],
+            [("avg by (ip) (ray_node_cpu_utilization)", "CPU {{ip}}"), (memory_percent, "memory {{ip}}")],
             description="CPU utilization and memory used of each node.", unit="percent", width=6,
         ),
         timeseries(
@@ -138,12 +139,12 @@ def _cluster_panels() -> list[dict[str, Any]]:
 
 def serve_dashboard() -> dict[str, Any]:
     """Ray Serve Dashboard: traffic, errors, latency and replicas of every deployment."""
-    errors = f"rate(ray_serve_num_router_requests_errors_total{{{USER_ROUTES}}}[{W}])"
-    requests = f"rate(ray_serve_num_http_requests_total{{{USER_ROUTES}}}[{W}])"
-    http_latency = f"rate(ray_serve_http_request_latency_ms_bucket{{{USER_ROUTES}}}[{W}])"
+    errors = f"rate(ray_serve_num_router_requests_errors_total{{{USER_ROUTES}}}[{RATE_WINDOW}])"
+    requests = f"rate(ray_serve_num_http_requests_total{{{USER_ROUTES}}}[{RATE_WINDOW}])"
+    http_latency = f"rate(ray_serve_http_request_latency_ms_bucket{{{USER_ROUTES}}}[{RATE_WINDOW}])"
     panels = [
         row("Overview"),
-        stat("Requests/s", f"sum(rate(ray_serve_num_router_requests_total[{W}]))", unit="reqps"),
+        stat("Requests/s", f"sum(rate(ray_serve_num_router_requests_total[{RATE_WINDOW}]))", unit="reqps"),
         stat(
             "5xx error ratio", f"100 * sum({errors}) / clamp_min(sum({requests}), 1e-9)",
             description="Share of HTTP requests answered with a 5xx (5-minute window).",
@@ -170,10 +171,10 @@ def serve_dashboard() -> dict[str, Any]:
             "HTTP request latency p50 / p95 / p99",
             [
                 (
-                    f"histogram_quantile({q}, sum by (le, application) ({http_latency}))",
-                    f"{_pct(q)} {{{{application}}}}",
+                    f"histogram_quantile({quantile}, sum by (le, application) ({http_latency}))",
+                    f"{_percentile_label(quantile)} {{{{application}}}}",
                 )
-                for q in (0.5, 0.95, 0.99)
+                for quantile in (0.5, 0.95, 0.99)
             ],
             description="Latency seen by Serve's HTTP proxy, per application.", unit="ms",
         ),
@@ -197,39 +198,39 @@ def deployment_dashboard() -> dict[str, Any]:
         ),
     ]
     app_errors = 'ray_serve_num_router_requests_errors_total{application=~"$application"}'
-    app_error_rate = f"sum by (application, route) (rate({app_errors}[{W}]))"
+    app_error_rate = f"sum by (application, route) (rate({app_errors}[{RATE_WINDOW}]))"
     panels = [
         row("Overview"),
-        stat("Healthy replicas", f"sum({_m(replicas, SEL)})"),
-        stat("Target replicas", f"sum({_m('ray_serve_autoscaling_target_replicas', SEL)})"),
+        stat("Healthy replicas", f"sum({_selected(replicas, CHOSEN_DEPLOYMENTS)})"),
+        stat("Target replicas", f"sum({_selected('ray_serve_autoscaling_target_replicas', CHOSEN_DEPLOYMENTS)})"),
         stat(
-            "Requests/s", f"sum(rate({_m('ray_serve_num_router_requests_total', SEL)}[{W}]))",
+            "Requests/s", f"sum(rate({_selected('ray_serve_num_router_requests_total', CHOSEN_DEPLOYMENTS)}[{RATE_WINDOW}]))",
             unit="reqps",
         ),
         stat(
-            "Slowest p95", f"max({_latency(SEL)['targets'][1]['expr']})",
+            "Slowest p95", f"max({_latency(CHOSEN_DEPLOYMENTS)['targets'][1]['expr']})",
             description="The highest p95 processing latency among the chosen deployments.",
             unit="ms",
         ),
         stat(
             "Replica starts (1h)",
-            f"sum(increase({_m('ray_serve_deployment_replica_starts_total', SEL)}[1h]))",
+            f"sum(increase({_selected('ray_serve_deployment_replica_starts_total', CHOSEN_DEPLOYMENTS)}[1h]))",
         ),
         stat(
             "Replica failures (1h)",
-            f"sum(increase({_m('ray_serve_deployment_replica_failures_total', SEL)}[1h]))",
+            f"sum(increase({_selected('ray_serve_deployment_replica_failures_total', CHOSEN_DEPLOYMENTS)}[1h]))",
             red_at=1,
         ),
         row("Traffic and latency"),
-        _throughput(SEL, width=8),
-        _latency(SEL, width=8),
+        _throughput(CHOSEN_DEPLOYMENTS, width=8),
+        _latency(CHOSEN_DEPLOYMENTS, width=8),
         timeseries(
             "Application 5xx errors",
             [(app_error_rate, "{{application}} {{route}}")],
             description="5xx answers of the chosen applications (no deployment label on errors).",
             unit="reqps", width=8,
         ),
-        *_replica_panels(SEL, desired=True),
+        *_replica_panels(CHOSEN_DEPLOYMENTS, desired=True),
     ]
     return dashboard(
         DEPLOYMENT_UID, "Ray Serve Deployment Dashboard", panels, variables=variables,
@@ -239,26 +240,26 @@ def deployment_dashboard() -> dict[str, Any]:
 
 def _model_quantiles(metric: str, recorded: bool = True) -> list[tuple[str, str]]:
     """p50/p95 per model of a vLLM histogram: a recorded guide name, or an exported _bucket."""
-    series = metric if recorded else f"rate({metric}[{W}])"
+    series = metric if recorded else f"rate({metric}[{RATE_WINDOW}])"
     return [
         (
-            f"histogram_quantile({q}, sum by (le, model_name) ({series}))",
-            f"{_pct(q)} {{{{model_name}}}}",
+            f"histogram_quantile({quantile}, sum by (le, model_name) ({series}))",
+            f"{_percentile_label(quantile)} {{{{model_name}}}}",
         )
-        for q in (0.5, 0.95)
+        for quantile in (0.5, 0.95)
     ]
 
 
 def _autoscaling_panels() -> list[dict[str, Any]]:
     """What the LLM autoscaling policy (serving.autoscaling) sees and decides."""
-    llm = f"{{{LLM_DEPLOYMENT_MATCHER}}}"
+    llm_deployments = f"{{{LLM_DEPLOYMENT_MATCHER}}}"
     changes = "changes(max by (deployment) (ray_gpucluster_autoscaling_desired_replicas)[15m:])"
     return [
         row("Autoscaling"),
         timeseries(
             "LLM replicas: running / desired",
             [
-                (f"sum by (deployment) (ray_serve_num_deployment_replicas{llm})", "running {{deployment}}"),
+                (f"sum by (deployment) (ray_serve_num_deployment_replicas{llm_deployments})", "running {{deployment}}"),
                 ("max by (deployment) (ray_gpucluster_autoscaling_desired_replicas)",
                  "desired {{deployment}}"),
             ],
@@ -286,9 +287,9 @@ def llm_dashboard() -> dict[str, Any]:
     the Tenants row (usage per API key name)."""
     kv_cache = "avg(vllm:gpu_cache_usage_perc) * 100"  # the guide's example panel
     ttft = _model_quantiles("vllm:time_to_first_token_seconds")
-    preemptions = f"sum(rate(ray_vllm_num_preemptions_total[{W}])) or vector(0)"
-    tokens = "sum by (model_name) (rate(vllm:{}_tokens_total[" + W + "]))"
-    finished = f"sum by (model_name, finished_reason) (rate(ray_vllm_request_success_total[{W}]))"
+    preemptions = f"sum(rate(ray_vllm_num_preemptions_total[{RATE_WINDOW}])) or vector(0)"
+    tokens = "sum by (model_name) (rate(vllm:{}_tokens_total[" + RATE_WINDOW + "]))"
+    finished = f"sum by (model_name, finished_reason) (rate(ray_vllm_request_success_total[{RATE_WINDOW}]))"
     panels = [
         row("Overview"),
         stat(
@@ -301,7 +302,7 @@ def llm_dashboard() -> dict[str, Any]:
         ),
         stat("Running requests", "sum(vllm:num_requests_running)"),
         stat("Waiting requests", "sum(vllm:num_requests_waiting)", red_at=1),
-        stat("Generation tokens/s", f"sum(rate(vllm:generation_tokens_total[{W}]))"),
+        stat("Generation tokens/s", f"sum(rate(vllm:generation_tokens_total[{RATE_WINDOW}]))"),
         stat(
             "Preemptions/s", preemptions, red_at=0.01,
             description="Requests preempted for lack of KV cache; above 0 the cache is too small.",

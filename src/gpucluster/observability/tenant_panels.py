@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpucluster.observability.catalogue import RATE_WINDOW
 from gpucluster.observability.grafana import row, timeseries
 
-W = "5m"  # rate window, the same as the other panels'
 PROMPT = "gpucluster_key_prompt_tokens_total"
 COMPLETION = "gpucluster_key_completion_tokens_total"
 
@@ -29,11 +29,11 @@ def tokens_per_hour_by_key() -> str:
 
 def tenant_panels() -> list[dict[str, Any]]:
     """The row header and its six panels (two lines of three)."""
-    requests = f"sum by (key) (rate(gpucluster_key_requests_total[{W}]))"
-    duration = f"rate(gpucluster_key_request_duration_seconds_bucket[{W}])"
-    errors = f"sum by (key, class) (rate(gpucluster_key_errors_total[{W}])) or vector(0)"
-    quota = f"sum by (key, quota) (rate(gpucluster_key_quota_refusals_total[{W}])) or vector(0)"
-    keyless = f"sum by (reason) (rate(gpucluster_edge_refusals_total[{W}])) or vector(0)"
+    requests = f"sum by (key) (rate(gpucluster_key_requests_total[{RATE_WINDOW}]))"
+    duration = f"rate(gpucluster_key_request_duration_seconds_bucket[{RATE_WINDOW}])"
+    errors = f"sum by (key, class) (rate(gpucluster_key_errors_total[{RATE_WINDOW}])) or vector(0)"
+    quota = f"sum by (key, quota) (rate(gpucluster_key_quota_refusals_total[{RATE_WINDOW}])) or vector(0)"
+    keyless = f"sum by (reason) (rate(gpucluster_edge_refusals_total[{RATE_WINDOW}])) or vector(0)"
     return [
         row("Tenants"),
         timeseries(

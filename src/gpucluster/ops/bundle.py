@@ -22,7 +22,7 @@ import httpx
 from gpucluster.observability.catalogue import GUIDE_QUERIES
 from gpucluster.ops.diagnose import as_dicts, diagnose, gather
 from gpucluster.ops.health import run_health
-from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
+from gpucluster.ops.prom import TARGETS_PATH, Prometheus, PrometheusUnavailable
 from gpucluster.ops.status import collect_status
 from gpucluster.ops.target import Target
 from gpucluster.runtime.logs import COMPONENTS, component_files, tail
@@ -71,9 +71,10 @@ def _metrics(target: Target) -> dict[str, Any]:
 
 def _prometheus_api(target: Target, path: str) -> Any:
     try:
-        return httpx.get(f"{target.endpoints.prometheus}{path}", timeout=5).json()
-    except (httpx.HTTPError, ValueError) as exc:
-        return {"error": type(exc).__name__}
+        with httpx.Client(timeout=5) as client:
+            return Prometheus(target.endpoints.prometheus, client).api(path)
+    except PrometheusUnavailable as exc:
+        return {"error": exc.reason}
 
 
 def collect(target: Target) -> dict[str, bytes]:
@@ -88,7 +89,7 @@ def collect(target: Target) -> dict[str, bytes]:
         "status.json": as_json(collect_status(target).as_dict()),
         "diagnose.json": as_json(as_dicts(diagnose(gather(target)))),
         "metrics.json": as_json(_metrics(target)),
-        "prometheus-targets.json": as_json(_prometheus_api(target, "/api/v1/targets")),
+        "prometheus-targets.json": as_json(_prometheus_api(target, TARGETS_PATH)),
         "prometheus-alerts.json": as_json(_prometheus_api(target, "/api/v1/alerts")),
     }
     for component in COMPONENTS:

@@ -8,22 +8,20 @@ Snapshot; each rule is a pure function of the Snapshot returning findings with t
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-import httpx
-
+from gpucluster.config.guide_errors import GUIDE_ERROR_LINES, fixes_for
 from gpucluster.config.names import llm_deployment_name
 from gpucluster.ops.health import RAY_HEAD_RECOVERY
-from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
+from gpucluster.ops.prom import TARGETS_PATH, Prometheus, PrometheusUnavailable
 from gpucluster.ops.target import Target
-from gpucluster.runtime.logs import GUIDE_ERROR_LINES, component_files, find_lines, fixes_for
-from gpucluster.runtime.processes import port_in_use, port_owner
+from gpucluster.runtime.gpus import nvidia_smi_installed
+from gpucluster.runtime.logs import component_files, find_lines
+from gpucluster.runtime.processes import held_ports
 from gpucluster.runtime.readiness import health_status, port_accepts
+from gpucluster.runtime.state import RAY_SD_FILE
 
-SD_FILE = Path("/tmp/ray/prom_metrics_service_discovery.json")
 RUNBOOK = "docs/runbooks/alerts.md"
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 P95_LATENCY = "histogram_quantile(0.95, serve_deployment_processing_latency_ms)"
@@ -51,6 +49,9 @@ class Snapshot:
     """What diagnose saw. None means "could not be read"."""
 
     running: bool = False
+    # where it looked, for the evidence: the platform's Prometheus and Ray metrics URLs
+    prometheus_url: str = ""
+    ray_metrics_url: str = ""
     api_status: int | None = None
     busy_ports: dict[str, str] = field(default_factory=dict)  # "name (port)" -> owner
     wants_gpu: bool = False
@@ -71,19 +72,21 @@ class Snapshot:
 
 def gather(target: Target) -> Snapshot:
     """Read every source diagnose uses."""
-    snap = Snapshot(running=target.running)
+    snap = Snapshot(
+        running=target.running,
+        prometheus_url=target.endpoints.prometheus,
+        ray_metrics_url=target.endpoints.ray_metrics,
+    )
     snap.api_status = health_status(
         f"{target.endpoints.openai_api}/models", timeout_s=3, headers=target.auth_headers
     )
     if snap.api_status is None:
-        host = target.config.platform.bind_host
-        for name, port in target.config.platform.ports.model_dump().items():
-            if name != "grafana" and port_in_use(port, host):
-                snap.busy_ports[f"{name} ({port})"] = port_owner(port) or "another process"
+        for held in held_ports(target.config.platform):
+            snap.busy_ports[f"{held.name} ({held.port})"] = held.owner or "another process"
     snap.wants_gpu = any(m.accelerator == "gpu" for m in target.config.models)
-    snap.gpu_tool = shutil.which("nvidia-smi") is not None
+    snap.gpu_tool = nvidia_smi_installed()
     try:
-        snap.sd_targets = sum(len(g.get("targets", [])) for g in json.loads(SD_FILE.read_text()))
+        snap.sd_targets = sum(len(g.get("targets", [])) for g in json.loads(RAY_SD_FILE.read_text()))
     except (OSError, ValueError):
         snap.sd_targets = None
     snap.metrics_port_up = health_status(target.endpoints.ray_metrics, timeout_s=3) == 200
@@ -96,13 +99,11 @@ def gather(target: Target) -> Snapshot:
 
 def _gather_metrics(snap: Snapshot, prom: Prometheus, target: Target) -> None:
     try:
-        targets = prom.client.get(f"{prom.base_url}/api/v1/targets").json()["data"]["activeTargets"]
-    except (httpx.HTTPError, ValueError, KeyError):
+        ray_targets = prom.ray_targets()
+    except PrometheusUnavailable:
         return
     snap.prometheus_up = True
-    snap.ray_targets_down = [
-        t["scrapeUrl"] for t in targets if t["labels"].get("job") == "ray" and t["health"] != "up"
-    ]
+    snap.ray_targets_down = [t["scrapeUrl"] for t in ray_targets if t["health"] != "up"]
     try:
         snap.kv_cache = prom.scalar("avg(vllm:gpu_cache_usage_perc)")
         snap.waiting = prom.scalar("sum(vllm:num_requests_waiting)")
@@ -162,11 +163,11 @@ def rule_metrics(s: Snapshot) -> list[Finding]:
     findings = []
     if not s.prometheus_up:
         findings.append(Finding("critical", "Metrics not appearing: Prometheus does not answer",
-                                "GET /api/v1/targets on :19090 failed",
+                                f"GET {s.prometheus_url}{TARGETS_PATH} failed",
                                 "gpucluster logs prometheus; gpucluster logs supervisor (it restarts Prometheus)"))
     if s.sd_targets is None or s.sd_targets == 0:
         findings.append(Finding("critical", "Metrics not appearing: no service discovery targets",
-                                f"{SD_FILE}: {'missing' if s.sd_targets is None else 'no targets'}",
+                                f"{RAY_SD_FILE}: {'missing' if s.sd_targets is None else 'no targets'}",
                                 "Ray writes it at start: check gpucluster logs ray; restart the platform"))
     if s.ray_targets_down:
         findings.append(Finding("critical", "Metrics not appearing: Ray targets down",
@@ -174,7 +175,7 @@ def rule_metrics(s: Snapshot) -> list[Finding]:
                                 f"curl {s.ray_targets_down[0]}; {RUNBOOK}#raytargetdown"))
     if not s.metrics_port_up and s.api_status is not None:
         findings.append(Finding("critical", "Metrics not appearing: Ray metrics port does not answer",
-                                "GET http://127.0.0.1:8080/metrics failed", "gpucluster logs ray"))
+                                f"GET {s.ray_metrics_url} failed", "gpucluster logs ray"))
     return findings
 
 

@@ -26,7 +26,7 @@ from gpucluster.ops.capacity import (
     settings_from_config,
 )
 from gpucluster.ops.hardware import CPU, GPUS, GiB, Gpu, MiB, find_gpu
-from gpucluster.runtime.worker_node import local_gpus
+from gpucluster.runtime.gpus import local_gpus
 
 # Memory one CPU replica takes besides its weights and KV space: measured 3.8 GB RSS for the
 # built-in model with a 1 GiB KV space (vLLM worker 2.2, engine core 0.7, Serve replica 0.9).

@@ -7,8 +7,6 @@ platform whose processes are up from one that actually generates.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +14,12 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
+from gpucluster.ops.ray_api import NODES_PATH, RayApiError, ray_nodes
 from gpucluster.ops.target import Target
+from gpucluster.runtime.gpus import local_gpus, nvidia_smi_installed
 from gpucluster.runtime.readiness import answers
+from gpucluster.runtime.state import RAY_SD_FILE
 
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 TIMEOUT_S = 2.0
@@ -79,11 +81,17 @@ def check_ray_dashboard(t: Target) -> str:
 
 
 def check_ray_cluster(t: Target) -> str:
-    response = _get(f"{t.endpoints.ray_dashboard}/nodes?view=summary", t.ray_headers(), timeout=5)
-    if response.status_code != 200:
-        raise CheckFailed(f"Ray API answered HTTP {response.status_code}", "gpucluster logs ray")
-    nodes = response.json()["data"]["summary"]
-    alive = [n for n in nodes if n.get("raylet", {}).get("state") == "ALIVE"]
+    try:
+        nodes = ray_nodes(t.endpoints.ray_dashboard, t.ray_headers(), timeout_s=5)
+    except httpx.HTTPStatusError as exc:
+        code = exc.response.status_code
+        raise CheckFailed(f"Ray API answered HTTP {code}", "gpucluster logs ray") from None
+    except RayApiError as exc:
+        raise CheckFailed(str(exc), "gpucluster logs ray") from None
+    except httpx.HTTPError as exc:
+        url = f"{t.endpoints.ray_dashboard}{NODES_PATH}"
+        raise CheckFailed(f"{url}: {type(exc).__name__}", "") from None
+    alive = [n for n in nodes if n.alive]
     if not alive:
         raise CheckFailed("no alive Ray node", "gpucluster down && gpucluster up")
     return f"{len(alive)} alive node(s)"
@@ -93,13 +101,16 @@ def check_prometheus(t: Target) -> str:
     response = _get(f"{t.endpoints.prometheus}/-/healthy")
     if response.status_code != 200:
         raise CheckFailed(f"HTTP {response.status_code}", "gpucluster logs prometheus")
-    targets = _get(f"{t.endpoints.prometheus}/api/v1/targets").json()["data"]["activeTargets"]
-    ray = [x for x in targets if x["labels"].get("job") == "ray"]
+    try:
+        with httpx.Client(timeout=TIMEOUT_S) as client:
+            ray = Prometheus(t.endpoints.prometheus, client).ray_targets()
+    except PrometheusUnavailable as exc:
+        raise CheckFailed(str(exc), "") from None
     down = [x["scrapeUrl"] for x in ray if x["health"] != "up"]
     if not ray or down:
         raise CheckFailed(
             f"Ray targets up: {len(ray) - len(down)}/{len(ray)}" + (f"; down: {', '.join(down)}" if down else ""),
-            "cat /tmp/ray/prom_metrics_service_discovery.json; curl http://127.0.0.1:8080/metrics",
+            f"cat {RAY_SD_FILE}; curl {t.endpoints.ray_metrics}",
             WARN,
         )
     return f"healthy; {len(ray)} Ray target(s) up"
@@ -113,16 +124,14 @@ def check_alertmanager(t: Target) -> str:
 
 
 def check_gpu(t: Target) -> str:
-    wants_gpu = any(m.accelerator == "gpu" for m in t.config.models)
-    smi = shutil.which("nvidia-smi")
-    if not wants_gpu:
+    if not any(m.accelerator == "gpu" for m in t.config.models):
         return "not used (every model runs on CPU)"
-    if smi is None:
+    if not nvidia_smi_installed():
         raise CheckFailed("a model asks for GPUs but nvidia-smi is not installed", "install the NVIDIA driver")
-    result = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5, check=False)
-    if result.returncode != 0 or not result.stdout.strip():
+    gpus = local_gpus(timeout_s=5)
+    if not gpus:
         raise CheckFailed("nvidia-smi sees no GPU", "check the driver and that GPUs are visible: nvidia-smi")
-    return f"{len(result.stdout.strip().splitlines())} GPU(s)"
+    return f"{len(gpus)} GPU(s)"
 
 
 def check_generation(t: Target) -> str:

@@ -1,7 +1,8 @@
 """`gpucluster status`: one screen of what runs and how it is doing.
 
-Nodes and Serve deployments come from Ray's dashboard API; load, latency and autoscaling
-from Prometheus (the guide's names). Whatever cannot be read is reported, not fatal.
+Nodes come from Ray's State API (ops.ray_api) and Serve deployments from Ray's dashboard API;
+each node's CPU and memory use, load, latency and autoscaling from Prometheus (Ray's node
+metrics and the guide's names). Whatever cannot be read is reported, not fatal.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import httpx
 from gpucluster.config.names import LLM_DEPLOYMENT_MATCHER
 from gpucluster.observability.key_metrics import KEY_COMPLETION_TOKENS, KEY_REQUESTS
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
+from gpucluster.ops.ray_api import ray_nodes
 from gpucluster.ops.target import Target
 
 TIMEOUT_S = 3.0
@@ -63,30 +65,37 @@ class PlatformStatus:
         return asdict(self)
 
 
-def _nodes(target: Target) -> list[NodeStatus]:
-    response = httpx.get(
-        f"{target.endpoints.ray_dashboard}/nodes?view=summary",
-        headers=target.ray_headers(),
-        timeout=TIMEOUT_S,
-    )
-    response.raise_for_status()
-    nodes = []
-    for node in response.json()["data"]["summary"]:
-        raylet = node.get("raylet", {})
-        resources = raylet.get("resourcesTotal", {})
-        mem = node.get("mem") or [None, None, None, None]
-        nodes.append(
-            NodeStatus(
-                address=node.get("ip") or raylet.get("nodeManagerAddress", "?"),
-                state=raylet.get("state", "?"),
-                cpus=resources.get("CPU", 0.0),
-                gpus=resources.get("GPU", 0.0),
-                cpu_percent=node.get("cpu"),
-                mem_used_gib=mem[3] / 2**30 if mem[3] is not None else None,
-                mem_total_gib=mem[0] / 2**30 if mem[0] is not None else None,
-            )
+# Ray's per-node metrics (its reporter agent, labelled with the node's `ip`): the CPU and memory
+# figures the dashboard shows. A host running two Ray nodes reports the same figures twice.
+NODE_CPU_PERCENT = "avg by (ip) (ray_node_cpu_utilization)"
+NODE_MEM_USED = "avg by (ip) (ray_node_mem_used)"
+NODE_MEM_TOTAL = "avg by (ip) (ray_node_mem_total)"
+
+
+def _nodes(target: Target, prom: Prometheus) -> list[NodeStatus]:
+    nodes = ray_nodes(target.endpoints.ray_dashboard, target.ray_headers(), TIMEOUT_S)
+    try:
+        cpu = prom.by_label(NODE_CPU_PERCENT, "ip")
+        used = prom.by_label(NODE_MEM_USED, "ip")
+        total = prom.by_label(NODE_MEM_TOTAL, "ip")
+    except PrometheusUnavailable:  # reported with the deployments below
+        cpu, used, total = {}, {}, {}
+    return [
+        NodeStatus(
+            address=node.address,
+            state=node.state,
+            cpus=node.resources.get("CPU", 0.0),
+            gpus=node.resources.get("GPU", 0.0),
+            cpu_percent=cpu.get(node.address),
+            mem_used_gib=_gib(used.get(node.address)),
+            mem_total_gib=_gib(total.get(node.address)),
         )
-    return nodes
+        for node in nodes
+    ]
+
+
+def _gib(value: float | None) -> float | None:
+    return None if value is None else value / 2**30
 
 
 def _serve_statuses(target: Target) -> dict[tuple[str, str], str]:
@@ -168,12 +177,12 @@ def collect_status(target: Target) -> PlatformStatus:
     """Everything `status` shows; unreachable sources become `problems`."""
     status = PlatformStatus()
     statuses: dict[tuple[str, str], str] = {}
+    prom = Prometheus(target.endpoints.prometheus)
     try:
-        status.nodes = _nodes(target)
+        status.nodes = _nodes(target, prom)
         statuses = _serve_statuses(target)
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         status.problems.append(f"Ray dashboard API unreadable ({type(exc).__name__}): gpucluster health")
-    prom = Prometheus(target.endpoints.prometheus)
     try:
         status.deployments = _deployments(prom, statuses)
         status.models = _models(prom, target.models)

@@ -26,28 +26,6 @@ COMPONENTS: dict[str, str] = {
 }
 
 
-# The operator guide's start-up failure lines (written by serving.llm_server), with the fix.
-GUIDE_ERROR_FIXES = {
-    "ERROR: Model loading timeout": "raise platform.startup_timeout_s, or start a smaller model "
-    "(`gpucluster logs engine` shows how far loading got)",
-    "ERROR: Out of memory": "lower cpu_kvcache_gib (CPU) or "
-    "gpu_memory_utilization (GPU), max_model_len or max_num_seqs, or raise "
-    "tensor_parallel_size; `gpucluster capacity` says what fits",
-    "ERROR: GPU allocation failed": "check `nvidia-smi`, that accelerator is gpu only where GPUs "
-    "exist, and that tensor_parallel_size does not exceed a node's GPUs",
-    "ERROR: Model loading failed": "check the model's source (`gpucluster prepare` re-checks "
-    "it) and the engine's reason in `gpucluster logs engine`",
-}
-GUIDE_ERROR_LINES = tuple(GUIDE_ERROR_FIXES)
-
-
-def fixes_for(lines: list[str]) -> list[str]:
-    """The fix of each guide ERROR line found in `lines`, once each, in order of appearance."""
-    found = [e for line in lines for e in GUIDE_ERROR_LINES if e in line]
-    return [f"{e.removeprefix('ERROR: ')}: {GUIDE_ERROR_FIXES[e]}" for e in dict.fromkeys(found)]
-
-
-
 class UnknownComponent(ValueError):
     """A `logs` component that does not exist."""
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpucluster.config import Config, env_api_keys
+from gpucluster.config.guide_errors import GUIDE_ERROR_LINES, MODEL_LOADING_TIMEOUT, fixes_for
 from gpucluster.config.keys import KeySources, first_key, store_path
 from gpucluster.models import ModelError, prepare_models
 from gpucluster.runtime import readiness
@@ -26,21 +27,14 @@ from gpucluster.runtime.edge import (
     write_nginx_conf,
     write_private,
 )
-from gpucluster.runtime.logs import (
-    GUIDE_ERROR_LINES,
-    component_files,
-    find_lines,
-    fixes_for,
-    platform_logger,
-)
+from gpucluster.runtime.logs import component_files, find_lines, platform_logger
 from gpucluster.runtime.monitoring import monitoring_services
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
     describe,
+    held_ports,
     identities,
     platform_processes,
-    port_in_use,
-    port_owner,
     processes_of,
     terminate_all,
     wait_until,
@@ -231,14 +225,11 @@ def _stop_supervisor(state: StateDir, drain_s: float) -> None:
 
 
 def _check_ports(config: Config) -> None:
-    host = config.platform.bind_host
-    busy = []
-    for name, port in config.platform.ports.model_dump().items():
-        if name == "grafana":
-            continue  # compose mode only
-        if port_in_use(port, host):
-            owner = port_owner(port)
-            busy.append(f"port {port} (platform.ports.{name}) is in use{' by ' + owner if owner else ''}")
+    busy = [
+        f"port {held.port} (platform.ports.{held.name}) is in use"
+        + (f" by {held.owner}" if held.owner else "")
+        for held in held_ports(config.platform)
+    ]
     if busy:
         raise UpError(
             "cannot start: " + "; ".join(busy) + ". Stop what holds it, or set another port in "
@@ -359,7 +350,7 @@ def _deploy(
             driver.stdin.close()
         while not _exited(driver, _POLL_S):
             if time.monotonic() > deadline:
-                log.error("ERROR: Model loading timeout")
+                log.error(MODEL_LOADING_TIMEOUT)
                 raise UpError(
                     f"models did not load within {config.platform.startup_timeout_s:.0f} s; "
                     "see `gpucluster logs serve` and `gpucluster logs engine`, or raise "

@@ -8,11 +8,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from gpucluster.runtime.state import StateDir
+
+if TYPE_CHECKING:
+    from gpucluster.config import PlatformConfig
 
 # Every process of a platform carries this variable (set on `ray start` and the deploy driver,
 # inherited by Ray's workers and the vLLM engines they spawn), so that `down` stops exactly the
@@ -44,6 +49,29 @@ def port_owner(port: int) -> str:
     except (psutil.Error, OSError):
         pass
     return ""
+
+
+# Configured ports local mode does not listen on (Grafana runs in compose mode only).
+_NOT_LOCAL_PORTS = frozenset({"grafana"})
+
+
+@dataclass(frozen=True)
+class HeldPort:
+    """A port the platform is configured to listen on that something already holds."""
+
+    name: str  # its key under platform.ports
+    port: int
+    owner: str  # the process listening there (port_owner), '' when unknown
+
+
+def held_ports(platform: PlatformConfig) -> list[HeldPort]:
+    """The ports of `platform.ports` that local mode listens on and something already holds."""
+    host = platform.bind_host
+    return [
+        HeldPort(name, port, port_owner(port))
+        for name, port in platform.ports.model_dump().items()
+        if name not in _NOT_LOCAL_PORTS and port_in_use(port, host)
+    ]
 
 
 def run_logged(

@@ -1,4 +1,9 @@
-"""Starting and stopping the local Ray head node with the platform's ports."""
+"""Starting the local Ray head node with the platform's ports, and its token and environment.
+
+Nothing here stops it: `gpucluster down` (runtime.platform.down) ends the head with every other
+process carrying the platform's tag, never with `ray stop`, which would end every Ray cluster on
+the host.
+"""
 
 from __future__ import annotations
 

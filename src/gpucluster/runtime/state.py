@@ -12,6 +12,7 @@ from typing import Any
 # guide names /tmp/ray/prom_metrics_service_discovery.json, so the location stays Ray's default.
 RAY_TEMP_DIR = Path("/tmp/ray")
 RAY_SESSION_LOGS = RAY_TEMP_DIR / "session_latest" / "logs"
+RAY_SD_FILE = RAY_TEMP_DIR / "prom_metrics_service_discovery.json"
 
 
 @dataclass(frozen=True)

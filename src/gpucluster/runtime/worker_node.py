@@ -7,7 +7,6 @@ allow; Prometheus finds each node's metrics through the head's service-discovery
 from __future__ import annotations
 
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,29 +58,6 @@ def host_address() -> str:
     return local_address_towards("10.255.255.255")
 
 
-def local_gpus() -> list[tuple[str, int]]:
-    """This host's GPUs as `nvidia-smi` reports them: (name, memory in MiB) each; [] without
-    the NVIDIA driver."""
-    try:
-        listing = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in listing.splitlines():
-        name, _, mib = line.rpartition(",")
-        if name and mib.strip().isdigit():
-            gpus.append((name.strip(), int(mib)))
-    return gpus
-
-
-def local_gpu_count() -> int:
-    """GPUs `nvidia-smi` lists here; 0 without the NVIDIA driver."""
-    return len(local_gpus())
-
-
 def free_port(preferred: int, host: str) -> int:
     """`preferred`, or the next port up that nothing listens on (the head's own host)."""
     port = preferred
@@ -104,12 +80,16 @@ def join(
     state.ensure()
     if not token_file.is_file():
         raise JoinError(
-            f"no Ray token at {token_file}: copy the head's token file (`ray-token` in its state "
-            "directory) to this host and pass it with --token-file"
+            f"no Ray token at {token_file}: copy the head's token file "
+            f"(`{state.ray_token_file.name}` in its state directory) to this host and pass it "
+            "with --token-file"
         )
     host, _, port = head.rpartition(":")
     if not host or not port.isdigit():
-        raise JoinError(f"head address {head!r} must be HOST:PORT, for example 10.0.0.5:6379")
+        raise JoinError(
+            f"head address {head!r} must be HOST:PORT, for example "
+            f"10.0.0.5:{config.platform.ports.ray_gcs}"
+        )
     ip = node_ip or local_address_towards(host)
     metrics_port = free_port(config.platform.ports.ray_metrics, ip)
     argv = [

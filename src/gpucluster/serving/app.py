@@ -9,9 +9,9 @@ from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from gpucluster.config import Config, ModelConfig
+from gpucluster.config.engine import engine_kwargs
 from gpucluster.config.keys import KeySources
 from gpucluster.config.names import INGRESS_NAME, llm_deployment_name
-from gpucluster.models import TASK_ENGINE_ARGS
 from gpucluster.serving.adapters import ADAPTERS_KEY, adapter_table
 from gpucluster.serving.autoscaling import deployment_options
 from gpucluster.serving.direct import AdmissionLimits
@@ -20,32 +20,6 @@ from gpucluster.serving.json_body import DEFAULT_MAX_BODY_BYTES
 from gpucluster.serving.llm_server import PlatformLLMServer, direct_server
 from gpucluster.serving.ray_internals import HEAD_NODE_RESOURCE_NAME, to_model_metadata
 from gpucluster.serving.routers import ROUTER_CLASSES
-
-
-def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
-    """vLLM engine arguments for `model`; `engine_kwargs` from the config win."""
-    kwargs: dict[str, Any] = {
-        "tensor_parallel_size": model.tensor_parallel_size,
-        "gpu_memory_utilization": model.gpu_memory_utilization,
-        "max_num_seqs": model.max_num_seqs,
-        "dtype": model.dtype,
-    }
-    if model.max_model_len is not None:
-        kwargs["max_model_len"] = model.max_model_len
-    if model.accelerator == "cpu":
-        # CUDA-graph capture does not exist on CPU; eager mode cuts start-up from ~100 s to ~30 s.
-        kwargs["enforce_eager"] = True
-    kwargs.update(TASK_ENGINE_ARGS["embed" if model.embeds else "generate"])
-    if model.lora is not None:
-        kwargs.update(
-            enable_lora=True, max_loras=model.lora.max_loras, max_lora_rank=model.lora.max_lora_rank
-        )
-    if model.tool_call_parser is not None:
-        kwargs["tool_call_parser"] = model.tool_call_parser
-        kwargs["enable_auto_tool_choice"] = model.enable_auto_tool_choice
-    if model.chat_template is not None:
-        kwargs["chat_template"] = str(model.chat_template)
-    return {**kwargs, **model.engine_kwargs}
 
 
 def admission_limits(model: ModelConfig) -> AdmissionLimits:

@@ -1,9 +1,10 @@
 """The LLM deployment: Ray Serve LLM's LLMServer, speaking the guide's log lines.
 
 The operator guide promises `Loading model <id>...`, `Model loaded successfully`,
-`Replica started successfully` and, when start-up fails, one of `ERROR: Model loading timeout`,
-`ERROR: Out of memory` or `ERROR: GPU allocation failed`. They go to the replica's log (with
-Serve's timestamp and level) where `gpucluster logs serve` and the Ray dashboard show them.
+`Replica started successfully` and, when start-up fails, one of its ERROR lines (the table in
+config.guide_errors, with the fix `up` and `diagnose` print for each). They go to the replica's
+log (with Serve's timestamp and level) where `gpucluster logs serve` and the Ray dashboard show
+them.
 
 Besides, each replica reports its engine's load to the autoscaling policy
 (`record_autoscaling_stats`, see serving.autoscaling) and counts the requests whose client
@@ -26,6 +27,12 @@ from ray import serve
 from ray.serve.llm import LLMServer
 from ray.util import metrics
 
+from gpucluster.config.guide_errors import (
+    GPU_ALLOCATION_FAILED,
+    MODEL_LOADING_FAILED,
+    MODEL_LOADING_TIMEOUT,
+    OUT_OF_MEMORY,
+)
 from gpucluster.config.keys import KeySources
 from gpucluster.serving.adapters import LocalAdapterLoader
 from gpucluster.serving.api_keys import ApiKeys
@@ -46,15 +53,15 @@ def classify_start_failure(exc: BaseException, root_cause: str = "") -> str:
     """The guide's ERROR line for an engine start-up failure (`root_cause`: the engine
     process's own error line, when the exception only says to look above)."""
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return "ERROR: Model loading timeout"
+        return MODEL_LOADING_TIMEOUT
     text = f"{type(exc).__name__}: {exc} {root_cause}".lower()
     if any(marker in text for marker in _OOM_MARKERS) or isinstance(exc, MemoryError):
-        return "ERROR: Out of memory"
+        return OUT_OF_MEMORY
     if any(marker in text for marker in _GPU_MARKERS):
-        return "ERROR: GPU allocation failed"
+        return GPU_ALLOCATION_FAILED
     if "memory" in text and any(marker in text for marker in _OOM_MARKERS_CPU_KV):
-        return "ERROR: Out of memory"
-    return "ERROR: Model loading failed"
+        return OUT_OF_MEMORY
+    return MODEL_LOADING_FAILED
 
 
 _ERROR_LINE = re.compile(r"\b[A-Za-z]*(Error|Exception): .+")

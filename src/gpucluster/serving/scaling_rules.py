@@ -7,8 +7,9 @@ must hold, unbroken, for its delay before a replica is added or removed, any cha
 clocks, and nothing is decided while a new replica is still starting. Between the two thresholds
 the count holds.
 
-Ray Serve calls the policy (`serving.autoscaling`) every 100 ms; time and state are passed in and
-returned, so that unit tests replay sequences of snapshots.
+The Serve controller calls the policy (`serving.autoscaling`) once per control loop: every 0.5 s
+as every runner starts Ray (config.ray_node.CONTROL_LOOP_INTERVAL_S; Ray's own default is 0.1 s).
+Time and state are passed in and returned, so that unit tests replay sequences of snapshots.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpucluster.cli.main import app
+from gpucluster.runtime.logs import COMPONENTS
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 
@@ -62,6 +63,13 @@ def test_logs_of_an_unknown_component_is_a_usage_error(run):
     result = run("logs", "nope")
     assert result.exit_code == 2
     assert "unknown component 'nope'" in result.output
+
+
+def test_logs_help_lists_every_component(run, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line, however many components
+    result = run("logs", "--help")
+    assert result.exit_code == 0
+    assert f"One of: {', '.join(COMPONENTS)}." in result.output
 
 
 def test_config_check_and_show(run, tmp_path, monkeypatch):

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from gpucluster.config import BUILTIN_EMBEDDING_MODEL_ID, BUILTIN_MODEL_ID
+from gpucluster.config.engine import TASK_ENGINE_ARGS
 from gpucluster.models import (
     BUILTIN_MODELS,
     MARKER,
-    TASK_ENGINE_ARGS,
     ModelPrepareError,
     ModelSource,
     ModelSourceError,

@@ -95,3 +95,17 @@ def test_engine_error_lines_are_evidence():
     findings = diagnose(Snapshot(**{**HEALTHY, "error_lines": ["ERROR ... ERROR: Out of memory (model m)"]}))
     assert findings[0].title == "The engine logged start-up errors"
     assert "ERROR: Out of memory" in findings[0].evidence
+
+
+def test_the_evidence_names_the_configured_addresses():
+    findings = diagnose(Snapshot(**{
+        **HEALTHY, "prometheus_up": False, "metrics_port_up": False,
+        "prometheus_url": "http://127.0.0.1:29090", "ray_metrics_url": "http://127.0.0.1:28080/metrics",
+    }))
+    evidence = {f.title: f.evidence for f in findings}
+    assert evidence["Metrics not appearing: Prometheus does not answer"] == (
+        "GET http://127.0.0.1:29090/api/v1/targets failed"
+    )
+    assert evidence["Metrics not appearing: Ray metrics port does not answer"] == (
+        "GET http://127.0.0.1:28080/metrics failed"
+    )

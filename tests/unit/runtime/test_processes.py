@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 
 import psutil
 
+from gpucluster.config import Config
 from gpucluster.runtime.processes import (
     PLATFORM_TAG_ENV,
+    held_ports,
     identities,
     platform_processes,
     process_tag,
@@ -97,3 +100,16 @@ def test_a_recorded_pid_now_held_by_another_process_is_left_alone():
     assert still_running([{"pid": me.pid, "started": me.create_time()}]) == [me]
     assert still_running([{"pid": me.pid, "started": me.create_time() - 60}]) == []
     assert still_running([{"pid": 2**22 + 1, "started": 0}, {"junk": 1}]) == []
+
+
+def test_the_configured_ports_something_else_holds_are_named_with_their_owner():
+    with socket.socket() as holder, socket.socket() as grafana:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        grafana.bind(("127.0.0.1", 0))
+        grafana.listen()
+        port, grafana_port = holder.getsockname()[1], grafana.getsockname()[1]
+        config = Config(platform={"ports": {"nginx_http": port, "grafana": grafana_port}})
+        (held,) = [h for h in held_ports(config.platform) if h.port in (port, grafana_port)]
+    assert (held.name, held.port) == ("nginx_http", port)  # Grafana: compose mode only
+    assert held.owner == f"{psutil.Process().name()} (pid {os.getpid()})"

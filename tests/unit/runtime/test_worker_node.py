@@ -17,9 +17,11 @@ def config_in(tmp_path, **platform) -> Config:
 
 
 def test_join_without_the_heads_token_says_where_to_get_it(tmp_path):
-    with pytest.raises(JoinError, match="copy the head's token file"):
-        join(config_in(tmp_path), "10.0.0.5:6379", num_cpus=1, num_gpus=0,
-             token_file=tmp_path / "missing")
+    config = config_in(tmp_path)
+    with pytest.raises(JoinError, match="copy the head's token file") as raised:
+        join(config, "10.0.0.5:6379", num_cpus=1, num_gpus=0, token_file=tmp_path / "missing")
+    # the file the head's state directory holds (the one `up --head` writes)
+    assert f"(`{StateDir(config.platform.state_dir).ray_token_file.name}` in" in str(raised.value)
 
 
 @pytest.mark.parametrize("head", ["10.0.0.5", "10.0.0.5:ray", ":6379"])

@@ -7,8 +7,10 @@ import asyncio
 import pytest
 
 from gpucluster.config import BUILTIN_EMBEDDING_SOURCE, BUILTIN_MODEL_ID, Config, ModelConfig
+from gpucluster.config.engine import engine_kwargs
+from gpucluster.config.guide_errors import GUIDE_ERROR_LINES
 from gpucluster.serving.adapters import ADAPTERS_KEY, LocalAdapterLoader, available
-from gpucluster.serving.app import engine_kwargs, llm_config
+from gpucluster.serving.app import llm_config
 from gpucluster.serving.llm_server import classify_start_failure, engine_root_cause
 
 WEIGHTS = {BUILTIN_MODEL_ID: "/m"}
@@ -53,6 +55,14 @@ def test_start_failures_map_to_the_guide_error_lines():
         "ERROR: GPU allocation failed"
     )
     assert classify_start_failure(ValueError("bad config")) == "ERROR: Model loading failed"
+
+
+def test_the_replicas_write_only_lines_of_the_guides_table_and_every_one_of_them():
+    written = {
+        classify_start_failure(exc)
+        for exc in (TimeoutError(), MemoryError(), RuntimeError("no CUDA GPUs"), ValueError("x"))
+    }
+    assert written == set(GUIDE_ERROR_LINES)  # so `up` and `diagnose` find each and its fix
 
 
 def test_stream_batching_defaults_to_unbatched_and_null_keeps_rays_default():
