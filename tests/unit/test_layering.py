@@ -32,19 +32,22 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "gpucluster"
 
-# Layer -> the layers it may import. Listed in the design's order (config, models, serving,
-# observability, runtime, ops, cli); render (files for other runners: compose, KubeRay) sits
+# Layer -> the layers it may import. Listed in the design's order (config, models, planning,
+# serving, observability, runtime, ops, cli); render (files for other runners: compose, KubeRay) sits
 # between runtime and the CLI that calls it.
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "config": frozenset(),  # the only place env is read; imports nothing of the project
     "models": frozenset({"config"}),
+    # Offline arithmetic over config and model shapes (capacity, hardware, pod sizes).
+    "planning": frozenset({"config", "models"}),
     "serving": frozenset({"config", "models"}),
     "observability": frozenset({"config", "models", "serving"}),
     "runtime": frozenset({"config", "models", "serving", "observability"}),
-    "render": frozenset({"config", "models", "serving", "observability", "runtime"}),
+    "render": frozenset({"config", "models", "planning", "serving", "observability", "runtime"}),
     # Operator tools over HTTP only: never serving.
-    "ops": frozenset({"config", "models", "observability", "runtime"}),
-    "cli": frozenset({"config", "models", "serving", "observability", "runtime", "render", "ops"}),
+    "ops": frozenset({"config", "models", "planning", "observability", "runtime"}),
+    "cli": frozenset({"config", "models", "planning", "serving", "observability", "runtime",
+                      "render", "ops"}),
     "__main__": frozenset({"cli"}),  # `python -m gpucluster`
 }
 # Top-level modules any layer but config may import: the package itself (its __version__) and

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from gpucluster.cli.common import ConfigOption, JsonOption, fail, out
 from gpucluster.config import Config, ConfigError, ModelConfig, load_config
-from gpucluster.ops.capacity import (
+from gpucluster.planning.capacity import (
     HF_CACHE,
     KV_CACHE_DTYPES,
     WEIGHT_DTYPES,
@@ -29,8 +29,8 @@ from gpucluster.ops.capacity import (
     resolve_model,
     settings_from_config,
 )
-from gpucluster.ops.hardware import CPU, GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
-from gpucluster.ops.pod_sizes import AdmissionBounds, PodSize, worker_pod
+from gpucluster.planning.hardware import CPU, GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
+from gpucluster.planning.pod_sizes import AdmissionBounds, PodSize, worker_pod
 
 
 def capacity(

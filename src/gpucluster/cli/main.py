@@ -464,7 +464,7 @@ def config_check(
 def _refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:
     """The fit checks of `cfg` (ops.fit); exit 2 with the numbers and the fix when one fails."""
     from gpucluster.ops.fit import as_dicts, check_fit, describe, problems
-    from gpucluster.ops.hardware import UnknownNameError, find_gpu
+    from gpucluster.planning.hardware import UnknownNameError, find_gpu
 
     try:
         fits = check_fit(cfg, find_gpu(gpu) if gpu else None)

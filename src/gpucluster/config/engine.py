@@ -2,7 +2,7 @@
 model's `engine_kwargs`, which win.
 
 One definition for every reader: the Serve application hands them to vLLM (serving.app), and
-capacity planning and the fit check (ops.capacity) plan with the values vLLM will run with.
+capacity planning and the fit check (planning.capacity) plan with the values vLLM will run with.
 """
 
 from __future__ import annotations

@@ -649,7 +649,7 @@ class PodResources(_Strict):
 
 class KubernetesConfig(_Strict):
     """The KubeRay manifests (`gpucluster render kuberay`): how clients reach the edge, and
-    the pod sizes (derived from the models by ops.pod_sizes unless set here)."""
+    the pod sizes (derived from the models by planning.pod_sizes unless set here)."""
 
     gateway: GatewayConfig = Field(
         default_factory=GatewayConfig,

@@ -2,7 +2,7 @@
 
 vLLM finds out that a model does not fit only after loading its weights, minutes in, and then
 fails with a CUDA out-of-memory or "KV cache is needed" error deep in an engine log. The same
-arithmetic `gpucluster capacity` does (ops.capacity) answers it in milliseconds from the model's
+arithmetic `gpucluster capacity` does (planning.capacity) answers it in milliseconds from the model's
 config.json: weights plus the KV cache of one `max_model_len` sequence against each device, and
 on CPU the KV space (`cpu_kvcache_gib`) and the host's memory for every replica.
 """
@@ -17,7 +17,7 @@ import psutil
 
 from gpucluster.config import Config, ModelConfig
 from gpucluster.models import ModelError
-from gpucluster.ops.capacity import (
+from gpucluster.planning.capacity import (
     HF_CACHE,
     CapacityInputError,
     CapacityPlan,
@@ -25,7 +25,7 @@ from gpucluster.ops.capacity import (
     plan,
     settings_from_config,
 )
-from gpucluster.ops.hardware import CPU, GPUS, GiB, Gpu, MiB, find_gpu
+from gpucluster.planning.hardware import CPU, GPUS, GiB, Gpu, MiB, find_gpu
 from gpucluster.runtime.gpus import local_gpus
 
 # Memory one CPU replica takes besides its weights and KV space: measured 3.8 GB RSS for the

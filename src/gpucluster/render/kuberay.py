@@ -18,7 +18,7 @@ from gpucluster.config import Config, ModelConfig, ray_node
 from gpucluster.config.keys import KeySources
 from gpucluster.models import resolve_source, weights_location
 from gpucluster.models.adapter_sources import adapter_locations
-from gpucluster.ops.pod_sizes import PodSize, PodSizeError, head_size, worker_sizes
+from gpucluster.planning.pod_sizes import PodSize, PodSizeError, head_size, worker_sizes
 from gpucluster.serving.serve_config import serve_config
 
 NAME = "gpu-cluster"
@@ -46,7 +46,7 @@ HF_TOKEN_SECRET = f"{NAME}-hf-token"
 RAY_TOKEN_SECRET = f"{NAME}-ray-token"
 KUBERAY_SETS_ENV = frozenset({"RAY_AUTH_MODE"})
 
-# Pod CPU, memory and /dev/shm come from ops.pod_sizes (the capacity maths over each model;
+# Pod CPU, memory and /dev/shm come from planning.pod_sizes (the capacity maths over each model;
 # platform.kubernetes overrides them); deploy/kuberay/README.md, "Pod sizes", derives them.
 GPU_RESOURCE = "nvidia.com/gpu"
 # The image's user `ray` (uid 1000) is in group `users`: volumes become writable for it.

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from gpucluster.cli.capacity import capacity
 from gpucluster.config import load_config
-from gpucluster.ops.pod_sizes import worker_sizes
+from gpucluster.planning.pod_sizes import worker_sizes
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def seconds(duration: str) -> int:
 def write_config(tmp_path: Path, platform: str) -> Path:
     path = tmp_path / "platform.yaml"
     path.write_text(
-        "models:\n  - {id: m, source: org/m, accelerator: gpu}\n" + f"platform:\n{platform}"
+        "models:\n  - {id: m, source: Qwen/Qwen2.5-7B-Instruct, accelerator: gpu}\n" + f"platform:\n{platform}"
     )
     return path
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from gpucluster.cli.main import app
 from gpucluster.config import Config
 from gpucluster.ops.fit import check_fit, problems
-from gpucluster.ops.hardware import GiB, find_gpu
+from gpucluster.planning.hardware import GiB, find_gpu
 
 HOST = 24 * GiB
 # A Llama-70B-like shape: 80 layers x 8 KV heads x 128 x bf16 = 320 KiB of KV per token.

@@ -1,6 +1,6 @@
 """Capacity planning from first principles: memory, KV cache, decode bandwidth, replicas.
 
-Pure arithmetic over a model's shape and an accelerator (`gpucluster.ops.hardware`); the only
+Pure arithmetic over a model's shape and an accelerator (`gpucluster.planning.hardware`); the only
 I/O is reading a model's config.json when resolving a model name. docs/capacity-planning.md
 derives every formula used here; the short version:
 
@@ -32,7 +32,7 @@ from gpucluster.models import (
     weights_location,
 )
 from gpucluster.models.cache import hub_entry_dir, read_stamp
-from gpucluster.ops.hardware import GiB, Gpu, ModelShape, find_table_model, model_names
+from gpucluster.planning.hardware import GiB, Gpu, ModelShape, find_table_model, model_names
 
 DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int4": 0.5}
 WEIGHT_DTYPES = ("auto", "bf16", "fp16", "fp32", "fp8", "int4")

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from gpucluster.ops.capacity import (
+from gpucluster.planning.capacity import (
     CapacityInputError,
     Load,
     decode_rate,
@@ -17,7 +17,7 @@ from gpucluster.ops.capacity import (
     plan,
     resolve_model,
 )
-from gpucluster.ops.hardware import (
+from gpucluster.planning.hardware import (
     GPUS,
     MODELS,
     GiB,

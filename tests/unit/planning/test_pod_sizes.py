@@ -1,4 +1,4 @@
-"""Pod sizes of the KubeRay deployment from the capacity maths (ops.pod_sizes).
+"""Pod sizes of the KubeRay deployment from the capacity maths (planning.pod_sizes).
 
 Model shapes come as `gpucluster capacity` reads them, without the network: a config.json in a
 Hugging Face cache under tmp_path, or the built-in table.
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from gpucluster.config import Config, load_config
-from gpucluster.ops import pod_sizes
-from gpucluster.ops.hardware import GiB, find_table_model
-from gpucluster.ops.pod_sizes import (
+from gpucluster.planning import pod_sizes
+from gpucluster.planning.hardware import GiB, find_table_model
+from gpucluster.planning.pod_sizes import (
     AdmissionBounds,
     PodSizeError,
     head_size,

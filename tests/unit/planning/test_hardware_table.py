@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpucluster.config import BUILTIN_MODEL_ID
 from gpucluster.models.builtin import BUILTINS
-from gpucluster.ops.hardware import find_table_model
+from gpucluster.planning.hardware import find_table_model
 
 
 def test_the_table_knows_the_default_models_upstream_release():

@@ -3,7 +3,7 @@
 Each quantity a pod's request is made of is a named `Term`: its amount, the formula with this
 pod's numbers and where the inputs come from, so the derivation can be shown
 (deploy/kuberay/README.md, "Pod sizes"; `gpucluster capacity`) and tested. Pure arithmetic over
-a model's shape (ops.capacity: weight bytes, dtype) and its config; the one I/O is resolving a
+a model's shape (planning.capacity: weight bytes, dtype) and its config; the one I/O is resolving a
 configured model's shape (`capacity.configured_shape`: its config.json or the built-in table).
 No Kubernetes types: render/kuberay.py turns the totals into requests and limits.
 
@@ -39,7 +39,7 @@ from pathlib import Path
 from gpucluster.config import Config, ModelConfig
 from gpucluster.config.schema import EdgeConfig, PodResources
 from gpucluster.models import ModelError, resolve_source
-from gpucluster.ops.capacity import (
+from gpucluster.planning.capacity import (
     DTYPE_BYTES,
     HF_CACHE,
     CapacityInputError,
@@ -48,7 +48,7 @@ from gpucluster.ops.capacity import (
     weight_bytes,
     weight_dtype,
 )
-from gpucluster.ops.hardware import GiB, ModelShape
+from gpucluster.planning.hardware import GiB, ModelShape
 
 # --- a GPU worker pod: memory (GiB) ----------------------------------------------------------
 
