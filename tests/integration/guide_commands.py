@@ -250,6 +250,7 @@ class OperatorShell:
         (home / ".local" / "state").mkdir(parents=True, exist_ok=True)
         if state_dir is not None:
             (home / ".local" / "state" / "gpucluster").symlink_to(state_dir)
+        (home / ".cache").symlink_to(Path.home() / ".cache")  # the prepared models, as `up` left them
         self.curl_home = root / "curl"
         self.curl_home.mkdir()
         (self.curl_home / ".curlrc").write_text(f'header = "Authorization: Bearer {key}"\n')

@@ -8,6 +8,7 @@ import time
 import httpx
 import openai
 import pytest
+from conftest import RATE_LIMIT_BURST, RATE_LIMIT_RPS
 
 
 def test_health_through_nginx_is_open_and_ok(live):
@@ -70,9 +71,15 @@ def test_a_burst_beyond_the_rate_limit_gets_429_with_retry_after_then_recovers(l
         async with httpx.AsyncClient(timeout=30) as client:
             return await asyncio.gather(*(client.get(f"{live.api}/models", headers=headers) for _ in range(300)))
 
+    started = time.monotonic()
     responses = asyncio.run(burst())
+    elapsed = time.monotonic() - started
     limited = [r for r in responses if r.status_code == 429]
-    assert len(limited) >= 100
+    # a token bucket lets through its burst plus its refill while the burst lasts, no more
+    # (a busy machine stretches the burst: the bound grows with it, not a fixed share)
+    accepted = len(responses) - len(limited)
+    assert limited, "nothing was limited"
+    assert accepted <= RATE_LIMIT_BURST + 1 + RATE_LIMIT_RPS * elapsed + 5, (accepted, elapsed)
     assert {r.status_code for r in responses} <= {200, 429}
     error = limited[0].json()["error"]
     assert error["type"] == "rate_limit_error" and error["code"] == "rate_limit_exceeded"
