@@ -1,360 +1,74 @@
 """The platform's configuration schema: strict, frozen pydantic models.
 
 Every field says what it is for; unknown keys are rejected so that a typo in a config file is
-an error naming the key, not a silently ignored setting.
+an error naming the key, not a silently ignored setting. The whole file's shape is `Config`
+here; its parts live beside it: one model (`config.model`), the platform's security
+(`config.security`) and its Kubernetes settings (`config.kubernetes`), all re-exported here.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from pathlib import Path
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-# The built-in models, named in a source as `builtin:<name>` (models.builtin prepares each): the
-# default chat model, and the embedding model (what `task: null` means for its source).
-BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODEL_ID = "smollm2-135m-instruct"
-BUILTIN_SOURCE = f"{BUILTIN_PREFIX}{BUILTIN_MODEL_ID}"
-BUILTIN_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
-BUILTIN_EMBEDDING_SOURCE = f"{BUILTIN_PREFIX}{BUILTIN_EMBEDDING_MODEL_ID}"
-BUILTIN_MODELS: tuple[str, ...] = (BUILTIN_MODEL_ID, BUILTIN_EMBEDDING_MODEL_ID)
-
-_MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-# API key names: they become Prometheus label values and file keys, so a small alphabet.
-KEY_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ReplicaBounds(_Strict):
-    """How many serving replicas a model may have."""
-
-    min: int = Field(1, ge=0, description="Fewest replicas kept running.")
-    max: int = Field(1, ge=1, description="Most replicas the autoscaler may start.")
-    initial: int | None = Field(
-        None, ge=0, description="Replicas started at deploy time; defaults to `min`."
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ReplicaBounds:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
-        if self.initial is not None and not self.min <= self.initial <= self.max:
-            raise ValueError(f"initial ({self.initial}) must lie between min and max")
-        return self
-
-
-class AutoscalingSettings(_Strict):
-    """When the autoscaler adds or removes a replica: the guide's Scaling Decisions as knobs."""
-
-    kv_cache_high: float = Field(
-        0.8, ge=0, le=1, description="Scale up when the replicas' mean KV cache usage stays above this."
-    )
-    kv_cache_low: float = Field(
-        0.2,
-        ge=0,
-        le=1,
-        description="Scale down when utilisation (KV cache, and ongoing requests over their "
-        "target) stays below this with nothing waiting.",
-    )
-    waiting_requests_high: float = Field(
-        0,
-        ge=0,
-        description="Scale up when more requests than this wait per replica in the engines' queues.",
-    )
-    target_ongoing_requests: float | None = Field(
-        None,
-        gt=0,
-        description="Fallback signal: scale up when ongoing requests per replica stay above "
-        "this; null: the model's `max_num_seqs` (a full batch).",
-    )
-    upscale_delay_s: float = Field(
-        30, ge=0, description="How long a scale-up signal must last before a replica is added."
-    )
-    downscale_delay_s: float = Field(
-        300, ge=0, description="How long replicas must stay idle before one is removed."
-    )
-    look_back_period_s: float = Field(
-        10,
-        gt=2,
-        description="Window over which each replica's metrics are averaged (Ray Serve's "
-        "`look_back_period_s`; replicas report every 2 s).",
-    )
-    drain_timeout_s: float = Field(
-        600,
-        gt=0,
-        description="How long a replica being removed may finish its in-flight requests "
-        "(Ray Serve's `graceful_shutdown_timeout_s`); size it for the longest generation.",
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> AutoscalingSettings:
-        if self.kv_cache_low >= self.kv_cache_high:
-            raise ValueError(
-                f"kv_cache_low ({self.kv_cache_low}) must be below kv_cache_high ({self.kv_cache_high})"
-            )
-        return self
-
-
-class AdmissionSettings(_Strict):
-    """How many requests one replica takes before new ones are turned away (backpressure)."""
-
-    max_ongoing_requests: int | None = Field(
-        None,
-        ge=1,
-        description="Requests one replica works on at once (its engine batches `max_num_seqs` "
-        "of them, the rest wait in its queue); null: 2 x max_num_seqs.",
-    )
-    max_queued_requests: int | None = Field(
-        None,
-        ge=-1,
-        description="Requests held per ingress replica while every model replica is full; "
-        "beyond it new requests get 429 with Retry-After. null: 4 x max_num_seqs; -1: unbounded.",
-    )
-    retry_after_s: int = Field(
-        2, ge=1, description="The Retry-After (seconds) sent with a 429 for a full model."
-    )
-
-
-# Adapter names: the part after `base:` in a request's `model` (Ray Serve LLM's convention).
-ADAPTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# The tool-call parsers vLLM 0.29 registers (vllm.tool_parsers.ToolParserManager); a unit test
-# checks this list against vLLM's own, so that an upgrade that changes it fails loudly.
-TOOL_CALL_PARSERS = (
-    "apertus", "cohere_command3", "cohere_command4", "deepseek_v3", "deepseek_v31",
-    "deepseek_v32", "deepseek_v4", "dots", "ernie45", "functiongemma", "gemma4", "gigachat3",
-    "glm45", "glm47", "granite", "granite-20b-fc", "granite4", "hermes", "hunyuan_a13b",
-    "hy_v3", "hy_v4", "inkling", "internlm", "jamba", "kimi_k2", "kimi_k3", "lfm2", "ling3",
-    "llama3_json", "llama4_json", "llama4_pythonic", "longcat", "mimo", "minicpm5",
-    "minimax_m2", "minimax_m3", "mistral", "muse_glimmer", "olmo3", "openai", "phi4_mini_json",
-    "poolside_v1", "pythonic", "qwen3_coder", "qwen3_xml", "seed_oss", "step3", "step3p5",
-    "xlam",
+from gpucluster.config.base import Strict
+from gpucluster.config.kubernetes import (
+    GatewayConfig,
+    KubernetesConfig,
+    PodResources,
+)
+from gpucluster.config.model import (
+    ADAPTER_NAME_PATTERN,
+    BUILTIN_EMBEDDING_MODEL_ID,
+    BUILTIN_EMBEDDING_SOURCE,
+    BUILTIN_MODEL_ID,
+    BUILTIN_MODELS,
+    BUILTIN_PREFIX,
+    BUILTIN_SOURCE,
+    KEY_NAME_PATTERN,
+    TOOL_CALL_PARSERS,
+    AdmissionSettings,
+    AutoscalingSettings,
+    LoraSettings,
+    ModelConfig,
+    ReplicaBounds,
+)
+from gpucluster.config.security import (
+    QuotaConfig,
+    SecurityConfig,
 )
 
-
-def _check_names(names: Any, pattern: re.Pattern[str], kind: str, rule: str) -> None:
-    """ValueError listing the `names` that `pattern` does not match."""
-    bad = sorted(name for name in names if not pattern.match(name))
-    if bad:
-        raise ValueError(f"not {kind}: {', '.join(bad)} ({rule})")
-
-
-def _embeds(task: str | None, source: str) -> bool:
-    """Whether a model of this `task` and `source` embeds: `task: null` means the built-in's."""
-    return task == "embed" if task is not None else source == BUILTIN_EMBEDDING_SOURCE
-
-
-class LoraSettings(_Strict):
-    """LoRA adapters served on top of a model; each is requested as `model: <base>:<name>`."""
-
-    adapters: dict[str, str] = Field(
-        default_factory=dict,
-        description="Adapters by name: a local directory holding adapter_config.json and the "
-        "adapter's weights (peft's layout), or `builtin:<adapter>`.",
-    )
-    dynamic_dir: Path | None = Field(
-        None,
-        description="A directory whose subdirectories are adapters too (by subdirectory name), "
-        "listed and loaded when first asked for: drop an adapter in, no restart.",
-    )
-    max_loras: int = Field(
-        2, ge=1, description="Adapters one engine batch may mix (vLLM's max_loras)."
-    )
-    max_lora_rank: Literal[8, 16, 32, 64, 128, 256] = Field(
-        16, description="Highest LoRA rank any adapter may have (vLLM's max_lora_rank)."
-    )
-
-    @field_validator("adapters")
-    @classmethod
-    def _adapter_names(cls, adapters: dict[str, str]) -> dict[str, str]:
-        _check_names(adapters, ADAPTER_NAME_PATTERN, "adapter names",
-                     "letters, digits and . _ -, starting with a letter or digit, at most 64")
-        empty = sorted(name for name, source in adapters.items() if not source.strip())
-        if empty:
-            raise ValueError(f"adapters without a source: {', '.join(empty)}")
-        return adapters
-
-
-class ModelConfig(_Strict):
-    """One served model: where its weights come from and how its engine runs."""
-
-    id: str = Field(BUILTIN_MODEL_ID, description="Model id clients send in `model`.")
-    source: str = Field(
-        BUILTIN_SOURCE,
-        description=(
-            f"Where the weights come from: `{BUILTIN_SOURCE}` (chat), "
-            f"`{BUILTIN_EMBEDDING_SOURCE}` (embeddings), a Hugging Face id "
-            "(`org/name`, pulled into the model cache before serving), or a local directory path."
-        ),
-    )
-    revision: str | None = Field(
-        None,
-        description=(
-            "Hugging Face branch, tag or commit pulled; default main. Pin a commit for "
-            "reproducible deploys. Only for Hugging Face sources."
-        ),
-    )
-    accelerator: Literal["cpu", "gpu"] = Field(
-        "cpu", description="`cpu` runs vLLM's CPU build; `gpu` asks Ray for one GPU per shard."
-    )
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one replica shards over.")
-    max_model_len: int | None = Field(
-        2048, ge=16, description="Longest context (prompt + output) in tokens; null: model's own."
-    )
-    gpu_memory_utilization: float = Field(
-        0.9, gt=0, le=1, description="Share of accelerator memory vLLM may use."
-    )
-    max_num_seqs: int = Field(16, ge=1, description="Most sequences one engine batches at once.")
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
-        "auto", description="Weight and activation dtype."
-    )
-    cpu_kvcache_gib: int = Field(
-        1, ge=1, description="KV cache size in whole GiB for the CPU build (VLLM_CPU_KVCACHE_SPACE)."
-    )
-    stream_batching_ms: int | None = Field(
-        0,
-        ge=0,
-        description="How long Ray Serve LLM gathers streamed tokens into one chunk, ms. 0 (the "
-        "default, measured faster in docs/benchmarks.md): each token at once; null: Ray's 50 ms.",
-    )
-    replicas: ReplicaBounds = Field(
-        default_factory=ReplicaBounds, description="Replica count bounds for this model."
-    )
-    admission: AdmissionSettings = Field(
-        default_factory=AdmissionSettings,
-        description="Bounded queues: when a model is full, new requests get 429 at once.",
-    )
-    autoscaling: AutoscalingSettings = Field(
-        default_factory=AutoscalingSettings,
-        description="The signals and delays that move the replica count between its bounds.",
-    )
-    task: Literal["generate", "embed"] | None = Field(
-        None,
-        description="`generate` (chat and completions) or `embed` (embeddings, score, rerank); "
-        "null: the built-in model's own task, else generate.",
-    )
-    lora: LoraSettings | None = Field(
-        None, description="LoRA adapters served on this model (through the ingress deployment)."
-    )
-    router: Literal["power_of_two", "prefix_cache_affinity", "kv_aware"] = Field(
-        "power_of_two",
-        description="How the ingress picks a replica: Serve's power-of-two choices, or Ray Serve "
-        "LLM's PrefixCacheAffinityRouter (the replica whose cache holds the prompt's prefix).",
-    )
-    tool_call_parser: str | None = Field(
-        None,
-        description="vLLM tool-call parser that turns the model's output into `tool_calls` "
-        "(`hermes`, `llama3_json`, ...); needed for any `tools` request.",
-    )
-    enable_auto_tool_choice: bool = Field(
-        False,
-        description="Let the model decide when to call a tool (`tool_choice: auto`); set "
-        "together with tool_call_parser.",
-    )
-    chat_template: Path | None = Field(
-        None,
-        description="A Jinja chat template file replacing the model's own (for example one "
-        "that renders `tools` in the format the parser reads).",
-    )
-    engine_kwargs: dict[str, Any] = Field(
-        default_factory=dict,
-        description=(
-            "Escape hatch: extra vLLM engine arguments passed through unchanged "
-            "(for example `enable_prefix_caching: true`). They win over the fields above."
-        ),
-    )
-
-    @field_validator("id")
-    @classmethod
-    def _valid_id(cls, value: str) -> str:
-        if not _MODEL_ID_PATTERN.match(value):
-            raise ValueError(
-                "must start with a letter or digit and use only letters, digits and . _ : / -"
-            )
-        return value
-
-    @field_validator("source")
-    @classmethod
-    def _non_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("revision")
-    @classmethod
-    def _one_word(cls, value: str | None) -> str | None:
-        if value is not None and (not value or value != value.strip() or " " in value):
-            raise ValueError("must be a branch, tag or commit name, without spaces")
-        return value
-
-    @property
-    def embeds(self) -> bool:
-        """Whether this is an embedding model (`task: embed`, or the built-in embedding model)."""
-        return _embeds(self.task, self.source)
-
-    def adapter_ids(self) -> list[str]:
-        """The model ids of the configured (static) adapters: `<id>:<adapter>`."""
-        return [f"{self.id}:{name}" for name in (self.lora.adapters if self.lora else {})]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _embedding_context(cls, data: Any) -> Any:
-        """An embedding model's context defaults to the model's own (all-MiniLM-L6-v2 reads
-        256 tokens; the 2048 default of generative models would not load)."""
-        embeds = isinstance(data, dict) and _embeds(data.get("task"), data.get("source", BUILTIN_SOURCE))
-        if embeds and "max_model_len" not in data:
-            return {**data, "max_model_len": None}
-        return data
-
-    @field_validator("tool_call_parser")
-    @classmethod
-    def _known_parser(cls, value: str | None) -> str | None:
-        if value is not None and value not in TOOL_CALL_PARSERS:
-            raise ValueError(
-                f"{value!r} is not a tool-call parser of vLLM 0.29; known: "
-                f"{', '.join(TOOL_CALL_PARSERS)}"
-            )
-        return value
-
-    @field_validator("router")
-    @classmethod
-    def _usable_router(cls, value: str) -> str:
-        if value == "kv_aware":
-            raise ValueError(
-                "kv_aware (Ray Serve LLM's KVAwareRouter) is not usable here: it works only "
-                "inside Ray's own direct-streaming router (behind HAProxy) and needs the "
-                "ai-dynamo package; behind this platform's ingress it would pick replicas at "
-                "random. Use prefix_cache_affinity"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _cpu_has_no_shards(self) -> ModelConfig:
-        if self.accelerator == "cpu" and self.tensor_parallel_size != 1:
-            raise ValueError("tensor_parallel_size must be 1 when accelerator is cpu")
-        return self
-
-    @model_validator(mode="after")
-    def _consistent_features(self) -> ModelConfig:
-        if self.enable_auto_tool_choice != (self.tool_call_parser is not None):
-            raise ValueError(
-                "set tool_call_parser and enable_auto_tool_choice: true together: vLLM 0.29 "
-                "loads the parser only with auto tool choice on, and every tool call ('auto', "
-                "'required' or a named function) needs the parser"
-            )
-        if self.lora is not None and ":" in self.id:
-            raise ValueError(
-                f"a model with LoRA adapters must have an id without ':' ({self.id!r}): "
-                "requests name an adapter as <model id>:<adapter>"
-            )
-        if self.embeds and (self.lora is not None or self.tool_call_parser):
-            raise ValueError("an embedding model (task: embed) takes no lora or tool calling")
-        return self
+# The whole schema: its own models and its parts', so `from gpucluster.config.schema import X`
+# reaches every model.
+__all__ = [
+    "ADAPTER_NAME_PATTERN",
+    "AdmissionSettings",
+    "AutoscalingSettings",
+    "BUILTIN_EMBEDDING_MODEL_ID",
+    "BUILTIN_EMBEDDING_SOURCE",
+    "BUILTIN_MODELS",
+    "BUILTIN_MODEL_ID",
+    "BUILTIN_PREFIX",
+    "BUILTIN_SOURCE",
+    "Config",
+    "DIRECT_INGRESS_PORTS",
+    "EdgeConfig",
+    "GatewayConfig",
+    "KEY_NAME_PATTERN",
+    "KubernetesConfig",
+    "LoraSettings",
+    "ModelConfig",
+    "PlatformConfig",
+    "PodResources",
+    "PortsConfig",
+    "QuotaConfig",
+    "RAY_WORKER_PORTS",
+    "ReplicaBounds",
+    "SecurityConfig",
+    "TOOL_CALL_PARSERS",
+    "body_size_text",
+]
 
 
 # Ports Ray hands its worker processes. Its default range (10002-19999) holds the guide's ports
@@ -367,7 +81,7 @@ RAY_WORKER_PORTS = (20000, 29999)
 DIRECT_INGRESS_PORTS = (18400, 18415)
 
 
-class PortsConfig(_Strict):
+class PortsConfig(Strict):
     """TCP ports; the defaults are the operator guide's."""
 
     nginx_http: int = Field(18080, ge=1, le=65535, description="nginx proxy (NGINX_HTTP_PORT).")
@@ -405,7 +119,7 @@ class PortsConfig(_Strict):
         return self
 
 
-class EdgeConfig(_Strict):
+class EdgeConfig(Strict):
     """The nginx proxy in front of everything: where it listens and what it lets through."""
 
     listen_host: str = Field(
@@ -440,275 +154,7 @@ def body_size_text(n_bytes: int) -> str:
     return f"{n_bytes >> 20}m" if n_bytes % (1 << 20) == 0 else f"{n_bytes} bytes"
 
 
-class QuotaConfig(_Strict):
-    """Limits on one API key's use; null: unlimited (or, per key, the next quota that sets it)."""
-
-    requests_per_minute: int | None = Field(
-        None, ge=1, description="Requests admitted in any 60 s window."
-    )
-    tokens_per_minute: int | None = Field(
-        None,
-        ge=1,
-        description="Prompt + completion tokens in any 60 s window, charged from the engine's "
-        "usage when a request ends; a request is refused once the window holds this many.",
-    )
-    concurrent_requests: int | None = Field(
-        None, ge=1, description="Generation requests (completions, chat, embeddings) in flight at once."
-    )
-
-
-class SecurityConfig(_Strict):
-    """API keys, their quotas, and operator credentials."""
-
-    api_keys_file: Path | None = Field(
-        None,
-        description="File of API keys, one per line (# comments); re-read when it changes. "
-        "With it or GPUCLUSTER_API_KEYS set, /v1 requires `Authorization: Bearer <key>`.",
-    )
-    keys_file: Path | None = Field(
-        None,
-        description="The named key store that `gpucluster keys create` writes (SHA-256 digests "
-        "only); null: `<state_dir>/keys.json`. Once it exists, /v1 requires a key.",
-    )
-    default_quota: QuotaConfig = Field(
-        default_factory=QuotaConfig,
-        description="Quota of every key that neither `quotas` nor its own stored quota limits.",
-    )
-    quotas: dict[str, QuotaConfig] = Field(
-        default_factory=dict,
-        description="Quotas per key name; each limit set here wins over the key's stored quota, "
-        "which wins over default_quota.",
-    )
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        description="Addresses or CIDRs of proxies in front of nginx whose real_ip_header is "
-        "believed for the client address; empty: the TCP peer's address.",
-    )
-    real_ip_header: str = Field(
-        "X-Forwarded-For",
-        min_length=1,
-        description="Header that trusted proxies put the client address in.",
-    )
-    dashboard_user: str = Field(
-        "operator", min_length=1, description="The /dashboard basic-auth login the first `up` "
-        "creates, and the one `gpucluster dashboard-password` resets without --user."
-    )
-    dashboard_write: bool = Field(
-        False,
-        description="Let /dashboard pass every call to Ray's dashboard, job submission and Serve "
-        "deploys included: the dashboard password then runs any command on every node. "
-        "false: only the calls its viewing pages make (GET), everything else gets 403.",
-    )
-
-    @field_validator("quotas")
-    @classmethod
-    def _key_names(cls, quotas: dict[str, QuotaConfig]) -> dict[str, QuotaConfig]:
-        _check_names(quotas, KEY_NAME_PATTERN, "key names", "lower-case letters, digits and "
-                     ". _ -, starting with a letter or digit, at most 63")
-        return quotas
-
-    @field_validator("dashboard_user")
-    @classmethod
-    def _htpasswd_user(cls, value: str) -> str:
-        # a line of nginx's basic-auth file is `user:hash`; basic auth itself splits on `:`
-        if re.search(r"[:\x00-\x1f\x7f]", value):
-            raise ValueError("must not hold ':' or control characters")
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, proxies: list[str]) -> list[str]:
-        for proxy in proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError:
-                raise ValueError(f"{proxy!r} is not an IP address or CIDR") from None
-        return proxies
-
-    @field_validator("real_ip_header")
-    @classmethod
-    def _header_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9-]+", value):
-            raise ValueError("must be an HTTP header name (letters, digits and -)")
-        return value
-
-
-# Kubernetes object names: DNS-1123 subdomains (most objects) and labels (namespaces).
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# A Gateway API hostname (an optional leading `*.` wildcard, no IP address, no port).
-_GATEWAY_HOSTNAME = re.compile(
-    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _object_name(value: str, what: str = "a Kubernetes object name") -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(
-            f"{value!r} is not {what}: lower-case letters, digits, '-' and '.', starting and "
-            "ending with a letter or digit, at most 253"
-        )
-    return value
-
-
-class GatewayConfig(_Strict):
-    """The Gateway API route to the edge on Kubernetes (`gpucluster render kuberay`)."""
-
-    create: bool = Field(
-        False,
-        description="Render a Gateway named `name` of class `class_name` beside the HTTPRoute; "
-        "false: attach the HTTPRoute to an existing Gateway `name` (in `namespace`).",
-    )
-    class_name: str | None = Field(
-        None,
-        description="gatewayClassName of the rendered Gateway (`kubectl get gatewayclass`); "
-        "required with create: true, not allowed without it.",
-    )
-    name: str = Field("gpu-cluster", description="The Gateway the HTTPRoute attaches to.")
-    namespace: str | None = Field(
-        None,
-        description="Namespace of an existing Gateway (create: false); null: the HTTPRoute's "
-        "own. A rendered Gateway lives beside the route.",
-    )
-    hostnames: list[str] = Field(
-        default_factory=list,
-        description="Host names the HTTPRoute answers for (`api.example.com`, `*.example.com`); "
-        "empty: every host the Gateway's listeners accept.",
-        max_length=16,
-    )
-
-    @field_validator("class_name", "name")
-    @classmethod
-    def _names(cls, value: str | None) -> str | None:
-        return None if value is None else _object_name(value)
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) > 63 or not _DNS_LABEL.match(value)):
-            raise ValueError(
-                f"{value!r} is not a namespace name: lower-case letters, digits and '-', "
-                "starting and ending with a letter or digit, at most 63"
-            )
-        return value
-
-    @field_validator("hostnames")
-    @classmethod
-    def _hostnames(cls, hostnames: list[str]) -> list[str]:
-        bad = [h for h in hostnames if len(h) > 253 or not _GATEWAY_HOSTNAME.match(h) or _is_ip(h)]
-        if bad:
-            raise ValueError(
-                f"not host names: {', '.join(map(repr, bad))} (lower-case DNS names, "
-                "optionally starting with '*.'; no IP address, port or scheme)"
-            )
-        if len(set(hostnames)) != len(hostnames):
-            raise ValueError("host names must be unique")
-        return hostnames
-
-    @model_validator(mode="after")
-    def _create_or_attach(self) -> GatewayConfig:
-        if self.create and self.class_name is None:
-            raise ValueError(
-                "create: true renders a Gateway and needs its class_name (one of `kubectl get "
-                "gatewayclass`); or set create: false to attach to an existing Gateway"
-            )
-        if not self.create and self.class_name is not None:
-            raise ValueError(
-                "class_name is the class of a rendered Gateway: set create: true, or remove "
-                "class_name to attach to the existing Gateway `name`"
-            )
-        if self.create and self.namespace is not None:
-            raise ValueError(
-                "namespace names an existing Gateway's namespace (create: false); a rendered "
-                "Gateway lives in the namespace the manifests are applied to"
-            )
-        return self
-
-
-class PodResources(_Strict):
-    """CPU and memory of one pod of the KubeRay deployment, instead of the derived numbers."""
-
-    cpu: int | None = Field(
-        None, ge=1, description="Whole CPU cores the pod requests (the limit too); null: derived."
-    )
-    memory_gib: int | None = Field(
-        None,
-        ge=1,
-        description="Memory in GiB the pod requests (the limit too), its /dev/shm included; "
-        "null: derived.",
-    )
-
-
-class KubernetesConfig(_Strict):
-    """The KubeRay manifests (`gpucluster render kuberay`): how clients reach the edge, and
-    the pod sizes (derived from the models by planning.pod_sizes unless set here)."""
-
-    gateway: GatewayConfig = Field(
-        default_factory=GatewayConfig,
-        description="The Gateway API HTTPRoute (and optionally its Gateway) to the edge.",
-    )
-    ingress: bool = Field(
-        False,
-        description="Render an Ingress to the edge (ingress.yaml) instead of the Gateway API "
-        "route, for clusters without Gateway API.",
-    )
-    ingress_class: str = Field(
-        "nginx", description="ingressClassName of the Ingress (with ingress: true)."
-    )
-
-    head_resources: PodResources = Field(
-        default_factory=PodResources,
-        description="The head pod's CPU and memory; keys left unset are derived.",
-    )
-    worker_resources: dict[int, PodResources] = Field(
-        default_factory=dict,
-        description="GPU worker pods by tensor_parallel_size (the worker group gpu-tp<size>); "
-        "keys left unset are derived.",
-    )
-
-    @field_validator("ingress_class")
-    @classmethod
-    def _class(cls, value: str) -> str:
-        return _object_name(value, "an IngressClass name")
-
-    @model_validator(mode="after")
-    def _one_way_in(self) -> KubernetesConfig:
-        # by value, not by the keys given: the effective config's JSON (the gatekeeper's) has all
-        if self.ingress and self.gateway != GatewayConfig():
-            raise ValueError(
-                "ingress: true renders an Ingress instead of the Gateway API route: remove the "
-                "`gateway` settings, or set ingress: false"
-            )
-        default_class = type(self).model_fields["ingress_class"].default
-        if not self.ingress and self.ingress_class != default_class:
-            raise ValueError("ingress_class is the class of the Ingress: set ingress: true too")
-        return self
-
-    @field_validator("worker_resources")
-    @classmethod
-    def _ray_cpus(cls, workers: dict[int, PodResources]) -> dict[int, PodResources]:
-        for tp, resources in workers.items():
-            if tp < 1:
-                raise ValueError(f"{tp}: keys are tensor parallel sizes, at least 1")
-            # Ray Serve LLM's placement group: {GPU: 1, CPU: 1} per GPU, plus one CPU for the
-            # replica actor; KubeRay gives Ray the pod's CPU limit as its CPU count.
-            if resources.cpu is not None and resources.cpu < tp + 1:
-                raise ValueError(
-                    f"{tp}: cpu {resources.cpu} is less than the {tp + 1} Ray CPUs a replica "
-                    f"of tensor parallel size {tp} reserves (one per GPU and one for the replica)"
-                )
-        return workers
-
-
-class PlatformConfig(_Strict):
+class PlatformConfig(Strict):
     """Where the platform keeps its state and how it binds."""
 
     state_dir: Path = Field(
@@ -768,7 +214,7 @@ class PlatformConfig(_Strict):
         return f"{self.bind_host}:{self.ports.gatekeeper}"
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole platform configuration (one YAML file)."""
 
     platform: PlatformConfig = Field(
