@@ -20,6 +20,7 @@ import yaml
 
 from gpucluster.config import Config
 from gpucluster.render import kuberay_edge as edge
+from gpucluster.render import kuberay_routes as routes
 from gpucluster.render.kuberay import API_KEYS_SECRET, SERVE_SERVICE
 from gpucluster.runtime.edge import NGINX_BINARY, NGINX_TEMPLATE, render_nginx_conf
 
@@ -134,10 +135,10 @@ def test_the_route_schema_rejects_a_timeout_that_is_no_gateway_duration():
 def test_gateway_durations_say_long_timeouts_in_five_digits_a_unit():
     pattern = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")  # the CRD's
     for value in (10, 630, 99_999, 100_000, 3600 * 48, 359_999_999):
-        text = edge.gateway_duration(value)
+        text = routes.gateway_duration(value)
         assert pattern.match(text) and seconds(text) == value, text
     with pytest.raises(ValueError, match="longer than a Gateway API duration"):
-        edge.gateway_duration(360_000_000)
+        routes.gateway_duration(360_000_000)
 
 
 # --- the edge pod -------------------------------------------------------------------------------
@@ -379,7 +380,7 @@ def test_the_route_timeout_outlasts_every_timeout_of_the_edge():
     route_s = seconds(rule["timeouts"]["request"])
     edge_timeouts = [int(s) for s in re.findall(r"proxy_(?:read|send)_timeout (\d+)s;", nginx_conf())]
     assert max(edge_timeouts) == config.platform.edge.read_timeout_s
-    assert route_s == max(edge_timeouts) + edge.ROUTE_TIMEOUT_MARGIN_S
+    assert route_s == max(edge_timeouts) + routes.ROUTE_TIMEOUT_MARGIN_S
 
 
 def test_a_timeout_no_gateway_can_say_is_refused_naming_the_key(tmp_path, monkeypatch):
@@ -426,7 +427,7 @@ def test_the_ingress_is_opt_in_and_goes_to_the_edge(tmp_path, monkeypatch):
     annotations = ingress["metadata"]["annotations"]
     prefix = "nginx.ingress.kubernetes.io/"
     assert annotations[prefix + "proxy-body-size"] == "16m"
-    assert annotations[prefix + "proxy-read-timeout"] == str(600 + edge.ROUTE_TIMEOUT_MARGIN_S)
+    assert annotations[prefix + "proxy-read-timeout"] == str(600 + routes.ROUTE_TIMEOUT_MARGIN_S)
     assert annotations[prefix + "proxy-buffering"] == "off"  # tokens stream as produced
     assert not any("limit" in name for name in annotations)
 
