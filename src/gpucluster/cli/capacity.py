@@ -10,26 +10,23 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from gpucluster.cli.common import ConfigOption, JsonOption, fail, out
 from gpucluster.config import Config, ConfigError, ModelConfig, load_config
-from gpucluster.planning.capacity import (
-    HF_CACHE,
+from gpucluster.planning.capacity import HF_CACHE, CapacityPlan, plan, resolve_model
+from gpucluster.planning.hardware import GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
+from gpucluster.planning.inputs import (
     KV_CACHE_DTYPES,
     WEIGHT_DTYPES,
     CapacityInputError,
-    CapacityPlan,
     Load,
+    PlanInputs,
     parse_params,
-    plan,
-    resolve_model,
-    settings_from_config,
 )
-from gpucluster.planning.hardware import CPU, GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
 from gpucluster.planning.pod_sizes import AdmissionBounds, PodSize, worker_pod
 
 
@@ -110,7 +107,6 @@ def capacity(
     except ConfigError as exc:
         fail(str(exc), 2, as_json)
     configured = _configured(cfg, model)
-    defaults = settings_from_config(configured) if configured else {}
     source = configured.source if configured else model
     gpu_name = gpu or ("cpu" if configured and configured.accelerator == "cpu" else None)
     if gpu_name is None:
@@ -120,30 +116,24 @@ def capacity(
         rps is not None and input_tokens is None
     ):
         fail("--rps needs both --input-tokens and --output-tokens", 2, as_json)
-
-    def pick(value: Any, key: str, fallback: Any = None) -> Any:
-        return value if value is not None else defaults.get(key, fallback)
-
     try:
         device = find_gpu(gpu_name)
         shape = resolve_model(
             source, model_cache_dir=cfg.platform.model_cache_dir, hf_cache_dir=hf_cache,
             params=parse_params(params) if params is not None else None,
         )
-        result = plan(
-            shape, device,
-            tp=pick(tp, "tp", 1),
-            max_model_len=pick(max_model_len, "max_model_len"),
-            gpu_memory_utilization=pick(gpu_memory_utilization, "gpu_memory_utilization", 0.9),
-            dtype=pick(dtype, "dtype", "auto"),
-            kv_cache_dtype=pick(kv_cache_dtype, "kv_cache_dtype", "auto"),
-            kv_cache_gib=pick(kv_cache_gib, "kv_cache_gib") if device.name == CPU else kv_cache_gib,
+        # The configured model's settings (engine_kwargs winning), the flags given over them.
+        inputs = PlanInputs.from_config(configured, device) if configured else PlanInputs()
+        inputs = inputs.overridden(
+            tp=tp, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype, kv_cache_dtype=kv_cache_dtype, kv_cache_gib=kv_cache_gib,
             bandwidth_gbs=bandwidth_gbs, tflops=tflops, memory_gib=memory_gib,
-            overhead_gib=overhead_gib,
-            block_size=pick(block_size, "block_size"),
-            max_num_seqs=pick(max_num_seqs, "max_num_seqs"),
-            load=Load(rps, input_tokens, output_tokens) if rps is not None else None,
+            overhead_gib=overhead_gib, block_size=block_size, max_num_seqs=max_num_seqs,
+            load=None if rps is None else Load(
+                rps=rps, input_tokens=input_tokens, output_tokens=output_tokens
+            ),
         )  # fmt: skip
+        result = plan(shape, device, inputs)
     except (CapacityInputError, UnknownNameError) as exc:
         fail(str(exc), 2, as_json)
     pod = _kuberay_pod(cfg, configured, shape, result, explicit_seqs=max_num_seqs is not None)

@@ -17,15 +17,9 @@ import psutil
 
 from gpucluster.config import Config, ModelConfig
 from gpucluster.models import ModelError
-from gpucluster.planning.capacity import (
-    HF_CACHE,
-    CapacityInputError,
-    CapacityPlan,
-    configured_shape,
-    plan,
-    settings_from_config,
-)
+from gpucluster.planning.capacity import HF_CACHE, CapacityPlan, configured_shape, plan
 from gpucluster.planning.hardware import CPU, GPUS, GiB, Gpu, MiB, find_gpu
+from gpucluster.planning.inputs import CapacityInputError, PlanInputs
 from gpucluster.runtime.gpus import local_gpus
 
 # Memory one CPU replica takes besides its weights and KV space: measured 3.8 GB RSS for the
@@ -122,11 +116,8 @@ def _check_model(
         )
     except (CapacityInputError, ModelError) as exc:
         return Fit(model.id, "memory", None, f"not checked: {exc}"), None
-    settings = settings_from_config(model)
-    if not device.is_cpu:
-        settings.pop("kv_cache_gib", None)  # the CPU build's KV space
     try:
-        result = plan(shape, device, **settings)
+        result = plan(shape, device, PlanInputs.from_config(model, device))
     except CapacityInputError as exc:  # what vLLM would refuse, such as max_model_len
         return Fit(model.id, "memory", False, str(exc), "fix the model's settings"), None
     where = "the KV space (cpu_kvcache_gib)" if device.is_cpu else f"one {device.name}"
@@ -187,7 +178,7 @@ def _gpu_count(config: Config, gpus: int) -> list[Fit]:
         return []
     need = sum(
         (m.replicas.initial if m.replicas.initial is not None else m.replicas.min)
-        * settings_from_config(m)["tp"]
+        * PlanInputs.from_config(m).tp
         for m in gpu_models
     )
     detail = f"initial replicas need {need} GPU(s) (replicas x tensor_parallel_size); {gpus} here"

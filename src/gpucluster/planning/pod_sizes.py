@@ -39,16 +39,10 @@ from pathlib import Path
 from gpucluster.config import Config, ModelConfig
 from gpucluster.config.schema import EdgeConfig, PodResources
 from gpucluster.models import ModelError, resolve_source
-from gpucluster.planning.capacity import (
-    DTYPE_BYTES,
-    HF_CACHE,
-    CapacityInputError,
-    configured_shape,
-    settings_from_config,
-    weight_bytes,
-    weight_dtype,
-)
+from gpucluster.planning.arithmetic import weight_bytes
+from gpucluster.planning.capacity import HF_CACHE, configured_shape
 from gpucluster.planning.hardware import GiB, ModelShape
+from gpucluster.planning.inputs import DTYPE_BYTES, CapacityInputError, PlanInputs, weight_dtype
 
 # --- a GPU worker pod: memory (GiB) ----------------------------------------------------------
 
@@ -349,7 +343,7 @@ def head_size(config: Config) -> PodSize:
     held = []
     for model in config.models:
         bounds = AdmissionBounds.of(model)
-        context = settings_from_config(model).get("max_model_len")
+        context = PlanInputs.from_config(model).max_model_len
         held.append(HeldRequests(
             model.id,
             model.replicas.max * bounds.ongoing + max(0, bounds.queued),
@@ -401,13 +395,13 @@ def _model_pod(config: Config, model: ModelConfig, hf_cache_dir: Path) -> PodSiz
             f"Give the renderer its config.json ({where}), or set the pod's memory: "
             f"platform.kubernetes.worker_resources: {{{tp}: {{memory_gib: N}}}}"
         ) from None
-    settings = settings_from_config(model)
+    inputs = PlanInputs.from_config(model)
     bounds = AdmissionBounds.of(model)
     kwargs = model.engine_kwargs
     try:
         return worker_pod(
-            shape, tp=model.tensor_parallel_size, dtype=settings.get("dtype", "auto"),
-            context_tokens=settings.get("max_model_len"), ongoing_requests=bounds.ongoing,
+            shape, tp=model.tensor_parallel_size, dtype=inputs.dtype,
+            context_tokens=inputs.max_model_len, ongoing_requests=bounds.ongoing,
             queued_requests=max(0, bounds.queued) if config.serves_directly else 0,
             max_body_bytes=config.platform.edge.max_body_bytes,
             cpu_offload_gib=float(kwargs.get("cpu_offload_gb") or 0),

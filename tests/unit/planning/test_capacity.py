@@ -7,16 +7,8 @@ import math
 
 import pytest
 
-from gpucluster.planning.capacity import (
-    CapacityInputError,
-    Load,
-    decode_rate,
-    estimate_params,
-    kv_bytes_per_token,
-    parse_params,
-    plan,
-    resolve_model,
-)
+from gpucluster.planning.arithmetic import decode_rate, estimate_params, kv_bytes_per_token
+from gpucluster.planning.capacity import plan, resolve_model
 from gpucluster.planning.hardware import (
     GPUS,
     MODELS,
@@ -25,6 +17,7 @@ from gpucluster.planning.hardware import (
     find_gpu,
     find_table_model,
 )
+from gpucluster.planning.inputs import CapacityInputError, Load, PlanInputs, parse_params
 
 MiB = 2**20
 
@@ -56,8 +49,8 @@ def test_kv_bytes_per_token_of_grouped_query_attention_models():
 def test_kv_heads_split_over_tp_until_each_gpu_holds_one_replicated_head():
     assert kv_bytes_per_token(QWEN32, 2, tp=2) == 131_072
     assert kv_bytes_per_token(QWEN32, 2, tp=8) == 2 * 64 * 1 * 128 * 2
-    at8 = plan(LLAMA70, H100, tp=8, max_model_len=8192)
-    at16 = plan(LLAMA70, H100, tp=16, max_model_len=8192)
+    at8 = plan(LLAMA70, H100, PlanInputs(tp=8, max_model_len=8192))
+    at16 = plan(LLAMA70, H100, PlanInputs(tp=16, max_model_len=8192))
     assert (at8.kv_heads_per_gpu, at8.kv_replicated) == (1, False)
     assert (at16.kv_heads_per_gpu, at16.kv_replicated) == (1, True)
     assert at16.kv_bytes_per_token_per_gpu == at8.kv_bytes_per_token_per_gpu == 40_960
@@ -73,7 +66,7 @@ def test_the_table_parameter_counts_match_the_shapes():
 
 
 def test_qwen32b_on_one_h100_leaves_less_than_one_32k_sequence():
-    p = plan(QWEN32, H100, tp=1, max_model_len=32768, gpu_memory_utilization=0.9)
+    p = plan(QWEN32, H100, PlanInputs(tp=1, max_model_len=32768, gpu_memory_utilization=0.9))
     usable = int(81559 * MiB * 0.9)
     weights = 32_763_876_352 * 2
     kv = usable - weights - 3 * GiB
@@ -89,7 +82,7 @@ def test_qwen32b_on_one_h100_leaves_less_than_one_32k_sequence():
 
 
 def test_qwen32b_at_tp2_shards_weights_and_kv_and_adds_the_nccl_overhead():
-    p = plan(QWEN32, H100, tp=2, max_model_len=32768)
+    p = plan(QWEN32, H100, PlanInputs(tp=2, max_model_len=32768))
     kv = int(81559 * MiB * 0.9) - 32_763_876_352 - 5 * GiB
     assert p.weight_bytes_per_gpu == 32_763_876_352
     assert p.overhead_bytes_per_gpu == 5 * GiB
@@ -103,13 +96,13 @@ def test_qwen32b_at_tp2_shards_weights_and_kv_and_adds_the_nccl_overhead():
 def test_mistral_on_l4_fits_16k_but_needs_tp2_for_32k():
     usable = int(23034 * MiB * 0.9)
     kv = usable - 7_248_023_552 * 2 - 3 * GiB
-    short = plan(MISTRAL, L4, max_model_len=16384)
+    short = plan(MISTRAL, L4, PlanInputs(max_model_len=16384))
     assert short.usable_bytes_per_gpu == usable
     assert short.kv_cache_bytes_per_gpu == kv == 4_020_337_049
     assert short.kv_blocks == kv // (16 * 131_072) == 1917
     assert short.kv_token_capacity == 30_672
     assert short.fits and short.max_sequences_at_max_model_len == 1
-    long = plan(MISTRAL, L4, max_model_len=32768)
+    long = plan(MISTRAL, L4, PlanInputs(max_model_len=32768))
     assert not long.fits and long.smallest_tp == 2
     tp2 = next(o for o in long.tp_options if o.tp == 2)
     kv2 = usable - 7_248_023_552 - 5 * GiB
@@ -117,23 +110,25 @@ def test_mistral_on_l4_fits_16k_but_needs_tp2_for_32k():
 
 
 def test_weights_that_do_not_fit_at_any_tp_say_what_to_do():
-    p = plan(LLAMA70, L4, tp=8, max_model_len=131072)
+    p = plan(LLAMA70, L4, PlanInputs(tp=8, max_model_len=131072))
     assert not p.fits and p.smallest_tp is None
     assert "no tensor-parallel size" in p.reason
 
 
 def test_tp_options_skip_sizes_the_heads_do_not_divide():
-    p = plan(model("Qwen/Qwen2.5-7B-Instruct"), H100, max_model_len=32768)  # 28 heads, 4 KV
+    qwen7 = model("Qwen/Qwen2.5-7B-Instruct")  # 28 heads, 4 KV heads
+    p = plan(qwen7, H100, PlanInputs(max_model_len=32768))
     valid = {o.tp: o.valid for o in p.tp_options}
     assert valid == {1: True, 2: True, 4: True, 8: False}
 
 
 def test_quantized_weights_keep_the_kv_cache_in_the_compute_dtype():
-    p = plan(QWEN32, H100, dtype="fp8", max_model_len=32768)
+    p = plan(QWEN32, H100, PlanInputs(dtype="fp8", max_model_len=32768))
     assert p.weight_bytes_per_gpu == 32_763_876_352
     assert (p.kv_cache_dtype, p.kv_bytes_per_token) == ("bf16", 262_144)
-    assert plan(QWEN32, H100, dtype="int4").weight_bytes_per_gpu == 32_763_876_352 // 2
-    fp8_kv = plan(QWEN32, H100, kv_cache_dtype="fp8", max_model_len=32768)
+    int4 = plan(QWEN32, H100, PlanInputs(dtype="int4"))
+    assert int4.weight_bytes_per_gpu == 32_763_876_352 // 2
+    fp8_kv = plan(QWEN32, H100, PlanInputs(kv_cache_dtype="fp8", max_model_len=32768))
     assert fp8_kv.kv_bytes_per_token == 131_072 and fp8_kv.fits
 
 
@@ -141,7 +136,7 @@ def test_quantized_weights_keep_the_kv_cache_in_the_compute_dtype():
 
 
 def test_cpu_kv_capacity_is_the_kv_space_over_bytes_per_token_in_whole_blocks():
-    p = plan(SMOL, CPU, kv_cache_gib=1, max_model_len=2048)
+    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, max_model_len=2048))
     assert p.block_size == 128
     assert p.kv_cache_bytes_per_gpu == 2**30
     assert p.weight_bytes_per_gpu == 134_515_008 * 2  # shown, but not charged on CPU
@@ -151,18 +146,19 @@ def test_cpu_kv_capacity_is_the_kv_space_over_bytes_per_token_in_whole_blocks():
     assert p.fits and p.decode_tokens_per_s is None  # no bandwidth figure for cpu
     # vLLM allocates whole blocks: fewer tokens than the unrounded 2**30 / 23_040
     assert p.kv_token_capacity < p.kv_cache_bytes_per_gpu // p.kv_bytes_per_token == 46_603
-    assert plan(SMOL, CPU, kv_cache_gib=1, block_size=16).kv_token_capacity == 2912 * 16
-    assert plan(SMOL, CPU, kv_cache_gib=2).kv_token_capacity == 728 * 128
+    small_blocks = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, block_size=16))
+    assert small_blocks.kv_token_capacity == 2912 * 16
+    assert plan(SMOL, CPU, PlanInputs(kv_cache_gib=2)).kv_token_capacity == 728 * 128
 
 
 def test_cpu_kv_space_too_small_names_the_gib_needed():
-    p = plan(SMOL, CPU, kv_cache_gib=0.125, max_model_len=8192)
+    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=0.125, max_model_len=8192))
     assert p.kv_blocks == 45 and not p.fits
     assert "raise --kv-cache-gib to at least 1" in p.reason
 
 
 def test_vllm_log_figure_follows_its_formula_when_the_length_is_not_a_block_multiple():
-    p = plan(SMOL, CPU, kv_cache_gib=1, max_model_len=2000)  # 16 blocks per request
+    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, max_model_len=2000))  # 16 blocks per request
     assert p.vllm_reported_kv_tokens == int(364 / 16 * 2000) == 45_500
     assert p.kv_token_capacity == 46_592
 
@@ -177,8 +173,8 @@ def test_decode_rate_is_batch_times_bandwidth_over_bytes_read_per_step():
 
 def test_replicas_when_max_num_seqs_caps_the_batch():
     load = Load(rps=20, input_tokens=512, output_tokens=256)
-    p = plan(SMOL, CPU, kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=16,
-             max_model_len=2048, load=load)  # fmt: skip
+    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=16,
+                                   max_model_len=2048, load=load))  # fmt: skip
     weights, context = 134_515_008 * 2, 512 + 128
     rate = 16 * 100e9 / (weights + 16 * context * 23_040)
     assert p.load.sequences_per_replica == 16 and p.load.concurrency_limit == "max_num_seqs"
@@ -194,8 +190,8 @@ def test_replicas_when_max_num_seqs_caps_the_batch():
 
 def test_replicas_when_the_kv_cache_caps_the_batch():
     load = Load(rps=20, input_tokens=512, output_tokens=256)
-    p = plan(SMOL, CPU, kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=256, load=load,
-             max_model_len=2048)  # fmt: skip
+    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=256,
+                                   load=load, max_model_len=2048))  # fmt: skip
     assert p.load.sequences_per_replica == 364 // 6 == 60
     assert p.load.concurrency_limit == "kv_cache"
     assert p.load.replicas == 1
@@ -203,8 +199,9 @@ def test_replicas_when_the_kv_cache_caps_the_batch():
 
 
 def test_replicas_on_gpus_cover_the_load_with_the_fewest_replicas():
-    p = plan(model("meta-llama/Llama-3.1-8B-Instruct"), H100, max_model_len=8192,
-             load=Load(rps=40, input_tokens=1000, output_tokens=500))  # fmt: skip
+    load = Load(rps=40, input_tokens=1000, output_tokens=500)
+    p = plan(model("meta-llama/Llama-3.1-8B-Instruct"), H100,
+             PlanInputs(max_model_len=8192, load=load))  # fmt: skip
     load = p.load
     assert load.replicas * load.replica_decode_tokens_per_s >= 40 * 500
     assert (load.replicas - 1) * load.replica_decode_tokens_per_s < 40 * 500
@@ -213,7 +210,7 @@ def test_replicas_on_gpus_cover_the_load_with_the_fewest_replicas():
 
 def test_prompt_heavy_loads_are_bound_by_prefill_compute():
     load = Load(rps=20, input_tokens=2000, output_tokens=300)
-    p = plan(QWEN32, H100, tp=2, max_model_len=32768, load=load)
+    p = plan(QWEN32, H100, PlanInputs(tp=2, max_model_len=32768, load=load))
     params = 32_763_876_352
     prefill = 2 * params * 2000 / (2 * 989e12)  # ~66 ms on two GPUs at peak
     assert p.load.sequences_per_replica == 18518 // math.ceil(2300 / 16) == 128
@@ -228,8 +225,8 @@ def test_prompt_heavy_loads_are_bound_by_prefill_compute():
 
 def test_decode_of_short_sequences_in_big_batches_is_capped_by_compute():
     llama8 = model("meta-llama/Llama-3.1-8B-Instruct")
-    p = plan(llama8, H100, max_model_len=8192, load=Load(rps=1, input_tokens=100,
-                                                         output_tokens=100))  # fmt: skip
+    load = Load(rps=1, input_tokens=100, output_tokens=100)
+    p = plan(llama8, H100, PlanInputs(max_model_len=8192, load=load))
     assert p.decode_batch == 1024  # vLLM's default max_num_seqs on an H100
     assert p.decode_limit == "compute"
     assert p.decode_tokens_per_s == pytest.approx(989e12 / (2 * 8_030_261_248))
@@ -237,7 +234,7 @@ def test_decode_of_short_sequences_in_big_batches_is_capped_by_compute():
 
 def test_load_longer_than_max_model_len_is_an_input_error():
     with pytest.raises(CapacityInputError, match="exceed max_model_len"):
-        plan(SMOL, CPU, max_model_len=1024, load=Load(1, 1000, 100))
+        plan(SMOL, CPU, PlanInputs(max_model_len=1024, load=Load(rps=1, input_tokens=1000, output_tokens=100)))
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -262,7 +259,7 @@ def test_unknown_gpu_lists_the_known_ones():
 )
 def test_inputs_vllm_would_refuse(kwargs, message):
     with pytest.raises(CapacityInputError, match=message):
-        plan(QWEN32, H100, **kwargs)
+        plan(QWEN32, H100, PlanInputs(**kwargs))
 
 
 def test_parse_params():
