@@ -17,7 +17,7 @@ from rich.table import Table
 
 from gpucluster.cli.common import ConfigOption, JsonOption, fail, out
 from gpucluster.config import Config, ConfigError, ModelConfig, load_config
-from gpucluster.planning.capacity import HF_CACHE, CapacityPlan, plan, resolve_model
+from gpucluster.planning.capacity import CapacityPlan, plan
 from gpucluster.planning.hardware import GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
 from gpucluster.planning.inputs import (
     KV_CACHE_DTYPES,
@@ -28,6 +28,7 @@ from gpucluster.planning.inputs import (
     parse_params,
 )
 from gpucluster.planning.pod_sizes import AdmissionBounds, PodSize, worker_pod
+from gpucluster.planning.shapes import HF_CACHE, resolve_model
 
 
 def capacity(

@@ -17,9 +17,10 @@ import psutil
 
 from gpucluster.config import Config, ModelConfig
 from gpucluster.models import ModelError
-from gpucluster.planning.capacity import HF_CACHE, CapacityPlan, configured_shape, plan
+from gpucluster.planning.capacity import CapacityPlan, plan
 from gpucluster.planning.hardware import CPU, GPUS, GiB, Gpu, MiB, find_gpu
 from gpucluster.planning.inputs import CapacityInputError, PlanInputs
+from gpucluster.planning.shapes import HF_CACHE, configured_shape
 from gpucluster.runtime.gpus import local_gpus
 
 # Memory one CPU replica takes besides its weights and KV space: measured 3.8 GB RSS for the

@@ -40,9 +40,9 @@ from gpucluster.config import Config, ModelConfig
 from gpucluster.config.schema import EdgeConfig, PodResources
 from gpucluster.models import ModelError, resolve_source
 from gpucluster.planning.arithmetic import weight_bytes
-from gpucluster.planning.capacity import HF_CACHE, configured_shape
 from gpucluster.planning.hardware import GiB, ModelShape
 from gpucluster.planning.inputs import DTYPE_BYTES, CapacityInputError, PlanInputs, weight_dtype
+from gpucluster.planning.shapes import HF_CACHE, configured_shape
 
 # --- a GPU worker pod: memory (GiB) ----------------------------------------------------------
 
