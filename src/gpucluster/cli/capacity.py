@@ -17,6 +17,7 @@ from rich.table import Table
 
 from gpucluster.cli.common import ConfigOption, JsonOption, fail, out
 from gpucluster.config import Config, ConfigError, ModelConfig, load_config
+from gpucluster.planning.arithmetic import active_params
 from gpucluster.planning.capacity import CapacityPlan, plan
 from gpucluster.planning.hardware import GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
 from gpucluster.planning.inputs import (
@@ -139,8 +140,11 @@ def capacity(
         fail(str(exc), 2, as_json)
     pod = _kuberay_pod(cfg, configured, shape, result, explicit_seqs=max_num_seqs is not None)
     if as_json:
+        data = dataclasses.asdict(result)
+        if shape.experts is None:  # a dense model's shape: no `experts` key, as before MoE
+            del data["model"]["experts"]
         kuberay = {"kuberay_worker_pod": dataclasses.asdict(pod)} if pod else {}
-        print(json.dumps({"ok": result.fits, **dataclasses.asdict(result), **kuberay}, indent=2))
+        print(json.dumps({"ok": result.fits, **data, **kuberay}, indent=2))
     else:
         _render(result, pod)
     if not result.fits:
@@ -201,6 +205,14 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} tok/s"
 
 
+def _params(model: ModelShape) -> str:
+    """The parameter count; a mixture of experts' activated ones too."""
+    text = f"{model.params / 1e9:,.2f} B params"
+    if model.experts is None:
+        return text
+    return f"{text} ({active_params(model) / 1e9:,.2f} B activated per token)"
+
+
 def _render(p: CapacityPlan, pod: PodSize | None = None) -> None:
     m, g = p.model, p.gpu
     table = Table(title=f"{m.name} on {g.name} x tp {p.tp}", title_justify="left")
@@ -210,7 +222,7 @@ def _render(p: CapacityPlan, pod: PodSize | None = None) -> None:
     flops = f"{p.flops_per_s / 1e12:,.0f} TFLOP/s" if p.flops_per_s else "-"
     rows = [
         ("model", f"{m.num_layers} layers, {m.num_attention_heads} heads / {m.num_kv_heads} KV "
-         f"heads x {m.head_dim}, {m.params / 1e9:,.2f} B params", m.source),
+         f"heads x {m.head_dim}, {_params(m)}", m.source),
         ("device", f"{_gib(p.memory_bytes_per_gpu)}, {bandwidth}, {flops}",
          g.note or "memory: nvidia-smi total; bandwidth, dense bf16 FLOP/s: vendor peak"),
         ("weights / GPU", _gib(p.weight_bytes_per_gpu), f"params x {p.weight_dtype} / tp"),

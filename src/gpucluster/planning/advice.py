@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from gpucluster.planning.arithmetic import MemoryBudget, blocks_per_sequence
+from gpucluster.planning.arithmetic import MemoryBudget, active_params, blocks_per_sequence
 from gpucluster.planning.hardware import GiB, Gpu, ModelShape
 from gpucluster.planning.inputs import (
     DTYPE_BYTES,
@@ -31,7 +31,8 @@ def fit_reason(gpu: Gpu, settings: PlanSettings, memory: MemoryBudget) -> str:
             f"the KV cache holds {memory.kv_token_capacity:,} tokens, less than one sequence of "
             f"max_model_len {length:,}"
         )
-    return f"{memory.sequences_at_max_model_len:,} sequences of {length:,} tokens (max_model_len) fit"
+    sequences = memory.sequences_at_max_model_len
+    return f"{sequences:,} sequences of {length:,} tokens (max_model_len) fit"
 
 
 def not_fit_advice(reason: str, gpu: Gpu, tp: int, smallest_tp: int | None,
@@ -39,7 +40,8 @@ def not_fit_advice(reason: str, gpu: Gpu, tp: int, smallest_tp: int | None,
     """`reason` with what to change: the KV space on cpu, else the smallest tp that fits, else
     a larger GPU, a shorter context or smaller dtypes."""
     if gpu.is_cpu:
-        tokens = blocks_per_sequence(settings.max_model_len, settings.block_size) * settings.block_size
+        block = settings.block_size
+        tokens = blocks_per_sequence(settings.max_model_len, block) * block
         need_gib = math.ceil(tokens * memory.kv_bytes_per_token / GiB)
         return f"{reason}; raise --kv-cache-gib to at least {need_gib} or lower --max-model-len"
     if smallest_tp is not None and smallest_tp != tp:
@@ -80,13 +82,39 @@ def plan_notes(model: ModelShape, gpu: Gpu, inputs: PlanInputs,
         )
     if model.source != "built-in table":
         notes.append(f"model shape read from {model.source}")
-    if model.params_estimated:
+    if model.params_estimated and model.experts is None:
         notes.append(
             f"{model.params:,} parameters counted from the shape (dense decoder, gated MLP); "
             "for MoE or unusual architectures pass --params"
         )
+    if model.experts is not None:
+        notes.extend(_experts_notes(model))
     if settings.bandwidth_bytes_per_s is None:
         notes.append("no memory bandwidth for this device: pass --bandwidth-gbs for decode bounds")
     if settings.flops_per_s is None and inputs.load is not None:
         notes.append("no FLOP/s for this device: prefill is not counted; pass --tflops")
     return tuple(notes)
+
+
+def _experts_notes(model: ModelShape) -> list[str]:
+    """What a mixture of experts changes: memory holds every expert, a token computes with few."""
+    experts = model.experts
+    assert experts is not None
+    notes = []
+    if model.params_estimated:
+        dense = model.num_layers - experts.moe_layers
+        layers = f", {dense} dense layers" if dense else ""
+        shared = " + 1 shared" if experts.shared_intermediate_size else ""
+        notes.append(
+            f"{model.params:,} parameters counted from the shape (mixture of experts: "
+            f"{experts.count}{shared} experts per MoE layer{layers}, gated MLPs, routers); "
+            "for unusual architectures pass --params"
+        )
+    notes.append(
+        f"mixture of experts: each token is routed to {experts.per_token} of {experts.count} "
+        f"experts and computes with {active_params(model):,} of the {model.params:,} "
+        "parameters: memory holds every expert, FLOPs (compute bound, prefill) count the "
+        "activated ones, and a decode step is taken to read every weight (a batch routes to "
+        "most experts); the KV cache depends on attention only, not on the experts"
+    )
+    return notes

@@ -10,6 +10,7 @@ docs/capacity-planning.md derives each one; the short version:
 - KV blocks = KV memory // (block_size x KV bytes/token); KV tokens = blocks x block_size
 - decode step time  = (weights per GPU + batch x context x KV bytes/token per GPU) / bandwidth,
   capped by compute: a replica never decodes faster than tp x FLOP/s / (2 x params) tokens/s
+  (a mixture of experts: its activated params, `active_params`; its weights count every expert)
 - replicas = ceil(rps x (output / decode rate at the full batch + prefill seconds per request))
 """
 
@@ -72,7 +73,8 @@ class LoadPlan:
     concurrency_limit: str  # "kv_cache" or "max_num_seqs": which of the two sets that batch
     replica_decode_tokens_per_s: float | None  # decode bound at that batch
     required_decode_tokens_per_s: float  # rps x output_tokens
-    prefill_seconds_per_request: float | None  # 2 x params x input / (tp x FLOP/s); None: no FLOPs
+    # 2 x activated params x input / (tp x FLOP/s); None: no FLOP/s figure
+    prefill_seconds_per_request: float | None
     # The rest stay None without a decode bound (no bandwidth figure, or the model does not fit).
     decode_replica_seconds: float | None = None  # replica-seconds of decode per second of load
     prefill_replica_seconds: float | None = None  # replica-seconds of prefill per second of load
@@ -89,7 +91,8 @@ class LoadPlan:
 
 
 def estimate_params(model: ModelShape) -> int:
-    """Parameter count of a dense decoder with a gated MLP (Llama, Qwen2, Mistral, SmolLM)."""
+    """Parameter count of a decoder with gated MLPs (Llama, Qwen2, Mistral, SmolLM), or with
+    mixture-of-experts layers (Mixtral, Qwen2-MoE, Qwen3-MoE): every expert and the router."""
     if model.vocab_size is None or model.intermediate_size is None:
         raise CapacityInputError(
             f"{model.name}: config has no vocab_size/intermediate_size; pass --params"
@@ -100,9 +103,30 @@ def estimate_params(model: ModelShape) -> int:
     if model.qkv_bias:
         attention += q_width + 2 * kv_width
     norms = 2 * hidden
-    layer = attention + 3 * hidden * model.intermediate_size + norms
+    dense_mlp = 3 * hidden * model.intermediate_size
+    experts, moe_layers = model.experts, 0
+    moe_mlp = 0
+    if experts is not None:
+        moe_layers = experts.moe_layers
+        router = hidden * experts.count
+        moe_mlp = experts.count * 3 * hidden * experts.intermediate_size + router
+        if experts.shared_intermediate_size:  # the shared expert and its gate
+            moe_mlp += 3 * hidden * experts.shared_intermediate_size + hidden
+    layers = (model.num_layers * (attention + norms) + moe_layers * moe_mlp
+              + (model.num_layers - moe_layers) * dense_mlp)  # fmt: skip
     embeddings = model.vocab_size * hidden * (1 if model.tie_word_embeddings else 2)
-    return model.num_layers * layer + embeddings + hidden  # + the final norm
+    return layers + embeddings + hidden  # + the final norm
+
+
+def active_params(model: ModelShape) -> int:
+    """Parameters each token is computed with: all of a dense model's; of a mixture of experts,
+    all but the experts it is not routed to. Two FLOPs each per token."""
+    experts = model.experts
+    if experts is None:
+        return model.params
+    idle = experts.count - experts.per_token
+    idle_params = idle * 3 * model.hidden_size * experts.intermediate_size * experts.moe_layers
+    return max(1, model.params - idle_params)
 
 
 def kv_heads_per_gpu(num_kv_heads: int, tp: int) -> int:
@@ -204,8 +228,8 @@ def decode_bound(model: ModelShape, gpu: Gpu, tp: int, settings: PlanSettings,
     rate = decode_rate(weights, kv_per_token, batch, context, bandwidth)
     single = decode_rate(weights, kv_per_token, 1, context, bandwidth)
     limit = "memory_bandwidth"
-    if settings.flops_per_s is not None:  # each token costs 2 x params FLOPs, whatever the batch
-        ceiling = tp * settings.flops_per_s / (2 * model.params)
+    if settings.flops_per_s is not None:  # 2 FLOPs per activated param per token, any batch
+        ceiling = tp * settings.flops_per_s / (2 * active_params(model))
         limit = "compute" if ceiling < rate else limit
         rate, single = min(rate, ceiling), min(single, ceiling)
     return DecodeBound(batch=batch, context_tokens=context, tokens_per_s=rate,
@@ -220,7 +244,9 @@ def load_plan(load: Load, model: ModelShape, gpu: Gpu, tp: int, settings: PlanSe
     kv_bound = memory.kv_blocks // per_sequence < max_num_seqs(gpu, tp, settings)
     needed = load.rps * load.output_tokens
     flops = settings.flops_per_s
-    prefill = None if flops is None else 2 * model.params * load.input_tokens / (tp * flops)
+    prefill = None
+    if flops is not None:
+        prefill = 2 * active_params(model) * load.input_tokens / (tp * flops)
     result = LoadPlan(
         rps=load.rps, input_tokens=load.input_tokens, output_tokens=load.output_tokens,
         sequences_per_replica=decode.batch,

@@ -3,8 +3,9 @@
 Each quantity a pod's request is made of is a named `Term`: its amount, the formula with this
 pod's numbers and where the inputs come from, so the derivation can be shown
 (deploy/kuberay/README.md, "Pod sizes"; `gpucluster capacity`) and tested. Pure arithmetic over
-a model's shape (planning.capacity: weight bytes, dtype) and its config; the one I/O is resolving a
-configured model's shape (`capacity.configured_shape`: its config.json or the built-in table).
+a model's shape (planning.arithmetic: weight bytes; planning.inputs: dtype) and its config; the
+one I/O is resolving a configured model's shape (`shapes.configured_shape`: its config.json or
+the built-in table).
 No Kubernetes types: render/kuberay.py turns the totals into requests and limits.
 
 A GPU worker pod holds one replica of a model of tensor parallel size tp. On GPUs Ray Serve LLM

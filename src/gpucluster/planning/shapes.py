@@ -5,7 +5,8 @@ A name is tried as a local model directory or config.json, the built-in model
 classifies sources) pulled into the model cache or found in the local hub cache, then the table
 in `gpucluster.planning.hardware`. A config.json is read by `gpucluster.models.read_model_info`
 (attention shape, context, dtype); the parameter count (planning.arithmetic.estimate_params)
-needs the vocabulary and MLP widths besides, read from the same, already checked, file.
+needs the vocabulary and MLP widths besides, and a mixture of experts its experts, read from
+the same, already checked, file.
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ from gpucluster.models import ModelSourceError, read_model_info, resolve_source,
 from gpucluster.models.builtin import BUILTINS
 from gpucluster.models.cache import hub_entry_dir, read_stamp
 from gpucluster.planning.arithmetic import estimate_params
-from gpucluster.planning.hardware import ModelShape, find_table_model, model_names
+from gpucluster.planning.hardware import Experts, ModelShape, find_table_model, model_names
 from gpucluster.planning.inputs import CapacityInputError
 
 # Where `capacity` looks Hugging Face ids up (the hub client's cache; never downloads).
 HF_CACHE = Path("~/.cache/huggingface/hub")
-# config.json keys the parameter count needs that read_model_info does not return.
-_PARAMETER_KEYS = ("vocab_size", "intermediate_size", "tie_word_embeddings", "attention_bias")
+# config.json keys the parameter count needs that read_model_info does not return; the
+# mixture-of-experts ones as Mixtral (num_local_experts), Qwen2-MoE and Qwen3-MoE name them.
+_PARAMETER_KEYS = ("vocab_size", "intermediate_size", "tie_word_embeddings", "attention_bias",
+                   "qkv_bias", "num_local_experts", "num_experts", "num_experts_per_tok",
+                   "moe_intermediate_size", "shared_expert_intermediate_size",
+                   "decoder_sparse_step", "mlp_only_layers")  # fmt: skip
+# Model types whose attention has q/k/v biases without saying so in config.json.
+_QKV_BIAS_TYPES = ("qwen2", "qwen2_moe")
 _REQUIRED = ("num_hidden_layers", "hidden_size", "num_attention_heads", "head_dim",
              "max_position_embeddings")  # fmt: skip
 
@@ -97,7 +104,9 @@ def shape_from_config(path: str | Path, name: str, params: int | None = None) ->
         dtype=info["dtype"] or "bfloat16",
         source=str(file),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-        qkv_bias=info.get("model_type") == "qwen2" or bool(config.get("attention_bias")),
+        qkv_bias=info.get("model_type") in _QKV_BIAS_TYPES
+        or bool(config.get("attention_bias") or config.get("qkv_bias")),
+        experts=_experts(config, info["num_hidden_layers"]),
     )
     if params is not None:
         return replace(shape, params=params)
@@ -110,6 +119,29 @@ def _text_config(file: Path) -> dict[str, Any]:
     config = json.loads(file.read_text(encoding="utf-8"))
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     return {key: config.get(key, text.get(key)) for key in _PARAMETER_KEYS}
+
+
+def _experts(config: dict[str, Any], num_layers: int) -> Experts | None:
+    """The mixture-of-experts MLP a config.json describes, or None for a dense one. Qwen-MoE
+    configs may keep some layers dense (`mlp_only_layers`, `decoder_sparse_step`)."""
+    count = config.get("num_local_experts") or config.get("num_experts")
+    width = config.get("moe_intermediate_size") or config.get("intermediate_size")
+    if not isinstance(count, int) or count < 2 or not isinstance(width, int):
+        return None
+    per_token = config.get("num_experts_per_tok")
+    step = config.get("decoder_sparse_step") or 1
+    dense = set(config.get("mlp_only_layers") or ())
+    moe_layers = sum(1 for layer in range(num_layers)
+                     if layer not in dense and (layer + 1) % step == 0)  # fmt: skip
+    if moe_layers == 0:
+        return None
+    return Experts(
+        count=count,
+        per_token=per_token if isinstance(per_token, int) else count,  # unknown: all of them
+        intermediate_size=width,
+        moe_layers=moe_layers,
+        shared_intermediate_size=config.get("shared_expert_intermediate_size") or 0,
+    )
 
 
 def hf_cached_config(repo_id: str, hf_cache_dir: Path) -> Path | None:

@@ -232,8 +232,9 @@ def test_decode_of_short_sequences_in_big_batches_is_capped_by_compute():
 
 
 def test_load_longer_than_max_model_len_is_an_input_error():
+    load = Load(rps=1, input_tokens=1000, output_tokens=100)
     with pytest.raises(CapacityInputError, match="exceed max_model_len"):
-        plan(SMOL, CPU, PlanInputs(max_model_len=1024, load=Load(rps=1, input_tokens=1000, output_tokens=100)))
+        plan(SMOL, CPU, PlanInputs(max_model_len=1024, load=load))
 
 
 # --- inputs ------------------------------------------------------------------------------------
