@@ -99,7 +99,8 @@ def plan(model: ModelShape, gpu: Gpu, inputs: PlanInputs | None = None) -> Capac
     memory = memory_budget(model, gpu, tp, settings)
     decode = decode_bound(model, gpu, tp, settings, memory, inputs.load)
     options = tuple(_tp_option(model, gpu, size, settings) for size in sorted({*TP_CHOICES, tp}))
-    smallest = next((o.tp for o in options if o.tp in TP_CHOICES and o.fits), None)
+    smallest = next((option.tp for option in options
+                     if option.tp in TP_CHOICES and option.fits), None)  # fmt: skip
     concurrency = memory.kv_blocks / blocks_per_sequence(settings.max_model_len,
                                                          settings.block_size)  # fmt: skip
     reason = fit_reason(gpu, settings, memory)

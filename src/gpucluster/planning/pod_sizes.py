@@ -164,7 +164,7 @@ class PodSize:
 
 def total(terms: Sequence[Term]) -> int:
     """The terms' sum rounded up to a whole unit (a hair of float error is not a unit more)."""
-    return max(1, math.ceil(sum(t.amount for t in terms) - 1e-9))
+    return max(1, math.ceil(sum(term.amount for term in terms) - 1e-9))
 
 
 def _gib(n_bytes: float) -> float:
@@ -282,7 +282,8 @@ def worker_pod(
         kv_offload_gib=kv_offload_gib,
     )  # fmt: skip
     cpu = worker_cpu_terms(tp)
-    return PodSize(f"gpu-tp{tp}", memory, cpu, total(memory), total(cpu), shm_gib(tp),
+    return PodSize(group=f"gpu-tp{tp}", memory_terms=memory, cpu_terms=cpu,
+                   memory_gib=total(memory), cpu=total(cpu), shm_gib=shm_gib(tp),
                    ray_cpus=tp + 1, model=model or shape.name)  # fmt: skip
 
 
@@ -299,22 +300,26 @@ def head_pod(*, ingress: bool, held: Sequence[HeldRequests] = ()) -> PodSize:
     """The head pod: Ray's and Serve's processes, the ingress replica when there is one
     (`ingress`), and the bodies of the requests in `held` in the proxy (and the ingress)."""
     processes = [GCS, DASHBOARD, SERVE_CONTROLLER, SERVE_PROXY, *([INGRESS] if ingress else [])]
-    memory = [Term(p.name, p.gib, f"{p.constant}.gib", p.source) for p in processes]
-    cpu = [Term(p.name, p.cores, f"{p.constant}.cores", p.source) for p in processes]
+    memory = [Term(process.name, process.gib, f"{process.constant}.gib", process.source)
+              for process in processes]  # fmt: skip
+    cpu = [Term(process.name, process.cores, f"{process.constant}.cores", process.source)
+           for process in processes]  # fmt: skip
     memory.append(Term("Ray node", RAY_NODE_GIB, "RAY_NODE_GIB",
                        "raylet, dashboard agent, runtime-env agent, log monitor"))
     cpu.append(Term("Ray node", RAY_NODE_CPU, "RAY_NODE_CPU",
                     "raylet, dashboard agent, runtime-env agent, log monitor"))
     memory.append(Term(
-        "request bodies", _gib(sum(h.requests * h.text_bytes for h in held)),
-        " + ".join(f"{h.requests} requests x {h.text_bytes:,} B" for h in held) or "0",
+        "request bodies", _gib(sum(model.requests * model.text_bytes for model in held)),
+        " + ".join(f"{model.requests} requests x {model.text_bytes:,} B" for model in held)
+        or "0",
         "the text of every request in flight through the proxy: replicas.max x "
         "max_ongoing_requests + max_queued_requests per model (an unbounded queue, -1, is not "
         "counted)",
     ))  # fmt: skip
     memory.append(Term("/dev/shm", HEAD_SHM_GIB, "HEAD_SHM_GIB",
                        "a memory-backed emptyDir counts against the pod's memory limit"))
-    return PodSize("head", tuple(memory), tuple(cpu), total(memory), total(cpu), HEAD_SHM_GIB,
+    return PodSize(group="head", memory_terms=tuple(memory), cpu_terms=tuple(cpu),
+                   memory_gib=total(memory), cpu=total(cpu), shm_gib=HEAD_SHM_GIB,
                    ray_cpus=1 if ingress else 0)  # fmt: skip
 
 
@@ -415,8 +420,9 @@ def _model_pod(config: Config, model: ModelConfig, hf_cache_dir: Path) -> PodSiz
 def _unsized(tp: int, models: list[ModelConfig], memory_gib: int) -> PodSize:
     """A worker group whose memory is set by hand: no model shape needed."""
     cpu = worker_cpu_terms(tp)
-    return PodSize(f"gpu-tp{tp}", (), cpu, memory_gib, total(cpu), shm_gib(tp),
-                   ray_cpus=tp + 1, model=", ".join(m.id for m in models))  # fmt: skip
+    return PodSize(group=f"gpu-tp{tp}", memory_terms=(), cpu_terms=cpu, memory_gib=memory_gib,
+                   cpu=total(cpu), shm_gib=shm_gib(tp), ray_cpus=tp + 1,
+                   model=", ".join(model.id for model in models))  # fmt: skip
 
 
 def _overridden(size: PodSize, resources: PodResources) -> PodSize:

@@ -65,31 +65,31 @@ def test_the_table_parameter_counts_match_the_shapes():
 
 
 def test_qwen32b_on_one_h100_leaves_less_than_one_32k_sequence():
-    p = plan(QWEN32, H100, PlanInputs(tp=1, max_model_len=32768, gpu_memory_utilization=0.9))
+    result = plan(QWEN32, H100, PlanInputs(tp=1, max_model_len=32768, gpu_memory_utilization=0.9))
     usable = int(81559 * MiB * 0.9)
     weights = 32_763_876_352 * 2
     kv = usable - weights - 3 * GiB
-    assert p.weight_bytes_per_gpu == weights == 65_527_752_704
-    assert p.usable_bytes_per_gpu == usable == 76_968_728_985
-    assert p.kv_cache_bytes_per_gpu == kv == 8_219_750_809
-    assert p.kv_blocks == kv // (16 * 262_144) == 1959
-    assert p.kv_token_capacity == 1959 * 16 == 31_344
-    assert not p.fits and p.max_sequences_at_max_model_len == 0
-    assert p.smallest_tp == 2
-    assert "smallest tensor-parallel size that fits is 2" in p.reason
-    assert p.decode_tokens_per_s is None
+    assert result.weight_bytes_per_gpu == weights == 65_527_752_704
+    assert result.usable_bytes_per_gpu == usable == 76_968_728_985
+    assert result.kv_cache_bytes_per_gpu == kv == 8_219_750_809
+    assert result.kv_blocks == kv // (16 * 262_144) == 1959
+    assert result.kv_token_capacity == 1959 * 16 == 31_344
+    assert not result.fits and result.max_sequences_at_max_model_len == 0
+    assert result.smallest_tp == 2
+    assert "smallest tensor-parallel size that fits is 2" in result.reason
+    assert result.decode_tokens_per_s is None
 
 
 def test_qwen32b_at_tp2_shards_weights_and_kv_and_adds_the_nccl_overhead():
-    p = plan(QWEN32, H100, PlanInputs(tp=2, max_model_len=32768))
+    result = plan(QWEN32, H100, PlanInputs(tp=2, max_model_len=32768))
     kv = int(81559 * MiB * 0.9) - 32_763_876_352 - 5 * GiB
-    assert p.weight_bytes_per_gpu == 32_763_876_352
-    assert p.overhead_bytes_per_gpu == 5 * GiB
-    assert p.kv_bytes_per_token_per_gpu == 131_072
-    assert p.kv_blocks == kv // (16 * 131_072)
-    assert p.kv_token_capacity == p.kv_blocks * 16
-    assert p.fits and p.max_sequences_at_max_model_len == p.kv_blocks // 2048
-    assert p.max_concurrency == pytest.approx(p.kv_blocks / 2048)
+    assert result.weight_bytes_per_gpu == 32_763_876_352
+    assert result.overhead_bytes_per_gpu == 5 * GiB
+    assert result.kv_bytes_per_token_per_gpu == 131_072
+    assert result.kv_blocks == kv // (16 * 131_072)
+    assert result.kv_token_capacity == result.kv_blocks * 16
+    assert result.fits and result.max_sequences_at_max_model_len == result.kv_blocks // 2048
+    assert result.max_concurrency == pytest.approx(result.kv_blocks / 2048)
 
 
 def test_mistral_on_l4_fits_16k_but_needs_tp2_for_32k():
@@ -103,28 +103,28 @@ def test_mistral_on_l4_fits_16k_but_needs_tp2_for_32k():
     assert short.fits and short.max_sequences_at_max_model_len == 1
     long = plan(MISTRAL, L4, PlanInputs(max_model_len=32768))
     assert not long.fits and long.smallest_tp == 2
-    tp2 = next(o for o in long.tp_options if o.tp == 2)
+    tp2 = next(option for option in long.tp_options if option.tp == 2)
     kv2 = usable - 7_248_023_552 - 5 * GiB
     assert tp2.kv_token_capacity == kv2 // (16 * 65_536) * 16 == 139_168
 
 
 def test_weights_that_do_not_fit_at_any_tp_say_what_to_do():
-    p = plan(LLAMA70, L4, PlanInputs(tp=8, max_model_len=131072))
-    assert not p.fits and p.smallest_tp is None
-    assert "no tensor-parallel size" in p.reason
+    result = plan(LLAMA70, L4, PlanInputs(tp=8, max_model_len=131072))
+    assert not result.fits and result.smallest_tp is None
+    assert "no tensor-parallel size" in result.reason
 
 
 def test_tp_options_skip_sizes_the_heads_do_not_divide():
     qwen7 = model("Qwen/Qwen2.5-7B-Instruct")  # 28 heads, 4 KV heads
-    p = plan(qwen7, H100, PlanInputs(max_model_len=32768))
-    valid = {o.tp: o.valid for o in p.tp_options}
+    result = plan(qwen7, H100, PlanInputs(max_model_len=32768))
+    valid = {option.tp: option.valid for option in result.tp_options}
     assert valid == {1: True, 2: True, 4: True, 8: False}
 
 
 def test_quantized_weights_keep_the_kv_cache_in_the_compute_dtype():
-    p = plan(QWEN32, H100, PlanInputs(dtype="fp8", max_model_len=32768))
-    assert p.weight_bytes_per_gpu == 32_763_876_352
-    assert (p.kv_cache_dtype, p.kv_bytes_per_token) == ("bf16", 262_144)
+    result = plan(QWEN32, H100, PlanInputs(dtype="fp8", max_model_len=32768))
+    assert result.weight_bytes_per_gpu == 32_763_876_352
+    assert (result.kv_cache_dtype, result.kv_bytes_per_token) == ("bf16", 262_144)
     int4 = plan(QWEN32, H100, PlanInputs(dtype="int4"))
     assert int4.weight_bytes_per_gpu == 32_763_876_352 // 2
     fp8_kv = plan(QWEN32, H100, PlanInputs(kv_cache_dtype="fp8", max_model_len=32768))
@@ -135,31 +135,33 @@ def test_quantized_weights_keep_the_kv_cache_in_the_compute_dtype():
 
 
 def test_cpu_kv_capacity_is_the_kv_space_over_bytes_per_token_in_whole_blocks():
-    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, max_model_len=2048))
-    assert p.block_size == 128
-    assert p.kv_cache_bytes_per_gpu == 2**30
-    assert p.weight_bytes_per_gpu == 134_515_008 * 2  # shown, but not charged on CPU
-    assert p.kv_blocks == 2**30 // (128 * 23_040) == 364
-    assert p.kv_token_capacity == p.vllm_reported_kv_tokens == 46_592
-    assert p.max_concurrency == 22.75 and p.max_sequences_at_max_model_len == 22
-    assert p.fits and p.decode_tokens_per_s is None  # no bandwidth figure for cpu
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, max_model_len=2048))
+    assert result.block_size == 128
+    assert result.kv_cache_bytes_per_gpu == 2**30
+    assert result.weight_bytes_per_gpu == 134_515_008 * 2  # shown, but not charged on CPU
+    assert result.kv_blocks == 2**30 // (128 * 23_040) == 364
+    assert result.kv_token_capacity == result.vllm_reported_kv_tokens == 46_592
+    assert result.max_concurrency == 22.75 and result.max_sequences_at_max_model_len == 22
+    assert result.fits and result.decode_tokens_per_s is None  # no bandwidth figure for cpu
     # vLLM allocates whole blocks: fewer tokens than the unrounded 2**30 / 23_040
-    assert p.kv_token_capacity < p.kv_cache_bytes_per_gpu // p.kv_bytes_per_token == 46_603
+    unrounded = result.kv_cache_bytes_per_gpu // result.kv_bytes_per_token
+    assert result.kv_token_capacity < unrounded == 46_603
     small_blocks = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, block_size=16))
     assert small_blocks.kv_token_capacity == 2912 * 16
     assert plan(SMOL, CPU, PlanInputs(kv_cache_gib=2)).kv_token_capacity == 728 * 128
 
 
 def test_cpu_kv_space_too_small_names_the_gib_needed():
-    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=0.125, max_model_len=8192))
-    assert p.kv_blocks == 45 and not p.fits
-    assert "raise --kv-cache-gib to at least 1" in p.reason
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=0.125, max_model_len=8192))
+    assert result.kv_blocks == 45 and not result.fits
+    assert "raise --kv-cache-gib to at least 1" in result.reason
 
 
 def test_vllm_log_figure_follows_its_formula_when_the_length_is_not_a_block_multiple():
-    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, max_model_len=2000))  # 16 blocks per request
-    assert p.vllm_reported_kv_tokens == int(364 / 16 * 2000) == 45_500
-    assert p.kv_token_capacity == 46_592
+    # 16 blocks per request
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, max_model_len=2000))
+    assert result.vllm_reported_kv_tokens == int(364 / 16 * 2000) == 45_500
+    assert result.kv_token_capacity == 46_592
 
 
 # --- decode bound and replicas -----------------------------------------------------------------
@@ -172,36 +174,37 @@ def test_decode_rate_is_batch_times_bandwidth_over_bytes_read_per_step():
 
 def test_replicas_when_max_num_seqs_caps_the_batch():
     load = Load(rps=20, input_tokens=512, output_tokens=256)
-    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=16,
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=16,
                                    max_model_len=2048, load=load))  # fmt: skip
     weights, context = 134_515_008 * 2, 512 + 128
     rate = 16 * 100e9 / (weights + 16 * context * 23_040)
-    assert p.load.sequences_per_replica == 16 and p.load.concurrency_limit == "max_num_seqs"
-    assert p.load.prefill_seconds_per_request is None and p.load.binding == "decode"  # no FLOPs
-    assert p.load.replica_decode_tokens_per_s == pytest.approx(rate)  # ~3169 tok/s
-    assert p.load.required_decode_tokens_per_s == 20 * 256
-    assert p.load.replicas == math.ceil(5120 / rate) == 2
+    load = result.load
+    assert load.sequences_per_replica == 16 and load.concurrency_limit == "max_num_seqs"
+    assert load.prefill_seconds_per_request is None and load.binding == "decode"  # no FLOPs
+    assert result.load.replica_decode_tokens_per_s == pytest.approx(rate)  # ~3169 tok/s
+    assert result.load.required_decode_tokens_per_s == 20 * 256
+    assert result.load.replicas == math.ceil(5120 / rate) == 2
     # Little's law at 2 replicas: in flight = rps x time per request = replicas x batch.
-    assert p.load.steady_batch_per_replica <= 16
-    assert p.load.in_flight_sequences == pytest.approx(20 * p.load.request_seconds)
-    assert p.load.in_flight_sequences == pytest.approx(2 * p.load.steady_batch_per_replica)
+    assert result.load.steady_batch_per_replica <= 16
+    assert result.load.in_flight_sequences == pytest.approx(20 * result.load.request_seconds)
+    assert load.in_flight_sequences == pytest.approx(2 * load.steady_batch_per_replica)
 
 
 def test_replicas_when_the_kv_cache_caps_the_batch():
     load = Load(rps=20, input_tokens=512, output_tokens=256)
-    p = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=256,
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=256,
                                    load=load, max_model_len=2048))  # fmt: skip
-    assert p.load.sequences_per_replica == 364 // 6 == 60
-    assert p.load.concurrency_limit == "kv_cache"
-    assert p.load.replicas == 1
-    assert p.load.gpus == 1
+    assert result.load.sequences_per_replica == 364 // 6 == 60
+    assert result.load.concurrency_limit == "kv_cache"
+    assert result.load.replicas == 1
+    assert result.load.gpus == 1
 
 
 def test_replicas_on_gpus_cover_the_load_with_the_fewest_replicas():
     load = Load(rps=40, input_tokens=1000, output_tokens=500)
-    p = plan(model("meta-llama/Llama-3.1-8B-Instruct"), H100,
+    result = plan(model("meta-llama/Llama-3.1-8B-Instruct"), H100,
              PlanInputs(max_model_len=8192, load=load))  # fmt: skip
-    load = p.load
+    load = result.load
     assert load.replicas * load.replica_decode_tokens_per_s >= 40 * 500
     assert (load.replicas - 1) * load.replica_decode_tokens_per_s < 40 * 500
     assert 0 < load.kv_share_of_step_bytes < 1
@@ -209,26 +212,26 @@ def test_replicas_on_gpus_cover_the_load_with_the_fewest_replicas():
 
 def test_prompt_heavy_loads_are_bound_by_prefill_compute():
     load = Load(rps=20, input_tokens=2000, output_tokens=300)
-    p = plan(QWEN32, H100, PlanInputs(tp=2, max_model_len=32768, load=load))
+    result = plan(QWEN32, H100, PlanInputs(tp=2, max_model_len=32768, load=load))
     params = 32_763_876_352
     prefill = 2 * params * 2000 / (2 * 989e12)  # ~66 ms on two GPUs at peak
-    assert p.load.sequences_per_replica == 18518 // math.ceil(2300 / 16) == 128
+    assert result.load.sequences_per_replica == 18518 // math.ceil(2300 / 16) == 128
     rate = 128 * 3.35e12 / (params + 128 * 2150 * 131_072)  # ~6229 tok/s
-    assert p.load.replica_decode_tokens_per_s == pytest.approx(rate)
-    assert p.load.prefill_seconds_per_request == pytest.approx(prefill)
-    assert p.load.replicas == math.ceil(20 * prefill + 6000 / rate) == 3
-    assert p.load.binding == "prefill" and p.load.gpus == 6
-    assert p.load.in_flight_sequences == pytest.approx(20 * p.load.request_seconds)
-    assert p.load.steady_batch_per_replica <= 128
+    assert result.load.replica_decode_tokens_per_s == pytest.approx(rate)
+    assert result.load.prefill_seconds_per_request == pytest.approx(prefill)
+    assert result.load.replicas == math.ceil(20 * prefill + 6000 / rate) == 3
+    assert result.load.binding == "prefill" and result.load.gpus == 6
+    assert result.load.in_flight_sequences == pytest.approx(20 * result.load.request_seconds)
+    assert result.load.steady_batch_per_replica <= 128
 
 
 def test_decode_of_short_sequences_in_big_batches_is_capped_by_compute():
     llama8 = model("meta-llama/Llama-3.1-8B-Instruct")
     load = Load(rps=1, input_tokens=100, output_tokens=100)
-    p = plan(llama8, H100, PlanInputs(max_model_len=8192, load=load))
-    assert p.decode_batch == 1024  # vLLM's default max_num_seqs on an H100
-    assert p.decode_limit == "compute"
-    assert p.decode_tokens_per_s == pytest.approx(989e12 / (2 * 8_030_261_248))
+    result = plan(llama8, H100, PlanInputs(max_model_len=8192, load=load))
+    assert result.decode_batch == 1024  # vLLM's default max_num_seqs on an H100
+    assert result.decode_limit == "compute"
+    assert result.decode_tokens_per_s == pytest.approx(989e12 / (2 * 8_030_261_248))
 
 
 def test_load_longer_than_max_model_len_is_an_input_error():
