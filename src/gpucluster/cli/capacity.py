@@ -8,29 +8,27 @@ error (unknown GPU or model, inputs vLLM would refuse).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from gpucluster.cli.common import ConfigOption, JsonOption, fail, out
-from gpucluster.config import Config, ConfigError, ModelConfig, load_config
-from gpucluster.planning.capacity import (
-    HF_CACHE,
+from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, fail, fmt, out
+from gpucluster.config import Config, ModelConfig
+from gpucluster.planning.arithmetic import active_params
+from gpucluster.planning.capacity import CapacityPlan, plan
+from gpucluster.planning.hardware import GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
+from gpucluster.planning.inputs import (
     KV_CACHE_DTYPES,
     WEIGHT_DTYPES,
     CapacityInputError,
-    CapacityPlan,
     Load,
+    PlanInputs,
     parse_params,
-    plan,
-    resolve_model,
-    settings_from_config,
 )
-from gpucluster.planning.hardware import CPU, GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
 from gpucluster.planning.pod_sizes import AdmissionBounds, PodSize, worker_pod
+from gpucluster.planning.shapes import HF_CACHE, resolve_model
 
 
 def capacity(
@@ -105,12 +103,8 @@ def capacity(
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
     """Plan memory, KV cache, decode throughput and replicas for a model on a GPU type."""
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        fail(str(exc), 2, as_json)
+    cfg = config_or_exit(config, as_json)
     configured = _configured(cfg, model)
-    defaults = settings_from_config(configured) if configured else {}
     source = configured.source if configured else model
     gpu_name = gpu or ("cpu" if configured and configured.accelerator == "cpu" else None)
     if gpu_name is None:
@@ -120,36 +114,33 @@ def capacity(
         rps is not None and input_tokens is None
     ):
         fail("--rps needs both --input-tokens and --output-tokens", 2, as_json)
-
-    def pick(value: Any, key: str, fallback: Any = None) -> Any:
-        return value if value is not None else defaults.get(key, fallback)
-
     try:
         device = find_gpu(gpu_name)
         shape = resolve_model(
             source, model_cache_dir=cfg.platform.model_cache_dir, hf_cache_dir=hf_cache,
             params=parse_params(params) if params is not None else None,
         )
-        result = plan(
-            shape, device,
-            tp=pick(tp, "tp", 1),
-            max_model_len=pick(max_model_len, "max_model_len"),
-            gpu_memory_utilization=pick(gpu_memory_utilization, "gpu_memory_utilization", 0.9),
-            dtype=pick(dtype, "dtype", "auto"),
-            kv_cache_dtype=pick(kv_cache_dtype, "kv_cache_dtype", "auto"),
-            kv_cache_gib=pick(kv_cache_gib, "kv_cache_gib") if device.name == CPU else kv_cache_gib,
+        # The configured model's settings (engine_kwargs winning), the flags given over them.
+        inputs = PlanInputs.from_config(configured, device) if configured else PlanInputs()
+        inputs = inputs.overridden(
+            tp=tp, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype, kv_cache_dtype=kv_cache_dtype, kv_cache_gib=kv_cache_gib,
             bandwidth_gbs=bandwidth_gbs, tflops=tflops, memory_gib=memory_gib,
-            overhead_gib=overhead_gib,
-            block_size=pick(block_size, "block_size"),
-            max_num_seqs=pick(max_num_seqs, "max_num_seqs"),
-            load=Load(rps, input_tokens, output_tokens) if rps is not None else None,
+            overhead_gib=overhead_gib, block_size=block_size, max_num_seqs=max_num_seqs,
+            load=None if rps is None else Load(
+                rps=rps, input_tokens=input_tokens, output_tokens=output_tokens
+            ),
         )  # fmt: skip
+        result = plan(shape, device, inputs)
     except (CapacityInputError, UnknownNameError) as exc:
         fail(str(exc), 2, as_json)
     pod = _kuberay_pod(cfg, configured, shape, result, explicit_seqs=max_num_seqs is not None)
     if as_json:
+        data = dataclasses.asdict(result)
+        if shape.experts is None:  # a dense model's shape: no `experts` key, as before MoE
+            del data["model"]["experts"]
         kuberay = {"kuberay_worker_pod": dataclasses.asdict(pod)} if pod else {}
-        print(json.dumps({"ok": result.fits, **dataclasses.asdict(result), **kuberay}, indent=2))
+        emit({"ok": result.fits, **data, **kuberay})
     else:
         _render(result, pod)
     if not result.fits:
@@ -160,26 +151,26 @@ def _configured(cfg: Config, model: str | None) -> ModelConfig | None:
     """The configured model planned: the first one, or the one whose id is `model`."""
     if model is None:
         return cfg.models[0] if cfg.models else None
-    return next((m for m in cfg.models if m.id == model), None)
+    return next((candidate for candidate in cfg.models if candidate.id == model), None)
 
 
 def _kuberay_pod(
-    cfg: Config, configured: ModelConfig | None, shape: ModelShape, p: CapacityPlan, *,
+    cfg: Config, configured: ModelConfig | None, shape: ModelShape, result: CapacityPlan, *,
     explicit_seqs: bool,
 ) -> PodSize | None:  # fmt: skip
     """The KubeRay worker pod of one replica as planned (`gpucluster render kuberay` sizes it
     so); None on cpu, which the KubeRay manifests do not run. A model that is not configured is
     taken as the platform's only model, with the platform's admission defaults."""
-    if p.gpu.is_cpu:
+    if result.gpu.is_cpu:
         return None
     model = configured or ModelConfig(accelerator="gpu")
     if explicit_seqs or configured is None:
-        model = model.model_copy(update={"max_num_seqs": p.max_num_seqs})
+        model = model.model_copy(update={"max_num_seqs": result.max_num_seqs})
     bounds = AdmissionBounds.of(model)
     direct = cfg.serves_directly if configured else True
     kwargs = model.engine_kwargs
     return worker_pod(
-        shape, tp=p.tp, dtype=p.weight_dtype, context_tokens=p.max_model_len,
+        shape, tp=result.tp, dtype=result.weight_dtype, context_tokens=result.max_model_len,
         ongoing_requests=bounds.ongoing, queued_requests=max(0, bounds.queued) if direct else 0,
         max_body_bytes=cfg.platform.edge.max_body_bytes,
         cpu_offload_gib=float(kwargs.get("cpu_offload_gb") or 0),
@@ -203,67 +194,86 @@ def _render_pod(pod: PodSize) -> None:
 
 
 def _gib(value: float | None) -> str:
-    return "-" if value is None else f"{value / GiB:,.2f} GiB"
+    return fmt(None if value is None else value / GiB, "{:,.2f} GiB")
 
 
 def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} tok/s"
+    return fmt(value, "{:,.0f} tok/s")
 
 
-def _render(p: CapacityPlan, pod: PodSize | None = None) -> None:
-    m, g = p.model, p.gpu
-    table = Table(title=f"{m.name} on {g.name} x tp {p.tp}", title_justify="left")
+def _params(model: ModelShape) -> str:
+    """The parameter count; a mixture of experts' activated ones too."""
+    text = f"{model.params / 1e9:,.2f} B params"
+    if model.experts is None:
+        return text
+    return f"{text} ({active_params(model) / 1e9:,.2f} B activated per token)"
+
+
+def _render(result: CapacityPlan, pod: PodSize | None = None) -> None:
+    shape, gpu = result.model, result.gpu
+    table = Table(title=f"{shape.name} on {gpu.name} x tp {result.tp}", title_justify="left")
     for column in ("quantity", "value", "how"):
         table.add_column(column, overflow="fold")
-    bandwidth = f"{p.bandwidth_bytes_per_s / 1e9:,.0f} GB/s" if p.bandwidth_bytes_per_s else "-"
-    flops = f"{p.flops_per_s / 1e12:,.0f} TFLOP/s" if p.flops_per_s else "-"
+    bandwidth, flops = result.bandwidth_bytes_per_s, result.flops_per_s
+    bandwidth_text = fmt(bandwidth / 1e9 if bandwidth else None, "{:,.0f} GB/s")
+    flops_text = fmt(flops / 1e12 if flops else None, "{:,.0f} TFLOP/s")
+    attention = (f"{shape.num_layers} layers, {shape.num_attention_heads} heads / "
+                 f"{shape.num_kv_heads} KV heads x {shape.head_dim}")  # fmt: skip
     rows = [
-        ("model", f"{m.num_layers} layers, {m.num_attention_heads} heads / {m.num_kv_heads} KV "
-         f"heads x {m.head_dim}, {m.params / 1e9:,.2f} B params", m.source),
-        ("device", f"{_gib(p.memory_bytes_per_gpu)}, {bandwidth}, {flops}",
-         g.note or "memory: nvidia-smi total; bandwidth, dense bf16 FLOP/s: vendor peak"),
-        ("weights / GPU", _gib(p.weight_bytes_per_gpu), f"params x {p.weight_dtype} / tp"),
-    ]
-    if g.is_cpu:
-        rows.append(("KV cache", _gib(p.kv_cache_bytes_per_gpu), "--kv-cache-gib"))
+        ("model", f"{attention}, {_params(shape)}", shape.source),
+        ("device", f"{_gib(result.memory_bytes_per_gpu)}, {bandwidth_text}, {flops_text}",
+         gpu.note or "memory: nvidia-smi total; bandwidth, dense bf16 FLOP/s: vendor peak"),
+        ("weights / GPU", _gib(result.weight_bytes_per_gpu),
+         f"params x {result.weight_dtype} / tp"),
+    ]  # fmt: skip
+    if gpu.is_cpu:
+        rows.append(("KV cache", _gib(result.kv_cache_bytes_per_gpu), "--kv-cache-gib"))
     else:
         rows += [
-            ("usable / GPU", _gib(p.usable_bytes_per_gpu),
-             f"memory x gpu_memory_utilization {p.gpu_memory_utilization:g}"),
-            ("overhead / GPU", _gib(p.overhead_bytes_per_gpu), "activations, CUDA graphs, NCCL"),
-            ("KV cache / GPU", _gib(p.kv_cache_bytes_per_gpu), "usable - weights - overhead"),
-        ]
-    heads = f"{p.kv_heads_per_gpu} KV head(s)/GPU" + (", replicated" if p.kv_replicated else "")
+            ("usable / GPU", _gib(result.usable_bytes_per_gpu),
+             f"memory x gpu_memory_utilization {result.gpu_memory_utilization:g}"),
+            ("overhead / GPU", _gib(result.overhead_bytes_per_gpu),
+             "activations, CUDA graphs, NCCL"),
+            ("KV cache / GPU", _gib(result.kv_cache_bytes_per_gpu),
+             "usable - weights - overhead"),
+        ]  # fmt: skip
+    heads = f"{result.kv_heads_per_gpu} KV head(s)/GPU"
+    if result.kv_replicated:
+        heads += ", replicated"
+    blocks = (f"{result.kv_blocks:,} blocks of {result.block_size} "
+              f"(vLLM logs {result.vllm_reported_kv_tokens:,})")  # fmt: skip
+    sequences = (f"{result.max_sequences_at_max_model_len:,} full-length sequences; "
+                 f"max_num_seqs {result.max_num_seqs}")  # fmt: skip
+    limit = result.decode_limit
     rows += [
-        ("KV bytes / token", f"{p.kv_bytes_per_token:,} B ({p.kv_bytes_per_token_per_gpu:,} B/GPU)",
-         f"2 x layers x KV heads x head_dim x {p.kv_cache_dtype}; {heads}"),
-        ("KV capacity", f"{p.kv_token_capacity:,} tokens",
-         f"{p.kv_blocks:,} blocks of {p.block_size} (vLLM logs {p.vllm_reported_kv_tokens:,})"),
-        ("concurrency", f"{p.max_concurrency:,.2f}x {p.max_model_len:,} tokens",
-         f"{p.max_sequences_at_max_model_len:,} full-length sequences; "
-         f"max_num_seqs {p.max_num_seqs}"),
-        ("decode bound", _rate(p.decode_tokens_per_s),
-         f"batch {p.decode_batch} at {p.decode_context_tokens:,} tokens of context"
-         + (f", {p.decode_limit.replace('_', ' ')} bound" if p.decode_limit else "")
-         + f"; one sequence alone {_rate(p.decode_tokens_per_s_single)}"),
-    ]
+        ("KV bytes / token",
+         f"{result.kv_bytes_per_token:,} B ({result.kv_bytes_per_token_per_gpu:,} B/GPU)",
+         f"2 x layers x KV heads x head_dim x {result.kv_cache_dtype}; {heads}"),
+        ("KV capacity", f"{result.kv_token_capacity:,} tokens", blocks),
+        ("concurrency", f"{result.max_concurrency:,.2f}x {result.max_model_len:,} tokens",
+         sequences),
+        ("decode bound", _rate(result.decode_tokens_per_s),
+         f"batch {result.decode_batch} at {result.decode_context_tokens:,} tokens of context"
+         + (f", {limit.replace('_', ' ')} bound" if limit else "")
+         + f"; one sequence alone {_rate(result.decode_tokens_per_s_single)}"),
+    ]  # fmt: skip
     for row in rows:
         table.add_row(*row)
     out.print(table)
-    _render_load(p)
-    _render_tp(p)
+    _render_load(result)
+    _render_tp(result)
     if pod is not None:
         _render_pod(pod)
-    verdict = "[green]fits[/]" if p.fits else "[bold red]does not fit[/]"
-    out.print(f"{verdict}: {p.reason}", highlight=False)
-    for note in p.notes:
+    verdict = "[green]fits[/]" if result.fits else "[bold red]does not fit[/]"
+    out.print(f"{verdict}: {result.reason}", highlight=False)
+    for note in result.notes:
         out.print(f"[dim]note: {note}[/]", highlight=False)
 
 
-def _render_load(p: CapacityPlan) -> None:
-    if p.load is None:
+def _render_load(result: CapacityPlan) -> None:
+    if result.load is None:
         return
-    load = p.load
+    load = result.load
     table = Table(title=f"load: {load.rps:g} req/s x ({load.input_tokens} in + "
                   f"{load.output_tokens} out) tokens", title_justify="left")  # fmt: skip
     for column in ("quantity", "value", "how"):
@@ -279,10 +289,10 @@ def _render_load(p: CapacityPlan) -> None:
     ]
     if load.replicas is not None:
         prefill_part = load.prefill_replica_seconds or 0.0
+        replicas = (f"ceil({load.decode_replica_seconds:.2f} decode + {prefill_part:.2f} "
+                    f"prefill); {load.binding} binds")  # fmt: skip
         rows += [
-            ("replicas", f"{load.replicas} ({load.gpus} GPUs)",
-             f"ceil({load.decode_replica_seconds:.2f} decode + {prefill_part:.2f} prefill); "
-             f"{load.binding} binds"),
+            ("replicas", f"{load.replicas} ({load.gpus} GPUs)", replicas),
             ("batch / replica", f"{load.steady_batch_per_replica:,.1f}", "Little's law"),
             ("time / request", f"{load.request_seconds:,.2f} s", "prefill + output x step"),
             ("in flight", f"{load.in_flight_sequences:,.1f}", "rps x time / request"),
@@ -293,20 +303,20 @@ def _render_load(p: CapacityPlan) -> None:
     out.print(table)
 
 
-def _render_tp(p: CapacityPlan) -> None:
+def _render_tp(result: CapacityPlan) -> None:
     table = Table(title="tensor-parallel options", title_justify="left")
     columns = ("tp", "fits", "weights/GPU", "KV/GPU", "KV tokens", "max seqs", "decode bound",
                "note")  # fmt: skip
     for column in columns:
         table.add_column(column, overflow="fold")
-    for o in p.tp_options:
-        if not o.valid:
-            table.add_row(str(o.tp), "-", "-", "-", "-", "-", "-", o.reason)
+    for option in result.tp_options:
+        if not option.valid:
+            table.add_row(str(option.tp), "-", "-", "-", "-", "-", "-", option.reason)
             continue
         table.add_row(
-            str(o.tp), "yes" if o.fits else "no", _gib(o.weight_bytes_per_gpu),
-            _gib(o.kv_cache_bytes_per_gpu), f"{o.kv_token_capacity:,}",
-            f"{o.max_sequences_at_max_model_len:,}", _rate(o.decode_tokens_per_s),
-            "" if o.fits else o.reason,
+            str(option.tp), "yes" if option.fits else "no", _gib(option.weight_bytes_per_gpu),
+            _gib(option.kv_cache_bytes_per_gpu), f"{option.kv_token_capacity:,}",
+            f"{option.max_sequences_at_max_model_len:,}", _rate(option.decode_tokens_per_s),
+            "" if option.fits else option.reason,
         )
     out.print(table)

@@ -2,9 +2,9 @@
 
 vLLM finds out that a model does not fit only after loading its weights, minutes in, and then
 fails with a CUDA out-of-memory or "KV cache is needed" error deep in an engine log. The same
-arithmetic `gpucluster capacity` does (planning.capacity) answers it in milliseconds from the model's
-config.json: weights plus the KV cache of one `max_model_len` sequence against each device, and
-on CPU the KV space (`cpu_kvcache_gib`) and the host's memory for every replica.
+arithmetic `gpucluster capacity` does (planning.capacity.plan) answers it in milliseconds from
+the model's config.json: weights plus the KV cache of one `max_model_len` sequence against each
+device, and on CPU the KV space (`cpu_kvcache_gib`) and the host's memory for every replica.
 """
 
 from __future__ import annotations
@@ -17,15 +17,10 @@ import psutil
 
 from gpucluster.config import Config, ModelConfig
 from gpucluster.models import ModelError
-from gpucluster.planning.capacity import (
-    HF_CACHE,
-    CapacityInputError,
-    CapacityPlan,
-    configured_shape,
-    plan,
-    settings_from_config,
-)
+from gpucluster.planning.capacity import CapacityPlan, plan
 from gpucluster.planning.hardware import CPU, GPUS, GiB, Gpu, MiB, find_gpu
+from gpucluster.planning.inputs import CapacityInputError, PlanInputs
+from gpucluster.planning.shapes import HF_CACHE, configured_shape
 from gpucluster.runtime.gpus import local_gpus
 
 # Memory one CPU replica takes besides its weights and KV space: measured 3.8 GB RSS for the
@@ -58,13 +53,16 @@ def check_fit(
     fits: list[Fit] = []
     plans: dict[str, CapacityPlan] = {}
     for model in config.models:
-        fit, result = _check_model(config, model, device, hf_cache_dir)
+        fit, result = _fit_on_device(config, model, device, hf_cache_dir)
         fits.append(fit)
         if result is not None:
             plans[model.id] = result
-    cpu_plans = {m: p for m, p in plans.items() if config.model(m).accelerator == "cpu"}
+    cpu_plans = {model_id: result for model_id, result in plans.items()
+                 if config.model(model_id).accelerator == "cpu"}  # fmt: skip
     if cpu_plans:
-        total = host_memory_bytes if host_memory_bytes is not None else psutil.virtual_memory().total
+        total = host_memory_bytes
+        if total is None:
+            total = psutil.virtual_memory().total
         fits.append(_host_memory(config, cpu_plans, total))
     if gpu is None and gpus and config.platform.cluster_host is None:
         fits.extend(_gpu_count(config, len(gpus)))
@@ -73,7 +71,7 @@ def check_fit(
 
 def problems(fits: list[Fit]) -> list[Fit]:
     """The checks that failed."""
-    return [f for f in fits if f.fits is False]
+    return [fit for fit in fits if fit.fits is False]
 
 
 def describe(fit: Fit) -> str:
@@ -87,7 +85,7 @@ def describe(fit: Fit) -> str:
 
 
 def as_dicts(fits: list[Fit]) -> list[dict]:
-    return [asdict(f) for f in fits]
+    return [asdict(fit) for fit in fits]
 
 
 def detect_gpus() -> list[Gpu]:
@@ -95,10 +93,11 @@ def detect_gpus() -> list[Gpu]:
     bandwidth and FLOP/s; [] without the NVIDIA driver."""
     found = []
     for name, mib in local_gpus():
-        known = next((g for g in GPUS if _same_gpu(g, name)), None)
+        known = next((table for table in GPUS if _same_gpu(table, name)), None)
         found.append(Gpu(
-            name, mib * MiB,
-            known.bandwidth_bytes_per_s if known else None, known.flops if known else None,
+            name, memory_bytes=mib * MiB,
+            bandwidth_bytes_per_s=known.bandwidth_bytes_per_s if known else None,
+            flops=known.flops if known else None,
         ))  # fmt: skip
     return found
 
@@ -108,27 +107,27 @@ def _same_gpu(table: Gpu, reported: str) -> bool:
     return bool(words) and any(words[0] == alias.split("-")[0] for alias in table.aliases)
 
 
-def _check_model(
+def _fit_on_device(
     config: Config, model: ModelConfig, device: Gpu | None, hf_cache_dir: Path
 ) -> tuple[Fit, CapacityPlan | None]:
+    """Whether one replica of `model` fits its device (cpu, else `device`), and its plan."""
     if model.accelerator == "cpu":
         device = find_gpu(CPU)
     elif device is None:
-        return Fit(model.id, "memory", None, "no GPU is visible here (nvidia-smi) to check "
-                   "against; `gpucluster config check --gpu NAME` checks against a GPU type"), None
+        return Fit(model=model.id, check="memory", fits=None,
+                   detail="no GPU is visible here (nvidia-smi) to check against; `gpucluster "
+                   "config check --gpu NAME` checks against a GPU type"), None  # fmt: skip
     try:
         shape = configured_shape(
             model, model_cache_dir=config.platform.model_cache_dir, hf_cache_dir=hf_cache_dir
         )
     except (CapacityInputError, ModelError) as exc:
-        return Fit(model.id, "memory", None, f"not checked: {exc}"), None
-    settings = settings_from_config(model)
-    if not device.is_cpu:
-        settings.pop("kv_cache_gib", None)  # the CPU build's KV space
+        return Fit(model=model.id, check="memory", fits=None, detail=f"not checked: {exc}"), None
     try:
-        result = plan(shape, device, **settings)
+        result = plan(shape, device, PlanInputs.from_config(model, device))
     except CapacityInputError as exc:  # what vLLM would refuse, such as max_model_len
-        return Fit(model.id, "memory", False, str(exc), "fix the model's settings"), None
+        return Fit(model=model.id, check="memory", fits=False, detail=str(exc),
+                   fix="fix the model's settings"), None  # fmt: skip
     where = "the KV space (cpu_kvcache_gib)" if device.is_cpu else f"one {device.name}"
     detail = (
         f"weights {result.weight_bytes_per_gpu / GiB:.2f} GiB/device, KV cache "
@@ -136,26 +135,27 @@ def _check_model(
         f"{result.kv_token_capacity:,} tokens for max_model_len {result.max_model_len:,}"
     )
     if result.fits:
-        return Fit(model.id, "memory", True, detail), result
-    return Fit(model.id, "memory", False, f"{detail}; {_reason(result)}", _fix(result)), result
+        return Fit(model=model.id, check="memory", fits=True, detail=detail), result
+    return Fit(model=model.id, check="memory", fits=False, detail=f"{detail}; {_reason(result)}",
+               fix=_fix(result)), result  # fmt: skip
 
 
-def _reason(p: CapacityPlan) -> str:
-    return p.reason.split(";")[0]
+def _reason(result: CapacityPlan) -> str:
+    """The plan's reason without its advice (which speaks in flags, not config keys)."""
+    return result.reason.split(";")[0]
 
 
-def _fix(p: CapacityPlan) -> str:
+def _fix(result: CapacityPlan) -> str:
     """What to change in the config, in its own keys."""
-    need_tokens = p.max_model_len
-    if p.gpu.is_cpu:
-        need = math.ceil(need_tokens * p.kv_bytes_per_token_per_gpu / GiB)
-        holds = p.kv_token_capacity
-        return f"one of cpu_kvcache_gib: {need} or more; max_model_len: {holds:,} or less"
+    if result.gpu.is_cpu:
+        need_gib = math.ceil(result.max_model_len * result.kv_bytes_per_token_per_gpu / GiB)
+        holds = result.kv_token_capacity
+        return f"one of cpu_kvcache_gib: {need_gib} or more; max_model_len: {holds:,} or less"
     fixes = []
-    if p.smallest_tp is not None and p.smallest_tp != p.tp:
-        fixes.append(f"tensor_parallel_size: {p.smallest_tp}")
-    if p.kv_token_capacity > 0:
-        fixes.append(f"max_model_len: {p.kv_token_capacity:,} or less")
+    if result.smallest_tp is not None and result.smallest_tp != result.tp:
+        fixes.append(f"tensor_parallel_size: {result.smallest_tp}")
+    if result.kv_token_capacity > 0:
+        fixes.append(f"max_model_len: {result.kv_token_capacity:,} or less")
     fixes += ["a quantized model (fp8, AWQ/GPTQ int4)", "engine_kwargs kv_cache_dtype: fp8",
               "a GPU with more memory"]
     return "one of " + "; ".join(fixes)
@@ -163,36 +163,37 @@ def _fix(p: CapacityPlan) -> str:
 
 def _host_memory(config: Config, plans: dict[str, CapacityPlan], total: int) -> Fit:
     per_replica = {
-        model_id: p.weight_bytes_per_gpu + p.kv_cache_bytes_per_gpu
+        model_id: result.weight_bytes_per_gpu + result.kv_cache_bytes_per_gpu
         + int(CPU_REPLICA_OVERHEAD_GIB * GiB)
-        for model_id, p in plans.items()
+        for model_id, result in plans.items()
     }
     need = int(PLATFORM_GIB * GiB) + sum(
-        config.model(m).replicas.max * b for m, b in per_replica.items()
+        config.model(model_id).replicas.max * size for model_id, size in per_replica.items()
     )
     parts = ", ".join(
-        f"{m}: {config.model(m).replicas.max} x {b / GiB:.1f} GiB" for m, b in per_replica.items()
+        f"{model_id}: {config.model(model_id).replicas.max} x {size / GiB:.1f} GiB"
+        for model_id, size in per_replica.items()
     )
     detail = (f"CPU replicas at replicas.max need {need / GiB:.1f} GiB ({parts}, platform "
               f"{PLATFORM_GIB:g} GiB); this host has {total / GiB:.1f} GiB")
     if need <= total:
-        return Fit("*", "host", True, detail)
-    return Fit("*", "host", False, detail,
-               "lower replicas.max or cpu_kvcache_gib, or run on a host with more memory")
+        return Fit(model="*", check="host", fits=True, detail=detail)
+    return Fit(model="*", check="host", fits=False, detail=detail,
+               fix="lower replicas.max or cpu_kvcache_gib, or run on a host with more memory")
 
 
 def _gpu_count(config: Config, gpus: int) -> list[Fit]:
-    gpu_models = [m for m in config.models if m.accelerator == "gpu"]
+    gpu_models = [model for model in config.models if model.accelerator == "gpu"]
     if not gpu_models:
         return []
     need = sum(
-        (m.replicas.initial if m.replicas.initial is not None else m.replicas.min)
-        * settings_from_config(m)["tp"]
-        for m in gpu_models
+        (model.replicas.initial if model.replicas.initial is not None else model.replicas.min)
+        * PlanInputs.from_config(model).tp
+        for model in gpu_models
     )
     detail = f"initial replicas need {need} GPU(s) (replicas x tensor_parallel_size); {gpus} here"
     if need <= gpus:
-        return [Fit("*", "gpus", True, detail)]
-    return [Fit("*", "gpus", False, detail,
-                "lower replicas.min/initial or tensor_parallel_size, or join GPU hosts "
+        return [Fit(model="*", check="gpus", fits=True, detail=detail)]
+    return [Fit(model="*", check="gpus", fits=False, detail=detail,
+                fix="lower replicas.min/initial or tensor_parallel_size, or join GPU hosts "
                 "(`gpucluster up --head`, docs/deployment.md#more-hosts)")]

@@ -6,7 +6,7 @@ Bandwidth is the vendor's peak HBM/GDDR figure (real kernels reach roughly 70-90
 FLOPs the peak dense (no sparsity) bf16/fp16 tensor-core rate.
 
 Model shapes are copied from each model's published config.json; `params` is the published
-parameter count (it equals `capacity.estimate_params` of the shape, which the tests check).
+parameter count (it equals `arithmetic.estimate_params` of the shape, which the tests check).
 """
 
 from __future__ import annotations
@@ -40,6 +40,18 @@ class Gpu:
 
 
 @dataclass(frozen=True)
+class Experts:
+    """A mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE): each MoE layer holds `count`
+    experts and routes each token to `per_token` of them."""
+
+    count: int
+    per_token: int
+    intermediate_size: int  # one expert's gated-MLP width
+    moe_layers: int  # layers with experts; the others have a dense MLP of intermediate_size
+    shared_intermediate_size: int = 0  # an expert every token uses (Qwen2-MoE); 0: none
+
+
+@dataclass(frozen=True)
 class ModelShape:
     """What capacity depends on: the decoder's shape, parameter count and context limit."""
 
@@ -58,9 +70,10 @@ class ModelShape:
     tie_word_embeddings: bool = False
     qkv_bias: bool = False
     params_estimated: bool = False  # True: counted from the shape, not published
+    experts: Experts | None = None  # None: a dense MLP in every layer
 
 
-GPUS: tuple[Gpu, ...] = (  # fmt: skip
+GPUS: tuple[Gpu, ...] = (
     Gpu("H100-80GB-SXM", 81559 * MiB, 3.35e12, 989e12,
         ("h100", "h100-sxm", "h100-80gb", "h100-80gb-hbm3")),
     Gpu("H200-141GB", 143771 * MiB, 4.8e12, 989e12, ("h200", "h200-sxm")),
@@ -70,42 +83,45 @@ GPUS: tuple[Gpu, ...] = (  # fmt: skip
     Gpu("L4-24GB", 23034 * MiB, 300e9, 121e12, ("l4",)),
     # AWS's A10G: no datasheet; ~70 TFLOP/s is what bf16 matmuls reach (the A10's sheet says 125).
     Gpu("A10G-24GB", 23028 * MiB, 600e9, 70e12, ("a10g",)),
-    Gpu(
-        CPU,
-        None,
-        None,
-        None,
-        ("host",),
-        "vLLM's CPU build: the KV cache is exactly --kv-cache-gib (VLLM_CPU_KVCACHE_SPACE)",
-    ),
-)
+    Gpu(CPU, memory_bytes=None, bandwidth_bytes_per_s=None, flops=None, aliases=("host",),
+        note="vLLM's CPU build: the KV cache is exactly --kv-cache-gib (VLLM_CPU_KVCACHE_SPACE)"),
+)  # fmt: skip
 
 MODELS: tuple[ModelShape, ...] = (
     ModelShape(
-        "Qwen/Qwen2.5-32B-Instruct", 64, 5120, 40, 8, 128, 152064, 27648, 32_763_876_352, 32768,
+        name="Qwen/Qwen2.5-32B-Instruct", num_layers=64, hidden_size=5120,
+        num_attention_heads=40, num_kv_heads=8, head_dim=128, vocab_size=152064,
+        intermediate_size=27648, params=32_763_876_352, max_position_embeddings=32768,
         qkv_bias=True,
     ),
     ModelShape(
-        "Qwen/Qwen2.5-7B-Instruct", 28, 3584, 28, 4, 128, 152064, 18944, 7_615_616_512, 32768,
+        name="Qwen/Qwen2.5-7B-Instruct", num_layers=28, hidden_size=3584,
+        num_attention_heads=28, num_kv_heads=4, head_dim=128, vocab_size=152064,
+        intermediate_size=18944, params=7_615_616_512, max_position_embeddings=32768,
         qkv_bias=True,
     ),
     ModelShape(
-        "meta-llama/Llama-3.1-8B-Instruct", 32, 4096, 32, 8, 128, 128256, 14336, 8_030_261_248,
-        131072,
+        name="meta-llama/Llama-3.1-8B-Instruct", num_layers=32, hidden_size=4096,
+        num_attention_heads=32, num_kv_heads=8, head_dim=128, vocab_size=128256,
+        intermediate_size=14336, params=8_030_261_248, max_position_embeddings=131072,
     ),
     ModelShape(
-        "meta-llama/Llama-3.1-70B-Instruct", 80, 8192, 64, 8, 128, 128256, 28672, 70_553_706_496,
-        131072,
+        name="meta-llama/Llama-3.1-70B-Instruct", num_layers=80, hidden_size=8192,
+        num_attention_heads=64, num_kv_heads=8, head_dim=128, vocab_size=128256,
+        intermediate_size=28672, params=70_553_706_496, max_position_embeddings=131072,
     ),
     ModelShape(
-        "mistralai/Mistral-7B-Instruct-v0.3", 32, 4096, 32, 8, 128, 32768, 14336, 7_248_023_552,
-        32768,
+        name="mistralai/Mistral-7B-Instruct-v0.3", num_layers=32, hidden_size=4096,
+        num_attention_heads=32, num_kv_heads=8, head_dim=128, vocab_size=32768,
+        intermediate_size=14336, params=7_248_023_552, max_position_embeddings=32768,
     ),
     ModelShape(
-        "HuggingFaceTB/SmolLM2-135M-Instruct", 30, 576, 9, 3, 64, 49152, 1536, 134_515_008, 8192,
+        name="HuggingFaceTB/SmolLM2-135M-Instruct", num_layers=30, hidden_size=576,
+        num_attention_heads=9, num_kv_heads=3, head_dim=64, vocab_size=49152,
+        intermediate_size=1536, params=134_515_008, max_position_embeddings=8192,
         tie_word_embeddings=True,
     ),
-)
+)  # fmt: skip
 
 
 def _key(name: str) -> str:

@@ -3,8 +3,9 @@
 Each quantity a pod's request is made of is a named `Term`: its amount, the formula with this
 pod's numbers and where the inputs come from, so the derivation can be shown
 (deploy/kuberay/README.md, "Pod sizes"; `gpucluster capacity`) and tested. Pure arithmetic over
-a model's shape (planning.capacity: weight bytes, dtype) and its config; the one I/O is resolving a
-configured model's shape (`capacity.configured_shape`: its config.json or the built-in table).
+a model's shape (planning.arithmetic: weight bytes; planning.inputs: dtype) and its config; the
+one I/O is resolving a configured model's shape (`shapes.configured_shape`: its config.json or
+the built-in table).
 No Kubernetes types: render/kuberay.py turns the totals into requests and limits.
 
 A GPU worker pod holds one replica of a model of tensor parallel size tp. On GPUs Ray Serve LLM
@@ -39,16 +40,10 @@ from pathlib import Path
 from gpucluster.config import Config, ModelConfig
 from gpucluster.config.schema import EdgeConfig, PodResources
 from gpucluster.models import ModelError, resolve_source
-from gpucluster.planning.capacity import (
-    DTYPE_BYTES,
-    HF_CACHE,
-    CapacityInputError,
-    configured_shape,
-    settings_from_config,
-    weight_bytes,
-    weight_dtype,
-)
+from gpucluster.planning.arithmetic import weight_bytes
 from gpucluster.planning.hardware import GiB, ModelShape
+from gpucluster.planning.inputs import DTYPE_BYTES, CapacityInputError, PlanInputs, weight_dtype
+from gpucluster.planning.shapes import HF_CACHE, configured_shape
 
 # --- a GPU worker pod: memory (GiB) ----------------------------------------------------------
 
@@ -169,7 +164,7 @@ class PodSize:
 
 def total(terms: Sequence[Term]) -> int:
     """The terms' sum rounded up to a whole unit (a hair of float error is not a unit more)."""
-    return max(1, math.ceil(sum(t.amount for t in terms) - 1e-9))
+    return max(1, math.ceil(sum(term.amount for term in terms) - 1e-9))
 
 
 def _gib(n_bytes: float) -> float:
@@ -287,7 +282,8 @@ def worker_pod(
         kv_offload_gib=kv_offload_gib,
     )  # fmt: skip
     cpu = worker_cpu_terms(tp)
-    return PodSize(f"gpu-tp{tp}", memory, cpu, total(memory), total(cpu), shm_gib(tp),
+    return PodSize(group=f"gpu-tp{tp}", memory_terms=memory, cpu_terms=cpu,
+                   memory_gib=total(memory), cpu=total(cpu), shm_gib=shm_gib(tp),
                    ray_cpus=tp + 1, model=model or shape.name)  # fmt: skip
 
 
@@ -304,22 +300,26 @@ def head_pod(*, ingress: bool, held: Sequence[HeldRequests] = ()) -> PodSize:
     """The head pod: Ray's and Serve's processes, the ingress replica when there is one
     (`ingress`), and the bodies of the requests in `held` in the proxy (and the ingress)."""
     processes = [GCS, DASHBOARD, SERVE_CONTROLLER, SERVE_PROXY, *([INGRESS] if ingress else [])]
-    memory = [Term(p.name, p.gib, f"{p.constant}.gib", p.source) for p in processes]
-    cpu = [Term(p.name, p.cores, f"{p.constant}.cores", p.source) for p in processes]
+    memory = [Term(process.name, process.gib, f"{process.constant}.gib", process.source)
+              for process in processes]  # fmt: skip
+    cpu = [Term(process.name, process.cores, f"{process.constant}.cores", process.source)
+           for process in processes]  # fmt: skip
     memory.append(Term("Ray node", RAY_NODE_GIB, "RAY_NODE_GIB",
                        "raylet, dashboard agent, runtime-env agent, log monitor"))
     cpu.append(Term("Ray node", RAY_NODE_CPU, "RAY_NODE_CPU",
                     "raylet, dashboard agent, runtime-env agent, log monitor"))
     memory.append(Term(
-        "request bodies", _gib(sum(h.requests * h.text_bytes for h in held)),
-        " + ".join(f"{h.requests} requests x {h.text_bytes:,} B" for h in held) or "0",
+        "request bodies", _gib(sum(model.requests * model.text_bytes for model in held)),
+        " + ".join(f"{model.requests} requests x {model.text_bytes:,} B" for model in held)
+        or "0",
         "the text of every request in flight through the proxy: replicas.max x "
         "max_ongoing_requests + max_queued_requests per model (an unbounded queue, -1, is not "
         "counted)",
     ))  # fmt: skip
     memory.append(Term("/dev/shm", HEAD_SHM_GIB, "HEAD_SHM_GIB",
                        "a memory-backed emptyDir counts against the pod's memory limit"))
-    return PodSize("head", tuple(memory), tuple(cpu), total(memory), total(cpu), HEAD_SHM_GIB,
+    return PodSize(group="head", memory_terms=tuple(memory), cpu_terms=tuple(cpu),
+                   memory_gib=total(memory), cpu=total(cpu), shm_gib=HEAD_SHM_GIB,
                    ray_cpus=1 if ingress else 0)  # fmt: skip
 
 
@@ -349,7 +349,7 @@ def head_size(config: Config) -> PodSize:
     held = []
     for model in config.models:
         bounds = AdmissionBounds.of(model)
-        context = settings_from_config(model).get("max_model_len")
+        context = PlanInputs.from_config(model).max_model_len
         held.append(HeldRequests(
             model.id,
             model.replicas.max * bounds.ongoing + max(0, bounds.queued),
@@ -401,13 +401,13 @@ def _model_pod(config: Config, model: ModelConfig, hf_cache_dir: Path) -> PodSiz
             f"Give the renderer its config.json ({where}), or set the pod's memory: "
             f"platform.kubernetes.worker_resources: {{{tp}: {{memory_gib: N}}}}"
         ) from None
-    settings = settings_from_config(model)
+    inputs = PlanInputs.from_config(model)
     bounds = AdmissionBounds.of(model)
     kwargs = model.engine_kwargs
     try:
         return worker_pod(
-            shape, tp=model.tensor_parallel_size, dtype=settings.get("dtype", "auto"),
-            context_tokens=settings.get("max_model_len"), ongoing_requests=bounds.ongoing,
+            shape, tp=model.tensor_parallel_size, dtype=inputs.dtype,
+            context_tokens=inputs.max_model_len, ongoing_requests=bounds.ongoing,
             queued_requests=max(0, bounds.queued) if config.serves_directly else 0,
             max_body_bytes=config.platform.edge.max_body_bytes,
             cpu_offload_gib=float(kwargs.get("cpu_offload_gb") or 0),
@@ -420,8 +420,9 @@ def _model_pod(config: Config, model: ModelConfig, hf_cache_dir: Path) -> PodSiz
 def _unsized(tp: int, models: list[ModelConfig], memory_gib: int) -> PodSize:
     """A worker group whose memory is set by hand: no model shape needed."""
     cpu = worker_cpu_terms(tp)
-    return PodSize(f"gpu-tp{tp}", (), cpu, memory_gib, total(cpu), shm_gib(tp),
-                   ray_cpus=tp + 1, model=", ".join(m.id for m in models))  # fmt: skip
+    return PodSize(group=f"gpu-tp{tp}", memory_terms=(), cpu_terms=cpu, memory_gib=memory_gib,
+                   cpu=total(cpu), shm_gib=shm_gib(tp), ray_cpus=tp + 1,
+                   model=", ".join(model.id for model in models))  # fmt: skip
 
 
 def _overridden(size: PodSize, resources: PodResources) -> PodSize:

@@ -41,6 +41,23 @@ def test_the_default_model_on_cpu_with_one_gib_fits(run):
     assert data["max_model_len"] == 2048 and data["max_num_seqs"] == 16  # the config defaults
 
 
+def test_a_mixture_of_experts_shows_its_experts_and_a_dense_model_has_none(run, tmp_path):
+    config = {
+        "model_type": "mixtral", "hidden_size": 4096, "intermediate_size": 14336,
+        "max_position_embeddings": 32768, "num_attention_heads": 32, "num_hidden_layers": 32,
+        "num_key_value_heads": 8, "num_local_experts": 8, "num_experts_per_tok": 2,
+        "vocab_size": 32000, "torch_dtype": "bfloat16",
+    }  # fmt: skip
+    (tmp_path / "mixtral").mkdir()
+    (tmp_path / "mixtral" / "config.json").write_text(json.dumps(config))
+    moe = json.loads(run("--json", "-m", str(tmp_path / "mixtral"), "-g", "h100", "--tp", "2",
+                         "--max-model-len", "8192").stdout)  # fmt: skip
+    assert moe["model"]["experts"]["count"] == 8 and moe["model"]["params"] > 46e9
+    people = run("-m", str(tmp_path / "mixtral"), "-g", "h100", "--tp", "2")
+    assert "B activated per token" in people.output
+    assert "experts" not in json.loads(run("--json").stdout)["model"]
+
+
 def test_a_config_file_supplies_the_model_settings(run, tmp_path):
     config = tmp_path / "platform.yaml"
     config.write_text("models:\n  - id: small\n    cpu_kvcache_gib: 2\n    max_model_len: 4096\n")

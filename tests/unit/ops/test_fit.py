@@ -142,12 +142,14 @@ QWEN_ON_ONE_GPU = """models:
 
 
 def test_config_check_refuses_with_the_numbers_and_the_fix(run, tmp_path):
-    result = run("config", "check", "--json", "--gpu", "h100", "-c", write(tmp_path, QWEN_ON_ONE_GPU))
+    config_file = write(tmp_path, QWEN_ON_ONE_GPU)
+    result = run("config", "check", "--json", "--gpu", "h100", "-c", config_file)
     assert result.exit_code == 2, result.output
     body = json.loads(result.stdout)
     assert body["ok"] is False
-    assert "model qwen does not fit its device" in body["error"] and "tensor_parallel_size: 2" in body["error"]
-    assert [f["fits"] for f in body["fit"]] == [False]
+    assert "model qwen does not fit its device" in body["error"]
+    assert "tensor_parallel_size: 2" in body["error"]
+    assert [fit["fits"] for fit in body["fit"]] == [False]
 
 
 def test_up_refuses_before_starting_anything(run, tmp_path):

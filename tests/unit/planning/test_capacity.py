@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 
-from gpucluster.planning.capacity import (
-    CapacityInputError,
-    Load,
-    decode_rate,
-    estimate_params,
-    kv_bytes_per_token,
-    parse_params,
-    plan,
-    resolve_model,
-)
+from gpucluster.planning.arithmetic import decode_rate, estimate_params, kv_bytes_per_token
+from gpucluster.planning.capacity import plan
 from gpucluster.planning.hardware import (
     GPUS,
     MODELS,
@@ -25,6 +16,7 @@ from gpucluster.planning.hardware import (
     find_gpu,
     find_table_model,
 )
+from gpucluster.planning.inputs import CapacityInputError, Load, PlanInputs, parse_params
 
 MiB = 2**20
 
@@ -56,8 +48,8 @@ def test_kv_bytes_per_token_of_grouped_query_attention_models():
 def test_kv_heads_split_over_tp_until_each_gpu_holds_one_replicated_head():
     assert kv_bytes_per_token(QWEN32, 2, tp=2) == 131_072
     assert kv_bytes_per_token(QWEN32, 2, tp=8) == 2 * 64 * 1 * 128 * 2
-    at8 = plan(LLAMA70, H100, tp=8, max_model_len=8192)
-    at16 = plan(LLAMA70, H100, tp=16, max_model_len=8192)
+    at8 = plan(LLAMA70, H100, PlanInputs(tp=8, max_model_len=8192))
+    at16 = plan(LLAMA70, H100, PlanInputs(tp=16, max_model_len=8192))
     assert (at8.kv_heads_per_gpu, at8.kv_replicated) == (1, False)
     assert (at16.kv_heads_per_gpu, at16.kv_replicated) == (1, True)
     assert at16.kv_bytes_per_token_per_gpu == at8.kv_bytes_per_token_per_gpu == 40_960
@@ -73,67 +65,69 @@ def test_the_table_parameter_counts_match_the_shapes():
 
 
 def test_qwen32b_on_one_h100_leaves_less_than_one_32k_sequence():
-    p = plan(QWEN32, H100, tp=1, max_model_len=32768, gpu_memory_utilization=0.9)
+    result = plan(QWEN32, H100, PlanInputs(tp=1, max_model_len=32768, gpu_memory_utilization=0.9))
     usable = int(81559 * MiB * 0.9)
     weights = 32_763_876_352 * 2
     kv = usable - weights - 3 * GiB
-    assert p.weight_bytes_per_gpu == weights == 65_527_752_704
-    assert p.usable_bytes_per_gpu == usable == 76_968_728_985
-    assert p.kv_cache_bytes_per_gpu == kv == 8_219_750_809
-    assert p.kv_blocks == kv // (16 * 262_144) == 1959
-    assert p.kv_token_capacity == 1959 * 16 == 31_344
-    assert not p.fits and p.max_sequences_at_max_model_len == 0
-    assert p.smallest_tp == 2
-    assert "smallest tensor-parallel size that fits is 2" in p.reason
-    assert p.decode_tokens_per_s is None
+    assert result.weight_bytes_per_gpu == weights == 65_527_752_704
+    assert result.usable_bytes_per_gpu == usable == 76_968_728_985
+    assert result.kv_cache_bytes_per_gpu == kv == 8_219_750_809
+    assert result.kv_blocks == kv // (16 * 262_144) == 1959
+    assert result.kv_token_capacity == 1959 * 16 == 31_344
+    assert not result.fits and result.max_sequences_at_max_model_len == 0
+    assert result.smallest_tp == 2
+    assert "smallest tensor-parallel size that fits is 2" in result.reason
+    assert result.decode_tokens_per_s is None
 
 
 def test_qwen32b_at_tp2_shards_weights_and_kv_and_adds_the_nccl_overhead():
-    p = plan(QWEN32, H100, tp=2, max_model_len=32768)
+    result = plan(QWEN32, H100, PlanInputs(tp=2, max_model_len=32768))
     kv = int(81559 * MiB * 0.9) - 32_763_876_352 - 5 * GiB
-    assert p.weight_bytes_per_gpu == 32_763_876_352
-    assert p.overhead_bytes_per_gpu == 5 * GiB
-    assert p.kv_bytes_per_token_per_gpu == 131_072
-    assert p.kv_blocks == kv // (16 * 131_072)
-    assert p.kv_token_capacity == p.kv_blocks * 16
-    assert p.fits and p.max_sequences_at_max_model_len == p.kv_blocks // 2048
-    assert p.max_concurrency == pytest.approx(p.kv_blocks / 2048)
+    assert result.weight_bytes_per_gpu == 32_763_876_352
+    assert result.overhead_bytes_per_gpu == 5 * GiB
+    assert result.kv_bytes_per_token_per_gpu == 131_072
+    assert result.kv_blocks == kv // (16 * 131_072)
+    assert result.kv_token_capacity == result.kv_blocks * 16
+    assert result.fits and result.max_sequences_at_max_model_len == result.kv_blocks // 2048
+    assert result.max_concurrency == pytest.approx(result.kv_blocks / 2048)
 
 
 def test_mistral_on_l4_fits_16k_but_needs_tp2_for_32k():
     usable = int(23034 * MiB * 0.9)
     kv = usable - 7_248_023_552 * 2 - 3 * GiB
-    short = plan(MISTRAL, L4, max_model_len=16384)
+    short = plan(MISTRAL, L4, PlanInputs(max_model_len=16384))
     assert short.usable_bytes_per_gpu == usable
     assert short.kv_cache_bytes_per_gpu == kv == 4_020_337_049
     assert short.kv_blocks == kv // (16 * 131_072) == 1917
     assert short.kv_token_capacity == 30_672
     assert short.fits and short.max_sequences_at_max_model_len == 1
-    long = plan(MISTRAL, L4, max_model_len=32768)
+    long = plan(MISTRAL, L4, PlanInputs(max_model_len=32768))
     assert not long.fits and long.smallest_tp == 2
-    tp2 = next(o for o in long.tp_options if o.tp == 2)
+    tp2 = next(option for option in long.tp_options if option.tp == 2)
     kv2 = usable - 7_248_023_552 - 5 * GiB
     assert tp2.kv_token_capacity == kv2 // (16 * 65_536) * 16 == 139_168
 
 
 def test_weights_that_do_not_fit_at_any_tp_say_what_to_do():
-    p = plan(LLAMA70, L4, tp=8, max_model_len=131072)
-    assert not p.fits and p.smallest_tp is None
-    assert "no tensor-parallel size" in p.reason
+    result = plan(LLAMA70, L4, PlanInputs(tp=8, max_model_len=131072))
+    assert not result.fits and result.smallest_tp is None
+    assert "no tensor-parallel size" in result.reason
 
 
 def test_tp_options_skip_sizes_the_heads_do_not_divide():
-    p = plan(model("Qwen/Qwen2.5-7B-Instruct"), H100, max_model_len=32768)  # 28 heads, 4 KV
-    valid = {o.tp: o.valid for o in p.tp_options}
+    qwen7 = model("Qwen/Qwen2.5-7B-Instruct")  # 28 heads, 4 KV heads
+    result = plan(qwen7, H100, PlanInputs(max_model_len=32768))
+    valid = {option.tp: option.valid for option in result.tp_options}
     assert valid == {1: True, 2: True, 4: True, 8: False}
 
 
 def test_quantized_weights_keep_the_kv_cache_in_the_compute_dtype():
-    p = plan(QWEN32, H100, dtype="fp8", max_model_len=32768)
-    assert p.weight_bytes_per_gpu == 32_763_876_352
-    assert (p.kv_cache_dtype, p.kv_bytes_per_token) == ("bf16", 262_144)
-    assert plan(QWEN32, H100, dtype="int4").weight_bytes_per_gpu == 32_763_876_352 // 2
-    fp8_kv = plan(QWEN32, H100, kv_cache_dtype="fp8", max_model_len=32768)
+    result = plan(QWEN32, H100, PlanInputs(dtype="fp8", max_model_len=32768))
+    assert result.weight_bytes_per_gpu == 32_763_876_352
+    assert (result.kv_cache_dtype, result.kv_bytes_per_token) == ("bf16", 262_144)
+    int4 = plan(QWEN32, H100, PlanInputs(dtype="int4"))
+    assert int4.weight_bytes_per_gpu == 32_763_876_352 // 2
+    fp8_kv = plan(QWEN32, H100, PlanInputs(kv_cache_dtype="fp8", max_model_len=32768))
     assert fp8_kv.kv_bytes_per_token == 131_072 and fp8_kv.fits
 
 
@@ -141,30 +135,33 @@ def test_quantized_weights_keep_the_kv_cache_in_the_compute_dtype():
 
 
 def test_cpu_kv_capacity_is_the_kv_space_over_bytes_per_token_in_whole_blocks():
-    p = plan(SMOL, CPU, kv_cache_gib=1, max_model_len=2048)
-    assert p.block_size == 128
-    assert p.kv_cache_bytes_per_gpu == 2**30
-    assert p.weight_bytes_per_gpu == 134_515_008 * 2  # shown, but not charged on CPU
-    assert p.kv_blocks == 2**30 // (128 * 23_040) == 364
-    assert p.kv_token_capacity == p.vllm_reported_kv_tokens == 46_592
-    assert p.max_concurrency == 22.75 and p.max_sequences_at_max_model_len == 22
-    assert p.fits and p.decode_tokens_per_s is None  # no bandwidth figure for cpu
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, max_model_len=2048))
+    assert result.block_size == 128
+    assert result.kv_cache_bytes_per_gpu == 2**30
+    assert result.weight_bytes_per_gpu == 134_515_008 * 2  # shown, but not charged on CPU
+    assert result.kv_blocks == 2**30 // (128 * 23_040) == 364
+    assert result.kv_token_capacity == result.vllm_reported_kv_tokens == 46_592
+    assert result.max_concurrency == 22.75 and result.max_sequences_at_max_model_len == 22
+    assert result.fits and result.decode_tokens_per_s is None  # no bandwidth figure for cpu
     # vLLM allocates whole blocks: fewer tokens than the unrounded 2**30 / 23_040
-    assert p.kv_token_capacity < p.kv_cache_bytes_per_gpu // p.kv_bytes_per_token == 46_603
-    assert plan(SMOL, CPU, kv_cache_gib=1, block_size=16).kv_token_capacity == 2912 * 16
-    assert plan(SMOL, CPU, kv_cache_gib=2).kv_token_capacity == 728 * 128
+    unrounded = result.kv_cache_bytes_per_gpu // result.kv_bytes_per_token
+    assert result.kv_token_capacity < unrounded == 46_603
+    small_blocks = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, block_size=16))
+    assert small_blocks.kv_token_capacity == 2912 * 16
+    assert plan(SMOL, CPU, PlanInputs(kv_cache_gib=2)).kv_token_capacity == 728 * 128
 
 
 def test_cpu_kv_space_too_small_names_the_gib_needed():
-    p = plan(SMOL, CPU, kv_cache_gib=0.125, max_model_len=8192)
-    assert p.kv_blocks == 45 and not p.fits
-    assert "raise --kv-cache-gib to at least 1" in p.reason
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=0.125, max_model_len=8192))
+    assert result.kv_blocks == 45 and not result.fits
+    assert "raise --kv-cache-gib to at least 1" in result.reason
 
 
 def test_vllm_log_figure_follows_its_formula_when_the_length_is_not_a_block_multiple():
-    p = plan(SMOL, CPU, kv_cache_gib=1, max_model_len=2000)  # 16 blocks per request
-    assert p.vllm_reported_kv_tokens == int(364 / 16 * 2000) == 45_500
-    assert p.kv_token_capacity == 46_592
+    # 16 blocks per request
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, max_model_len=2000))
+    assert result.vllm_reported_kv_tokens == int(364 / 16 * 2000) == 45_500
+    assert result.kv_token_capacity == 46_592
 
 
 # --- decode bound and replicas -----------------------------------------------------------------
@@ -177,35 +174,37 @@ def test_decode_rate_is_batch_times_bandwidth_over_bytes_read_per_step():
 
 def test_replicas_when_max_num_seqs_caps_the_batch():
     load = Load(rps=20, input_tokens=512, output_tokens=256)
-    p = plan(SMOL, CPU, kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=16,
-             max_model_len=2048, load=load)  # fmt: skip
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=16,
+                                   max_model_len=2048, load=load))  # fmt: skip
     weights, context = 134_515_008 * 2, 512 + 128
     rate = 16 * 100e9 / (weights + 16 * context * 23_040)
-    assert p.load.sequences_per_replica == 16 and p.load.concurrency_limit == "max_num_seqs"
-    assert p.load.prefill_seconds_per_request is None and p.load.binding == "decode"  # no FLOPs
-    assert p.load.replica_decode_tokens_per_s == pytest.approx(rate)  # ~3169 tok/s
-    assert p.load.required_decode_tokens_per_s == 20 * 256
-    assert p.load.replicas == math.ceil(5120 / rate) == 2
+    load = result.load
+    assert load.sequences_per_replica == 16 and load.concurrency_limit == "max_num_seqs"
+    assert load.prefill_seconds_per_request is None and load.binding == "decode"  # no FLOPs
+    assert result.load.replica_decode_tokens_per_s == pytest.approx(rate)  # ~3169 tok/s
+    assert result.load.required_decode_tokens_per_s == 20 * 256
+    assert result.load.replicas == math.ceil(5120 / rate) == 2
     # Little's law at 2 replicas: in flight = rps x time per request = replicas x batch.
-    assert p.load.steady_batch_per_replica <= 16
-    assert p.load.in_flight_sequences == pytest.approx(20 * p.load.request_seconds)
-    assert p.load.in_flight_sequences == pytest.approx(2 * p.load.steady_batch_per_replica)
+    assert result.load.steady_batch_per_replica <= 16
+    assert result.load.in_flight_sequences == pytest.approx(20 * result.load.request_seconds)
+    assert load.in_flight_sequences == pytest.approx(2 * load.steady_batch_per_replica)
 
 
 def test_replicas_when_the_kv_cache_caps_the_batch():
     load = Load(rps=20, input_tokens=512, output_tokens=256)
-    p = plan(SMOL, CPU, kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=256, load=load,
-             max_model_len=2048)  # fmt: skip
-    assert p.load.sequences_per_replica == 364 // 6 == 60
-    assert p.load.concurrency_limit == "kv_cache"
-    assert p.load.replicas == 1
-    assert p.load.gpus == 1
+    result = plan(SMOL, CPU, PlanInputs(kv_cache_gib=1, bandwidth_gbs=100, max_num_seqs=256,
+                                   load=load, max_model_len=2048))  # fmt: skip
+    assert result.load.sequences_per_replica == 364 // 6 == 60
+    assert result.load.concurrency_limit == "kv_cache"
+    assert result.load.replicas == 1
+    assert result.load.gpus == 1
 
 
 def test_replicas_on_gpus_cover_the_load_with_the_fewest_replicas():
-    p = plan(model("meta-llama/Llama-3.1-8B-Instruct"), H100, max_model_len=8192,
-             load=Load(rps=40, input_tokens=1000, output_tokens=500))  # fmt: skip
-    load = p.load
+    load = Load(rps=40, input_tokens=1000, output_tokens=500)
+    result = plan(model("meta-llama/Llama-3.1-8B-Instruct"), H100,
+             PlanInputs(max_model_len=8192, load=load))  # fmt: skip
+    load = result.load
     assert load.replicas * load.replica_decode_tokens_per_s >= 40 * 500
     assert (load.replicas - 1) * load.replica_decode_tokens_per_s < 40 * 500
     assert 0 < load.kv_share_of_step_bytes < 1
@@ -213,31 +212,32 @@ def test_replicas_on_gpus_cover_the_load_with_the_fewest_replicas():
 
 def test_prompt_heavy_loads_are_bound_by_prefill_compute():
     load = Load(rps=20, input_tokens=2000, output_tokens=300)
-    p = plan(QWEN32, H100, tp=2, max_model_len=32768, load=load)
+    result = plan(QWEN32, H100, PlanInputs(tp=2, max_model_len=32768, load=load))
     params = 32_763_876_352
     prefill = 2 * params * 2000 / (2 * 989e12)  # ~66 ms on two GPUs at peak
-    assert p.load.sequences_per_replica == 18518 // math.ceil(2300 / 16) == 128
+    assert result.load.sequences_per_replica == 18518 // math.ceil(2300 / 16) == 128
     rate = 128 * 3.35e12 / (params + 128 * 2150 * 131_072)  # ~6229 tok/s
-    assert p.load.replica_decode_tokens_per_s == pytest.approx(rate)
-    assert p.load.prefill_seconds_per_request == pytest.approx(prefill)
-    assert p.load.replicas == math.ceil(20 * prefill + 6000 / rate) == 3
-    assert p.load.binding == "prefill" and p.load.gpus == 6
-    assert p.load.in_flight_sequences == pytest.approx(20 * p.load.request_seconds)
-    assert p.load.steady_batch_per_replica <= 128
+    assert result.load.replica_decode_tokens_per_s == pytest.approx(rate)
+    assert result.load.prefill_seconds_per_request == pytest.approx(prefill)
+    assert result.load.replicas == math.ceil(20 * prefill + 6000 / rate) == 3
+    assert result.load.binding == "prefill" and result.load.gpus == 6
+    assert result.load.in_flight_sequences == pytest.approx(20 * result.load.request_seconds)
+    assert result.load.steady_batch_per_replica <= 128
 
 
 def test_decode_of_short_sequences_in_big_batches_is_capped_by_compute():
     llama8 = model("meta-llama/Llama-3.1-8B-Instruct")
-    p = plan(llama8, H100, max_model_len=8192, load=Load(rps=1, input_tokens=100,
-                                                         output_tokens=100))  # fmt: skip
-    assert p.decode_batch == 1024  # vLLM's default max_num_seqs on an H100
-    assert p.decode_limit == "compute"
-    assert p.decode_tokens_per_s == pytest.approx(989e12 / (2 * 8_030_261_248))
+    load = Load(rps=1, input_tokens=100, output_tokens=100)
+    result = plan(llama8, H100, PlanInputs(max_model_len=8192, load=load))
+    assert result.decode_batch == 1024  # vLLM's default max_num_seqs on an H100
+    assert result.decode_limit == "compute"
+    assert result.decode_tokens_per_s == pytest.approx(989e12 / (2 * 8_030_261_248))
 
 
 def test_load_longer_than_max_model_len_is_an_input_error():
+    load = Load(rps=1, input_tokens=1000, output_tokens=100)
     with pytest.raises(CapacityInputError, match="exceed max_model_len"):
-        plan(SMOL, CPU, max_model_len=1024, load=Load(1, 1000, 100))
+        plan(SMOL, CPU, PlanInputs(max_model_len=1024, load=load))
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ def test_unknown_gpu_lists_the_known_ones():
 )
 def test_inputs_vllm_would_refuse(kwargs, message):
     with pytest.raises(CapacityInputError, match=message):
-        plan(QWEN32, H100, **kwargs)
+        plan(QWEN32, H100, PlanInputs(**kwargs))
 
 
 def test_parse_params():
@@ -271,85 +271,3 @@ def test_parse_params():
     assert parse_params("7615616512") == 7_615_616_512
     with pytest.raises(CapacityInputError):
         parse_params("lots")
-
-
-# --- model resolution --------------------------------------------------------------------------
-
-LLAMA_CONFIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
-    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
-    "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 131072,
-    "torch_dtype": "bfloat16",
-}  # fmt: skip
-
-
-def test_a_local_directory_is_read_through_its_config(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps(LLAMA_CONFIG))
-    shape = resolve_model(str(tmp_path), model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
-    assert (shape.num_layers, shape.num_kv_heads, shape.head_dim) == (32, 8, 128)
-    assert shape.params == 8_030_261_248 and shape.params_estimated
-    from_file = resolve_model(str(tmp_path / "config.json"), model_cache_dir=tmp_path,
-                              hf_cache_dir=tmp_path)  # fmt: skip
-    assert from_file.params == shape.params
-
-
-def test_a_hugging_face_id_is_found_in_the_local_hub_cache(tmp_path):
-    repo = tmp_path / "hub" / "models--acme--tiny-llama"
-    (repo / "snapshots" / "abc123").mkdir(parents=True)
-    (repo / "snapshots" / "abc123" / "config.json").write_text(json.dumps(LLAMA_CONFIG))
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("abc123")
-    hub = tmp_path / "hub"
-    shape = resolve_model("acme/tiny-llama", model_cache_dir=tmp_path, hf_cache_dir=hub)
-    assert shape.name == "acme/tiny-llama" and "abc123" in shape.source
-
-
-def test_a_hugging_face_id_pulled_into_the_model_cache_is_found_there(tmp_path):
-    from gpucluster.models.cache import MARKER
-
-    pulled = tmp_path / "hf" / "acme--tiny-llama" / "main"
-    pulled.mkdir(parents=True)
-    (pulled / "config.json").write_text(json.dumps(LLAMA_CONFIG))
-    with pytest.raises(CapacityInputError, match="not pulled into the model cache"):
-        resolve_model("acme/tiny-llama", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
-    (pulled / MARKER).write_text(json.dumps({"kind": "hf", "pulled_at": "2026-01-01T00:00:00Z"}))
-    shape = resolve_model("acme/tiny-llama", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
-    assert shape.name == "acme/tiny-llama" and str(pulled) in shape.source
-
-
-def test_the_builtin_model_uses_its_prepared_dir_else_the_table(tmp_path):
-    table = resolve_model("builtin:smollm2-135m-instruct", model_cache_dir=tmp_path,
-                          hf_cache_dir=tmp_path)  # fmt: skip
-    assert table.source == "built-in table" and table.params == 134_515_008
-    prepared = tmp_path / "smollm2-135m-instruct"
-    prepared.mkdir()
-    config = {**LLAMA_CONFIG, "hidden_size": 576, "num_hidden_layers": 30,
-              "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64,
-              "intermediate_size": 1536, "vocab_size": 49152, "tie_word_embeddings": True,
-              "max_position_embeddings": 8192}  # fmt: skip
-    (prepared / "config.json").write_text(json.dumps(config))
-    shape = resolve_model("smollm2-135m-instruct", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
-    assert shape.source == str(prepared / "config.json")
-    assert shape.params == 134_515_008
-
-
-def test_the_builtin_embedding_model_needs_its_prepared_dir(tmp_path):
-    with pytest.raises(CapacityInputError, match="gpucluster pull builtin:all-minilm-l6-v2"):
-        resolve_model("builtin:all-minilm-l6-v2", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
-    prepared = tmp_path / "all-minilm-l6-v2"
-    prepared.mkdir()
-    bert = {"architectures": ["BertModel"], "model_type": "bert", "hidden_size": 384,
-            "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536,
-            "vocab_size": 30522, "max_position_embeddings": 512}  # fmt: skip
-    (prepared / "config.json").write_text(json.dumps(bert))
-    shape = resolve_model("all-minilm-l6-v2", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
-    assert shape.source == str(prepared / "config.json")
-    assert (shape.num_layers, shape.head_dim, shape.max_position_embeddings) == (6, 32, 512)
-
-
-def test_an_unknown_model_lists_the_known_ones(tmp_path):
-    with pytest.raises(CapacityInputError) as info:
-        resolve_model("acme/nothing", model_cache_dir=tmp_path, hf_cache_dir=tmp_path)
-    assert "Qwen/Qwen2.5-32B-Instruct" in str(info.value)
-    assert "smollm2-135m-instruct" in str(info.value)
-    assert "all-minilm-l6-v2" in str(info.value)
