@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
+from gpucluster.errors import GpuClusterError
 from gpucluster.ops.prom import Prometheus, PrometheusUnavailable
 from gpucluster.ops.ray_api import NODES_PATH, RayApiError, ray_nodes
 from gpucluster.ops.target import Target
@@ -38,11 +39,12 @@ class CheckResult:
         return asdict(self)
 
 
-class CheckFailed(Exception):
-    """A check's failure: what was seen and what to do."""
+class CheckFailed(GpuClusterError):
+    """A check's failure: what was seen and what to do (`hint`, the next step; empty: the
+    check's default)."""
 
     def __init__(self, detail: str, hint: str, status: str = FAIL) -> None:
-        super().__init__(detail)
+        super().__init__(detail, next_step=hint or None)
         self.detail = detail
         self.hint = hint
         self.status = status
