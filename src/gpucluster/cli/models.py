@@ -1,7 +1,8 @@
-"""`gpucluster pull` and `gpucluster models`: the model cache, from the command line.
+"""`gpucluster pull`, `prepare` and `models`: the model cache, from the command line.
 
 `pull` prepares one model the way `up` does (a Hugging Face id is downloaded into the cache,
-resumable and verified); `models` lists what the cache holds, its size, and removes entries.
+resumable and verified); `prepare` every configured one; `models` lists what the cache holds,
+its size, and removes entries.
 """
 
 from __future__ import annotations
@@ -74,6 +75,24 @@ def pull(
         return
     commit = f" (commit {result['commit'][:12]})" if result["commit"] else ""
     out.print(f"[green]{source}[/]{commit}: {path}, {human(size)} in {seconds:.1f} s", highlight=False)
+
+
+def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Prepare every configured model's weights and LoRA adapters in the model cache (done by
+    `up` too)."""
+    from gpucluster.models import HubClient, ModelError, prepare_models
+
+    cfg = config_or_exit(config, as_json)
+    hub = HubClient(bars=not as_json and sys.stderr.isatty())
+    try:
+        prepared = prepare_models(cfg, lambda m: err.print(m, highlight=False), hub)
+    except ModelError as exc:
+        fail(str(exc), 1, as_json)
+    if as_json:
+        emit({"ok": True, "models": prepared})
+    else:
+        for model_id, path in prepared.items():
+            out.print(f"{model_id}: {path}", highlight=False)
 
 
 models_app = typer.Typer(
