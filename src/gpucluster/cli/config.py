@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, fail, out
+from gpucluster.cli.common import ConfigOption, JsonOption, emit, error_json, fail, out
+from gpucluster.cli.errors import Typer
+from gpucluster.config import load_config
 
 if TYPE_CHECKING:
     from gpucluster.config import Config
     from gpucluster.ops.fit import Fit
 
-config_app = typer.Typer(help="Check or show the configuration.", no_args_is_help=True)
+config_app = Typer(help="Check or show the configuration.", no_args_is_help=True)
 
 
 @config_app.command("check")
@@ -33,7 +35,7 @@ def config_check(
     its devices; exit 2 naming each bad key or each model that cannot fit, and the fix."""
     from gpucluster.ops.fit import as_dicts
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     fits = refuse_unfit(cfg, gpu, as_json)
     if as_json:
         emit({"ok": True, "models": [m.id for m in cfg.models], "fit": as_dicts(fits)})
@@ -58,7 +60,7 @@ def refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:
     if bad:
         message = "; ".join(describe(f) for f in bad)
         if as_json:
-            print(json.dumps({"ok": False, "error": message, "fit": as_dicts(fits)}))
+            print(json.dumps({**error_json(message), "fit": as_dicts(fits)}))
             raise typer.Exit(2)
         fail(message, 2, as_json)
     return fits
@@ -67,7 +69,7 @@ def refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:
 @config_app.command("show")
 def config_show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Print the effective configuration: defaults, file and environment combined."""
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     data = json.loads(cfg.model_dump_json())
     if as_json:
         emit(data)

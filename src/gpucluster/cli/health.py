@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fmt, out
+from gpucluster.cli.common import ConfigOption, JsonOption, emit, err, fmt, out
+from gpucluster.config import load_config
 
 
 def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
@@ -19,7 +20,7 @@ def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     from gpucluster.ops.health import FAIL, OK, run_health
     from gpucluster.ops.target import load_target
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     started = time.perf_counter()
     results = run_health(load_target(cfg))
     elapsed = time.perf_counter() - started
@@ -78,7 +79,7 @@ def status(
     from gpucluster.ops.status import collect_status
     from gpucluster.ops.target import load_target
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     target = load_target(cfg)
     if as_json:
         result = collect_status(target)
@@ -108,7 +109,7 @@ def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     from gpucluster.ops.diagnose import diagnose as run_rules
     from gpucluster.ops.target import load_target
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     findings = run_rules(gather(load_target(cfg)))
     failed = needs_action(findings)
     if as_json:
@@ -136,7 +137,7 @@ def support_bundle(
     from gpucluster.ops.bundle import write_bundle
     from gpucluster.ops.target import load_target
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     output.mkdir(parents=True, exist_ok=True)
     with err.status("collecting (health, status, diagnose, metrics, logs)"):
         path = write_bundle(load_target(cfg), output)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
+from gpucluster.cli.common import ConfigOption, JsonOption, emit, err, out
+from gpucluster.config import load_config
 from gpucluster.runtime.logs import COMPONENTS
 
 
@@ -20,14 +21,11 @@ def logs(
     as_json: JsonOption = False,
 ) -> None:
     """Show a component's logs (kept under the state dir and Ray's session dir)."""
-    from gpucluster.runtime.logs import UnknownComponent, component_files, tail
+    from gpucluster.runtime.logs import component_files, tail
     from gpucluster.runtime.state import StateDir
 
-    cfg = config_or_exit(config, as_json)
-    try:
-        files = component_files(StateDir(cfg.platform.state_dir), component)
-    except UnknownComponent as exc:
-        fail(str(exc), 2, as_json)
+    cfg = load_config(config)
+    files = component_files(StateDir(cfg.platform.state_dir), component)  # UnknownComponent: 2
     if as_json:
         emit({"ok": True, "component": component, "files": {str(f): tail(f, lines) for f in files}})
         return
@@ -61,7 +59,7 @@ def alerts(
     from gpucluster.ops.alerts import collect_alerts
     from gpucluster.ops.target import load_target
 
-    target = load_target(config_or_exit(config, as_json))
+    target = load_target(load_config(config))
     report = collect_alerts(target.endpoints.alertmanager, target.state.log("alerts"), limit)
     if as_json:
         emit({"ok": not report.problems, **report.as_dict()})

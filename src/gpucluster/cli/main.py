@@ -8,13 +8,12 @@ Exit codes: 0 ok, 1 a check or action failed, 2 usage or configuration error.
 
 from __future__ import annotations
 
-import typer
-
 from gpucluster.cli.bench import bench
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.chat import chat
 from gpucluster.cli.config import config_app
 from gpucluster.cli.dashboard_users import dashboard_password, dashboard_users_app
+from gpucluster.cli.errors import Typer
 from gpucluster.cli.health import diagnose, health, status, support_bundle
 from gpucluster.cli.keys import keys_app
 from gpucluster.cli.logs import alerts, logs
@@ -24,7 +23,7 @@ from gpucluster.cli.up import down, up
 from gpucluster.cli.usage import usage
 from gpucluster.cli.workers import join, leave
 
-app = typer.Typer(
+app = Typer(
     help="gpu-cluster: serve LLMs with vLLM on Ray Serve. Start with `gpucluster up`.",
     no_args_is_help=True,
     add_completion=False,

@@ -21,14 +21,13 @@ from gpucluster.cli.common import (
     NO_PATH_HINT_ENV,
     ConfigOption,
     JsonOption,
-    config_or_exit,
     emit,
     err,
-    fail,
     out,
     path_hint,
 )
 from gpucluster.cli.config import refuse_unfit
+from gpucluster.config import load_config
 
 if TYPE_CHECKING:
     from gpucluster.config import Config
@@ -60,19 +59,14 @@ def up(
     ] = True,
 ) -> None:
     """Start the platform (Ray head, Serve app, models); returns once every model answers."""
-    from gpucluster.runtime.platform import UpError
-
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     if fit_check:
         for unchecked in (f for f in refuse_unfit(cfg, None, as_json) if f.fits is None):
             err.print(f"[yellow]fit not checked[/] for {unchecked.model}: {unchecked.detail}",
                       highlight=False)
     if head:
         cfg = taking_workers(cfg, head_host)
-    try:
-        result = start_platform(cfg, as_json)
-    except UpError as exc:
-        fail(str(exc), 1, as_json)
+    result = start_platform(cfg, as_json)  # UpError: the handler (cli/errors.py) reports it
     if as_json:
         emit(up_json(cfg, result))
     else:
@@ -191,7 +185,7 @@ def down(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Stop everything `up` started (Ray, Serve, vLLM engine processes)."""
     from gpucluster.runtime.platform import down as stop
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     result = stop(cfg)
     if as_json:
         emit({"ok": not result.leftovers, **result.__dict__})

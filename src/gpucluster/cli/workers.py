@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, fail, out
-from gpucluster.config import PortsConfig
+from gpucluster.cli.common import ConfigOption, JsonOption, emit, out
+from gpucluster.config import PortsConfig, load_config
 
 
 def join(
@@ -41,19 +41,15 @@ def join(
     """Join this host to a platform's Ray cluster as a worker node; replicas may then run here."""
     from gpucluster.runtime.gpus import local_gpu_count
     from gpucluster.runtime.state import StateDir
-    from gpucluster.runtime.worker_node import JoinError
     from gpucluster.runtime.worker_node import join as start_worker
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     token = token_file or StateDir(cfg.platform.state_dir).ray_token_file
     cpus = num_cpus or os.cpu_count() or 1
     gpus = local_gpu_count() if num_gpus is None else num_gpus
-    try:
-        result = start_worker(
-            cfg, head, num_cpus=cpus, num_gpus=gpus, token_file=token, node_ip=node_ip
-        )
-    except JoinError as exc:
-        fail(str(exc), 1, as_json)
+    result = start_worker(  # JoinError: exit 1
+        cfg, head, num_cpus=cpus, num_gpus=gpus, token_file=token, node_ip=node_ip
+    )
     if as_json:
         emit({"ok": True, **dataclasses.asdict(result)})
         return
@@ -69,7 +65,7 @@ def leave(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Stop this host's worker node; the head moves its replicas elsewhere."""
     from gpucluster.runtime.worker_node import leave as stop_worker
 
-    stopped = stop_worker(config_or_exit(config, as_json))
+    stopped = stop_worker(load_config(config))
     if as_json:
         emit({"ok": True, "stopped": stopped})
     elif stopped:

@@ -47,7 +47,9 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     try:
         raw = interpolate(raw, env)
     except InterpolationError as exc:
-        raise ConfigError(f"invalid configuration:\n  {path}: {exc.key}: {exc}") from None
+        raise ConfigError(
+            f"invalid configuration:\n  {path}: {exc.key}: {exc}", next_step=exc.next_step
+        ) from None
     origins: dict[tuple[str, ...], str] = {}
     for var, dotted in ENV_OVERRIDES.items():
         if var in env:
