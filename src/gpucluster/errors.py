@@ -16,48 +16,50 @@ An error keeps the built-in base its callers and tests catch (ValueError, Runtim
 LookupError) beside this root. This module imports nothing, so every layer (config included:
 it imports nothing else of the project) may import it.
 
-The tree (exit code, next step; the built-in base in parentheses; `+` a second project base):
+The tree: each class's exit code, its built-in base (in parentheses; `+` a second project base),
+its module, and its next step where the class has one (`next:`, `logs ray` standing for
+`gpucluster logs ray`); the others' messages say what to do.
 
     GpuClusterError                  1  (Exception)
-    ├── InputError                   2  bad input: fix the option, argument or file and rerun
-    │   ├── ConfigError              2  (ValueError)  config.loader: fix the key it names
-    │   ├── InterpolationError       2  (ValueError)  config.interpolate: export the variable
-    │   ├── BadKeyName               2  + KeyStoreError  config.keys: the message says the rule
-    │   ├── ModelSourceError         2  + ModelError (ValueError)  models.sources
-    │   │   └── HubNotFoundError     2  models.hub_errors
-    │   ├── UnknownComponent         2  (ValueError)  runtime.logs
-    │   ├── InvalidSettlement        2  (ValueError)  runtime.admission: HTTP 400 to a replica
-    │   ├── UsageError               2  (ValueError)  ops.usage: --since or --by
-    │   ├── WorkloadError            2  (ValueError)  ops.bench.workload: the prompts file
-    │   ├── ChartError               2  (RuntimeError)  ops.bench.chart: matplotlib, the chart
-    │   └── KubeRayError             2  (ValueError)  render.kuberay: a model KubeRay can't serve
-    ├── KeyStoreError                1  (ValueError)  config.keys: the key store refuses
-    │   ├── UnknownKeyError          1  (LookupError)  next: `gpucluster keys list`
+    ├── InputError                   2  bad input: fix the option, argument or file, and rerun
+    │   ├── ConfigError              2  (ValueError) config.loader  next: `config check`
+    │   ├── InterpolationError       2  (ValueError) config.interpolate  next: export the variable
+    │   ├── BadKeyName               2  + KeyStoreError; config.keys: a name a key cannot have
+    │   ├── ModelSourceError         2  + ModelError (ValueError); models.sources
+    │   │   └── HubNotFoundError     2  models.hub_errors: no such repo or revision
+    │   ├── UnknownComponent         2  (ValueError) runtime.logs
+    │   ├── InvalidSettlement        2  (ValueError) runtime.admission: HTTP 400 to a replica
+    │   ├── UsageError               2  (ValueError) ops.usage: --since, --by
+    │   ├── WorkloadError            2  (ValueError) ops.bench.workload: the prompts file
+    │   ├── ChartError               2  (RuntimeError) ops.bench.chart: no matplotlib
+    │   └── KubeRayError             2  (ValueError) render.kuberay: a model KubeRay cannot serve
+    ├── KeyStoreError                1  (ValueError) config.keys: the key store refuses
+    │   ├── UnknownKeyError          1  (LookupError)  next: `keys list`
     │   └── BadKeyName               (above)
-    ├── ModelError                   1  models: preparing or naming weights
+    ├── ModelError                   1  models.sources
     │   ├── ModelSourceError         (above)
-    │   └── ModelPrepareError        1  (RuntimeError)  conversion or cache I/O
-    │       ├── HubAccessError       1  next: HF_TOKEN
-    │       ├── HubUnreachableError  1  next: the network or HF_ENDPOINT
-    │       ├── DiskSpaceError       1  next: `gpucluster models du`, `models rm`
-    │       ├── ChecksumError        1  next: pull again
-    │       └── CacheBusyError       1  (another process prepares it: wait)
-    ├── UpError                      1  (RuntimeError)  runtime.platform  next: logs platform
-    ├── RayStartError                1  (RuntimeError)  runtime.ray_head  next: logs ray
-    ├── JoinError                    1  (RuntimeError)  runtime.worker_node
-    ├── LoginError                   1  (ValueError)  runtime.dashboard_logins
+    │   └── ModelPrepareError        1  (RuntimeError) conversion, download, cache I/O
+    │       ├── HubAccessError       1  models.hub_errors: a gated model (HF_TOKEN)
+    │       ├── HubUnreachableError  1  models.hub_errors: the hub or HF_ENDPOINT
+    │       ├── DiskSpaceError       1  models.hub_errors  next: `models du`
+    │       ├── ChecksumError        1  models.hub_errors: pull again
+    │       └── CacheBusyError       1  models.cache: another process prepares it
+    ├── UpError                      1  (RuntimeError) runtime.platform  next: `logs platform`
+    ├── RayStartError                1  (RuntimeError) runtime.ray_head  next: `logs ray`
+    ├── JoinError                    1  (RuntimeError) runtime.worker_node
+    ├── LoginError                   1  (ValueError) runtime.dashboard_logins
     │   ├── BadUserName              1
     │   ├── UnknownUser              1  (LookupError)
     │   └── UserExists               1
-    ├── TemplateError                1  (ValueError)  runtime.edge: a template bug: report it
-    ├── CryptUnavailable             1  (RuntimeError)  runtime.sha512_crypt: install libxcrypt
-    ├── AlertmanagerUnavailable      1  (RuntimeError)  runtime.alert_receiver  next: logs
-    ├── PrometheusUnavailable        1  (RuntimeError)  ops.prom  next: logs prometheus
-    ├── RayApiError                  1  (ValueError)  ops.ray_api  next: logs ray
-    ├── CheckFailed                  1  ops.health: one failed check; `hint` is its next step
-    ├── ChatError                    1  (RuntimeError)  ops.chat: each message says what to do
-    ├── StreamError                  1  (RuntimeError)  ops.openai_wire  next: logs engine
-    └── BenchError                   1  (RuntimeError)  ops.bench.runner
+    ├── TemplateError                1  (ValueError) runtime.edge  next: report it (a bug)
+    ├── CryptUnavailable             1  (RuntimeError) runtime.sha512_crypt: install libxcrypt
+    ├── AlertmanagerUnavailable      1  (RuntimeError) runtime.alert_receiver  next: `logs ...`
+    ├── PrometheusUnavailable        1  (RuntimeError) ops.prom  next: `logs prometheus`
+    ├── RayApiError                  1  (ValueError) ops.ray_api  next: `logs ray`
+    ├── CheckFailed                  1  ops.health: a failed check, its hint the next step
+    ├── ChatError                    1  (RuntimeError) ops.chat
+    ├── StreamError                  1  (RuntimeError) ops.openai_wire  next: `logs engine`
+    └── BenchError                   1  (RuntimeError) ops.bench.runner
 
 Not in the tree:
 

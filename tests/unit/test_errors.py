@@ -84,6 +84,9 @@ def test_the_docstring_draws_every_class_of_the_tree():
     by_name |= {"InputError": InputError, "GpuClusterError": GpuClusterError}
     assert {name: by_name[name].exit_code for name in drawn} == drawn
     assert set(drawn) == {*tree, "InputError", "GpuClusterError"}
+    # `next:` where the class has a next step, and only there
+    with_next = set(re.findall(r"(?:── )(\w+) +[12] .*next:", errors.__doc__))
+    assert with_next == {name for name in drawn if by_name[name].next_step is not None}
 
 
 @pytest.mark.parametrize(
