@@ -7,8 +7,11 @@ import path `gpucluster.serving.app:app_from_args`, `python -m gpucluster.servin
 `importlib.import_module("gpucluster...")`). The rules, as data below:
 
 - a module's layer (its package under gpucluster) imports only the layers MAY_IMPORT lists;
-  config imports nothing of the project (it is the only place the environment is read), ops
-  never imports serving (operator tools see the platform over HTTP, as an operator does);
+  config imports nothing of the project (it is the only place the environment is read) but the
+  shared modules CONFIG_MAY_IMPORT names, ops never imports serving (operator tools see the
+  platform over HTTP, as an operator does);
+- a shared top-level module (SHARED) imports nothing of the project, and every layer may import
+  it;
 - only serving imports ray.serve;
 - vllm is imported only by the modules VLLM_MODULES lists (the engine's own types);
 - Ray's private modules (`ray._common`, `ray.llm._internal`, any `_`-named part) are imported
@@ -50,9 +53,19 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
                       "render", "ops"}),
     "__main__": frozenset({"cli"}),  # `python -m gpucluster`
 }
-# Top-level modules any layer but config may import: the package itself (its __version__) and
-# the paths of the deploy/ files shipped in the package.
-SHARED = frozenset({"gpucluster", "gpucluster.assets"})
+# Top-level modules any layer may import (config only those CONFIG_MAY_IMPORT names): the
+# package itself (its __version__), the paths of the deploy/ files shipped in the package, and
+# the root of the package's errors.
+SHARED = frozenset({"gpucluster", "gpucluster.assets", "gpucluster.errors"})
+# The shared modules config imports too, each with why. A shared module imports nothing of the
+# project (checked), so config still depends on nothing else of it.
+CONFIG_MAY_IMPORT: dict[str, str] = {
+    "gpucluster.errors": (
+        "the root every error derives from (GpuClusterError, InputError): ConfigError, "
+        "InterpolationError and the key store's errors are config's, and carry the CLI's exit "
+        "code and next step like every other"
+    ),
+}
 
 # Third-party packages only some modules may import: prefix -> who may.
 SERVE_LAYER = "serving"  # the only layer importing ray.serve
@@ -174,7 +187,7 @@ def check_project(imp: Import, known: frozenset[str]) -> tuple[str, str] | None:
     if me in SHARED:
         return target, f"is shared by every layer and imports nothing of the project: {target}"
     if target in SHARED:
-        if my_layer == "config":
+        if my_layer == "config" and target not in CONFIG_MAY_IMPORT:
             return target, f"config imports nothing of the project, but imports {target}"
         return None
     to_layer = layer_of(target)
@@ -233,7 +246,9 @@ def test_the_tree_keeps_the_layers() -> None:
 
 def test_the_listed_modules_exist() -> None:
     known = set(tree_sources())
-    listed = [*VLLM_MODULES, RAY_INTERNALS, *SHARED, *(module for module, _ in EXCEPTIONS)]
+    listed = [*VLLM_MODULES, RAY_INTERNALS, *SHARED, *CONFIG_MAY_IMPORT,
+              *(module for module, _ in EXCEPTIONS)]
+    assert set(CONFIG_MAY_IMPORT) <= SHARED
     assert [module for module in listed if module not in known] == []
     layers = {layer_of(module) for module in known - SHARED}
     assert layers <= set(MAY_IMPORT), "a package with no row in MAY_IMPORT"
@@ -281,6 +296,8 @@ def fake(**modules: str) -> dict[str, tuple[str, str]]:
          "config imports gpucluster.models (config may import: nothing of the project)"),
         ("from gpucluster.assets import DEPLOY_DIR\n", "gpucluster.config.fake",
          "config imports nothing of the project, but imports gpucluster.assets"),
+        ("from gpucluster.config import Config\n", "gpucluster.errors",
+         "is shared by every layer and imports nothing of the project: gpucluster.config"),
         ("from gpucluster.runtime.state import StateDir\n", "gpucluster.serving.fake",
          "serving imports gpucluster.runtime.state"),
         ("from ray import serve\n", "gpucluster.runtime.fake",
@@ -312,6 +329,8 @@ def test_a_module_breaking_a_rule_fails(source: str, module: str, expected: str)
         ("from gpucluster.serving.serve_config import serve_config\n", "gpucluster.render.fake"),
         ("import logging\nlog = logging.getLogger('gpucluster.api')\n", "gpucluster.ops.fake"),
         ("from gpucluster import __version__\n", "gpucluster.render.fake"),
+        ("from gpucluster.errors import InputError\n", "gpucluster.config.fake"),
+        ("from gpucluster.errors import GpuClusterError\n", "gpucluster.serving.fake"),
     ],
 )
 def test_a_module_keeping_the_rules_passes(source: str, module: str) -> None:

@@ -49,7 +49,7 @@ from gpucluster.ops.bench.runner import (
     run_sweep,
 )
 from gpucluster.ops.bench.stats import RequestRecord, Slo
-from gpucluster.ops.bench.workload import Workload, WorkloadError, load_prompts
+from gpucluster.ops.bench.workload import Workload, load_prompts
 
 DEFAULT_REQUESTS = 50
 # Connections for rate mode, where in-flight requests are not bounded by a concurrency.
@@ -207,7 +207,7 @@ def bench(
     """Load an OpenAI-compatible endpoint with streamed chat requests; report TTFT, TPOT, ITL,
     latency percentiles, throughput and goodput per concurrency or rate."""
     specs = _specs(concurrency, rate, requests, duration, seed, as_json)
-    workload = _workload(prompts, input_tokens, output_tokens, seed, as_json)
+    workload = _workload(prompts, input_tokens, output_tokens, seed)
     if chart is not None:
         _check_chart(chart, chart_metric, as_json)
     if compare is None and (compare_api_key or compare_model):
@@ -224,12 +224,9 @@ def bench(
         connections = int(max(s.value for s in specs)) + 8
     else:
         connections = RATE_MODE_CONNECTIONS
-    try:
-        endpoints, results = asyncio.run(
-            _measure(endpoints, specs, workload, warmup, ignore_eos, connections, timeout)
-        )
-    except BenchError as exc:
-        fail(str(exc), 1, as_json)
+    endpoints, results = asyncio.run(  # BenchError: exit 1
+        _measure(endpoints, specs, workload, warmup, ignore_eos, connections, timeout)
+    )
     report = build_report(results, endpoints, workload, slo, ignore_eos=ignore_eos, details=details)
     if chart is not None:
         try:
@@ -283,14 +280,9 @@ def _numbers(text: str, option: str, kind: type, as_json: bool) -> list[Any]:
     return values
 
 
-def _workload(
-    prompts: Path | None, input_tokens: int, output_tokens: int, seed: int, as_json: bool
-) -> Workload:
-    try:
-        items = load_prompts(prompts) if prompts is not None else None
-        return Workload(items, input_tokens=input_tokens, output_tokens=output_tokens, seed=seed)
-    except WorkloadError as exc:
-        fail(str(exc), 2, as_json)
+def _workload(prompts: Path | None, input_tokens: int, output_tokens: int, seed: int) -> Workload:
+    items = load_prompts(prompts) if prompts is not None else None  # WorkloadError: exit 2
+    return Workload(items, input_tokens=input_tokens, output_tokens=output_tokens, seed=seed)
 
 
 def _check_chart(chart: Path, metric: str, as_json: bool) -> None:
@@ -298,10 +290,7 @@ def _check_chart(chart: Path, metric: str, as_json: bool) -> None:
         fail(f"--chart: {chart} should end in .png", 2, as_json)
     if metric not in METRICS:
         fail(f"--chart-metric: {metric!r}; choose one of {', '.join(METRICS)}", 2, as_json)
-    try:
-        check_chart_support()
-    except ChartError as exc:
-        fail(str(exc), 2, as_json)
+    check_chart_support()  # ChartError: exit 2
 
 
 def _endpoint_a(

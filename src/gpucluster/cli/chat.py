@@ -23,7 +23,7 @@ from gpucluster.cli.common import (
     api_endpoint,
     emit,
     err,
-    fail,
+    error_json,
     fmt,
 )
 from gpucluster.ops.chat import ChatApi, ChatError, Conversation, Reply
@@ -66,10 +66,7 @@ def chat(
     base_url, key = api_endpoint(url, api_key, config, as_json)
     with httpx.Client(timeout=TIMEOUT) as client:
         api = ChatApi(client, base_url, key)
-        try:
-            model = model or api.models()[0]
-        except ChatError as exc:
-            fail(str(exc), 1, as_json)
+        model = model or api.models()[0]  # ChatError: exit 1
         conversation = Conversation(
             api, model, system=system, max_tokens=max_tokens, temperature=temperature
         )
@@ -80,10 +77,7 @@ def chat(
 
 
 def _one_shot(conversation: Conversation, prompt: str, as_json: bool) -> None:
-    try:
-        reply = _turn(conversation, prompt, show=not as_json)
-    except ChatError as exc:
-        fail(str(exc), 1, as_json)
+    reply = _turn(conversation, prompt, show=not as_json)  # ChatError: exit 1
     if as_json:
         emit(reply_json(conversation.model, reply))
     else:
@@ -139,7 +133,7 @@ def _session_turn(conversation: Conversation, text: str, as_json: bool) -> bool:
         reply = _turn(conversation, text, show=not as_json)
     except ChatError as exc:
         if as_json:
-            print(json.dumps({"ok": False, "error": str(exc)}), flush=True)
+            print(json.dumps(error_json(str(exc), exc.next_step)), flush=True)
         else:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return False

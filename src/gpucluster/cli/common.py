@@ -12,8 +12,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from gpucluster.config import Config, ConfigError, load_config
+from gpucluster.config import load_config
 
 ConfigOption = Annotated[
     Path | None,
@@ -56,21 +57,21 @@ def fmt(value: float | None, pattern: str = "{:.1f}") -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def fail(message: str, code: int, as_json: bool) -> NoReturn:
-    """Report `message` (JSON or red text) and exit with `code`."""
+def fail(message: str, code: int, as_json: bool, next_step: str | None = None) -> NoReturn:
+    """Report `message` and what to do next (JSON on stdout, or red text on stderr) and exit with
+    `code`. A GpuClusterError comes here through the commands' handler (cli/errors.py)."""
     if as_json:
-        print(json.dumps({"ok": False, "error": message}))
+        print(json.dumps(error_json(message, next_step)))
     else:
-        err.print(f"[bold red]error:[/] {message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        if next_step:
+            err.print(f"[bold]next:[/] {escape(next_step)}", highlight=False)
     raise typer.Exit(code)
 
 
-def config_or_exit(path: Path | None, as_json: bool) -> Config:
-    """The configuration, or exit 2 naming the bad key."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        fail(str(exc), 2, as_json)
+def error_json(message: str, next_step: str | None = None) -> dict[str, Any]:
+    """An error for scripts: `{"ok": false, "error": message, "next": next_step}`."""
+    return {"ok": False, "error": message, "next": next_step}
 
 
 def emit(data: dict[str, Any]) -> None:
@@ -101,7 +102,7 @@ def api_endpoint(
         return base_url_or_exit(url, "--url", as_json), api_key
     from gpucluster.ops.target import load_target  # reads the state dir: only when needed
 
-    target = load_target(config_or_exit(config, as_json))
+    target = load_target(load_config(config))
     return target.endpoints.openai_api.rstrip("/"), api_key or target.api_key
 
 

@@ -12,8 +12,9 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
-from gpucluster.config import Config
+from gpucluster.cli.common import ConfigOption, JsonOption, emit, err, fail, out
+from gpucluster.cli.errors import Typer
+from gpucluster.config import Config, load_config
 from gpucluster.runtime.dashboard_logins import (
     USER_NAME_RULE,
     BadUserName,
@@ -27,7 +28,7 @@ from gpucluster.runtime.dashboard_logins import (
 )
 from gpucluster.runtime.state import StateDir
 
-dashboard_users_app = typer.Typer(
+dashboard_users_app = Typer(
     help="The /dashboard logins, one per operator: list, add (password shown once), remove.",
     no_args_is_help=True,
 )
@@ -64,7 +65,7 @@ def _refuse(exc: LoginError, user: str, as_json: bool, *, removing: bool = False
 @dashboard_users_app.command("list")
 def list_logins(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """The users who can log in to /dashboard/ (never a password or a hash)."""
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     path = StateDir(cfg.platform.state_dir).htpasswd_file
     try:
         users = list_users(path)
@@ -90,7 +91,7 @@ def list_logins(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 @dashboard_users_app.command("add")
 def add(user: UserArgument, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Add a login with a new random password, printed once; the others are untouched."""
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     try:
         password = add_user(_state(cfg).htpasswd_file, user)
     except LoginError as exc:
@@ -108,7 +109,7 @@ def add(user: UserArgument, config: ConfigOption = None, as_json: JsonOption = F
 @dashboard_users_app.command("remove")
 def remove(user: UserArgument, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Remove a login; nginx refuses it from the next request. The others are untouched."""
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     try:
         left = remove_user(_state(cfg).htpasswd_file, user)
     except LoginError as exc:
@@ -130,7 +131,7 @@ def dashboard_password(
 ) -> None:
     """Set and print a new random password for one /dashboard login (nginx reads it on the next
     request); the other logins are untouched."""
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     configured = cfg.platform.security.dashboard_user
     user = user or configured
     try:

@@ -12,13 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
-from gpucluster.config import Config, env_api_keys
+from gpucluster.cli.common import ConfigOption, JsonOption, emit, err, fail, out
+from gpucluster.cli.errors import Typer
+from gpucluster.config import Config, env_api_keys, load_config
 from gpucluster.config.keys import (
     RECHECK_S,
     KeyRing,
     KeyStore,
-    KeyStoreError,
     NamedKey,
     Quota,
     UnknownKeyError,
@@ -30,7 +30,7 @@ from gpucluster.config.keys import (
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.usage_log import read_last_used
 
-keys_app = typer.Typer(
+keys_app = Typer(
     help="Named API keys: create (shown once), list (never a key), revoke.",
     no_args_is_help=True,
 )
@@ -58,16 +58,10 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a key and print it once; only its SHA-256 digest is stored."""
-    cfg = config_or_exit(config, as_json)
-    try:
-        check_name(name)
-    except KeyStoreError as exc:
-        fail(str(exc), 2, as_json)
+    cfg = load_config(config)
+    check_name(name)  # BadKeyName: exit 2, before the store is read
     store = KeyStore(store_path(cfg))
-    try:
-        key = store.create(name, Quota(rpm, tpm, concurrency))
-    except KeyStoreError as exc:
-        fail(str(exc), 1, as_json)
+    key = store.create(name, Quota(rpm, tpm, concurrency))  # KeyStoreError: exit 1
     created = next(k for k in store.list() if k.name == name)
     quota = effective_quota(created, cfg.platform.security).as_dict()
     if as_json:
@@ -86,11 +80,8 @@ def list_keys(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Every valid key: name, origin, creation, last use and effective quota (never the key)."""
     from rich.table import Table
 
-    cfg = config_or_exit(config, as_json)
-    try:
-        KeyStore(store_path(cfg)).list()  # a broken store is an error here, not an empty list
-    except KeyStoreError as exc:
-        fail(str(exc), 1, as_json)
+    cfg = load_config(config)
+    KeyStore(store_path(cfg)).list()  # a broken store is an error here, not an empty list
     state = StateDir(cfg.platform.state_dir)
     last_used = read_last_used(state.keys_last_used_file)
     keys, required = _all_keys(cfg, state)
@@ -115,7 +106,7 @@ def list_keys(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 @keys_app.command("revoke")
 def revoke(name: NameArgument, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Remove a key from the store; requests with it are refused within a second."""
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     try:
         KeyStore(store_path(cfg)).revoke(name)
     except UnknownKeyError as exc:
@@ -124,8 +115,6 @@ def revoke(name: NameArgument, config: ConfigOption = None, as_json: JsonOption 
             "there." if name.startswith("key-") else " `gpucluster keys list` shows the names."
         )
         fail(f"{exc}.{hint}", 1, as_json)
-    except KeyStoreError as exc:
-        fail(str(exc), 1, as_json)
     if as_json:
         emit({"ok": True, "name": name})
         return

@@ -1,7 +1,8 @@
-"""`gpucluster pull` and `gpucluster models`: the model cache, from the command line.
+"""`gpucluster pull`, `prepare` and `models`: the model cache, from the command line.
 
 `pull` prepares one model the way `up` does (a Hugging Face id is downloaded into the cache,
-resumable and verified); `models` lists what the cache holds, its size, and removes entries.
+resumable and verified); `prepare` every configured one; `models` lists what the cache holds,
+its size, and removes entries.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, err, fail, out
-from gpucluster.config import Config
+from gpucluster.cli.common import ConfigOption, JsonOption, emit, err, fail, out
+from gpucluster.cli.errors import Typer, exiting_with
+from gpucluster.config import Config, load_config
 
 ModelArgument = Annotated[
     str,
@@ -36,31 +38,20 @@ def pull(
     as_json: JsonOption = False,
 ) -> None:
     """Pull a model into the model cache (what `up` does for each configured model)."""
-    from gpucluster.models import (
-        HubClient,
-        ModelError,
-        ModelSourceError,
-        prepare_model,
-        weights_location,
-    )
+    from gpucluster.models import HubClient, prepare_model, weights_location
     from gpucluster.models.cache import read_stamp
     from gpucluster.models.inventory import disk_usage
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     configured = next((m for m in cfg.models if m.id == model), None)
     source = configured.source if configured else model
     revision = revision or (configured.revision if configured else None)
     cache = cfg.platform.model_cache_dir
-    try:
-        weights_location(source, cache, revision=revision)  # the source's form, no network
-    except ModelSourceError as exc:
-        fail(str(exc), 2, as_json)
+    weights_location(source, cache, revision=revision)  # the source's form (exit 2): no network
     started = time.monotonic()
     hub = HubClient(bars=not as_json and sys.stderr.isatty())
-    try:
+    with exiting_with(1):  # any model error, a source the hub does not know included
         path = Path(prepare_model(source, cache, _progress(as_json), revision=revision, hub=hub))
-    except ModelError as exc:
-        fail(str(exc), 1, as_json)
     seconds = time.monotonic() - started
     stamp = read_stamp(path) or {}
     size = disk_usage(path)
@@ -76,7 +67,23 @@ def pull(
     out.print(f"[green]{source}[/]{commit}: {path}, {human(size)} in {seconds:.1f} s", highlight=False)
 
 
-models_app = typer.Typer(
+def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Prepare every configured model's weights and LoRA adapters in the model cache (done by
+    `up` too)."""
+    from gpucluster.models import HubClient, prepare_models
+
+    cfg = load_config(config)
+    hub = HubClient(bars=not as_json and sys.stderr.isatty())
+    with exiting_with(1):  # any model error, a source the hub does not know included
+        prepared = prepare_models(cfg, lambda m: err.print(m, highlight=False), hub)
+    if as_json:
+        emit({"ok": True, "models": prepared})
+    else:
+        for model_id, path in prepared.items():
+            out.print(f"{model_id}: {path}", highlight=False)
+
+
+models_app = Typer(
     help="The model cache: what is pulled or prepared, its size, removal. "
     "Bare `gpucluster models` lists it.",
     invoke_without_command=True,
@@ -95,7 +102,7 @@ def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
     """Every cache entry: source and revision, commit, size, last use, the models using it."""
     from rich.table import Table
 
-    cfg, cache, found = _cache(config, as_json)
+    cfg, cache, found = _cache(config)
     users = _users(cfg)
     if as_json:
         emit({"ok": True, "cache_dir": str(cache), "entries": [
@@ -129,10 +136,9 @@ def models_rm(
     as_json: JsonOption = False,
 ) -> None:
     """Remove cache entries (and their interrupted pulls); refuses one in use unless --force."""
-    from gpucluster.models import ModelError
     from gpucluster.models.inventory import matching, remove
 
-    cfg, cache, found = _cache(config, as_json)
+    cfg, cache, found = _cache(config)
     users = _users(cfg)
     chosen = matching(found, name) or [e for e in found if name in users.get(e.path, [])]
     if not chosen:
@@ -145,10 +151,7 @@ def models_rm(
              "pass --force to remove it anyway", 1, as_json)
     removed = []
     for entry in chosen:
-        try:
-            remove(entry, _progress(as_json))
-        except ModelError as exc:
-            fail(str(exc), 1, as_json)
+        remove(entry, _progress(as_json))  # CacheBusyError while a pull holds it: exit 1
         removed.append(entry)
     freed = sum(e.bytes for e in removed)
     if as_json:
@@ -166,7 +169,7 @@ def models_du(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     from gpucluster.models.hub import free_bytes
     from gpucluster.models.inventory import disk_usage
 
-    _cfg, cache, found = _cache(config, as_json)
+    _cfg, cache, found = _cache(config)
     total = disk_usage(cache)
     free = free_bytes(cache) if cache.exists() else None
     if as_json:
@@ -193,11 +196,11 @@ def human(size: int) -> str:
     return f"{size / 1024:.0f} KiB"
 
 
-def _cache(config: Path | None, as_json: bool) -> tuple[Config, Path, list[Any]]:
+def _cache(config: Path | None) -> tuple[Config, Path, list[Any]]:
     """The configuration, its model cache directory (absolute) and the cache's entries."""
     from gpucluster.models.inventory import entries
 
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     cache = Path(cfg.platform.model_cache_dir).expanduser().absolute()
     return cfg, cache, entries(cache)
 

@@ -13,16 +13,17 @@ from typing import Annotated
 import typer
 import yaml
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, fail, out
-from gpucluster.config import Config
+from gpucluster.cli.common import ConfigOption, JsonOption, fail, out
+from gpucluster.cli.errors import Typer
+from gpucluster.config import Config, load_config
 from gpucluster.config.keys import KeySources, store_path
-from gpucluster.models import ModelSourceError, weights_location
+from gpucluster.models import weights_location
 from gpucluster.models.adapter_sources import adapter_locations
-from gpucluster.render.kuberay import IMAGE, KubeRayError, dump_yaml, rayservice, worker_groups
+from gpucluster.render.kuberay import IMAGE, dump_yaml, rayservice, worker_groups
 from gpucluster.render.kuberay_manifests import manifests
 from gpucluster.serving.serve_config import serve_config
 
-render_app = typer.Typer(
+render_app = Typer(
     help="Render deployment files (Serve config, ...) from the platform config.",
     no_args_is_help=True,
 )
@@ -72,16 +73,13 @@ def render_serve_config(
     as_json: JsonOption = False,
 ) -> None:
     """The Ray Serve config (YAML, or JSON with --json) that deploys the configured models."""
-    settings = config_or_exit(config, as_json)
+    settings = load_config(config)
     cache = model_cache or settings.platform.model_cache_dir
-    try:
-        weights = {
-            m.id: weights_location(m.source, cache, revision=m.revision) for m in settings.models
-        }
-        for m in settings.models:
-            weights |= adapter_locations(m, cache)
-    except ModelSourceError as exc:
-        fail(str(exc), 2, as_json)
+    weights = {
+        m.id: weights_location(m.source, cache, revision=m.revision) for m in settings.models
+    }
+    for m in settings.models:
+        weights |= adapter_locations(m, cache)
     key_files = list(api_keys_file or [])
     if settings.platform.security.api_keys_file is not None:
         key_files.append(str(settings.platform.security.api_keys_file))
@@ -98,13 +96,10 @@ ImageOption = Annotated[
 ]
 
 
-def _kuberay_config(config: Path | None, as_json: bool) -> Config:
+def _kuberay_config(config: Path | None) -> Config:
     """The config, checked for what the KubeRay manifests can serve (exit 2 naming the model)."""
-    settings = config_or_exit(config, as_json)
-    try:
-        worker_groups(settings)
-    except KubeRayError as exc:
-        fail(str(exc), 2, as_json)
+    settings = load_config(config)
+    worker_groups(settings)  # KubeRayError (exit 2) names a model it cannot serve
     return settings
 
 
@@ -116,11 +111,8 @@ def render_rayservice(
     as_json: JsonOption = False,
 ) -> None:
     """The KubeRay RayService (YAML, or JSON with --json) running the Serve config on Kubernetes."""
-    settings = _kuberay_config(config, as_json)
-    try:
-        manifest = rayservice(settings, image=image or IMAGE)
-    except ModelSourceError as exc:
-        fail(str(exc), 2, as_json)
+    settings = _kuberay_config(config)
+    manifest = rayservice(settings, image=image or IMAGE)
     write_or_print(json.dumps(manifest, indent=2) if as_json else dump_yaml(manifest), output)
 
 
@@ -135,11 +127,8 @@ def render_kuberay(
 ) -> None:
     """Write every generated KubeRay manifest (RayService, nginx edge, Gateway API route or
     Ingress, monitoring, dashboards)."""
-    settings = _kuberay_config(config, as_json)
-    try:
-        files = manifests(settings, str(config or "the default config"), image=image or IMAGE)
-    except (ModelSourceError, KubeRayError) as exc:
-        fail(str(exc), 2, as_json)
+    settings = _kuberay_config(config)
+    files = manifests(settings, str(config or "the default config"), image=image or IMAGE)
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (output_dir / name).write_text(text, encoding="utf-8")
@@ -179,7 +168,7 @@ def render_nginx(
     from gpucluster.runtime.ray_head import ensure_ray_token
     from gpucluster.runtime.state import StateDir
 
-    settings = config_or_exit(config, as_json)
+    settings = load_config(config)
     state = StateDir(settings.platform.state_dir)
     state.ensure()
     token = ensure_ray_token(state)
@@ -206,7 +195,7 @@ def render_alertmanager(
     """deploy/alertmanager/alertmanager.yml delivering to the platform's alert receiver."""
     from gpucluster.runtime.monitoring import alert_receiver_url, render_alertmanager_config
 
-    settings = config_or_exit(config, as_json)
+    settings = load_config(config)
     write_or_print(render_alertmanager_config(alert_receiver_url(receiver_host, settings)), output)
 
 
@@ -243,7 +232,7 @@ def render_ray_node(
     """The Ray node's environment and `ray start` arguments, as local mode's head gets them."""
     from gpucluster.render.container import ray_node_start, shell_lines
 
-    settings = config_or_exit(config, as_json)
+    settings = load_config(config)
     env, args = ray_node_start(settings, node_ip, head_address=join)
     if shell:
         print(shell_lines(env, args), end="")

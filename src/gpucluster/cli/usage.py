@@ -16,15 +16,14 @@ from rich.table import Table
 from gpucluster.cli.common import (
     ConfigOption,
     JsonOption,
-    config_or_exit,
     emit,
     fail,
     fmt,
     out,
 )
+from gpucluster.config import load_config
 from gpucluster.ops.usage import (
     GROUPINGS,
-    UsageError,
     UsageReport,
     UsageRow,
     iso_utc,
@@ -49,12 +48,10 @@ def usage(
 ) -> None:
     """Usage per API key name (or model) from the usage log: requests, refusals, errors,
     prompt/completion tokens, duration p50/p95 and TTFT p50, with a total row."""
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     log = StateDir(cfg.platform.state_dir).usage_log
     try:
-        report = usage_report(log, since, by)
-    except UsageError as exc:
-        fail(str(exc), 2, as_json)
+        report = usage_report(log, since, by)  # UsageError (--since, --by): exit 2
     except OSError as exc:
         fail(f"cannot read the usage log: {exc}; check the state dir's permissions", 1, as_json)
     note = _note(report)

@@ -22,13 +22,17 @@ from typing import Any
 
 import yaml
 
+from gpucluster.errors import InputError
+
 _REFERENCE = re.compile(
     r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|:\?)(?P<arg>[^}]*))?\})"
 )
 
 
-class InterpolationError(ValueError):
+class InterpolationError(InputError, ValueError):
     """A reference that cannot be resolved; `key` is the dotted config key holding it."""
+
+    next_step = "export the variable, or give it a default in the file: ${NAME:-default}"
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(message)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gpucluster.config.schema import KEY_NAME_PATTERN, Config, QuotaConfig, SecurityConfig
+from gpucluster.errors import GpuClusterError, InputError
 
 KEY_PREFIX = "gpc-"
 OPERATOR_KEY_NAME = "gpucluster-operator"
@@ -138,23 +139,29 @@ def effective_quota(key: NamedKey, security: SecurityConfig) -> Quota:
     return configured.over(key.quota, Quota.from_config(security.default_quota))
 
 
-class KeyStoreError(ValueError):
+class KeyStoreError(GpuClusterError, ValueError):
     """The store cannot do what was asked; the message says why."""
 
 
 class UnknownKeyError(KeyStoreError, LookupError):
     """No key of that name in the store."""
 
+    next_step = "`gpucluster keys list` shows the names"
+
+
+class BadKeyName(KeyStoreError, InputError):
+    """A name a new key cannot have; the message says the rule (a usage error: exit 2)."""
+
 
 def check_name(name: str) -> str:
-    """`name` if it can name a new key, else KeyStoreError saying why."""
+    """`name` if it can name a new key, else BadKeyName saying why."""
     if not KEY_NAME_PATTERN.match(name):
-        raise KeyStoreError(
+        raise BadKeyName(
             f"{name!r} is not a valid key name: use lower-case letters, digits and . _ -, "
             "starting with a letter or digit, at most 63 characters"
         )
     if name == OPERATOR_KEY_NAME or _GENERATED_NAME.match(name):
-        raise KeyStoreError(f"{name!r} is a name the platform gives keys itself; choose another")
+        raise BadKeyName(f"{name!r} is a name the platform gives keys itself; choose another")
     return name
 
 

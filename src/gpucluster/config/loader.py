@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from gpucluster.config.interpolate import InterpolationError, interpolate
 from gpucluster.config.schema import Config, ModelConfig
+from gpucluster.errors import InputError
 
 CONFIG_ENV = "GPUCLUSTER_CONFIG"
 API_KEYS_ENV = "GPUCLUSTER_API_KEYS"
@@ -28,8 +29,10 @@ ENV_OVERRIDES: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A configuration that cannot be used; the message names the source, key and reason."""
+
+    next_step = "fix what it names, then check with `gpucluster config check`"
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -44,7 +47,9 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     try:
         raw = interpolate(raw, env)
     except InterpolationError as exc:
-        raise ConfigError(f"invalid configuration:\n  {path}: {exc.key}: {exc}") from None
+        raise ConfigError(
+            f"invalid configuration:\n  {path}: {exc.key}: {exc}", next_step=exc.next_step
+        ) from None
     origins: dict[tuple[str, ...], str] = {}
     for var, dotted in ENV_OVERRIDES.items():
         if var in env:

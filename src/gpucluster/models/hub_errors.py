@@ -29,6 +29,8 @@ class HubUnreachableError(ModelPrepareError):
 class DiskSpaceError(ModelPrepareError):
     """The model cache's filesystem has too little free space for what is still to download."""
 
+    next_step = "`gpucluster models du` shows what the cache holds; `gpucluster models rm NAME` frees it"
+
 
 class ChecksumError(ModelPrepareError):
     """A downloaded file's bytes differ from the checksum the hub lists for it."""

@@ -21,6 +21,7 @@ from typing import Any, Literal
 # The built-in models' names and `builtin:` prefix are config's (config.schema); models.builtin
 # describes how each is prepared (a test keeps the two in step).
 from gpucluster.config.schema import BUILTIN_MODELS, BUILTIN_PREFIX
+from gpucluster.errors import GpuClusterError, InputError
 
 # The hub's own rule (huggingface_hub.validate_repo_id), restricted to the `org/name` form.
 _HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -36,11 +37,11 @@ ACCEPTED_FORMS = (
 SourceKind = Literal["builtin", "hf", "local"]
 
 
-class ModelError(Exception):
+class ModelError(GpuClusterError):
     """Base of every error this package raises; its message says what to do next."""
 
 
-class ModelSourceError(ModelError, ValueError):
+class ModelSourceError(ModelError, InputError, ValueError):
     """A model source that cannot be used: unknown form, missing directory, unreadable config."""
 
 

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 import httpx
 
+from gpucluster.errors import GpuClusterError
 from gpucluster.ops.openai_wire import (
     CompletionStream,
     StreamError,
@@ -28,7 +29,7 @@ Clock = Callable[[], float]
 Message = dict[str, str]
 
 
-class ChatError(RuntimeError):
+class ChatError(GpuClusterError, RuntimeError):
     """A request that failed; the message says what went wrong and, where it can, what to do."""
 
     def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:

@@ -3,6 +3,9 @@
 `gather()` reads the platform over HTTP, Prometheus and the host (ports, GPU, logs) into a
 Snapshot; each rule is a pure function of the Snapshot returning findings with the evidence
 (value and the query or command) and the step to take. Findings come out most severe first.
+
+`gather()` sends every request through one `httpx.Client` (its caller's, else one of its own);
+tests give a client on an httpx.MockTransport.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+
+import httpx
 
 from gpucluster.config.guide_errors import GUIDE_ERROR_LINES, fixes_for
 from gpucluster.config.names import llm_deployment_name
@@ -23,6 +28,7 @@ from gpucluster.runtime.readiness import health_status, port_accepts
 from gpucluster.runtime.state import RAY_SD_FILE
 
 RUNBOOK = "docs/runbooks/alerts.md"
+TIMEOUT_S = 3.0  # each request's (the Ray dashboard probe: port_accepts's 2 s)
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 P95_LATENCY = "histogram_quantile(0.95, serve_deployment_processing_latency_ms)"
 P95_TTFT = "histogram_quantile(0.95, vllm:time_to_first_token_seconds)"
@@ -70,15 +76,20 @@ class Snapshot:
     error_lines: list[str] = field(default_factory=list)
 
 
-def gather(target: Target) -> Snapshot:
-    """Read every source diagnose uses."""
+def gather(target: Target, client: httpx.Client | None = None) -> Snapshot:
+    """Read every source diagnose uses, over HTTP through `client` (default: one of its own,
+    closed at the end)."""
+    if client is None:
+        with httpx.Client(timeout=TIMEOUT_S) as own:
+            return gather(target, own)
     snap = Snapshot(
         running=target.running,
         prometheus_url=target.endpoints.prometheus,
         ray_metrics_url=target.endpoints.ray_metrics,
     )
     snap.api_status = health_status(
-        f"{target.endpoints.openai_api}/models", timeout_s=3, headers=target.auth_headers
+        f"{target.endpoints.openai_api}/models", timeout_s=TIMEOUT_S, headers=target.auth_headers,
+        client=client,
     )
     if snap.api_status is None:
         for held in held_ports(target.config.platform):
@@ -89,9 +100,11 @@ def gather(target: Target) -> Snapshot:
         snap.sd_targets = sum(len(g.get("targets", [])) for g in json.loads(RAY_SD_FILE.read_text()))
     except (OSError, ValueError):
         snap.sd_targets = None
-    snap.metrics_port_up = health_status(target.endpoints.ray_metrics, timeout_s=3) == 200
-    snap.ray_head_up = port_accepts(target.endpoints.ray_dashboard)
-    _gather_metrics(snap, Prometheus(target.endpoints.prometheus), target)
+    snap.metrics_port_up = (
+        health_status(target.endpoints.ray_metrics, timeout_s=TIMEOUT_S, client=client) == 200
+    )
+    snap.ray_head_up = port_accepts(target.endpoints.ray_dashboard, client=client)
+    _gather_metrics(snap, Prometheus(target.endpoints.prometheus, client), target)
     files = component_files(target.state, "serve") + component_files(target.state, "platform")
     snap.error_lines = find_lines(files, GUIDE_ERROR_LINES, limit=5)
     return snap

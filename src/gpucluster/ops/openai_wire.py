@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from gpucluster.errors import GpuClusterError
+
 MAX_ERROR_CHARS = 300
 # Delta fields that carry generated text: the answer, and reasoning (two spellings in use).
 TEXT_FIELDS = ("content", "reasoning_content", "reasoning")
@@ -46,8 +48,10 @@ def error_message(body: bytes) -> str:
     return parse_error(body).message
 
 
-class StreamError(RuntimeError):
+class StreamError(GpuClusterError, RuntimeError):
     """A stream that broke off: an error event, or a line that is not JSON."""
+
+    next_step = "`gpucluster logs engine` shows what the engine said"
 
     def __init__(self, kind: str, error: ErrorBody) -> None:
         super().__init__(f"{kind}: {error.message}")

@@ -7,12 +7,16 @@ from typing import Any
 
 import httpx
 
+from gpucluster.errors import GpuClusterError
+
 TARGETS_PATH = "/api/v1/targets"
 RAY_JOB = "ray"  # the scrape job of Ray's metrics (deploy/prometheus/prometheus.yml)
 
 
-class PrometheusUnavailable(RuntimeError):
+class PrometheusUnavailable(GpuClusterError, RuntimeError):
     """Prometheus did not answer; `reason` is the error's type (for reports that keep it short)."""
+
+    next_step = "`gpucluster logs prometheus`"
 
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)

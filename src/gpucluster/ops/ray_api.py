@@ -21,14 +21,18 @@ from dataclasses import dataclass
 
 import httpx
 
+from gpucluster.errors import GpuClusterError
+
 NODES_PATH = "/api/v0/nodes"
 # The State API returns `limit` rows at most, 100 unless asked; 10,000 is the most it gives
 # (RAY_MAX_LIMIT_FROM_API_SERVER): dead nodes are listed too and must not crowd out live ones.
 NODES_LIMIT = 10_000
 
 
-class RayApiError(ValueError):
+class RayApiError(GpuClusterError, ValueError):
     """The State API answered with an error of its own (`"result": false`)."""
+
+    next_step = "`gpucluster logs ray`"
 
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(f"Ray API answered HTTP {status_code}: {message}")

@@ -3,6 +3,9 @@
 Nodes come from Ray's State API (ops.ray_api) and Serve deployments from Ray's dashboard API;
 each node's CPU and memory use, load, latency and autoscaling from Prometheus (Ray's node
 metrics and the guide's names). Whatever cannot be read is reported, not fatal.
+
+Every request goes through one `httpx.Client` (`collect_status`'s, else one of its own); tests
+give a client on an httpx.MockTransport.
 """
 
 from __future__ import annotations
@@ -72,8 +75,8 @@ NODE_MEM_USED = "avg by (ip) (ray_node_mem_used)"
 NODE_MEM_TOTAL = "avg by (ip) (ray_node_mem_total)"
 
 
-def _nodes(target: Target, prom: Prometheus) -> list[NodeStatus]:
-    nodes = ray_nodes(target.endpoints.ray_dashboard, target.ray_headers(), TIMEOUT_S)
+def _nodes(target: Target, prom: Prometheus, client: httpx.Client) -> list[NodeStatus]:
+    nodes = ray_nodes(target.endpoints.ray_dashboard, target.ray_headers(), TIMEOUT_S, client)
     try:
         cpu = prom.by_label(NODE_CPU_PERCENT, "ip")
         used = prom.by_label(NODE_MEM_USED, "ip")
@@ -98,8 +101,8 @@ def _gib(value: float | None) -> float | None:
     return None if value is None else value / 2**30
 
 
-def _serve_statuses(target: Target) -> dict[tuple[str, str], str]:
-    response = httpx.get(
+def _serve_statuses(target: Target, client: httpx.Client) -> dict[tuple[str, str], str]:
+    response = client.get(
         f"{target.endpoints.ray_dashboard}/api/serve/applications/",
         headers=target.ray_headers(),
         timeout=TIMEOUT_S,
@@ -173,14 +176,18 @@ def _adapters(prom: Prometheus, adapters: dict[str, str]) -> list[ModelStatus]:
     ]
 
 
-def collect_status(target: Target) -> PlatformStatus:
-    """Everything `status` shows; unreachable sources become `problems`."""
+def collect_status(target: Target, client: httpx.Client | None = None) -> PlatformStatus:
+    """Everything `status` shows, read through `client` (default: one of its own, closed at the
+    end); unreachable sources become `problems`."""
+    if client is None:
+        with httpx.Client(timeout=TIMEOUT_S) as own:
+            return collect_status(target, own)
     status = PlatformStatus()
     statuses: dict[tuple[str, str], str] = {}
-    prom = Prometheus(target.endpoints.prometheus)
+    prom = Prometheus(target.endpoints.prometheus, client)
     try:
-        status.nodes = _nodes(target, prom)
-        statuses = _serve_statuses(target)
+        status.nodes = _nodes(target, prom, client)
+        statuses = _serve_statuses(target, client)
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         status.problems.append(f"Ray dashboard API unreadable ({type(exc).__name__}): gpucluster health")
     try:

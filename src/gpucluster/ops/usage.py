@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from gpucluster.errors import InputError
 from gpucluster.ops.bench.stats import percentile
 
 GROUPINGS = ("key", "model")
@@ -31,7 +32,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+)([smhdw])")
 
 
-class UsageError(ValueError):
+class UsageError(InputError, ValueError):
     """A bad `--since` or `--by`; the message says what to write instead."""
 
 

@@ -16,6 +16,7 @@ import yaml
 from gpucluster import __version__
 from gpucluster.config import Config, ModelConfig, ray_node
 from gpucluster.config.keys import KeySources
+from gpucluster.errors import InputError
 from gpucluster.models import resolve_source, weights_location
 from gpucluster.models.adapter_sources import adapter_locations
 from gpucluster.planning.pod_sizes import PodSize, PodSizeError, head_size, worker_sizes
@@ -63,7 +64,7 @@ WORKER_READINESS = {
 }
 
 
-class KubeRayError(ValueError):
+class KubeRayError(InputError, ValueError):
     """A config that the KubeRay manifests cannot serve; the message names the model."""
 
 

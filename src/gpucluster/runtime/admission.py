@@ -27,6 +27,7 @@ from typing import Any
 from gpucluster.config import Config
 from gpucluster.config.keys import Denial, KeyRing, NamedKey, Quota, effective_quota
 from gpucluster.config.schema import SecurityConfig
+from gpucluster.errors import InputError
 from gpucluster.observability.key_metrics import NO_KEY, OTHER_MODEL
 from gpucluster.runtime.edge_metrics import EdgeMetrics
 from gpucluster.runtime.limits import Expiring, SlidingWindows, Slots, TokenBuckets
@@ -84,7 +85,7 @@ class Verdict:
     headers: dict[str, str]
 
 
-class InvalidSettlement(ValueError):
+class InvalidSettlement(InputError, ValueError):
     """A /settle body that is not a report; the message names the field."""
 
 

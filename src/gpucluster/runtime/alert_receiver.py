@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from gpucluster.errors import GpuClusterError
+
 MAX_BODY = 1 << 20
 ALERTMANAGER_TIMEOUT_S = 3.0
 
@@ -142,8 +144,10 @@ def _ends_a_line(path: Path) -> bool:
         return file.read(1) == b"\n"
 
 
-class AlertmanagerUnavailable(RuntimeError):
+class AlertmanagerUnavailable(GpuClusterError, RuntimeError):
     """Alertmanager did not answer, or not with a list of alerts."""
+
+    next_step = "`gpucluster logs alertmanager`"
 
 
 def active_alerts(

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gpucluster.config.keys import write_private_file
+from gpucluster.errors import GpuClusterError
 from gpucluster.runtime.sha512_crypt import hash_password
 
 # A name new logins may take: basic auth forbids `:`, and a small alphabet keeps it unambiguous.
@@ -27,7 +28,7 @@ _BREAKS_THE_FILE = re.compile(r"[:\x00-\x1f\x7f]")
 PASSWORD_BYTES = 18  # 24 URL-safe characters
 
 
-class LoginError(ValueError):
+class LoginError(GpuClusterError, ValueError):
     """The login file cannot do what was asked; the message says why."""
 
 

@@ -13,6 +13,7 @@ from gpucluster.config import Config
 from gpucluster.config.keys import KeySources, first_key, new_key
 from gpucluster.config.keys import write_private_file as write_private
 from gpucluster.config.schema import SecurityConfig
+from gpucluster.errors import GpuClusterError
 from gpucluster.runtime.dashboard_logins import ensure_first_login
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
@@ -26,8 +27,10 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 UPSTREAM_KEEPALIVE_S = 30
 
 
-class TemplateError(ValueError):
-    """A template placeholder without a value."""
+class TemplateError(GpuClusterError, ValueError):
+    """A template placeholder without a value: a bug of the templates the package ships."""
+
+    next_step = "report it: a template shipped with gpucluster names a value the code does not give"
 
 
 def render(template: str, values: dict[str, str]) -> str:

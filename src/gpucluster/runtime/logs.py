@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from gpucluster.errors import InputError
 from gpucluster.runtime.state import RAY_SESSION_LOGS, StateDir
 
 COMPONENTS: dict[str, str] = {
@@ -26,7 +27,7 @@ COMPONENTS: dict[str, str] = {
 }
 
 
-class UnknownComponent(ValueError):
+class UnknownComponent(InputError, ValueError):
     """A `logs` component that does not exist."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from gpucluster.config import Config, env_api_keys
 from gpucluster.config.guide_errors import GUIDE_ERROR_LINES, MODEL_LOADING_TIMEOUT, fixes_for
 from gpucluster.config.keys import KeySources, first_key, store_path
+from gpucluster.errors import GpuClusterError
 from gpucluster.models import ModelError, prepare_models
 from gpucluster.runtime import readiness
 from gpucluster.runtime.dashboard_logins import forget_first_login, list_users
@@ -55,8 +56,10 @@ Progress = Callable[[str], None]
 _POLL_S = 2.0
 
 
-class UpError(RuntimeError):
+class UpError(GpuClusterError, RuntimeError):
     """`up` could not bring the platform up; the message says why and what to do."""
+
+    next_step = "`gpucluster logs platform` shows what `up` did"
 
 
 @dataclass(frozen=True)

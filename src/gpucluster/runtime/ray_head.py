@@ -13,12 +13,15 @@ import secrets
 from pathlib import Path
 
 from gpucluster.config import Config, ray_node
+from gpucluster.errors import GpuClusterError
 from gpucluster.runtime.processes import PLATFORM_TAG_ENV, run_logged, venv_bin
 from gpucluster.runtime.state import StateDir
 
 
-class RayStartError(RuntimeError):
+class RayStartError(GpuClusterError, RuntimeError):
     """`ray start` failed; the message carries the reason and where the log is."""
+
+    next_step = "`gpucluster logs ray`"
 
 
 def logical_cpus(config: Config) -> int:

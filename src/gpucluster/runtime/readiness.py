@@ -1,4 +1,8 @@
-"""Is the platform answering? Probes over HTTP, the way a client sees it."""
+"""Is the platform answering? Probes over HTTP, the way a client sees it.
+
+Each probe takes an `httpx.Client` to send through (the operator tools share one; tests give one
+on an httpx.MockTransport), else sends its request alone; the timeout is the probe's either way.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ def answers(
     timeout_s: float = 30.0,
     *,
     embeds: bool = False,
+    client: httpx.Client | None = None,
 ) -> tuple[bool, str]:
     """Generate one token from `model_id` through the OpenAI API at `base_url` (…/v1), or,
     for an embedding model (`embeds`), embed one word."""
@@ -26,7 +31,8 @@ def answers(
             "temperature": 0,
         }
     try:
-        response = httpx.post(f"{base_url}/{path}", json=body, headers=headers, timeout=timeout_s)
+        post = httpx.post if client is None else client.post
+        response = post(f"{base_url}/{path}", json=body, headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         return False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if response.status_code != 200:
@@ -35,15 +41,19 @@ def answers(
 
 
 def health_status(
-    url: str, timeout_s: float = 5.0, headers: dict[str, str] | None = None
+    url: str,
+    timeout_s: float = 5.0,
+    headers: dict[str, str] | None = None,
+    client: httpx.Client | None = None,
 ) -> int | None:
     """HTTP status of a GET on `url`, or None when nothing answers."""
     try:
-        return httpx.get(url, headers=headers or {}, timeout=timeout_s).status_code
+        get = httpx.get if client is None else client.get
+        return get(url, headers=headers or {}, timeout=timeout_s).status_code
     except httpx.HTTPError:
         return None
 
 
-def port_accepts(url: str, timeout_s: float = 2.0) -> bool:
+def port_accepts(url: str, timeout_s: float = 2.0, client: httpx.Client | None = None) -> bool:
     """Whether an HTTP server answers at `url` at all (any status)."""
-    return health_status(url, timeout_s) is not None
+    return health_status(url, timeout_s, client=client) is not None

@@ -15,6 +15,8 @@ import hmac
 import secrets
 import threading
 
+from gpucluster.errors import GpuClusterError
+
 SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SALT_LENGTH = 16  # the longest salt SHA-512-crypt uses
 LIBCRYPT = "libcrypt.so.1"  # libxcrypt's soname, the library nginx is linked with
@@ -22,7 +24,7 @@ LIBCRYPT = "libcrypt.so.1"  # libxcrypt's soname, the library nginx is linked wi
 _SCRATCH_BYTES = 1 << 15
 
 
-class CryptUnavailable(RuntimeError):
+class CryptUnavailable(GpuClusterError, RuntimeError):
     """The system's libcrypt is missing or cannot make SHA-512-crypt hashes."""
 
 

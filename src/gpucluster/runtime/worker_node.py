@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpucluster.config import Config, ray_node
+from gpucluster.errors import GpuClusterError
 from gpucluster.runtime.processes import (
     describe,
     platform_processes,
@@ -29,7 +30,7 @@ JOINED_WORKER_PORTS = (30000, 39999)
 DASHBOARD_AGENT_PORT = 52365  # Ray's default
 
 
-class JoinError(RuntimeError):
+class JoinError(GpuClusterError, RuntimeError):
     """Joining failed; the message says why and what to do."""
 
 

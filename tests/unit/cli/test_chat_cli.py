@@ -94,6 +94,7 @@ def test_a_refused_prompt_exits_1_with_the_message(run, make_fake, serve_fake):
     assert json.loads(result.stdout) == {
         "ok": False,
         "error": "HTTP 401: Invalid API key; pass --api-key or set GPUCLUSTER_API_KEYS",
+        "next": None,  # the message says it
     }
     result = run("-p", "hi", "--url", served.url)  # no key: refused while listing models
     assert result.exit_code == 1

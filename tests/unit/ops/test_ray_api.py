@@ -115,34 +115,19 @@ def target(tmp_path) -> Target:
     return Target(Config(), state, endpoints, True, None, [])
 
 
-@pytest.fixture
-def dashboard(monkeypatch):
-    """Route the operator tools' State API calls to `answers[0]` (a list, so tests can swap it)."""
-    answers = [ray_answer()]
+def test_health_counts_the_alive_nodes_and_sends_the_platforms_token(target):
     seen: list[httpx.Request] = []
-    real = ray_nodes
-
-    def through_mock(url, headers, timeout_s, client_=None):
-        return real(url, headers, timeout_s, client(answers[0], seen))
-
-    monkeypatch.setattr(health, "ray_nodes", through_mock)
-    monkeypatch.setattr(status, "ray_nodes", through_mock)
-    return answers, seen
-
-
-def test_health_counts_the_alive_nodes_and_sends_the_platforms_token(target, dashboard):
-    answers, seen = dashboard
-    assert health.check_ray_cluster(target) == "1 alive node(s)"
+    assert health.check_ray_cluster(target, client(ray_answer(), seen)) == "1 alive node(s)"
     assert seen[0].headers["Authorization"] == "Bearer t0k"
-    answers[0] = ray_answer(HTTPStatusCode.INTERNAL_ERROR, "Failed to query the GCS")
+    refused = client(ray_answer(HTTPStatusCode.INTERNAL_ERROR, "Failed to query the GCS"))
     with pytest.raises(health.CheckFailed, match="HTTP 500: Failed to query the GCS"):
-        health.check_ray_cluster(target)
-    answers[0] = httpx.Response(403, text="Forbidden: Invalid authentication token")
+        health.check_ray_cluster(target, refused)
+    forbidden = client(httpx.Response(403, text="Forbidden: Invalid authentication token"))
     with pytest.raises(health.CheckFailed, match="Ray API answered HTTP 403"):
-        health.check_ray_cluster(target)
+        health.check_ray_cluster(target, forbidden)
 
 
-def test_status_rows_take_cpu_and_memory_from_rays_node_metrics(target, dashboard):
+def test_status_rows_take_cpu_and_memory_from_rays_node_metrics(target):
     def metrics(request: httpx.Request) -> httpx.Response:
         values = {
             status.NODE_CPU_PERCENT: 12.5, status.NODE_MEM_USED: 3 * 2**30,
@@ -153,7 +138,7 @@ def test_status_rows_take_cpu_and_memory_from_rays_node_metrics(target, dashboar
         return httpx.Response(200, json={"status": "success", "data": {"result": result}})
 
     prom = Prometheus(target.endpoints.prometheus, client_of(metrics))
-    head, worker = status._nodes(target, prom)
+    head, worker = status._nodes(target, prom, client(ray_answer()))
     assert head == status.NodeStatus("10.0.0.5", "ALIVE", 8.0, 0.0, 12.5, 3.0, 16.0)
     assert worker == status.NodeStatus("10.0.0.7", "DEAD", 4.0, 2.0, None, None, None)
 
@@ -161,7 +146,7 @@ def test_status_rows_take_cpu_and_memory_from_rays_node_metrics(target, dashboar
         raise httpx.ConnectError("refused", request=request)
 
     prom = Prometheus(target.endpoints.prometheus, client_of(down))
-    head, _ = status._nodes(target, prom)  # the nodes still, without the figures
+    head, _ = status._nodes(target, prom, client(ray_answer()))  # the nodes, without figures
     assert (head.address, head.cpus, head.cpu_percent, head.mem_total_gib) == (
         "10.0.0.5", 8.0, None, None
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gpucluster.errors import InputError
+
 METRICS = {"ttft": ("ttft_ms", "TTFT"), "e2e": ("e2e_ms", "end-to-end latency")}
 MARKERS = {"A": "o", "B": "s"}
 
 
-class ChartError(RuntimeError):
+class ChartError(InputError, RuntimeError):
     """The chart cannot be drawn (matplotlib missing, nothing to plot)."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from gpucluster.errors import GpuClusterError
 from gpucluster.ops.bench.stats import RequestRecord
 from gpucluster.ops.bench.workload import BenchRequest, Workload, poisson_intervals
 from gpucluster.ops.openai_wire import (
@@ -36,7 +37,7 @@ Mode = Literal["concurrency", "rate"]
 WARMUP_MAX_TOKENS = 16
 
 
-class BenchError(RuntimeError):
+class BenchError(GpuClusterError, RuntimeError):
     """An endpoint that cannot be benchmarked (unreachable, no models); the message says why."""
 
 

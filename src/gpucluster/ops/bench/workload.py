@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpucluster.errors import InputError
+
 WORDS = (
     "about", "after", "again", "against", "all", "also", "an", "and", "another", "any", "are",
     "as", "at", "back", "be", "because", "been", "before", "being", "between", "both", "but",
@@ -34,7 +36,7 @@ WORDS = (
 )  # fmt: skip
 
 
-class WorkloadError(ValueError):
+class WorkloadError(InputError, ValueError):
     """A prompts file or workload setting that cannot be used; the message says where and why."""
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import gpucluster.cli.bench as bench_cli
 from gpucluster.cli.bench import bench
+from gpucluster.cli.errors import Typer
 
 URL = "http://a.test/v1"
 
@@ -26,7 +27,7 @@ def run(servers, make_client, monkeypatch, tmp_path):
     monkeypatch.setattr(bench_cli, "open_client", lambda connections, timeout: make_client(servers))
     monkeypatch.setenv("GPUCLUSTER_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("COLUMNS", "160")
-    app = typer.Typer()
+    app = Typer()  # the CLI's: its commands end on a GpuClusterError with its exit code
     app.command("bench")(bench)
     app.callback()(lambda: None)  # keep `bench` a subcommand, as in the real app
     runner = CliRunner()
