@@ -9,6 +9,7 @@ paths so that both see the same engine state. Prints a table and the ratios.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -31,7 +32,7 @@ def one_stream(url: str, model: str, max_tokens: int, headers: dict[str, str]) -
         for line in response.iter_lines():
             if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
                 stamps.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     return stamps[0] - started, gaps
 
 

@@ -61,13 +61,17 @@ def test_every_dashboard_panel_query_returns_data(with_traffic, uid, title, expr
     [
         (
             "avg(vllm:time_to_first_token_seconds)",
-            "sum(rate(ray_vllm_time_to_first_token_seconds_sum[5m]))"
-            " / sum(rate(ray_vllm_time_to_first_token_seconds_count[5m]))",
+            (
+                "sum(rate(ray_vllm_time_to_first_token_seconds_sum[5m]))"
+                " / sum(rate(ray_vllm_time_to_first_token_seconds_count[5m]))"
+            ),
         ),
         (
             "histogram_quantile(0.95, vllm:time_to_first_token_seconds)",
-            "histogram_quantile(0.95, sum by (le, model_name) "
-            "(rate(ray_vllm_time_to_first_token_seconds_bucket[5m])))",
+            (
+                "histogram_quantile(0.95, sum by (le, model_name) "
+                "(rate(ray_vllm_time_to_first_token_seconds_bucket[5m])))"
+            ),
         ),
     ],
 )

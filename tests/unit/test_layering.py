@@ -10,6 +10,10 @@ import path `gpucluster.serving.app:app_from_args`, `python -m gpucluster.servin
   config imports nothing of the project (it is the only place the environment is read) but the
   shared modules CONFIG_MAY_IMPORT names, ops never imports serving (operator tools see the
   platform over HTTP, as an operator does);
+- a layer does not reach what NEVER_REACHES forbids it even through another layer: ops may
+  import runtime, and runtime may import serving, but no chain of imports from an ops module
+  ends in serving (the import graph, followed transitively; and a subprocess that imports every
+  ops module finds no serving module loaded);
 - a shared top-level module (SHARED) imports nothing of the project, and every layer may import
   it;
 - only serving imports ray.serve;
@@ -25,7 +29,11 @@ more fails the test too, so the list stays what the tree does.
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +60,11 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "cli": frozenset({"config", "models", "planning", "serving", "observability", "runtime",
                       "render", "ops"}),
     "__main__": frozenset({"cli"}),  # `python -m gpucluster`
+}
+# Layer -> the layer none of its modules may reach through any chain of imports (MAY_IMPORT
+# checks one import at a time: ops -> runtime and runtime -> serving each pass).
+NEVER_REACHES: dict[str, str] = {
+    "ops": "serving",  # operator tools see the platform over HTTP, never the Serve application
 }
 # Top-level modules any layer may import (config only those CONFIG_MAY_IMPORT names): the
 # package itself (its __version__), the paths of the deploy/ files shipped in the package, and
@@ -237,11 +250,102 @@ def violations(
     return found, used
 
 
+def import_graph(sources: Mapping[str, tuple[str, str]]) -> dict[str, set[str]]:
+    """Module -> the project modules it loads: each one it imports (the same imports the rules
+    check: in a function, by name) and the packages above it (importing
+    gpucluster.ops.bench.sweep runs gpucluster.ops.bench's __init__ too)."""
+    known = frozenset(sources)
+    graph: dict[str, set[str]] = {}
+    for module, (path, source) in sources.items():
+        parts = module.split(".")
+        loads = {".".join(parts[:end]) for end in range(1, len(parts))} & known
+        for imp in imports_of(module, path, source, known):
+            if not under(imp.name, PACKAGE):
+                continue
+            target = imp.name if imp.via_string else project_target(imp.name, known)
+            if target is not None:
+                loads.add(target)
+        graph[module] = loads - {module}
+    return graph
+
+
+def reach_violations(sources: Mapping[str, tuple[str, str]]) -> list[str]:
+    """`<module> reaches <layer>: a -> b -> c` for every module of a NEVER_REACHES layer with a
+    chain of imports into the forbidden layer (the shortest such chain)."""
+    graph = import_graph(sources)
+    found: list[str] = []
+    for module in sorted(graph):
+        forbidden = NEVER_REACHES.get(layer_of(module))
+        if forbidden is None:
+            continue
+        came_from: dict[str, str] = {module: module}
+        queue = [module]
+        for current in queue:  # breadth first: the first hit has the shortest chain
+            if layer_of(current) == forbidden:
+                chain = [current]
+                while chain[-1] != module:
+                    chain.append(came_from[chain[-1]])
+                found.append(f"{module} reaches {forbidden}: {' -> '.join(reversed(chain))}")
+                break
+            for nxt in sorted(graph.get(current, ())):
+                if nxt not in came_from:
+                    came_from[nxt] = current
+                    queue.append(nxt)
+    return found
+
+
 def test_the_tree_keeps_the_layers() -> None:
     found, used = violations(tree_sources())
     assert not found, "imports against the layers:\n" + "\n".join(found)
     stale = {key: why for key, why in EXCEPTIONS.items() if key not in used}
     assert not stale, f"exceptions no import needs any more (remove them): {stale}"
+
+
+def test_no_layer_reaches_what_it_must_not_through_another() -> None:
+    found = reach_violations(tree_sources())
+    assert not found, "chains of imports against the layers:\n" + "\n".join(found)
+
+
+def test_importing_every_ops_module_loads_no_serving_module() -> None:
+    """The same rule on the real interpreter: what the import graph cannot see (an import done
+    by a third-party package on the project's behalf, a name built at run time)."""
+    ops = sorted(m for m in tree_sources() if layer_of(m) == "ops")
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {ops!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('gpucluster.serving'))))\n"
+    )
+    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": path},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    assert loaded == [], f"importing the ops modules loads {loaded}"
+
+
+def test_a_chain_through_another_layer_is_caught() -> None:
+    tree = fake(
+        gpucluster__ops__fake="from gpucluster.runtime.fake import start\n",
+        gpucluster__runtime__fake="def start():\n    from gpucluster.serving import app\n",
+    )
+    assert violations(tree)[0] == []  # each import alone keeps the rules
+    chain = ["gpucluster.ops.fake", "gpucluster.runtime.fake", "gpucluster.serving.app"]
+    assert reach_violations(tree) == [f"gpucluster.ops.fake reaches serving: {' -> '.join(chain)}"]
+    # a submodule's import runs its packages' __init__: reaching serving through one counts too
+    tree = fake(
+        gpucluster__ops__fake="import gpucluster.runtime.fake.inner\n",
+        gpucluster__runtime__fake="from gpucluster.serving import app\n",
+        gpucluster__runtime__fake__inner="X = 1\n",
+    )
+    chain.insert(1, "gpucluster.runtime.fake.inner")
+    assert reach_violations(tree) == [f"gpucluster.ops.fake reaches serving: {' -> '.join(chain)}"]
 
 
 def test_the_listed_modules_exist() -> None:

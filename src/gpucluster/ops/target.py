@@ -11,8 +11,7 @@ from pathlib import Path
 
 from gpucluster.config import Config, env_api_keys
 from gpucluster.config.keys import first_key
-from gpucluster.runtime.platform import endpoints_for
-from gpucluster.runtime.state import Endpoints, StateDir
+from gpucluster.runtime.state import Endpoints, StateDir, endpoints_for
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from gpucluster.runtime.ray_head import (
     ray_env,
     start_head,
 )
-from gpucluster.runtime.state import Endpoints, PlatformRecord, StateDir
+from gpucluster.runtime.state import PlatformRecord, StateDir, endpoints_for
 from gpucluster.runtime.supervisor import write_services
 from gpucluster.serving.serve_config import serve_config
 
@@ -90,23 +90,6 @@ class DownResult:
     was_running: bool
     stopped: list[str]
     leftovers: list[str]
-
-
-def endpoints_for(config: Config) -> Endpoints:
-    platform = config.platform
-    host = platform.bind_host
-    edge_host = host if platform.edge.listen_host in ("0.0.0.0", "::") else platform.edge.listen_host
-    proxy = f"http://{edge_host}:{platform.ports.nginx_http}"
-    return Endpoints(
-        openai_api=f"{proxy}/v1",
-        health=f"{proxy}/health",
-        dashboard=f"{proxy}/dashboard/",
-        ray_dashboard=f"http://{host}:{platform.ports.ray_dashboard}",
-        serve=f"http://{host}:{platform.ports.serve_http}",
-        ray_metrics=f"http://{host}:{platform.ports.ray_metrics}/metrics",
-        prometheus=f"http://{host}:{platform.ports.prometheus}",
-        alertmanager=f"http://{host}:{platform.ports.alertmanager}",
-    )
 
 
 def running_record(state: StateDir) -> PlatformRecord | None:

@@ -6,7 +6,10 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpucluster.config import Config
 
 # Ray writes its session logs and the Prometheus service-discovery file here; the operator
 # guide names /tmp/ray/prom_metrics_service_discovery.json, so the location stays Ray's default.
@@ -30,6 +33,26 @@ class Endpoints:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+def endpoints_for(config: Config) -> Endpoints:
+    """Where the platform `config` describes is reached: what `up` records, and what the operator
+    tools use when nothing runs. It lives here, beside Endpoints and below serving, so that
+    ops/target.py reaches it without loading serving (runtime/platform.py imports serving)."""
+    platform = config.platform
+    host = platform.bind_host
+    edge_host = host if platform.edge.listen_host in ("0.0.0.0", "::") else platform.edge.listen_host
+    proxy = f"http://{edge_host}:{platform.ports.nginx_http}"
+    return Endpoints(
+        openai_api=f"{proxy}/v1",
+        health=f"{proxy}/health",
+        dashboard=f"{proxy}/dashboard/",
+        ray_dashboard=f"http://{host}:{platform.ports.ray_dashboard}",
+        serve=f"http://{host}:{platform.ports.serve_http}",
+        ray_metrics=f"http://{host}:{platform.ports.ray_metrics}/metrics",
+        prometheus=f"http://{host}:{platform.ports.prometheus}",
+        alertmanager=f"http://{host}:{platform.ports.alertmanager}",
+    )
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ its state; and the engine-load figures each replica reports (no Ray cluster need
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
@@ -101,7 +102,7 @@ def test_engine_load_keeps_the_latest_figures_and_reads_stale_ones_as_idle():
 
 def test_engine_load_attaches_to_a_stat_logger_list_only():
     class Manager:
-        stat_loggers: list = []
+        stat_loggers: ClassVar[list] = []
 
     class Client:
         logger_manager = Manager()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable
 
 import pytest
@@ -138,6 +139,6 @@ def test_a_sawtooth_changes_the_count_at_most_once_per_delay_window(half_period_
     changes = replay(loads, replicas=2)
     times = [at for at, _, _ in changes]
     window = min(SETTINGS.upscale_delay_s, SETTINGS.downscale_delay_s)
-    assert all(later - earlier >= window for earlier, later in zip(times, times[1:]))
+    assert all(later - earlier >= window for earlier, later in itertools.pairwise(times))
     if half_period_s < SETTINGS.upscale_delay_s:
         assert changes == []  # neither signal ever holds for its delay
