@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from gpucluster.ops.diagnose import Snapshot, diagnose, needs_action
 
-HEALTHY = dict(
-    running=True, api_status=200, prometheus_up=True, sd_targets=3, metrics_port_up=True,
-    kv_cache=0.1, waiting=0.0, p95_latency_ms=800.0, p95_ttft_s=0.08, p95_tpot_s=0.03,
-    replicas={"PlatformLLMServer:m": (1.0, 2)},
-)
+HEALTHY = {
+    "running": True, "api_status": 200, "prometheus_up": True, "sd_targets": 3, "metrics_port_up": True,
+    "kv_cache": 0.1, "waiting": 0.0, "p95_latency_ms": 800.0, "p95_ttft_s": 0.08, "p95_tpot_s": 0.03,
+    "replicas": {"PlatformLLMServer:m": (1.0, 2)},
+}
 
 
 def titles(**overrides) -> list[str]:

@@ -8,15 +8,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
-
 from ray.serve.exceptions import BackPressureError
-
-from gpucluster.serving.errors import ApiError, overloaded
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from gpucluster.serving.api_keys import ApiKeys
 from gpucluster.serving.api_app import build_fastapi_app, with_sse_errors
+from gpucluster.serving.api_keys import ApiKeys
+from gpucluster.serving.errors import ApiError, overloaded
 from gpucluster.serving.validation import parse_body
 
 
