@@ -28,9 +28,23 @@ MODELS = ("admit-1x", "admit-2x")
 
 def bench(model: str, args: argparse.Namespace) -> dict:
     argv = [
-        sys.executable, "-m", "gpucluster", "bench", "--json", "--url", args.url, "--model", model,
-        "--concurrency", str(args.concurrency), "-n", str(args.requests),
-        "--input-tokens", "128", "--output-tokens", str(args.output_tokens),
+        sys.executable,
+        "-m",
+        "gpucluster",
+        "bench",
+        "--json",
+        "--url",
+        args.url,
+        "--model",
+        model,
+        "--concurrency",
+        str(args.concurrency),
+        "-n",
+        str(args.requests),
+        "--input-tokens",
+        "128",
+        "--output-tokens",
+        str(args.output_tokens),
     ]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     (run,) = json.loads(result.stdout)["runs"]

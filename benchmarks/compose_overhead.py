@@ -27,10 +27,13 @@ COMPOSE_ENV = DEPLOY_DIR / "compose" / ".env"  # written by `make compose-up`
 def compose_settings() -> tuple[str, str]:
     """The compose stack's nginx URL and first API key, from the .env `make compose-up` wrote."""
     values = dict(
-        line.split("=", 1) for line in COMPOSE_ENV.read_text().splitlines()
+        line.split("=", 1)
+        for line in COMPOSE_ENV.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    return f"http://127.0.0.1:{values['NGINX_HTTP_PORT']}", values["GPUCLUSTER_API_KEYS"].split(",")[0]
+    return f"http://127.0.0.1:{values['NGINX_HTTP_PORT']}", values["GPUCLUSTER_API_KEYS"].split(
+        ","
+    )[0]
 
 
 def main() -> None:
@@ -46,9 +49,16 @@ def main() -> None:
     tokenizer = prepare_model(model.source, config.platform.model_cache_dir)
     compose_url, key = compose_settings()
     concurrencies = [int(x) for x in args.concurrency.split(",")]
-    runs = versus_bare(Target("compose", compose_url, key), model.id, tokenizer, concurrencies,
-                       args.rounds, args.input_tokens, args.output_tokens,
-                       Path("compose-overhead-bare-vllm.log"))
+    runs = versus_bare(
+        Target("compose", compose_url, key),
+        model.id,
+        tokenizer,
+        concurrencies,
+        args.rounds,
+        args.input_tokens,
+        args.output_tokens,
+        Path("compose-overhead-bare-vllm.log"),
+    )
     report(runs, "bare", "compose", args.out)
 
 

@@ -62,10 +62,23 @@ def cpu_seconds(procs: list[psutil.Process]) -> dict[int, tuple[str, float]]:
 def profile(concurrency: int, args, tag: str) -> dict:
     before = cpu_seconds(platform_processes(tag))
     bench = subprocess.Popen(
-        [sys.executable, "-m", "gpucluster", "bench", "--json", "--concurrency", str(concurrency),
-         "-n", str(args.requests), "--input-tokens", str(args.input_tokens),
-         "--output-tokens", str(args.output_tokens)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gpucluster",
+            "bench",
+            "--json",
+            "--concurrency",
+            str(concurrency),
+            "-n",
+            str(args.requests),
+            "--input-tokens",
+            str(args.input_tokens),
+            "--output-tokens",
+            str(args.output_tokens),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     client = psutil.Process(bench.pid)
     client_cpu = 0.0
@@ -84,9 +97,13 @@ def profile(concurrency: int, args, tag: str) -> dict:
     used: dict[str, float] = {"bench client": client_cpu}
     for pid, (name, seconds) in after.items():
         used[name] = used.get(name, 0.0) + seconds - before.get(pid, (name, 0.0))[1]
-    return {"concurrency": concurrency, "output_tokens": run["output_tokens"],
-            "duration_s": run["duration_s"], "output_throughput": run["output_throughput"],
-            "cpu_s": used}
+    return {
+        "concurrency": concurrency,
+        "output_tokens": run["output_tokens"],
+        "duration_s": run["duration_s"],
+        "output_throughput": run["output_throughput"],
+        "cpu_s": used,
+    }
 
 
 def main() -> None:
@@ -103,12 +120,16 @@ def main() -> None:
     for result in results:
         total = sum(result["cpu_s"].values())
         wall = result["duration_s"]
-        print(f"\nconcurrency {result['concurrency']}: {result['output_throughput']:.1f} tok/s, "
-              f"{wall:.1f} s, CPU {total:.1f} s of {2 * wall:.1f} s on 2 cores")
+        print(
+            f"\nconcurrency {result['concurrency']}: {result['output_throughput']:.1f} tok/s, "
+            f"{wall:.1f} s, CPU {total:.1f} s of {2 * wall:.1f} s on 2 cores"
+        )
         for name, seconds in sorted(result["cpu_s"].items(), key=lambda kv: -kv[1]):
             per_token_ms = 1000 * seconds / max(1, result["output_tokens"])
-            print(f"  {name:<46} {seconds:7.2f} s  {100 * seconds / total:5.1f}%  "
-                  f"{per_token_ms:6.2f} ms/token")
+            print(
+                f"  {name:<46} {seconds:7.2f} s  {100 * seconds / total:5.1f}%  "
+                f"{per_token_ms:6.2f} ms/token"
+            )
     print(f"\nreport: {args.out}")
 
 

@@ -54,10 +54,25 @@ def offline_round(llm, workload: Workload, requests: int) -> dict[str, float]:
 def served_round(args, url: str | None = None) -> dict[str, float]:
     target = ["--url", url] if url else []
     result = subprocess.run(
-        [sys.executable, "-m", "gpucluster", "bench", "--json", *target,
-         "--concurrency", str(args.concurrency), "-n", str(args.requests),
-         "--input-tokens", str(args.input_tokens), "--output-tokens", str(args.output_tokens)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "gpucluster",
+            "bench",
+            "--json",
+            *target,
+            "--concurrency",
+            str(args.concurrency),
+            "-n",
+            str(args.requests),
+            "--input-tokens",
+            str(args.input_tokens),
+            "--output-tokens",
+            str(args.output_tokens),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     (run,) = json.loads(result.stdout)["runs"]
     return {
@@ -72,8 +87,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="served concurrency (default: 2 x max_num_seqs)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="served concurrency (default: 2 x max_num_seqs)",
+    )
     parser.add_argument("--input-tokens", type=int, default=128)
     parser.add_argument("--output-tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("efficiency-report.json"))
@@ -102,19 +121,26 @@ def main() -> None:
         offline = entry["offline"]["output_throughput"]
         entry["platform_vs_offline"] = entry["platform"]["output_throughput"] / offline
         entry["bare_vs_offline"] = entry["bare"]["output_throughput"] / offline
-        print(f"round {number}: platform {entry['platform']['output_throughput']:.1f}, bare "
-              f"{entry['bare']['output_throughput']:.1f}, offline {offline:.1f} tok/s; "
-              f"platform/offline {entry['platform_vs_offline']:.2f}, "
-              f"bare/offline {entry['bare_vs_offline']:.2f}", flush=True)
+        print(
+            f"round {number}: platform {entry['platform']['output_throughput']:.1f}, bare "
+            f"{entry['bare']['output_throughput']:.1f}, offline {offline:.1f} tok/s; "
+            f"platform/offline {entry['platform_vs_offline']:.2f}, "
+            f"bare/offline {entry['bare_vs_offline']:.2f}",
+            flush=True,
+        )
     report = {
-        "model": model.id, "max_num_seqs": model.max_num_seqs, **vars(args) | {"out": str(args.out)},
+        "model": model.id,
+        "max_num_seqs": model.max_num_seqs,
+        **vars(args) | {"out": str(args.out)},
         "rounds": rounds,
         "platform_vs_offline": statistics.fmean(r["platform_vs_offline"] for r in rounds),
         "bare_vs_offline": statistics.fmean(r["bare_vs_offline"] for r in rounds),
     }
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"mean platform/offline {report['platform_vs_offline']:.2f}, "
-          f"bare/offline {report['bare_vs_offline']:.2f}; report: {args.out}")
+    print(
+        f"mean platform/offline {report['platform_vs_offline']:.2f}, "
+        f"bare/offline {report['bare_vs_offline']:.2f}; report: {args.out}"
+    )
 
 
 if __name__ == "__main__":

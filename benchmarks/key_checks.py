@@ -61,8 +61,15 @@ def main() -> None:
         )
         try:
             unchecked = Target("unchecked", f"http://127.0.0.1:{args.port}", args.key)
-            runs = interleaved([unchecked, checked], model.id, weights,
-                               [int(c) for c in args.concurrency.split(",")], args.rounds, 128, 64)
+            runs = interleaved(
+                [unchecked, checked],
+                model.id,
+                weights,
+                [int(c) for c in args.concurrency.split(",")],
+                args.rounds,
+                128,
+                64,
+            )
         finally:
             nginx.terminate()
             nginx.wait(timeout=30)

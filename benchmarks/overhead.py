@@ -31,10 +31,21 @@ def start_bare_vllm(log: Path) -> subprocess.Popen:
     model = config.models[0]
     weights = prepare_model(model.source, config.platform.model_cache_dir)
     argv = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", weights, "--served-model-name", model.id,
-        "--host", "127.0.0.1", "--port", str(BARE_PORT),
-        "--max-num-seqs", str(model.max_num_seqs), "--dtype", model.dtype,
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        weights,
+        "--served-model-name",
+        model.id,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(BARE_PORT),
+        "--max-num-seqs",
+        str(model.max_num_seqs),
+        "--dtype",
+        model.dtype,
     ]
     if model.max_model_len:
         argv += ["--max-model-len", str(model.max_model_len)]
@@ -69,26 +80,45 @@ def main() -> None:
     try:
         wait_ready(bare_url)
         result = subprocess.run(
-            [sys.executable, "-m", "gpucluster", "bench", "--json",
-             "--concurrency", args.concurrency, "-n", args.requests,
-             "--input-tokens", args.input_tokens, "--output-tokens", args.output_tokens,
-             "--compare", bare_url],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "gpucluster",
+                "bench",
+                "--json",
+                "--concurrency",
+                args.concurrency,
+                "-n",
+                args.requests,
+                "--input-tokens",
+                args.input_tokens,
+                "--output-tokens",
+                args.output_tokens,
+                "--compare",
+                bare_url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
     finally:
         bare.terminate()
         bare.wait(timeout=60)
     args.out.write_text(result.stdout)
     report = json.loads(result.stdout)
-    print(f"{'run':<6} {'platform tok/s':>15} {'bare tok/s':>11} {'platform/bare':>14} "
-          f"{'TTFT p50 ms (plat/bare)':>26} {'ITL p50 ms (plat/bare)':>24}")
+    print(
+        f"{'run':<6} {'platform tok/s':>15} {'bare tok/s':>11} {'platform/bare':>14} "
+        f"{'TTFT p50 ms (plat/bare)':>26} {'ITL p50 ms (plat/bare)':>24}"
+    )
     runs = {(r["label"], r["endpoint"]): r for r in report["runs"]}
     for label in dict.fromkeys(r["label"] for r in report["runs"]):
         a, b = runs[(label, "A")], runs[(label, "B")]
-        print(f"{label:<6} {a['output_throughput']:>15.1f} {b['output_throughput']:>11.1f} "
-              f"{a['output_throughput'] / b['output_throughput']:>14.2f} "
-              f"{a['ttft_ms']['p50']:>12.0f} / {b['ttft_ms']['p50']:<11.0f} "
-              f"{a['itl_ms']['p50']:>10.1f} / {b['itl_ms']['p50']:<10.1f}")
+        print(
+            f"{label:<6} {a['output_throughput']:>15.1f} {b['output_throughput']:>11.1f} "
+            f"{a['output_throughput'] / b['output_throughput']:>14.2f} "
+            f"{a['ttft_ms']['p50']:>12.0f} / {b['ttft_ms']['p50']:<11.0f} "
+            f"{a['itl_ms']['p50']:>10.1f} / {b['itl_ms']['p50']:<10.1f}"
+        )
     print(f"report: {args.out}")
 
 

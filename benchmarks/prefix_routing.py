@@ -69,8 +69,12 @@ REPLICAS = 2
 UP_TIMEOUT_S = 1800
 DOWN_TIMEOUT_S = 600
 # Variables that would point `up` elsewhere than the private config (tests/integration/conftest).
-FOREIGN_ENV = ("GPUCLUSTER_STATE_DIR", "GPUCLUSTER_API_KEYS", "NGINX_HTTP_PORT",
-               "RAY_DASHBOARD_PORT")
+FOREIGN_ENV = (
+    "GPUCLUSTER_STATE_DIR",
+    "GPUCLUSTER_API_KEYS",
+    "NGINX_HTTP_PORT",
+    "RAY_DASHBOARD_PORT",
+)
 
 # vLLM's counters as Ray exports them (`vllm:` becomes `ray_vllm_`, counters get `_total`; a
 # name without the suffix is accepted too). Each series carries the replica's `ReplicaId` and the
@@ -124,8 +128,10 @@ class Conversation:
         """The request of turn len(answers): the whole history, then the next question."""
         messages = [{"role": "system", "content": self.document}]
         for question, answer in zip(self.questions, answers, strict=False):
-            messages += [{"role": "user", "content": question},
-                         {"role": "assistant", "content": answer}]
+            messages += [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ]
         messages.append({"role": "user", "content": self.questions[len(answers)]})
         return messages
 
@@ -144,20 +150,25 @@ def sentences(rng: random.Random, words: int) -> str:
     return " ".join(out)
 
 
-def make_conversations(count: int, turns: int, prefix_words: int, seed: int = 0) -> list[Conversation]:
+def make_conversations(
+    count: int, turns: int, prefix_words: int, seed: int = 0
+) -> list[Conversation]:
     """`count` conversations, each with its own document (distinct from its first words: no two
     share a prefix) and `turns` short questions; the same arguments give the same text."""
     conversations = []
     for index in range(count):
         rng = random.Random(f"prefix-routing:{seed}:{index}")
         text = sentences(rng, prefix_words)
-        document = (f"{text}\n\nThese are notes number {index}. Answer questions about them in "
-                    "one short sentence.")
+        document = (
+            f"{text}\n\nThese are notes number {index}. Answer questions about them in "
+            "one short sentence."
+        )
         questions = []
         for turn in range(turns):
             first, second = rng.sample(WORDS, 2)
-            questions.append(f"Question {turn + 1}: what do the notes say about the {first} "
-                             f"and the {second}?")
+            questions.append(
+                f"Question {turn + 1}: what do the notes say about the {first} and the {second}?"
+            )
         conversations.append(Conversation(index, document, tuple(questions)))
     return conversations
 
@@ -165,8 +176,10 @@ def make_conversations(count: int, turns: int, prefix_words: int, seed: int = 0)
 def warmup_prompts(count: int, seed: int = 0) -> list[list[dict[str, str]]]:
     """Short prompts sharing no prefix with each other or the conversations' documents."""
     rng = random.Random(f"prefix-routing-warmup:{seed}")
-    return [[{"role": "user", "content": f"{sentences(rng, 20)} Name one colour."}]
-            for _ in range(count)]
+    return [
+        [{"role": "user", "content": f"{sentences(rng, 20)} Name one colour."}]
+        for _ in range(count)
+    ]
 
 
 # -- client -----------------------------------------------------------------------------------
@@ -187,11 +200,23 @@ class Turn:
     answer: str = ""
 
 
-async def stream_chat(client: httpx.AsyncClient, api: str, model: str,
-                      messages: list[dict[str, str]], max_tokens: int, record: Turn) -> Turn:
+async def stream_chat(
+    client: httpx.AsyncClient,
+    api: str,
+    model: str,
+    messages: list[dict[str, str]],
+    max_tokens: int,
+    record: Turn,
+) -> Turn:
     """Send one streamed, greedy chat completion; fill `record` with its timings and answer."""
-    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
-            "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     started = time.perf_counter()
     stream = CompletionStream()
     text: list[str] = []
@@ -220,9 +245,15 @@ async def stream_chat(client: httpx.AsyncClient, api: str, model: str,
     return record
 
 
-async def run_workload(client: httpx.AsyncClient, api: str, model: str,
-                       conversations: list[Conversation], concurrency: int, max_tokens: int,
-                       progress: Callable[[str], None] = lambda _: None) -> tuple[list[Turn], float]:
+async def run_workload(
+    client: httpx.AsyncClient,
+    api: str,
+    model: str,
+    conversations: list[Conversation],
+    concurrency: int,
+    max_tokens: int,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[list[Turn], float]:
     """Every conversation turn by turn, `concurrency` conversations at once; the requests and
     the wall time. A conversation stops at its first failed turn."""
     gate = asyncio.Semaphore(concurrency)
@@ -236,8 +267,9 @@ async def run_workload(client: httpx.AsyncClient, api: str, model: str,
             for turn in range(len(conversation.questions)):
                 record = Turn(conversation.index, turn)
                 turns.append(record)
-                await stream_chat(client, api, model, conversation.messages(answers), max_tokens,
-                                  record)
+                await stream_chat(
+                    client, api, model, conversation.messages(answers), max_tokens, record
+                )
                 if not record.ok:
                     break
                 answers.append(record.answer)
@@ -246,9 +278,11 @@ async def run_workload(client: httpx.AsyncClient, api: str, model: str,
             ttfts = [t.ttft_s for t in mine if t.ttft_s is not None]
             ttft = f"{1000 * statistics.median(ttfts):.0f} ms" if ttfts else "-"
             failed = sum(not t.ok for t in mine)
-            progress(f"  conversation {conversation.index}: {len(answers)}/{len(mine)} turns ok, "
-                     f"TTFT p50 {ttft}{f', FAILED: {mine[-1].error}' if failed else ''} "
-                     f"({finished}/{len(conversations)} done)")
+            progress(
+                f"  conversation {conversation.index}: {len(answers)}/{len(mine)} turns ok, "
+                f"TTFT p50 {ttft}{f', FAILED: {mine[-1].error}' if failed else ''} "
+                f"({finished}/{len(conversations)} done)"
+            )
 
     started = time.perf_counter()
     await asyncio.gather(*(chat(c) for c in conversations))
@@ -312,12 +346,15 @@ def per_replica(text: str, model: str) -> dict[str, dict[str, float]]:
     return replicas
 
 
-def difference(before: dict[str, dict[str, float]],
-               after: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def difference(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
     """after - before, by replica (a replica missing before counts from 0)."""
     zero = dict.fromkeys(METRICS, 0.0)
-    return {replica: {k: v - before.get(replica, zero)[k] for k, v in counts.items()}
-            for replica, counts in sorted(after.items())}
+    return {
+        replica: {k: v - before.get(replica, zero)[k] for k, v in counts.items()}
+        for replica, counts in sorted(after.items())
+    }
 
 
 def totals(replicas: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -334,8 +371,13 @@ def scrape(url: str, model: str) -> dict[str, dict[str, float]]:
     return per_replica(response.text, model)
 
 
-def wait_for_requests(url: str, model: str, base: dict[str, dict[str, float]], requests: int,
-                      timeout_s: float = METRICS_TIMEOUT_S) -> tuple[dict[str, dict[str, float]], bool]:
+def wait_for_requests(
+    url: str,
+    model: str,
+    base: dict[str, dict[str, float]],
+    requests: int,
+    timeout_s: float = METRICS_TIMEOUT_S,
+) -> tuple[dict[str, dict[str, float]], bool]:
     """Scrape until the replicas' finished requests since `base` reach `requests` (Ray exports
     each worker's counters every few seconds); the last scrape and whether it got there."""
     deadline = time.monotonic() + timeout_s
@@ -355,16 +397,18 @@ def platform_config(router: str, state_dir: Path, args: argparse.Namespace) -> d
     """The config `up` gets for one router: the built-in model on two fixed replicas."""
     direct = router == BASELINE and args.direct_baseline
     return {
-        "models": [{
-            "id": BUILTIN_MODEL_ID,
-            "max_num_seqs": args.max_num_seqs,
-            "cpu_kvcache_gib": args.kv_cache_gib,
-            "replicas": {"min": REPLICAS, "max": REPLICAS},
-            "router": router,
-            # vLLM's CPU build enables it by default for this model; said here so a run does not
-            # depend on that default.
-            "engine_kwargs": {"enable_prefix_caching": True},
-        }],
+        "models": [
+            {
+                "id": BUILTIN_MODEL_ID,
+                "max_num_seqs": args.max_num_seqs,
+                "cpu_kvcache_gib": args.kv_cache_gib,
+                "replicas": {"min": REPLICAS, "max": REPLICAS},
+                "router": router,
+                # vLLM's CPU build enables it by default for this model; said here so a run does not
+                # depend on that default.
+                "engine_kwargs": {"enable_prefix_caching": True},
+            }
+        ],
         "platform": {"state_dir": str(state_dir), "direct_streaming": direct},
     }
 
@@ -384,8 +428,14 @@ def busy_ports(config_path: Path, wait_s: float = 0) -> list[int]:
 def cli(env: dict[str, str], *args: str, timeout: float, check: bool = True) -> dict[str, Any]:
     """`gpucluster ARGS --json`, its progress (stderr) passed through; its JSON answer (with
     `check`, RuntimeError when it exits non-zero)."""
-    result = subprocess.run([*GPUCLUSTER, *args, "--json"], env=env, stdout=subprocess.PIPE,
-                            text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        [*GPUCLUSTER, *args, "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     try:
         answer = json.loads(result.stdout)
     except ValueError:
@@ -395,9 +445,14 @@ def cli(env: dict[str, str], *args: str, timeout: float, check: bool = True) -> 
     return answer
 
 
-def run_router(router: str, round_no: int, args: argparse.Namespace,
-               conversations: list[Conversation], log: Callable[[str], None],
-               first: bool = True) -> dict[str, Any]:
+def run_router(
+    router: str,
+    round_no: int,
+    args: argparse.Namespace,
+    conversations: list[Conversation],
+    log: Callable[[str], None],
+    first: bool = True,
+) -> dict[str, Any]:
     """Start the platform with `router`, warm it up, run the workload, read the metrics, stop."""
     tag = f"[{router} round {round_no + 1}]"
     with tempfile.TemporaryDirectory(prefix="prefix-routing-") as tmp:
@@ -406,8 +461,10 @@ def run_router(router: str, round_no: int, args: argparse.Namespace,
         config_path.write_text(yaml.safe_dump(platform_config(router, root / "state", args)))
         busy = busy_ports(config_path, wait_s=0 if first else 60)
         if busy:
-            raise SystemExit(f"ports {busy} are in use: another platform runs on this machine; "
-                             "stop it first (this benchmark starts its own)")
+            raise SystemExit(
+                f"ports {busy} are in use: another platform runs on this machine; "
+                "stop it first (this benchmark starts its own)"
+            )
         env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
         env["GPUCLUSTER_CONFIG"] = str(config_path)
         log(f"{tag} gpucluster up (2 replicas, config {config_path})")
@@ -420,14 +477,23 @@ def run_router(router: str, round_no: int, args: argparse.Namespace,
             log(f"{tag} gpucluster down")
             down = cli(env, "down", timeout=DOWN_TIMEOUT_S, check=False)
             if not down.get("ok"):
-                log(f"{tag} WARNING: down did not finish cleanly: "
-                    f"{down.get('leftovers') or down.get('error')}")
+                log(
+                    f"{tag} WARNING: down did not finish cleanly: "
+                    f"{down.get('leftovers') or down.get('error')}"
+                )
     return result
 
 
-def measure(router: str, round_no: int, args: argparse.Namespace,
-            conversations: list[Conversation], up: dict[str, Any], state_dir: Path, tag: str,
-            log: Callable[[str], None]) -> dict[str, Any]:
+def measure(
+    router: str,
+    round_no: int,
+    args: argparse.Namespace,
+    conversations: list[Conversation],
+    up: dict[str, Any],
+    state_dir: Path,
+    tag: str,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     api, metrics_url = up["endpoints"]["openai_api"], up["endpoints"]["ray_metrics"]
     # No key is needed (a private state dir holds no key store); the platform's own key passes
     # every check anyway, should one be configured.
@@ -443,25 +509,32 @@ def measure(router: str, round_no: int, args: argparse.Namespace,
             await asyncio.to_thread(wait_for_requests, metrics_url, BUILTIN_MODEL_ID, {}, warmed)
             await asyncio.sleep(METRICS_SETTLE_S)
             before = await asyncio.to_thread(scrape, metrics_url, BUILTIN_MODEL_ID)
-            log(f"{tag} workload: {len(conversations)} conversations x {args.turns} turns, "
-                f"{args.concurrency} at a time")
-            turns, wall = await run_workload(client, api, BUILTIN_MODEL_ID, conversations,
-                                             args.concurrency, args.max_tokens, log)
+            log(
+                f"{tag} workload: {len(conversations)} conversations x {args.turns} turns, "
+                f"{args.concurrency} at a time"
+            )
+            turns, wall = await run_workload(
+                client, api, BUILTIN_MODEL_ID, conversations, args.concurrency, args.max_tokens, log
+            )
             return warmed, before, turns, wall
 
     warmed, before, turns, wall = asyncio.run(go())
     ok = [t for t in turns if t.ok]
     after, complete = wait_for_requests(metrics_url, BUILTIN_MODEL_ID, before, len(ok))
     if not complete:
-        log(f"{tag} WARNING: the metrics count fewer finished requests than the {len(ok)} sent "
-            f"after {METRICS_TIMEOUT_S} s; figures may be short")
+        log(
+            f"{tag} WARNING: the metrics count fewer finished requests than the {len(ok)} sent "
+            f"after {METRICS_TIMEOUT_S} s; figures may be short"
+        )
     replicas = difference(before, after)
     counts = totals(replicas)
     result = summarize(router, round_no, args, turns, wall, replicas, counts)
     result.update(warmup_ok=warmed, metrics_complete=complete)
-    log(f"{tag} hit rate {fmt(result['hit_rate'], '.3f')}, TTFT p50 "
+    log(
+        f"{tag} hit rate {fmt(result['hit_rate'], '.3f')}, TTFT p50 "
         f"{fmt(result['ttft_ms']['p50'], '.0f')} ms, wall {wall:.1f} s, requests per replica "
-        f"{result['requests_per_replica']}")
+        f"{result['requests_per_replica']}"
+    )
     return result
 
 
@@ -473,9 +546,15 @@ def ms_summary(values: list[float]) -> dict[str, float | None]:
     return {"count": len(ms), "p50": percentile(ms, 50), "p90": percentile(ms, 90)}
 
 
-def summarize(router: str, round_no: int, args: argparse.Namespace, turns: list[Turn],
-              wall: float, replicas: dict[str, dict[str, float]],
-              counts: dict[str, float]) -> dict[str, Any]:
+def summarize(
+    router: str,
+    round_no: int,
+    args: argparse.Namespace,
+    turns: list[Turn],
+    wall: float,
+    replicas: dict[str, dict[str, float]],
+    counts: dict[str, float],
+) -> dict[str, Any]:
     ok = [t for t in turns if t.ok]
     prompts = [t.prompt_tokens for t in ok if t.prompt_tokens is not None]
     return {
@@ -491,19 +570,24 @@ def summarize(router: str, round_no: int, args: argparse.Namespace, turns: list[
         "prefix_cache": counts,
         "ttft_ms": ms_summary([t.ttft_s for t in ok if t.ttft_s is not None]),
         # turns 2+: the history (document and earlier turns) was sent before, to some replica
-        "ttft_ms_later_turns": ms_summary([t.ttft_s for t in ok
-                                           if t.ttft_s is not None and t.turn > 0]),
+        "ttft_ms_later_turns": ms_summary(
+            [t.ttft_s for t in ok if t.ttft_s is not None and t.turn > 0]
+        ),
         "e2e_ms": ms_summary([t.e2e_s for t in ok if t.e2e_s is not None]),
         "mean_prompt_tokens": round(statistics.fmean(prompts), 1) if prompts else None,
         "replicas": replicas,
         # a replica that never finished a request has no series: it served 0
-        "requests_per_replica": sorted([int(c["requests"]) for c in replicas.values()]
-                                       + [0] * (REPLICAS - len(replicas)), reverse=True),
+        "requests_per_replica": sorted(
+            [int(c["requests"]) for c in replicas.values()] + [0] * (REPLICAS - len(replicas)),
+            reverse=True,
+        ),
         "turns": [{k: v for k, v in asdict(t).items() if k != "answer"} for t in turns],
     }
 
 
-def mean_of(runs: list[dict[str, Any]], get: Callable[[dict[str, Any]], float | None]) -> float | None:
+def mean_of(
+    runs: list[dict[str, Any]], get: Callable[[dict[str, Any]], float | None]
+) -> float | None:
     values = [v for v in map(get, runs) if v is not None]
     return statistics.fmean(values) if values else None
 
@@ -544,32 +628,54 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def table(summary: dict[str, dict[str, Any]], ratio: dict[str, float | None]) -> str:
-    header = (f"{'router':<22} {'hit rate':>8} {'TTFT p50':>9} {'TTFT p90':>9} "
-              f"{'p50 turns 2+':>12} {'wall s':>7} {'failed':>6}  requests per replica")
+    header = (
+        f"{'router':<22} {'hit rate':>8} {'TTFT p50':>9} {'TTFT p90':>9} "
+        f"{'p50 turns 2+':>12} {'wall s':>7} {'failed':>6}  requests per replica"
+    )
     lines = [header]
     for router, s in summary.items():
         spread = ", ".join("/".join(map(str, r)) for r in s["requests_per_replica"])
-        lines.append(f"{router:<22} {fmt(s['hit_rate'], '.3f'):>8} "
-                     f"{fmt(s['ttft_p50_ms'], '.0f'):>6} ms {fmt(s['ttft_p90_ms'], '.0f'):>6} ms "
-                     f"{fmt(s['ttft_p50_ms_later_turns'], '.0f'):>9} ms "
-                     f"{fmt(s['wall_s'], '.1f'):>7} {s['failed']:>6}  {spread}")
+        lines.append(
+            f"{router:<22} {fmt(s['hit_rate'], '.3f'):>8} "
+            f"{fmt(s['ttft_p50_ms'], '.0f'):>6} ms {fmt(s['ttft_p90_ms'], '.0f'):>6} ms "
+            f"{fmt(s['ttft_p50_ms_later_turns'], '.0f'):>9} ms "
+            f"{fmt(s['wall_s'], '.1f'):>7} {s['failed']:>6}  {spread}"
+        )
     if ratio:
-        lines.append(f"{'prefix / default':<22} {fmt(ratio['hit_rate'], '.2f'):>7}x "
-                     f"{fmt(ratio['ttft_p50_ms'], '.2f'):>8}x {fmt(ratio['ttft_p90_ms'], '.2f'):>8}x "
-                     f"{fmt(ratio['ttft_p50_ms_later_turns'], '.2f'):>11}x "
-                     f"{fmt(ratio['wall_s'], '.2f'):>6}x")
+        lines.append(
+            f"{'prefix / default':<22} {fmt(ratio['hit_rate'], '.2f'):>7}x "
+            f"{fmt(ratio['ttft_p50_ms'], '.2f'):>8}x {fmt(ratio['ttft_p90_ms'], '.2f'):>8}x "
+            f"{fmt(ratio['ttft_p50_ms_later_turns'], '.2f'):>11}x "
+            f"{fmt(ratio['wall_s'], '.2f'):>6}x"
+        )
     return "\n".join(lines)
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor())
-    os_name = next((line.split("=", 1)[1].strip('"') for line in
-                    _read("/etc/os-release").splitlines() if line.startswith("PRETTY_NAME=")),
-                   platform.platform())
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(psutil.virtual_memory().total
-                                                                     / 2**30, 1),
-            "arch": platform.machine(), "os": os_name, "python": platform.python_version()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    os_name = next(
+        (
+            line.split("=", 1)[1].strip('"')
+            for line in _read("/etc/os-release").splitlines()
+            if line.startswith("PRETTY_NAME=")
+        ),
+        platform.platform(),
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "arch": platform.machine(),
+        "os": os_name,
+        "python": platform.python_version(),
+    }
 
 
 def _read(path: str) -> str:
@@ -591,8 +697,9 @@ class Report:
 
 def order(rounds: int) -> list[tuple[int, str]]:
     """(round, router) in run order: the routers alternate which goes first."""
-    return [(r, router) for r in range(rounds)
-            for router in (ROUTERS if r % 2 == 0 else ROUTERS[::-1])]
+    return [
+        (r, router) for r in range(rounds) for router in (ROUTERS if r % 2 == 0 else ROUTERS[::-1])
+    ]
 
 
 def main() -> int:
@@ -600,17 +707,24 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=8)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=4, help="conversations at once")
-    parser.add_argument("--prefix-words", type=int, default=560,
-                        help="words of each conversation's document (560: ~730 tokens)")
+    parser.add_argument(
+        "--prefix-words",
+        type=int,
+        default=560,
+        help="words of each conversation's document (560: ~730 tokens)",
+    )
     parser.add_argument("--max-tokens", type=int, default=24, help="tokens per answer")
     parser.add_argument("--max-num-seqs", type=int, default=4)
     parser.add_argument("--kv-cache-gib", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=4, help="warm-up prompts per platform")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--direct-baseline", action="store_true",
-                        help="power_of_two on the direct path (the platform's default) instead "
-                        "of through the ingress")
+    parser.add_argument(
+        "--direct-baseline",
+        action="store_true",
+        help="power_of_two on the direct path (the platform's default) instead "
+        "of through the ingress",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", type=Path, default=Path("prefix-routing.json"))
     args = parser.parse_args()
@@ -620,8 +734,7 @@ def main() -> int:
 
     from gpucluster.ops.bundle import versions
 
-    conversations = make_conversations(args.conversations, args.turns, args.prefix_words,
-                                       args.seed)
+    conversations = make_conversations(args.conversations, args.turns, args.prefix_words, args.seed)
     report = Report(
         command=" ".join([Path(sys.executable).name, *sys.argv]),
         date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -630,17 +743,25 @@ def main() -> int:
         settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     )
     for round_no, router in order(args.rounds):
-        report.runs.append(run_router(router, round_no, args, conversations, log,
-                                      first=not report.runs))
+        report.runs.append(
+            run_router(router, round_no, args, conversations, log, first=not report.runs)
+        )
         args.out.write_text(json.dumps(asdict(report), indent=2))  # kept if a later run fails
     summary = router_summary(report.runs)
     ratio = ratios(summary)
     data = {**asdict(report), "summary": summary, "ratio_prefix_over_default": ratio}
     args.out.write_text(json.dumps(data, indent=2))
     if args.json:
-        print(json.dumps({k: v for k, v in data.items() if k != "runs"}
-                         | {"runs": [{k: v for k, v in r.items() if k != "turns"}
-                                     for r in report.runs], "out": str(args.out)}, indent=2))
+        print(
+            json.dumps(
+                {k: v for k, v in data.items() if k != "runs"}
+                | {
+                    "runs": [{k: v for k, v in r.items() if k != "turns"} for r in report.runs],
+                    "out": str(args.out),
+                },
+                indent=2,
+            )
+        )
     else:
         print(table(summary, ratio))
         print(f"\nmachine: {report.machine}\nversions: {report.versions}\nruns: {args.out}")

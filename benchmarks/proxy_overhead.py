@@ -16,7 +16,9 @@ import time
 import httpx
 
 
-def one_stream(url: str, model: str, max_tokens: int, headers: dict[str, str]) -> tuple[float, list[float]]:
+def one_stream(
+    url: str, model: str, max_tokens: int, headers: dict[str, str]
+) -> tuple[float, list[float]]:
     """(time to first token, gaps between later tokens) of one streamed chat completion."""
     body = {
         "model": model,
@@ -51,7 +53,10 @@ def main() -> None:
     parser.add_argument("--api-key")
     args = parser.parse_args()
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    paths = {"nginx": f"{args.proxy}/v1/chat/completions", "direct": f"{args.serve}/v1/chat/completions"}
+    paths = {
+        "nginx": f"{args.proxy}/v1/chat/completions",
+        "direct": f"{args.serve}/v1/chat/completions",
+    }
     ttft: dict[str, list[float]] = {name: [] for name in paths}
     itl: dict[str, list[float]] = {name: [] for name in paths}
     one_stream(paths["direct"], args.model, 4, headers)  # warm-up
@@ -63,12 +68,12 @@ def main() -> None:
     print(f"{'path':<8} {'TTFT p50':>10} {'TTFT p95':>10} {'ITL p50':>10} {'ITL p95':>10}")
     for name in paths:
         print(
-            f"{name:<8} {statistics.median(ttft[name])*1000:>8.1f}ms {pct(ttft[name], .95)*1000:>8.1f}ms "
-            f"{statistics.median(itl[name])*1000:>8.1f}ms {pct(itl[name], .95)*1000:>8.1f}ms"
+            f"{name:<8} {statistics.median(ttft[name]) * 1000:>8.1f}ms {pct(ttft[name], 0.95) * 1000:>8.1f}ms "
+            f"{statistics.median(itl[name]) * 1000:>8.1f}ms {pct(itl[name], 0.95) * 1000:>8.1f}ms"
         )
     print(
-        f"ratios nginx/direct: TTFT p50 {statistics.median(ttft['nginx'])/statistics.median(ttft['direct']):.3f}, "
-        f"ITL p50 {statistics.median(itl['nginx'])/statistics.median(itl['direct']):.3f}"
+        f"ratios nginx/direct: TTFT p50 {statistics.median(ttft['nginx']) / statistics.median(ttft['direct']):.3f}, "
+        f"ITL p50 {statistics.median(itl['nginx']) / statistics.median(itl['direct']):.3f}"
     )
 
 

@@ -59,8 +59,11 @@ def bare_cold_start(model: str) -> dict:
         ok, detail = answers(f"http://127.0.0.1:{BARE_PORT}/v1", model, api_key=None, timeout_s=60)
         if not ok:
             raise RuntimeError(f"bare vLLM does not answer: {detail}")
-        return {"target": "bare", "ready_s": round(ready, 1),
-                "to_first_token_s": round(time.monotonic() - started, 1)}
+        return {
+            "target": "bare",
+            "ready_s": round(ready, 1),
+            "to_first_token_s": round(time.monotonic() - started, 1),
+        }
     finally:
         bare.terminate()
         bare.wait(timeout=60)
@@ -71,8 +74,12 @@ def platform_cold_start() -> dict:
     phases: dict[str, float] = json.loads(up.stdout)["phases"]
     deploy = next(v for k, v in phases.items() if k.startswith("deploy"))
     token = next(v for k, v in phases.items() if k.startswith("first token"))
-    return {"target": "platform", "phases": phases, "to_first_token_s": round(deploy + token, 1),
-            "up_total_s": round(sum(phases.values()), 1)}
+    return {
+        "target": "platform",
+        "phases": phases,
+        "to_first_token_s": round(deploy + token, 1),
+        "up_total_s": round(sum(phases.values()), 1),
+    }
 
 
 def cold_start(model: str, rounds: int, out: Path) -> None:
@@ -87,22 +94,45 @@ def cold_start(model: str, rounds: int, out: Path) -> None:
     out.write_text(json.dumps(runs, indent=2))
     bare = statistics.mean(r["to_first_token_s"] for r in runs if r["target"] == "bare")
     platform = statistics.mean(r["to_first_token_s"] for r in runs if r["target"] == "platform")
-    print(f"to first token: bare {bare:.1f} s, platform deploy {platform:.1f} s "
-          f"(+{platform - bare:.1f} s); runs: {out}")
+    print(
+        f"to first token: bare {bare:.1f} s, platform deploy {platform:.1f} s "
+        f"(+{platform - bare:.1f} s); runs: {out}"
+    )
 
 
-def gpucluster_bench(target: Target, concurrency: int, input_tokens: int,
-                     output_tokens: int) -> dict:
+def gpucluster_bench(
+    target: Target, concurrency: int, input_tokens: int, output_tokens: int
+) -> dict:
     """One `gpucluster bench --json` run with vLLM's client's workload; the figures it shares."""
-    argv = [*GPUCLUSTER, "bench", "--url", f"{target.url}/v1", "--api-key", target.key,
-            "--concurrency", str(concurrency), "-n", str(4 * concurrency),
-            "--input-tokens", str(input_tokens), "--output-tokens", str(output_tokens),
-            "--ignore-eos", "--seed", str(concurrency), "--json"]
+    argv = [
+        *GPUCLUSTER,
+        "bench",
+        "--url",
+        f"{target.url}/v1",
+        "--api-key",
+        target.key,
+        "--concurrency",
+        str(concurrency),
+        "-n",
+        str(4 * concurrency),
+        "--input-tokens",
+        str(input_tokens),
+        "--output-tokens",
+        str(output_tokens),
+        "--ignore-eos",
+        "--seed",
+        str(concurrency),
+        "--json",
+    ]
     run = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     (result,) = run["runs"]
-    return {"completed": result["ok"], "failed": result["failed"],
-            "output_throughput": result["output_throughput"],
-            "median_ttft_ms": result["ttft_ms"]["p50"], "median_itl_ms": result["itl_ms"]["p50"]}
+    return {
+        "completed": result["ok"],
+        "failed": result["failed"],
+        "output_throughput": result["output_throughput"],
+        "median_ttft_ms": result["ttft_ms"]["p50"],
+        "median_itl_ms": result["itl_ms"]["p50"],
+    }
 
 
 def cross_check(model: str, tokenizer: str, concurrencies: list[int], args) -> None:
@@ -121,8 +151,14 @@ def cross_check(model: str, tokenizer: str, concurrencies: list[int], args) -> N
                     result = bench(target, model, tokenizer, c, *tokens)
                 else:
                     result = gpucluster_bench(target, c, *tokens)
-                runs.append({"target": name, "concurrency": c, "round": round_no,
-                             **{k: result[k] for k in ("completed", "failed", *FIGURES)}})
+                runs.append(
+                    {
+                        "target": name,
+                        "concurrency": c,
+                        "round": round_no,
+                        **{k: result[k] for k in ("completed", "failed", *FIGURES)},
+                    }
+                )
     report(runs, "vllm-bench", "gpucluster-bench", args.out)
 
 
@@ -146,8 +182,16 @@ def main() -> None:
     if args.cross_check:
         cross_check(model.id, tokenizer, concurrencies, args)
         return
-    runs = versus_bare(platform_target(), model.id, tokenizer, concurrencies, args.rounds,
-                       args.input_tokens, args.output_tokens, Path("serving-path-bare-vllm.log"))
+    runs = versus_bare(
+        platform_target(),
+        model.id,
+        tokenizer,
+        concurrencies,
+        args.rounds,
+        args.input_tokens,
+        args.output_tokens,
+        Path("serving-path-bare-vllm.log"),
+    )
     report(runs, "bare", "platform", args.out)
 
 

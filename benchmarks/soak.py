@@ -83,7 +83,9 @@ class Soak:
             if stream:
                 async with client.stream("POST", url, json=self.body(True)) as response:
                     if response.status_code != 200:
-                        return self.classify(response.status_code, (await response.aread()).decode())
+                        return self.classify(
+                            response.status_code, (await response.aread()).decode()
+                        )
                     keep, text = self.rng.randint(1, 8), ""
                     async for line in response.aiter_lines():
                         text += line + "\n"
@@ -132,7 +134,8 @@ class Soak:
         until = time.monotonic() + 60 * self.args.minutes
         async with httpx.AsyncClient(timeout=600, headers=headers) as client:
             await asyncio.gather(
-                self.sample_memory(until), *(self.worker(client, until) for _ in range(self.args.workers))
+                self.sample_memory(until),
+                *(self.worker(client, until) for _ in range(self.args.workers)),
             )
 
 
@@ -160,7 +163,9 @@ def main() -> int:
     elapsed = time.monotonic() - started
     time.sleep(45)  # let admitted requests finish and Prometheus scrape an idle engine twice
     after = {
-        "generated_tokens_last_30s": prom(args.prometheus, "sum(increase(ray_vllm_generation_tokens_total[30s]))"),
+        "generated_tokens_last_30s": prom(
+            args.prometheus, "sum(increase(ray_vllm_generation_tokens_total[30s]))"
+        ),
         "running": prom(args.prometheus, "sum(vllm:num_requests_running)"),
         "waiting": prom(args.prometheus, "sum(vllm:num_requests_waiting)"),
     }
@@ -173,7 +178,9 @@ def main() -> int:
         "replica_rss": memory_growth(soak.rss),
         "engines_after_load": after,
     }
-    idle = after["generated_tokens_last_30s"] == 0 and after["running"] == 0 and after["waiting"] == 0
+    idle = (
+        after["generated_tokens_last_30s"] == 0 and after["running"] == 0 and after["waiting"] == 0
+    )
     report["ok"] = not soak.failures and idle
     if args.json:
         print(json.dumps(report, indent=2))

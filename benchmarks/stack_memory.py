@@ -32,7 +32,11 @@ def sample(tag: str) -> tuple[int, int, int]:
 
 
 async def load(url: str, model: str, headers: dict[str, str], n: int) -> None:
-    body = {"model": model, "messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 256}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Write a long story."}],
+        "max_tokens": 256,
+    }
     async with httpx.AsyncClient(timeout=300, headers=headers) as client:
         await asyncio.gather(*(client.post(f"{url}/chat/completions", json=body) for _ in range(n)))
 
@@ -55,7 +59,9 @@ async def main() -> None:
         peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         await asyncio.sleep(0.5)
     await task
-    print(f"peak under {args.concurrency} concurrent requests: PSS {peak_pss / 2**30:.2f} GiB, RSS {peak_rss / 2**30:.2f} GiB")
+    print(
+        f"peak under {args.concurrency} concurrent requests: PSS {peak_pss / 2**30:.2f} GiB, RSS {peak_rss / 2**30:.2f} GiB"
+    )
 
 
 if __name__ == "__main__":

@@ -51,14 +51,23 @@ class ComposeStack:
     def prometheus(self) -> str:
         return f"http://127.0.0.1:{PORTS['PROMETHEUS_PORT']}"
 
-    def run(self, *argv: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *argv: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """A command as the operator types it, in deploy/compose."""
         result = subprocess.run(
-            argv, cwd=COMPOSE_DIR, env=self.env, capture_output=True, text=True, timeout=timeout,
+            argv,
+            cwd=COMPOSE_DIR,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             check=False,
         )
         if check:
-            assert result.returncode == 0, f"{argv}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            assert result.returncode == 0, (
+                f"{argv}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result
 
     def shell(self, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -67,8 +76,12 @@ class ComposeStack:
 
     def make(self, target: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["make", "-C", str(ROOT), target], env=self.env, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            ["make", "-C", str(ROOT), target],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
 
@@ -95,4 +108,6 @@ def stack() -> ComposeStack:
 
 @pytest.fixture(scope="session")
 def openai_client(stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack.base}/v1", api_key=stack.api_key, timeout=120, max_retries=0)
+    return openai.OpenAI(
+        base_url=f"{stack.base}/v1", api_key=stack.api_key, timeout=120, max_retries=0
+    )

@@ -42,7 +42,9 @@ def health(stack, container: str) -> dict:
 def answers(stack, client) -> bool:
     try:
         reply = client.chat.completions.create(
-            model=stack.model, max_tokens=1, temperature=0,
+            model=stack.model,
+            max_tokens=1,
+            temperature=0,
             messages=[{"role": "user", "content": "Hi"}],
         )
     except Exception:  # noqa: BLE001 - not answering yet, whatever the reason
@@ -71,7 +73,9 @@ def test_every_container_is_healthy_by_the_check_inside_its_image(stack):
 
 def test_the_openai_client_gets_an_answer_through_nginx(stack, openai_client):
     reply = openai_client.chat.completions.create(
-        model=stack.model, temperature=0, max_tokens=16,
+        model=stack.model,
+        temperature=0,
+        max_tokens=16,
         messages=[{"role": "user", "content": "What is the capital of France?"}],
     )
     assert "Paris" in reply.choices[0].message.content
@@ -86,7 +90,11 @@ def test_nginx_proxies_straight_to_the_model_replica(stack, openai_client):
     from gpucluster.config.schema import DIRECT_INGRESS_PORTS
 
     upstreams = stack.run(
-        "docker", "exec", "gpu-cluster-nginx-proxy", "cat", "/var/lib/gpucluster/nginx/upstreams.conf"
+        "docker",
+        "exec",
+        "gpu-cluster-nginx-proxy",
+        "cat",
+        "/var/lib/gpucluster/nginx/upstreams.conf",
     ).stdout.split()
     ports = [int(word.rsplit(":", 1)[1].rstrip(";")) for word in upstreams if ":" in word]
     low, high = DIRECT_INGRESS_PORTS
@@ -94,7 +102,9 @@ def test_nginx_proxies_straight_to_the_model_replica(stack, openai_client):
     logs = stack.run("docker", "compose", "logs", "ray-serve").stdout
     assert f"nginx upstream: {ports[0]}" in logs
     stream = openai_client.chat.completions.create(
-        model=stack.model, max_tokens=4, stream=True,
+        model=stack.model,
+        max_tokens=4,
+        stream=True,
         messages=[{"role": "user", "content": "Hi"}],
     )
     assert any(chunk.choices and chunk.choices[0].delta.content for chunk in stream)
@@ -115,7 +125,9 @@ def test_docker_compose_config_shows_the_cpu_flavour(stack):
     assert "deploy" not in services["ray-serve"]  # no GPU reservation
 
 
-GUIDE_COMMANDS = [item for item in all_items() if item.runner == "compose" and item.kind == "command"]
+GUIDE_COMMANDS = [
+    item for item in all_items() if item.runner == "compose" and item.kind == "command"
+]
 
 
 @pytest.mark.parametrize("item", GUIDE_COMMANDS, ids=[item.id for item in GUIDE_COMMANDS])
@@ -149,7 +161,9 @@ def test_docker_exec_curl_metrics_shows_ray_serve_and_vllm_metrics(stack):
     wanted = ("ray_serve_", "ray_vllm_", llm_deployment_name(stack.model))
 
     def missing() -> list[str]:
-        out = stack.run("docker", "exec", "ray-serve", "curl", "-s", "http://localhost:8080/metrics").stdout
+        out = stack.run(
+            "docker", "exec", "ray-serve", "curl", "-s", "http://localhost:8080/metrics"
+        ).stdout
         return [name for name in wanted if name not in out]
 
     # Workers push their metrics to the node's agent on an interval: a replica that has just
@@ -161,7 +175,9 @@ def test_only_nginx_is_published_beyond_loopback(stack):
     """The replicas' gRPC ports (on all of the container's interfaces) are not published."""
     published = {}
     for container in CONTAINERS.values():
-        out = stack.run("docker", "inspect", "--format", "{{json .NetworkSettings.Ports}}", container)
+        out = stack.run(
+            "docker", "inspect", "--format", "{{json .NetworkSettings.Ports}}", container
+        )
         for container_port, bindings in (json.loads(out.stdout) or {}).items():
             for binding in bindings or []:
                 published[(container, binding["HostIp"], binding["HostPort"])] = container_port
@@ -208,8 +224,9 @@ def test_every_guide_query_answers_from_the_containerised_prometheus(with_traffi
 
 def test_the_guides_health_checks_pass(stack):
     assert httpx.get(f"{stack.base}/health", timeout=30).status_code == 200
-    models = httpx.get(f"{stack.base}/v1/models", timeout=30,
-                       headers={"Authorization": f"Bearer {stack.api_key}"})
+    models = httpx.get(
+        f"{stack.base}/v1/models", timeout=30, headers={"Authorization": f"Bearer {stack.api_key}"}
+    )
     assert models.status_code == 200
     assert httpx.get(f"{stack.prometheus}/-/healthy", timeout=30).status_code == 200
     # the guide's health script: `docker exec ray-serve ray status > /dev/null 2>&1`
@@ -220,20 +237,22 @@ def test_the_guides_health_checks_pass(stack):
 
 def test_a_crashed_nginx_is_brought_back_by_the_restart_policy(stack):
     container = CONTAINERS["nginx"]
-    before = stack.run("docker", "inspect", "--format", "{{.RestartCount}} {{.State.Pid}}", container)
+    before = stack.run(
+        "docker", "inspect", "--format", "{{.RestartCount}} {{.State.Pid}}", container
+    )
     restarts, pid = before.stdout.split()
     # the main process dies (a crash), as opposed to `docker kill`, which Docker treats as a
     # manual stop and never restarts (docs/operator-guide.md, "Service Won't Start")
     stack.run("kill", "-KILL", pid)
 
     def restarted():
-        state = stack.run("docker", "inspect", "--format", "{{.RestartCount}} {{.State.Running}}",
-                          container).stdout.split()
+        state = stack.run(
+            "docker", "inspect", "--format", "{{.RestartCount}} {{.State.Running}}", container
+        ).stdout.split()
         return int(state[0]) > int(restarts) and state[1] == "true"
 
     assert eventually(restarted, timeout_s=60, interval_s=2)
-    ok = eventually(lambda: nginx_answers(stack),
-                    timeout_s=30, interval_s=2)
+    ok = eventually(lambda: nginx_answers(stack), timeout_s=30, interval_s=2)
     assert ok
 
 
@@ -242,15 +261,16 @@ def test_docker_kill_stops_nginx_until_compose_up_starts_it_again(stack):
     stack.run("docker", "kill", container)
 
     def running() -> str:
-        return stack.run("docker", "inspect", "--format", "{{.State.Running}}", container).stdout.strip()
+        return stack.run(
+            "docker", "inspect", "--format", "{{.State.Running}}", container
+        ).stdout.strip()
 
     # Docker: a killed container stays stopped (no restart policy brings it back)
     assert eventually(lambda: running() == "false", timeout_s=30, interval_s=1)
     time.sleep(5)
     assert running() == "false"
     stack.run("docker", "compose", "up", "-d", "nginx")
-    ok = eventually(lambda: nginx_answers(stack),
-                    timeout_s=60, interval_s=2)
+    ok = eventually(lambda: nginx_answers(stack), timeout_s=60, interval_s=2)
     assert ok
 
 
@@ -259,7 +279,9 @@ def test_a_model_that_cannot_load_shows_the_guides_error_line(stack, openai_clie
     broken = tmp_path / "broken-model"
     broken.mkdir()
     broken.chmod(0o755)
-    (broken / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    (broken / "config.json").write_text(
+        '{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}'
+    )
     (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     for item in broken.iterdir():
         item.chmod(0o644)
@@ -273,9 +295,12 @@ def test_a_model_that_cannot_load_shows_the_guides_error_line(stack, openai_clie
         stack.run("docker", "compose", *files, "up", "-d", "ray-serve", timeout=300)
         # the operator guide's command, verbatim
         found = eventually(
-            lambda: "ERROR: Model loading failed"
-            in stack.shell("docker logs ray-serve | grep -i error").stdout,
-            timeout_s=600, interval_s=10,
+            lambda: (
+                "ERROR: Model loading failed"
+                in stack.shell("docker logs ray-serve | grep -i error").stdout
+            ),
+            timeout_s=600,
+            interval_s=10,
         )
         assert found, stack.shell("docker logs --tail 80 ray-serve 2>&1").stdout
     finally:
@@ -309,10 +334,24 @@ def test_nginx_stops_by_draining_not_by_being_killed(stack):
 def test_make_compose_down_leaves_no_container_network_or_port(stack):
     down = stack.make("compose-down", timeout=300)
     assert down.returncode == 0, down.stderr[-3000:]
-    containers = stack.run("docker", "ps", "--all", "--filter", "label=com.docker.compose.project=gpu-cluster",
-                           "--format", "{{.Names}}").stdout
+    containers = stack.run(
+        "docker",
+        "ps",
+        "--all",
+        "--filter",
+        "label=com.docker.compose.project=gpu-cluster",
+        "--format",
+        "{{.Names}}",
+    ).stdout
     assert containers.strip() == ""
-    networks = stack.run("docker", "network", "ls", "--filter", "label=com.docker.compose.project=gpu-cluster",
-                         "--format", "{{.Name}}").stdout
+    networks = stack.run(
+        "docker",
+        "network",
+        "ls",
+        "--filter",
+        "label=com.docker.compose.project=gpu-cluster",
+        "--format",
+        "{{.Name}}",
+    ).stdout
     assert networks.strip() == ""
     assert [p for p in stack.ports.values() if listening(p)] == []

@@ -21,7 +21,11 @@ from gpucluster.config import BUILTIN_MODEL_ID
 
 CLI = [sys.executable, "-m", "gpucluster"]
 UP_TIMEOUT_S = 1200
-KEYS = {"main": "test-key-main-0123", "limits": "test-key-limits-4567", "fuzz": "test-key-fuzz-89ab"}
+KEYS = {
+    "main": "test-key-main-0123",
+    "limits": "test-key-limits-4567",
+    "fuzz": "test-key-fuzz-89ab",
+}
 RATE_LIMIT_RPS = 50
 RATE_LIMIT_BURST = 100
 MAX_NUM_SEQS = 4  # small, so that tests can make requests queue
@@ -80,14 +84,20 @@ class LivePlatform:
     ) -> subprocess.CompletedProcess[str]:
         """Run `gpucluster ARGS` against this platform, `input` (if any) on its stdin."""
         return subprocess.run(
-            [*CLI, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-            check=False, input=input,
+            [*CLI, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            input=input,
         )
 
 
 def pytest_collection_modifyitems(items):
     """Tests that need a quiet platform run first, tests that saturate the engine after the
     others, and those stopping it last."""
+
     def phase(item) -> int:
         if item.get_closest_marker("stops_platform"):
             return 2
@@ -102,8 +112,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "stops_platform: stops the live platform; runs last")
     config.addinivalue_line("markers", "saturates: loads the engine until requests queue")
     config.addinivalue_line(
-        "markers", "quiet_platform: needs Prometheus' 5-minute windows free of other tests' "
-        "requests; runs first"
+        "markers",
+        "quiet_platform: needs Prometheus' 5-minute windows free of other tests' "
+        "requests; runs first",
     )
 
 
@@ -129,14 +140,25 @@ def live(tmp_path_factory) -> LivePlatform:
     )
     state_dir = root / "state"
     env = {**os.environ, "GPUCLUSTER_CONFIG": str(config)}
-    for var in ("GPUCLUSTER_STATE_DIR", "GPUCLUSTER_API_KEYS", "NGINX_HTTP_PORT", "RAY_DASHBOARD_PORT"):
+    for var in (
+        "GPUCLUSTER_STATE_DIR",
+        "GPUCLUSTER_API_KEYS",
+        "NGINX_HTTP_PORT",
+        "RAY_DASHBOARD_PORT",
+    ):
         env.pop(var, None)
     result = subprocess.run(
-        [*CLI, "up", "--json"], env=env, capture_output=True, text=True, timeout=UP_TIMEOUT_S,
+        [*CLI, "up", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=UP_TIMEOUT_S,
         check=False,
     )
     if result.returncode != 0:
-        pytest.fail(f"gpucluster up failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}")
+        pytest.fail(
+            f"gpucluster up failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}"
+        )
     data = json.loads(result.stdout)
     platform = LivePlatform(
         env=env,

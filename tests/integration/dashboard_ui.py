@@ -18,8 +18,13 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 # The views the operator guide names, and a text each shows once its data arrived.
 VIEWS = {
@@ -78,7 +83,9 @@ def browse(browser: Browser, base: str, user: str, password: str, screenshots=No
         if screenshots is not None:
             page.screenshot(path=str(screenshots / f"dashboard-{view.lower()}.png"), full_page=True)
         links = page.eval_on_selector_all("a", "links => links.map(a => a.getAttribute('href'))")
-        details += [link for link in links if link and link.startswith("#/") and link not in details]
+        details += [
+            link for link in links if link and link.startswith("#/") and link not in details
+        ]
     routes = {route for route, _ in VIEWS.values()}
     for route in [link for link in details if link not in routes][:DETAIL_PAGES]:
         seen.texts[route] = show(page, base, route)

@@ -40,8 +40,17 @@ def extra_edge(values: dict[str, str], root: Path) -> Iterator[str]:
     conf = root / "nginx.conf"
     conf.write_text(render_nginx_conf(values))
     process = subprocess.Popen(
-        [NGINX_BINARY, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log"),
-         "-g", "daemon off;"],
+        [
+            NGINX_BINARY,
+            "-p",
+            str(root),
+            "-c",
+            str(conf),
+            "-e",
+            str(root / "error.log"),
+            "-g",
+            "daemon off;",
+        ],
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -27,8 +27,18 @@ from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # Suffixes the hub stores in LFS (its default .gitattributes), and any file of 10 MiB or more.
-LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".msgpack", ".onnx",
-                ".model", ".tiktoken")
+LFS_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".gguf",
+    ".pt",
+    ".pth",
+    ".h5",
+    ".msgpack",
+    ".onnx",
+    ".model",
+    ".tiktoken",
+)
 LFS_MIN_SIZE = 10 * 2**20
 _PIECE = 64 * 1024
 
@@ -55,8 +65,10 @@ class RepoFile:
 
     @property
     def pointer(self) -> bytes:
-        return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\n"
-                f"size {len(self.data)}\n").encode()
+        return (
+            f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\n"
+            f"size {len(self.data)}\n"
+        ).encode()
 
     @property
     def blob_id(self) -> str:
@@ -67,8 +79,11 @@ class RepoFile:
         if blobs:
             entry.update(size=len(self.data), blobId=self.blob_id)
             if self.lfs:
-                entry["lfs"] = {"size": len(self.data), "sha256": self.sha256,
-                                "pointerSize": len(self.pointer)}
+                entry["lfs"] = {
+                    "size": len(self.data),
+                    "sha256": self.sha256,
+                    "pointerSize": len(self.pointer),
+                }
         return entry
 
 
@@ -83,8 +98,9 @@ class Repo:
 
     @property
     def commit(self) -> str:
-        listing = "".join(f"{f.name}:{f.blob_id}\n" for f in sorted(self.files.values(),
-                                                                     key=lambda f: f.name))
+        listing = "".join(
+            f"{f.name}:{f.blob_id}\n" for f in sorted(self.files.values(), key=lambda f: f.name)
+        )
         return hashlib.sha1(f"{self.repo_id}\n{listing}".encode()).hexdigest()
 
     def resolve(self, revision: str) -> str | None:
@@ -112,12 +128,21 @@ class FakeHub:
     repos: dict[str, Repo] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
 
-    def add_repo(self, repo_id: str, files: dict[str, bytes] | Path, *, gated: bool = False,
-                 branches: tuple[str, ...] = ("main",)) -> Repo:
+    def add_repo(
+        self,
+        repo_id: str,
+        files: dict[str, bytes] | Path,
+        *,
+        gated: bool = False,
+        branches: tuple[str, ...] = ("main",),
+    ) -> Repo:
         """Serve `files` (name -> bytes, or a directory read recursively) as `repo_id`."""
         if isinstance(files, Path):
-            files = {str(p.relative_to(files)): p.read_bytes() for p in sorted(files.rglob("*"))
-                     if p.is_file() and not p.name.startswith(".gpucluster-")}
+            files = {
+                str(p.relative_to(files)): p.read_bytes()
+                for p in sorted(files.rglob("*"))
+                if p.is_file() and not p.name.startswith(".gpucluster-")
+            }
         repo = Repo(repo_id, {n: RepoFile(n, d) for n, d in files.items()}, gated, branches)
         self.repos[repo_id] = repo
         return repo
@@ -177,8 +202,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, body: bool) -> None:
         url = urlsplit(self.path)
         path = unquote(url.path)
-        self.hub.requests.append(Seen(self.role, self.command, path, self.headers.get("Range"),
-                                      "authorization" in {k.lower() for k in self.headers}))
+        self.hub.requests.append(
+            Seen(
+                self.role,
+                self.command,
+                path,
+                self.headers.get("Range"),
+                "authorization" in {k.lower() for k in self.headers},
+            )
+        )
         if self.role == "cdn":
             return self._cdn(path, body)
         if path.startswith("/api/models/"):
@@ -197,9 +229,15 @@ class _Handler(BaseHTTPRequestHandler):
         if commit is None:
             return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         blobs = query.get("blobs", [""])[0].lower() == "true"
-        info = {"id": repo_id, "modelId": repo_id, "sha": commit, "private": False,
-                "gated": "manual" if repo.gated else False, "tags": [],
-                "siblings": [f.sibling(blobs) for f in repo.files.values()]}
+        info = {
+            "id": repo_id,
+            "modelId": repo_id,
+            "sha": commit,
+            "private": False,
+            "gated": "manual" if repo.gated else False,
+            "tags": [],
+            "siblings": [f.sibling(blobs) for f in repo.files.values()],
+        }
         self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
 
     def _resolve(self, repo_id: str, revision: str, name: str, body: bool) -> None:
@@ -212,18 +250,31 @@ class _Handler(BaseHTTPRequestHandler):
         if repo.gated and self.hub.token is not None:
             sent = self.headers.get("Authorization")
             if sent is None:
-                return self._error(401, f"Access to model {repo_id} is restricted. You must "
-                                   "have access to it and be authenticated.", "GatedRepo")
+                return self._error(
+                    401,
+                    f"Access to model {repo_id} is restricted. You must "
+                    "have access to it and be authenticated.",
+                    "GatedRepo",
+                )
             if sent != f"Bearer {self.hub.token}":
-                return self._error(403, f"Access to model {repo_id} is restricted and you are "
-                                   "not in the authorized list.", "GatedRepo")
+                return self._error(
+                    403,
+                    f"Access to model {repo_id} is restricted and you are "
+                    "not in the authorized list.",
+                    "GatedRepo",
+                )
         file = repo.files.get(name)
         if file is None:
             return self._error(404, "Entry not found", "EntryNotFound")
         headers = {"X-Repo-Commit": commit, "ETag": f'"{file.blob_id}"', "Accept-Ranges": "bytes"}
         if file.lfs:
-            headers.update({"Location": f"{self.hub.cdn_url}/blobs/{file.sha256}?sig=fake",
-                            "X-Linked-Etag": f'"{file.sha256}"', "X-Linked-Size": str(len(file.data))})
+            headers.update(
+                {
+                    "Location": f"{self.hub.cdn_url}/blobs/{file.sha256}?sig=fake",
+                    "X-Linked-Etag": f'"{file.sha256}"',
+                    "X-Linked-Size": str(len(file.data)),
+                }
+            )
             return self._send(302, b"", headers)
         self._send_file(self._data(file), headers, body)
 
@@ -244,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
         start, status = 0, 200
         asked = self.headers.get("Range")
         if asked and asked.startswith("bytes=") and asked.endswith("-"):
-            start = int(asked[len("bytes="):-1])
+            start = int(asked[len("bytes=") : -1])
             if start >= len(data):
                 return self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
             status = 206
@@ -267,7 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             for offset in range(0, len(data), _PIECE):
-                self.wfile.write(data[offset:offset + _PIECE])
+                self.wfile.write(data[offset : offset + _PIECE])
                 if self.hub.throttle_bps:
                     time.sleep(_PIECE / self.hub.throttle_bps)
         except (BrokenPipeError, ConnectionResetError):
@@ -278,15 +329,19 @@ def model_repo_files(shard_bytes: int = 256 * 1024, seed: int = 0) -> dict[str, 
     """A repo as the hub holds a sharded model: what vLLM loads (config, tokenizer, two
     safetensors shards and their index) beside what it does not (a duplicate consolidated
     checkpoint the index does not name, .bin/GGUF/ONNX copies, original/, README)."""
+
     def noise(tag: str, size: int) -> bytes:
         block = hashlib.sha256(f"{seed}:{tag}".encode()).digest()
         return (block * (size // len(block) + 1))[:size]
 
-    weight_map = {"a.weight": "model-00001-of-00002.safetensors",
-                  "b.weight": "model-00002-of-00002.safetensors"}
+    weight_map = {
+        "a.weight": "model-00001-of-00002.safetensors",
+        "b.weight": "model-00002-of-00002.safetensors",
+    }
     return {
-        "config.json": json.dumps({"architectures": ["LlamaForCausalLM"],
-                                   "model_type": "llama", "seed": seed}).encode(),
+        "config.json": json.dumps(
+            {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "seed": seed}
+        ).encode(),
         "generation_config.json": b'{"do_sample": false}',
         "tokenizer.json": b'{"version": "1.0"}',
         "tokenizer_config.json": b'{"model_max_length": 2048}',

@@ -39,7 +39,7 @@ RUNNERS = {
 NOT_RUN = {
     "gpu": "needs a GPU host",
     "grafana": "needs Grafana, which only the GPU compose file runs (no Grafana image or binary "
-               "can be fetched here)",
+    "can be fetched here)",
     "kubernetes": "needs a Kubernetes cluster",
     "other host": "talks to another host",
     "hub": "downloads from the Hugging Face hub, which this machine cannot reach",
@@ -115,7 +115,12 @@ def _tags(text: str, where: str) -> tuple[frozenset[str], str]:
             if not source:
                 raise GuideError(f"{where}: `{OUTPUT_OF}` names no command")
             continue
-        if part not in RUNNERS and part not in NOT_RUN and part not in ALLOWANCES and part != API_BASE:
+        if (
+            part not in RUNNERS
+            and part not in NOT_RUN
+            and part not in ALLOWANCES
+            and part != API_BASE
+        ):
             known = ", ".join([*RUNNERS, *NOT_RUN, *ALLOWANCES, API_BASE, OUTPUT_OF + " CMD"])
             raise GuideError(f"{where}: unknown guide tag {part!r} (known: {known})")
         tags.add(part)
@@ -151,7 +156,9 @@ def _logical_lines(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return joined
 
 
-def _shell_items(doc: str, lines: list[tuple[int, str]], block: frozenset[str], fence: int) -> list[Item]:
+def _shell_items(
+    doc: str, lines: list[tuple[int, str]], block: frozenset[str], fence: int
+) -> list[Item]:
     items = []
     for number, text in _logical_lines(lines):
         stripped = text.strip()
@@ -170,14 +177,17 @@ def _promql_items(doc: str, lines: list[tuple[int, str]], block: frozenset[str])
     for number, text in lines:
         query = _strip_comment(text)
         if query:
-            items.append(Item(doc, number, "promql", query, block | _line_tags(text, f"{doc}:{number}")))
+            items.append(
+                Item(doc, number, "promql", query, block | _line_tags(text, f"{doc}:{number}"))
+            )
     return items
 
 
 def _prose_urls(doc: str, number: int, line: str) -> list[Item]:
     """The local URLs of a prose line; an annotation applies to the URL just before it."""
-    matches = [m for m in _URL.finditer(line)
-               if line[m.end():m.end() + 2] not in (":{", ":<")]  # http://localhost:{PORT}
+    matches = [
+        m for m in _URL.finditer(line) if line[m.end() : m.end() + 2] not in (":{", ":<")
+    ]  # http://localhost:{PORT}
     items = []
     for position, match in enumerate(matches):
         end = matches[position + 1].start() if position + 1 < len(matches) else len(line)
@@ -190,7 +200,11 @@ def _prose_urls(doc: str, number: int, line: str) -> list[Item]:
 def extract(path: str | Path) -> list[Item]:
     """Every item of one document, in document order."""
     path = Path(path)
-    doc = str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else str(path)
+    doc = (
+        str(path.relative_to(ROOT))
+        if path.is_absolute() and path.is_relative_to(ROOT)
+        else str(path)
+    )
     source_lines = path.read_text(encoding="utf-8").splitlines()
     items: list[Item] = []
     index = 0
@@ -205,8 +219,9 @@ def extract(path: str | Path) -> list[Item]:
         language = fence.group(1).lower()
         fence_line = index + 1
         annotation = _BLOCK_TAGS.match(source_lines[index - 1].strip()) if index else None
-        block, output_of = (_tags(annotation.group(1), f"{doc}:{index}") if annotation
-                            else (frozenset(), ""))
+        block, output_of = (
+            _tags(annotation.group(1), f"{doc}:{index}") if annotation else (frozenset(), "")
+        )
         body: list[tuple[int, str]] = []
         index += 1
         while index < len(source_lines) and not source_lines[index].lstrip().startswith("```"):
@@ -221,8 +236,15 @@ def extract(path: str | Path) -> list[Item]:
         elif language == "promql":
             items.extend(_promql_items(doc, body, block))
         elif language == "yaml":
-            items.append(Item(doc, body[0][0] if body else index, "config",
-                              "\n".join(t for _, t in body), block))
+            items.append(
+                Item(
+                    doc,
+                    body[0][0] if body else index,
+                    "config",
+                    "\n".join(t for _, t in body),
+                    block,
+                )
+            )
     return items
 
 
@@ -232,9 +254,15 @@ def all_items() -> list[Item]:
 
 def prelude(item: Item, items: list[Item]) -> list[str]:
     """The `export` and `cd` lines before `item` in its block: the shell state it runs in."""
-    return [other.text for other in items
-            if other.doc == item.doc and other.block == item.block and other.line < item.line
-            and other.kind == "command" and other.text.split()[0] in ("export", "cd")]
+    return [
+        other.text
+        for other in items
+        if other.doc == item.doc
+        and other.block == item.block
+        and other.line < item.line
+        and other.kind == "command"
+        and other.text.split()[0] in ("export", "cd")
+    ]
 
 
 class OperatorShell:
@@ -244,13 +272,21 @@ class OperatorShell:
     `Authorization` header runs without them), and the state dir where the guide says it is
     (`~/.local/state/gpucluster`)."""
 
-    def __init__(self, root: Path, env: dict[str, str], key: str, state_dir: Path | None = None,
-                 cwd: Path | None = None):
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str],
+        key: str,
+        state_dir: Path | None = None,
+        cwd: Path | None = None,
+    ):
         home = root / "home"
         (home / ".local" / "state").mkdir(parents=True, exist_ok=True)
         if state_dir is not None:
             (home / ".local" / "state" / "gpucluster").symlink_to(state_dir)
-        (home / ".cache").symlink_to(Path.home() / ".cache")  # the prepared models, as `up` left them
+        (home / ".cache").symlink_to(
+            Path.home() / ".cache"
+        )  # the prepared models, as `up` left them
         self.curl_home = root / "curl"
         self.curl_home.mkdir()
         (self.curl_home / ".curlrc").write_text(f'header = "Authorization: Bearer {key}"\n')
@@ -262,8 +298,12 @@ class OperatorShell:
                     (cwd / entry.name).symlink_to(entry)
         self.cwd = cwd
         venv_bin = str(Path(sys.executable).parent)
-        self.env = {**env, "HOME": str(home), "KEY": key,
-                    "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}"}
+        self.env = {
+            **env,
+            "HOME": str(home),
+            "KEY": key,
+            "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', os.defpath)}",
+        }
 
     def run(self, item: Item, items: list[Item], timeout: float = 300, directory: str = "") -> Run:
         """Run a command item, after the `export` and `cd` lines before it in its block (or in
@@ -272,11 +312,20 @@ class OperatorShell:
         if directory and not any(line.startswith("cd ") for line in [*setup, item.text]):
             setup = [f"cd {shlex.quote(directory)}", *setup]
         script = "".join(line + "\n" for line in setup) + with_status(item.text)
-        own_key = any(word.startswith("Authorization:") for word in shlex.split(item.text, comments=True))
+        own_key = any(
+            word.startswith("Authorization:") for word in shlex.split(item.text, comments=True)
+        )
         env = self.env if own_key else {**self.env, "CURL_HOME": str(self.curl_home)}
-        process = subprocess.Popen(["bash", "-c", script], cwd=self.cwd, env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=self.cwd,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -301,8 +350,14 @@ class Run:
 # --- judging a command's run --------------------------------------------------------------
 
 STATUS_MARK = "__guide_pipestatus__"
-_FAILURE_SIGNS = ("command not found", "No such file or directory", "jq: error", "parse error",
-                  "curl: (", "Traceback (most recent call last)")
+_FAILURE_SIGNS = (
+    "command not found",
+    "No such file or directory",
+    "jq: error",
+    "parse error",
+    "curl: (",
+    "Traceback (most recent call last)",
+)
 _ERROR_BODIES = ('{"error"', '"error": {', '"status":"error"', "<title>404", "<title>50")
 
 

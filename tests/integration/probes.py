@@ -53,7 +53,9 @@ def serve_traffic_until_scraped(target, client, model: str, timeout_s: float = 1
     before = served_requests(target)
     for stream in (False, True, False, True):
         reply = client.chat.completions.create(
-            model=model, max_tokens=24, stream=stream,
+            model=model,
+            max_tokens=24,
+            stream=stream,
             messages=[{"role": "user", "content": "Name three rivers."}],
         )
         if stream:
@@ -76,8 +78,10 @@ def clean_stream(text: str) -> bool:
     The events are parsed: the generated text itself may contain the word "error".
     """
     events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
-    return bool(events) and not any("error" in event for event in events) and (
-        text.rstrip().endswith("data: [DONE]")
+    return (
+        bool(events)
+        and not any("error" in event for event in events)
+        and (text.rstrip().endswith("data: [DONE]"))
     )
 
 
@@ -91,7 +95,9 @@ def wait_for_replicas(live, count: int, timeout_s: float) -> float | None:
 def wait_for_idle_engines(target, timeout_s: float) -> bool:
     """Whether, within `timeout_s`, Prometheus sees no request running or waiting in any engine."""
     expr = "sum(vllm:num_requests_running) + sum(vllm:num_requests_waiting)"
-    return bool(eventually(lambda: query_value(target, expr, absent=None) == 0, timeout_s, interval_s=2))
+    return bool(
+        eventually(lambda: query_value(target, expr, absent=None) == 0, timeout_s, interval_s=2)
+    )
 
 
 def settle(live, timeout_s: float = 420) -> None:
@@ -109,7 +115,9 @@ def processes(where: Callable[[str], bool]) -> list[psutil.Process]:
 def service_process(live, program: str) -> psutil.Process:
     """The supervised service running `program` with a command that names our state dir."""
     found = processes(
-        lambda line: (line == program or line.startswith(program + " ")) and str(live.state_dir) in line
+        lambda line: (
+            (line == program or line.startswith(program + " ")) and str(live.state_dir) in line
+        )
     )
     assert found, f"no {program} process of this platform"
     return found[0]

@@ -63,7 +63,10 @@ class Load:
                     detail = f"{response.status_code} {text[-300:]}"
                 else:
                     response = await client.post(url, json=body)
-                    ok = response.status_code == 200 and response.json()["usage"]["completion_tokens"] == 96
+                    ok = (
+                        response.status_code == 200
+                        and response.json()["usage"]["completion_tokens"] == 96
+                    )
                     detail = f"{response.status_code} {response.text[-300:]}"
             except httpx.HTTPError as exc:
                 ok, detail = False, repr(exc)
@@ -90,7 +93,9 @@ def llm_replicas_started(serve_log: str, model: str, since: datetime) -> set[str
     return started
 
 
-@pytest.mark.timeout(3300)  # its own waits: settle 840, two replicas 420, load drained 600, back to one 300, drained 600, logs and starts 120
+@pytest.mark.timeout(
+    3300
+)  # its own waits: settle 840, two replicas 420, load drained 600, back to one 300, drained 600, logs and starts 120
 @pytest.mark.saturates
 def test_queueing_adds_a_replica_and_idleness_removes_it_without_failing_a_request(live, artifacts):
     settle(live)
@@ -104,7 +109,7 @@ def test_queueing_adds_a_replica_and_idleness_removes_it_without_failing_a_reque
     finally:
         heavy.finish()
     served = query(
-        live, 'count(sum by (ReplicaId) (increase(ray_vllm_generation_tokens_total[1m])) > 0)'
+        live, "count(sum by (ReplicaId) (increase(ray_vllm_generation_tokens_total[1m])) > 0)"
     )
     assert served and float(served[0]["value"][1]) >= 2, "the second replica never served"
 
@@ -126,10 +131,13 @@ def test_queueing_adds_a_replica_and_idleness_removes_it_without_failing_a_reque
     assert "Scaling down deployment: removing replica" in serve_log
     started = llm_replicas_started(serve_log, live.model, since=began)
     assert len(started) >= 1, "no replica of the model logged its start during the test"
-    starts = eventually(lambda: query(
-        live,
-        f"sum(increase(ray_serve_deployment_replica_starts_total{{{LLM_DEPLOYMENT_MATCHER}}}[15m])) > 0",
-    ), timeout_s=60)
+    starts = eventually(
+        lambda: query(
+            live,
+            f"sum(increase(ray_serve_deployment_replica_starts_total{{{LLM_DEPLOYMENT_MATCHER}}}[15m])) > 0",
+        ),
+        timeout_s=60,
+    )
     assert starts, "ray_serve_deployment_replica_starts_total did not count the new replica"
     decisions = query(live, "sum by (direction) (ray_gpucluster_autoscaling_decisions_total)")
     assert {d["metric"]["direction"] for d in decisions} >= {"up", "down"}

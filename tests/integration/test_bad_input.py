@@ -60,9 +60,24 @@ CASES = [
     Case("chat: messages missing", C, body={"model": MODEL}, param="messages"),
     Case("chat: messages a string", C, body=chat(messages="hello"), param="messages"),
     Case("chat: messages empty", C, body=chat(messages=[]), param="messages"),
-    Case("chat: message without role", C, body=chat(messages=[{"content": "x"}]), param="messages.0.role"),
-    Case("chat: unknown role", C, body=chat(messages=[{"role": "wizard", "content": "x"}]), param="messages.0.role"),
-    Case("chat: content a number", C, body=chat(messages=[{"role": "user", "content": 5}]), param="messages.0.content"),
+    Case(
+        "chat: message without role",
+        C,
+        body=chat(messages=[{"content": "x"}]),
+        param="messages.0.role",
+    ),
+    Case(
+        "chat: unknown role",
+        C,
+        body=chat(messages=[{"role": "wizard", "content": "x"}]),
+        param="messages.0.role",
+    ),
+    Case(
+        "chat: content a number",
+        C,
+        body=chat(messages=[{"role": "user", "content": 5}]),
+        param="messages.0.content",
+    ),
     Case("chat: temperature too high", C, body=chat(temperature=2.5), param="temperature"),
     Case("chat: temperature negative", C, body=chat(temperature=-1), param="temperature"),
     Case("chat: temperature a string", C, body=chat(temperature="hot"), param="temperature"),
@@ -73,58 +88,203 @@ CASES = [
     Case("chat: max_tokens negative", C, body=chat(max_tokens=-5), param="max_tokens"),
     Case("chat: max_tokens zero", C, body=chat(max_tokens=0), param="max_tokens"),
     Case("chat: max_tokens beyond context", C, body=chat(max_tokens=100_000), param="max_tokens"),
-    Case("chat: max_completion_tokens negative", C, body=chat(max_completion_tokens=-1), param="max_completion_tokens"),
-    Case("chat: presence_penalty out of range", C, body=chat(presence_penalty=3), param="presence_penalty"),
-    Case("chat: frequency_penalty out of range", C, body=chat(frequency_penalty=-3), param="frequency_penalty"),
-    Case("chat: top_logprobs too many", C, body=chat(logprobs=True, top_logprobs=50), param="top_logprobs"),
+    Case(
+        "chat: max_completion_tokens negative",
+        C,
+        body=chat(max_completion_tokens=-1),
+        param="max_completion_tokens",
+    ),
+    Case(
+        "chat: presence_penalty out of range",
+        C,
+        body=chat(presence_penalty=3),
+        param="presence_penalty",
+    ),
+    Case(
+        "chat: frequency_penalty out of range",
+        C,
+        body=chat(frequency_penalty=-3),
+        param="frequency_penalty",
+    ),
+    Case(
+        "chat: top_logprobs too many",
+        C,
+        body=chat(logprobs=True, top_logprobs=50),
+        param="top_logprobs",
+    ),
     Case("chat: stop a number", C, body=chat(stop=5), param="stop"),
     Case("chat: model a number", C, body=chat(model=5), param="model"),
     Case("chat: unknown model", C, body=chat(model="no-such-model"), status=404, param="model"),
-    Case("chat: prompt too long for the context", C, body=chat(messages=[{"role": "user", "content": "hello " * 3000}]), param="messages"),
+    Case(
+        "chat: prompt too long for the context",
+        C,
+        body=chat(messages=[{"role": "user", "content": "hello " * 3000}]),
+        param="messages",
+    ),
     Case("completion: prompt missing", P, body={"model": MODEL, "max_tokens": 2}, param="prompt"),
     Case("completion: prompt empty", P, body=completion(prompt=""), param="prompt"),
     Case("completion: prompt empty list", P, body=completion(prompt=[]), param="prompt"),
     Case("completion: prompt a dict", P, body=completion(prompt={"a": 1}), param="prompt"),
     Case("completion: max_tokens negative", P, body=completion(max_tokens=-5), param="max_tokens"),
-    Case("completion: max_tokens beyond context", P, body=completion(max_tokens=10_000), param="max_tokens"),
-    Case("completion: temperature too high", P, body=completion(temperature=9), param="temperature"),
+    Case(
+        "completion: max_tokens beyond context",
+        P,
+        body=completion(max_tokens=10_000),
+        param="max_tokens",
+    ),
+    Case(
+        "completion: temperature too high", P, body=completion(temperature=9), param="temperature"
+    ),
     Case("completion: logprobs too many", P, body=completion(logprobs=99), param="logprobs"),
     Case("completion: n zero", P, body=completion(n=0), param="n"),
-    Case("completion: prompt too long for the context", P, body=completion(prompt="hello " * 3000), param="prompt"),
+    Case(
+        "completion: prompt too long for the context",
+        P,
+        body=completion(prompt="hello " * 3000),
+        param="prompt",
+    ),
     Case("completion: unknown model", P, body=completion(model="nope"), status=404, param="model"),
-    Case("chat: wrong content type", C, raw=json.dumps(chat()).encode(), content_type="text/plain", status=415, param=None),
-    Case("completion: form-encoded body", P, raw=b"a=b", content_type="application/x-www-form-urlencoded", status=415, param=None),
+    Case(
+        "chat: wrong content type",
+        C,
+        raw=json.dumps(chat()).encode(),
+        content_type="text/plain",
+        status=415,
+        param=None,
+    ),
+    Case(
+        "completion: form-encoded body",
+        P,
+        raw=b"a=b",
+        content_type="application/x-www-form-urlencoded",
+        status=415,
+        param=None,
+    ),
     Case("chat: GET instead of POST", C, method="GET", status=405, param=None),
     Case("unknown path under /v1", "/v1/engines", method="GET", status=404, param=None),
     Case("unknown path outside /v1", "/admin", method="GET", status=404, param=None),
-    Case("oversized body", P, raw=b'{"prompt": "' + b"a" * (5 * 2**20) + b'"}', status=413, param=None),
-    Case("missing API key", C, body=chat(), status=401, param=None, extra_headers={"Authorization": ""}),
-    Case("wrong API key", C, body=chat(), status=401, param=None, extra_headers={"Authorization": "Bearer nope"}),
-    Case("malformed Authorization", P, body=completion(), status=401, param=None, extra_headers={"Authorization": "Token x"}),
+    Case(
+        "oversized body",
+        P,
+        raw=b'{"prompt": "' + b"a" * (5 * 2**20) + b'"}',
+        status=413,
+        param=None,
+    ),
+    Case(
+        "missing API key",
+        C,
+        body=chat(),
+        status=401,
+        param=None,
+        extra_headers={"Authorization": ""},
+    ),
+    Case(
+        "wrong API key",
+        C,
+        body=chat(),
+        status=401,
+        param=None,
+        extra_headers={"Authorization": "Bearer nope"},
+    ),
+    Case(
+        "malformed Authorization",
+        P,
+        body=completion(),
+        status=401,
+        param=None,
+        extra_headers={"Authorization": "Token x"},
+    ),
     Case("tokenize: body not JSON", T, raw=b"{nope", param=None),
     Case("tokenize: prompt a number", T, body={"model": MODEL, "prompt": 5}, param="prompt"),
-    Case("tokenize: unknown model", T, body={"model": "nope", "prompt": "x"}, status=404, param="model"),
-    Case("tokenize: without a key", T, body={"model": MODEL, "prompt": "x"}, status=401, param=None, extra_headers={"Authorization": ""}),
+    Case(
+        "tokenize: unknown model",
+        T,
+        body={"model": "nope", "prompt": "x"},
+        status=404,
+        param="model",
+    ),
+    Case(
+        "tokenize: without a key",
+        T,
+        body={"model": MODEL, "prompt": "x"},
+        status=401,
+        param=None,
+        extra_headers={"Authorization": ""},
+    ),
     Case("detokenize: tokens a string", D, body={"model": MODEL, "tokens": "abc"}, param="tokens"),
     Case("embeddings on a generative model", E, body={"model": MODEL, "input": "x"}, param="model"),
-    Case("rerank on a generative model", "/v1/rerank", body={"model": MODEL, "query": "x", "documents": ["y"]}, param="model"),
+    Case(
+        "rerank on a generative model",
+        "/v1/rerank",
+        body={"model": MODEL, "query": "x", "documents": ["y"]},
+        param="model",
+    ),
     Case("chat: 5,000 nested arrays", C, raw=b"[" * 5000 + b"]" * 5000, param=None),
-    Case("chat: nesting one level too deep", C, body=chat(extra=json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)), param=None),
-    Case("completion: 3,000 nested objects in the prompt", P, raw=b'{"prompt": ' + b'{"a":' * 3000 + b"1" + b"}" * 3001, param=None),
-    Case("chat: a lone surrogate in the content", C, raw=b'{"messages": [{"role": "user", "content": "\\ud800"}]}', param=None),
-    Case("chat: a surrogate encoded as bytes", C, raw=b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}', param=None),
-    Case("completion: an integer of 5,000 digits", P, raw=b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}", param=None),
-    Case("chat: NaN temperature", C, raw=json.dumps(chat(temperature=float("nan"))).encode(), param="temperature"),
-    Case("chat: invalid UTF-8", C, raw=b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}', param=None),
-    Case("chat: tools without a tool-call parser", C, body=chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]), param="tool_choice"),
+    Case(
+        "chat: nesting one level too deep",
+        C,
+        body=chat(extra=json.loads("[" * MAX_DEPTH + "]" * MAX_DEPTH)),
+        param=None,
+    ),
+    Case(
+        "completion: 3,000 nested objects in the prompt",
+        P,
+        raw=b'{"prompt": ' + b'{"a":' * 3000 + b"1" + b"}" * 3001,
+        param=None,
+    ),
+    Case(
+        "chat: a lone surrogate in the content",
+        C,
+        raw=b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
+        param=None,
+    ),
+    Case(
+        "chat: a surrogate encoded as bytes",
+        C,
+        raw=b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}',
+        param=None,
+    ),
+    Case(
+        "completion: an integer of 5,000 digits",
+        P,
+        raw=b'{"prompt": "x", "seed": ' + b"9" * 5000 + b"}",
+        param=None,
+    ),
+    Case(
+        "chat: NaN temperature",
+        C,
+        raw=json.dumps(chat(temperature=float("nan"))).encode(),
+        param="temperature",
+    ),
+    Case(
+        "chat: invalid UTF-8",
+        C,
+        raw=b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}',
+        param=None,
+    ),
+    Case(
+        "chat: tools without a tool-call parser",
+        C,
+        body=chat(
+            tools=[
+                {
+                    "type": "function",
+                    "function": {"name": "f", "parameters": {"type": "object", "properties": {}}},
+                }
+            ]
+        ),
+        param="tool_choice",
+    ),
 ]
 
 
 def send(live, case: Case) -> httpx.Response:
     headers = {**live.headers, "Content-Type": case.content_type, **case.extra_headers}
     headers = {k: v for k, v in headers.items() if v}
-    content = case.raw if case.raw is not None else (
-        None if case.body is NOT_GIVEN else json.dumps(case.body).encode()
+    content = (
+        case.raw
+        if case.raw is not None
+        else (None if case.body is NOT_GIVEN else json.dumps(case.body).encode())
     )
     return httpx.request(
         case.method, f"{live.base}{case.path}", content=content, headers=headers, timeout=60
@@ -170,29 +330,69 @@ def odd(name: str, path: str, body: Any = NOT_GIVEN, raw: bytes | None = None) -
 
 
 ODD = [
-    *odd("nesting at the limit", C, chat(extra=json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)))),
+    *odd(
+        "nesting at the limit",
+        C,
+        chat(extra=json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1))),
+    ),
     *odd("a body of 3 MiB", P, completion(prompt="hello", user="u" * (3 * 2**20))),
     *odd("UTF-16 body", C, raw=json.dumps(chat()).encode("utf-16")),
     *odd("UTF-8 body with a byte-order mark", C, raw=b"\xef\xbb\xbf" + json.dumps(chat()).encode()),
-    *odd("a NUL character in the content", C, chat(messages=[{"role": "user", "content": "a\u0000b"}])),
+    *odd(
+        "a NUL character in the content",
+        C,
+        chat(messages=[{"role": "user", "content": "a\u0000b"}]),
+    ),
     *odd("duplicate keys", C, raw=json.dumps(chat()).encode()[:-1] + b', "max_tokens": 3}'),
-    *odd("an invalid JSON schema", C, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nope"}}})),
+    *odd(
+        "an invalid JSON schema",
+        C,
+        chat(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "nope"}},
+            }
+        ),
+    ),
     *odd("an invalid regex", C, chat(structured_outputs={"regex": "(["})),
     *odd("token ids outside the vocabulary", P, completion(prompt=[999_999_999])),
     *odd("logit_bias outside the vocabulary", C, chat(logit_bias={"99999999": 5})),
     *odd("allowed_token_ids outside the vocabulary", C, chat(allowed_token_ids=[99_999_999])),
     *odd("allowed_token_ids empty", C, chat(allowed_token_ids=[])),
-    *odd("an image for a text model", C, chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}])),
-    *odd("an unknown content part", C, chat(messages=[{"role": "user", "content": [{"type": "video"}]}])),
+    *odd(
+        "an image for a text model",
+        C,
+        chat(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+                    ],
+                }
+            ]
+        ),
+    ),
+    *odd(
+        "an unknown content part",
+        C,
+        chat(messages=[{"role": "user", "content": [{"type": "video"}]}]),
+    ),
     *odd("min_tokens above max_tokens", C, chat(min_tokens=10, max_tokens=2)),
     *odd("a broken chat template", C, chat(chat_template="{% for %}")),
     *odd("prompt_logprobs of 1,000", P, completion(prompt_logprobs=1000)),
     *odd("truncate_prompt_tokens of a billion", P, completion(truncate_prompt_tokens=10**9)),
     *odd("2,000 messages", C, chat(messages=[{"role": "user", "content": "x"}] * 2000)),
     *odd("stop with 1,000 strings", C, chat(stop=["x"] * 1000)),
-    *odd("a tool message without its call id", C, chat(messages=[{"role": "tool", "content": "x"}])),
+    *odd(
+        "a tool message without its call id", C, chat(messages=[{"role": "tool", "content": "x"}])
+    ),
     *odd("detokenize 100,000 tokens", D, {"model": MODEL, "tokens": list(range(100_000))}),
-    *odd("tokenize a conversation with a broken tool", T, {"model": MODEL, "messages": HI, "tools": [{"type": "function"}]}),
+    *odd(
+        "tokenize a conversation with a broken tool",
+        T,
+        {"model": MODEL, "messages": HI, "tools": [{"type": "function"}]},
+    ),
 ]
 
 
@@ -240,7 +440,9 @@ common = {
     "stream": st.booleans(),
     "seed": junk,
 }
-chat_bodies = st.fixed_dictionaries({"max_tokens": max_tokens}, optional={**common, "messages": messages})
+chat_bodies = st.fixed_dictionaries(
+    {"max_tokens": max_tokens}, optional={**common, "messages": messages}
+)
 completion_bodies = st.fixed_dictionaries(
     {"max_tokens": max_tokens},
     optional={**common, "prompt": st.one_of(st.text(max_size=30), junk), "logprobs": junk},
@@ -248,19 +450,34 @@ completion_bodies = st.fixed_dictionaries(
 
 
 tokenize_bodies = st.fixed_dictionaries(
-    {}, optional={"model": common["model"], "prompt": st.one_of(st.text(max_size=30), junk),
-                  "messages": messages, "add_special_tokens": junk},
+    {},
+    optional={
+        "model": common["model"],
+        "prompt": st.one_of(st.text(max_size=30), junk),
+        "messages": messages,
+        "add_special_tokens": junk,
+    },
 )
 detokenize_bodies = st.fixed_dictionaries(
-    {}, optional={"model": common["model"], "tokens": st.one_of(st.lists(st.integers(-5, 60000), max_size=5), junk)},
+    {},
+    optional={
+        "model": common["model"],
+        "tokens": st.one_of(st.lists(st.integers(-5, 60000), max_size=5), junk),
+    },
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(path_and_body=st.one_of(
-    chat_bodies.map(lambda b: (C, b)), completion_bodies.map(lambda b: (P, b)),
-    tokenize_bodies.map(lambda b: (T, b)), detokenize_bodies.map(lambda b: (D, b)),
-))
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
+@given(
+    path_and_body=st.one_of(
+        chat_bodies.map(lambda b: (C, b)),
+        completion_bodies.map(lambda b: (P, b)),
+        tokenize_bodies.map(lambda b: (T, b)),
+        detokenize_bodies.map(lambda b: (D, b)),
+    )
+)
 def test_fuzzed_bodies_never_get_a_5xx(live, path_and_body):
     path, body = path_and_body
     response = httpx.post(
@@ -293,19 +510,28 @@ cut_bodies = st.builds(
 )
 encoded_bodies = st.builds(
     lambda body, encoding: json.dumps(body, ensure_ascii=False).encode(encoding, errors="replace"),
-    st.sampled_from([chat(messages=[{"role": "user", "content": "héllo ☃"}]), completion(prompt="ünïcode")]),
+    st.sampled_from(
+        [chat(messages=[{"role": "user", "content": "héllo ☃"}]), completion(prompt="ünïcode")]
+    ),
     st.sampled_from(["utf-8", "utf-16", "utf-16-le", "utf-32", "latin-1", "cp1252", "ascii"]),
 )
 noise = st.binary(max_size=200)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(path=st.sampled_from([C, P, T]), raw=st.one_of(deep_bodies, cut_bodies, encoded_bodies, noise))
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
+@given(
+    path=st.sampled_from([C, P, T]), raw=st.one_of(deep_bodies, cut_bodies, encoded_bodies, noise)
+)
 def test_fuzzed_bytes_never_get_a_5xx(live, path, raw):
     response = httpx.post(
         f"{live.base}{path}",
         content=raw,
-        headers={"Authorization": f"Bearer {live.keys['fuzz']}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {live.keys['fuzz']}",
+            "Content-Type": "application/json",
+        },
         timeout=120,
     )
     assert_no_failure(response, raw[:300])

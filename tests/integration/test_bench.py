@@ -10,8 +10,20 @@ import pytest
 @pytest.mark.timeout(900)  # its own waits: bench 600
 def test_tiny_bench_reports_consistent_figures(live, tmp_path):
     result = live.cli(
-        "bench", "--json", "--concurrency", "1,2", "-n", "4", "--input-tokens", "16",
-        "--output-tokens", "8", "--slo-ttft-ms", "60000", "--chart", str(tmp_path / "sweep.png"),
+        "bench",
+        "--json",
+        "--concurrency",
+        "1,2",
+        "-n",
+        "4",
+        "--input-tokens",
+        "16",
+        "--output-tokens",
+        "8",
+        "--slo-ttft-ms",
+        "60000",
+        "--chart",
+        str(tmp_path / "sweep.png"),
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]

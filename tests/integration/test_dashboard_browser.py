@@ -36,7 +36,9 @@ def ray_api(live, path: str, method: str = "GET") -> httpx.Response:
     """Ray's dashboard API on loopback, with Ray's token: what really happened behind nginx."""
     token = StateDir(live.state_dir).ray_token_file.read_text().strip()
     return httpx.request(
-        method, f"{live.endpoints['ray_dashboard']}{path}", timeout=30,
+        method,
+        f"{live.endpoints['ray_dashboard']}{path}",
+        timeout=30,
         headers={"Authorization": f"Bearer {token}"},
     )
 
@@ -100,8 +102,10 @@ def test_job_submission_through_the_edge_gets_403_and_creates_no_job(live, tmp_p
         assert response.status_code == 403, response.text
         assert response.json()["error"]["code"] == "dashboard_read_only"
     deploy = httpx.put(
-        f"{live.base}/dashboard/api/serve/applications/", json={"applications": []},
-        auth=operator(live), timeout=30,
+        f"{live.base}/dashboard/api/serve/applications/",
+        json={"applications": []},
+        auth=operator(live),
+        timeout=30,
     )
     assert deploy.status_code == 403  # a Serve deploy would replace the running application
     time.sleep(3)
@@ -111,17 +115,37 @@ def test_job_submission_through_the_edge_gets_403_and_creates_no_job(live, tmp_p
 
 def test_nothing_reaches_the_dashboard_without_the_password(live):
     """Ray's dashboard logs every request it serves: the log shows which calls got through."""
-    marker = {name: f"probe{secrets.token_hex(6)}" for name in
-              ("anonymous", "wrong", "refused", "allowed")}
-    assert httpx.get(f"{live.base}/dashboard/api/jobs/{marker['anonymous']}",
-                     timeout=30).status_code == 401
-    assert httpx.post(f"{live.base}/dashboard/api/jobs/{marker['wrong']}/stop",
-                      auth=(live.dashboard_user, "wrong"), timeout=30).status_code == 401
-    assert httpx.post(f"{live.base}/dashboard/api/jobs/{marker['refused']}/stop",
-                      auth=operator(live), timeout=30).status_code == 403
+    marker = {
+        name: f"probe{secrets.token_hex(6)}"
+        for name in ("anonymous", "wrong", "refused", "allowed")
+    }
+    assert (
+        httpx.get(f"{live.base}/dashboard/api/jobs/{marker['anonymous']}", timeout=30).status_code
+        == 401
+    )
+    assert (
+        httpx.post(
+            f"{live.base}/dashboard/api/jobs/{marker['wrong']}/stop",
+            auth=(live.dashboard_user, "wrong"),
+            timeout=30,
+        ).status_code
+        == 401
+    )
+    assert (
+        httpx.post(
+            f"{live.base}/dashboard/api/jobs/{marker['refused']}/stop",
+            auth=operator(live),
+            timeout=30,
+        ).status_code
+        == 403
+    )
     # an allowed call (a job that does not exist: Ray's own 404) does reach it
-    assert httpx.get(f"{live.base}/dashboard/api/jobs/{marker['allowed']}", auth=operator(live),
-                     timeout=30).status_code == 404
+    assert (
+        httpx.get(
+            f"{live.base}/dashboard/api/jobs/{marker['allowed']}", auth=operator(live), timeout=30
+        ).status_code
+        == 404
+    )
     log = RAY_SESSION_LOGS / "dashboard.log"
 
     def logged() -> set[str]:
@@ -145,8 +169,10 @@ def test_dashboard_write_lets_a_job_through(live, tmp_path):
     proof = tmp_path / "job-ran"
     with extra_edge(values, tmp_path / "edge") as base:
         response = httpx.post(
-            f"{base}/dashboard/api/jobs/", json={"entrypoint": f"echo written > {proof}"},
-            auth=operator(live), timeout=60,
+            f"{base}/dashboard/api/jobs/",
+            json={"entrypoint": f"echo written > {proof}"},
+            auth=operator(live),
+            timeout=60,
         )
         assert response.status_code == 200, response.text
         job = response.json()["submission_id"]

@@ -37,7 +37,12 @@ def test_serve_reached_directly_refuses_requests_without_a_key(live):
 
 def test_every_configured_key_works_and_the_openai_client_sees_401_for_others(live):
     for key in live.keys.values():
-        assert httpx.get(f"{live.api}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code == 200
+        assert (
+            httpx.get(
+                f"{live.api}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30
+            ).status_code
+            == 200
+        )
     client = openai.OpenAI(base_url=live.api, api_key="not-a-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
@@ -47,7 +52,9 @@ def models_status_becomes(live, key: str, expected: int, timeout_s: float = 10) 
     """Poll GET /v1/models with `key` until it answers `expected` (or time runs out)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = httpx.get(f"{live.api}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code
+        status = httpx.get(
+            f"{live.api}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ).status_code
         if status == expected or time.monotonic() > deadline:
             return status
         time.sleep(0.5)
@@ -69,7 +76,9 @@ def test_a_burst_beyond_the_rate_limit_gets_429_with_retry_after_then_recovers(l
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*(client.get(f"{live.api}/models", headers=headers) for _ in range(300)))
+            return await asyncio.gather(
+                *(client.get(f"{live.api}/models", headers=headers) for _ in range(300))
+            )
 
     started = time.monotonic()
     responses = asyncio.run(burst())
@@ -104,7 +113,11 @@ def arrival_times(url: str, live) -> tuple[float, float]:
     with httpx.stream("POST", url, json=body, headers=live.headers, timeout=120) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
-            if first is None and line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
+            if (
+                first is None
+                and line.startswith("data: {")
+                and '"content":"' in line.replace(" ", "")
+            ):
                 first = time.perf_counter() - started
             if line:
                 last_line = line

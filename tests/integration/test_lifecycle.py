@@ -10,7 +10,15 @@ import psutil
 import pytest
 
 # Ray's daemons and workers, and vLLM's engine processes (they set these titles).
-RAY_OR_VLLM = ("raylet", "gcs_server", "ray::", "ray/dashboard", "default_worker.py", "VLLM::", "EngineCore")
+RAY_OR_VLLM = (
+    "raylet",
+    "gcs_server",
+    "ray::",
+    "ray/dashboard",
+    "default_worker.py",
+    "VLLM::",
+    "EngineCore",
+)
 
 
 def ray_or_vllm_processes() -> list[str]:
@@ -45,7 +53,9 @@ def test_up_reports_its_start_up_phases(live):
 def test_platform_log_has_the_guide_lines(live):
     result = live.cli("logs", "platform", "--json", timeout=60)
     assert result.returncode == 0, result.stderr
-    text = "\n".join(line for lines in json.loads(result.stdout)["files"].values() for line in lines)
+    text = "\n".join(
+        line for lines in json.loads(result.stdout)["files"].values() for line in lines
+    )
     assert f"Loading model {live.model}..." in text
     assert "Model loaded successfully" in text
 
@@ -79,8 +89,9 @@ def stream_in_background(live, max_tokens: int) -> tuple[threading.Thread, dict]
 
     def run() -> None:
         try:
-            with httpx.stream("POST", f"{live.api}/chat/completions", json=body,
-                              headers=live.headers, timeout=300) as response:
+            with httpx.stream(
+                "POST", f"{live.api}/chat/completions", json=body, headers=live.headers, timeout=300
+            ) as response:
                 for line in response.iter_lines():
                     if line.startswith("data: "):
                         seen["events"].append(line.removeprefix("data: "))

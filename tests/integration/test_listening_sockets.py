@@ -54,7 +54,8 @@ def test_only_nginx_and_the_replicas_grpc_ports_listen_beyond_loopback(live):
     assert {nginx_port, 6379, 8000} <= ports, "the listing does not see the platform"
     beyond = [(conn, name) for conn, name in sockets if not is_loopback(conn.laddr.ip)]
     unexpected = [
-        f"{name} on {conn.laddr.ip}:{conn.laddr.port}" for conn, name in beyond
+        f"{name} on {conn.laddr.ip}:{conn.laddr.port}"
+        for conn, name in beyond
         if not (name == "nginx" and conn.laddr.port == nginx_port)
         and not name.startswith("ray::ServeRepli")
     ]
@@ -64,7 +65,8 @@ def test_only_nginx_and_the_replicas_grpc_ports_listen_beyond_loopback(live):
 
 def test_the_replicas_grpc_ports_refuse_calls_without_rays_token(live):
     ports = [
-        conn.laddr.port for conn, name in listening(live)
+        conn.laddr.port
+        for conn, name in listening(live)
         if name.startswith("ray::ServeRepli") and not is_loopback(conn.laddr.ip)
     ]
     assert ports, "no Serve replica listens beyond loopback: update the operator guide"

@@ -59,20 +59,32 @@ class Tenant:
         return self.api.removesuffix("/v1")
 
     def post(self, path: str, body: dict) -> httpx.Response:
-        return httpx.post(f"{self.base}{path}", json=body, timeout=120,
-                          headers={"Authorization": f"Bearer {KEY}"})
+        return httpx.post(
+            f"{self.base}{path}", json=body, timeout=120, headers={"Authorization": f"Bearer {KEY}"}
+        )
 
     def cli(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "gpucluster", *args], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "gpucluster", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
 @pytest.fixture(scope="module")
 def tenant(live, tmp_path_factory) -> Tenant:
     live.cli("down", "--json", timeout=300)  # the example uses the guide's ports
     state = tmp_path_factory.mktemp("multi-tenant") / "state"
-    env = {**live.env, "GPUCLUSTER_CONFIG": str(EXAMPLE), "GPUCLUSTER_STATE_DIR": str(state),
-           "GPUCLUSTER_API_KEYS": KEY}
+    env = {
+        **live.env,
+        "GPUCLUSTER_CONFIG": str(EXAMPLE),
+        "GPUCLUSTER_STATE_DIR": str(state),
+        "GPUCLUSTER_API_KEYS": KEY,
+    }
     platform = Tenant(env, {}, state)
     up = platform.cli("up", "--json")
     if up.returncode != 0:
@@ -94,7 +106,9 @@ def greedy(client: openai.OpenAI, model: str) -> str:
     return reply.choices[0].message.content
 
 
-GUIDE_COMMANDS = [item for item in all_items() if item.runner == "multi-tenant" and item.kind == "command"]
+GUIDE_COMMANDS = [
+    item for item in all_items() if item.runner == "multi-tenant" and item.kind == "command"
+]
 
 
 @pytest.mark.parametrize("item", GUIDE_COMMANDS, ids=[item.id for item in GUIDE_COMMANDS])
@@ -118,8 +132,10 @@ def test_the_adapter_answers_differently_from_the_base_and_as_peft_does_offline(
     assert adapted != base
     cache = Path(json.loads(tenant.cli("models", "--json").stdout)["cache_dir"])
     reference = reference_generate(
-        cache / BUILTIN_MODEL_ID, adapter_dir(cache, f"{BUILTIN_MODEL_ID}-pirate"),
-        PROMPT, max_tokens=24,
+        cache / BUILTIN_MODEL_ID,
+        adapter_dir(cache, f"{BUILTIN_MODEL_ID}-pirate"),
+        PROMPT,
+        max_tokens=24,
     )
     assert adapted == reference
 
@@ -128,25 +144,41 @@ def test_embeddings_match_sentence_transformers(tenant, client):
     from sentence_transformers import SentenceTransformer
 
     texts = ["The capital of France is Paris.", "Bananas are yellow.", "A quick brown fox."]
-    served = [d.embedding for d in client.embeddings.create(
-        model=BUILTIN_EMBEDDING_MODEL_ID, input=texts).data]
+    served = [
+        d.embedding
+        for d in client.embeddings.create(model=BUILTIN_EMBEDDING_MODEL_ID, input=texts).data
+    ]
     cache = Path(json.loads(tenant.cli("models", "--json").stdout)["cache_dir"])
     reference = SentenceTransformer(str(cache / BUILTIN_EMBEDDING_MODEL_ID), device="cpu").encode(
-        texts, normalize_embeddings=True)
+        texts, normalize_embeddings=True
+    )
     for got, want in zip(served, reference, strict=True):
         cosine = sum(a * b for a, b in zip(got, want, strict=True)) / (
-            math.sqrt(sum(a * a for a in got)) * math.sqrt(sum(b * b for b in want)))
+            math.sqrt(sum(a * a for a in got)) * math.sqrt(sum(b * b for b in want))
+        )
         assert cosine > 0.9999, cosine
 
 
 def test_score_and_rerank_put_the_relevant_document_first(tenant):
-    score = tenant.post("/v1/score", {"model": BUILTIN_EMBEDDING_MODEL_ID, "text_1": PROMPT,
-                                      "text_2": ["Paris is the capital of France.", "Bananas."]})
+    score = tenant.post(
+        "/v1/score",
+        {
+            "model": BUILTIN_EMBEDDING_MODEL_ID,
+            "text_1": PROMPT,
+            "text_2": ["Paris is the capital of France.", "Bananas."],
+        },
+    )
     assert score.status_code == 200, score.text
     first, second = (d["score"] for d in score.json()["data"])
     assert first > second
-    rerank = tenant.post("/v1/rerank", {"model": BUILTIN_EMBEDDING_MODEL_ID, "query": PROMPT,
-                                        "documents": ["Bananas.", "Paris is the capital of France."]})
+    rerank = tenant.post(
+        "/v1/rerank",
+        {
+            "model": BUILTIN_EMBEDDING_MODEL_ID,
+            "query": PROMPT,
+            "documents": ["Bananas.", "Paris is the capital of France."],
+        },
+    )
     assert rerank.status_code == 200, rerank.text
     assert rerank.json()["results"][0]["index"] == 1
 
@@ -167,26 +199,56 @@ def test_tokenize_and_detokenize_round_trip(tenant, model):
     ("path", "body", "status", "code"),
     [
         ("/v1/embeddings", {"model": BUILTIN_MODEL_ID, "input": "x"}, 400, "wrong_model_type"),
-        ("/v1/chat/completions", {"model": BUILTIN_EMBEDDING_MODEL_ID,
-                                  "messages": [{"role": "user", "content": "x"}]},
-         400, "wrong_model_type"),
-        ("/v1/embeddings", {"model": BUILTIN_EMBEDDING_MODEL_ID, "input": ""},
-         400, "invalid_parameter"),
-        ("/v1/embeddings", {"model": BUILTIN_EMBEDDING_MODEL_ID, "input": []},
-         400, "invalid_parameter"),
-        ("/v1/score", {"model": BUILTIN_EMBEDDING_MODEL_ID, "text_1": "a", "text_2": []},
-         400, "invalid_parameter"),
-        ("/v1/rerank", {"model": BUILTIN_EMBEDDING_MODEL_ID, "query": "a", "documents": []},
-         400, "invalid_parameter"),
-        ("/v1/chat/completions", {"model": f"{BUILTIN_MODEL_ID}:nope",
-                                  "messages": [{"role": "user", "content": "x"}]},
-         404, "model_not_found"),
+        (
+            "/v1/chat/completions",
+            {"model": BUILTIN_EMBEDDING_MODEL_ID, "messages": [{"role": "user", "content": "x"}]},
+            400,
+            "wrong_model_type",
+        ),
+        (
+            "/v1/embeddings",
+            {"model": BUILTIN_EMBEDDING_MODEL_ID, "input": ""},
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/v1/embeddings",
+            {"model": BUILTIN_EMBEDDING_MODEL_ID, "input": []},
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/v1/score",
+            {"model": BUILTIN_EMBEDDING_MODEL_ID, "text_1": "a", "text_2": []},
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/v1/rerank",
+            {"model": BUILTIN_EMBEDDING_MODEL_ID, "query": "a", "documents": []},
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": f"{BUILTIN_MODEL_ID}:nope", "messages": [{"role": "user", "content": "x"}]},
+            404,
+            "model_not_found",
+        ),
         ("/tokenize", {"model": "nope", "prompt": "x"}, 404, "model_not_found"),
         ("/detokenize", {"model": BUILTIN_MODEL_ID, "tokens": "abc"}, 400, None),
-        ("/v1/rerank", {"model": BUILTIN_EMBEDDING_MODEL_ID, "query": "word " * 600,
-                        "documents": ["x"]}, 400, None),
-        ("/v1/embeddings", {"model": BUILTIN_EMBEDDING_MODEL_ID, "input": "word " * 600},
-         400, None),
+        (
+            "/v1/rerank",
+            {"model": BUILTIN_EMBEDDING_MODEL_ID, "query": "word " * 600, "documents": ["x"]},
+            400,
+            None,
+        ),
+        (
+            "/v1/embeddings",
+            {"model": BUILTIN_EMBEDDING_MODEL_ID, "input": "word " * 600},
+            400,
+            None,
+        ),
     ],
 )
 def test_bad_requests_to_the_new_endpoints_get_4xx_in_the_openai_shape(
@@ -198,16 +260,24 @@ def test_bad_requests_to_the_new_endpoints_get_4xx_in_the_openai_shape(
     assert error["type"] == "invalid_request_error" and error["message"]
     if code is not None:
         assert error["code"] == code
-    assert tenant.post("/v1/embeddings", {"model": BUILTIN_EMBEDDING_MODEL_ID,
-                                          "input": "still serving"}).status_code == 200
+    assert (
+        tenant.post(
+            "/v1/embeddings", {"model": BUILTIN_EMBEDDING_MODEL_ID, "input": "still serving"}
+        ).status_code
+        == 200
+    )
 
 
 def test_required_and_named_tool_choice_call_the_tool(client):
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
     for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
         reply = client.chat.completions.create(
-            model=BUILTIN_MODEL_ID, messages=messages, tools=[WEATHER_TOOL], tool_choice=choice,
-            temperature=0, max_tokens=48,
+            model=BUILTIN_MODEL_ID,
+            messages=messages,
+            tools=[WEATHER_TOOL],
+            tool_choice=choice,
+            temperature=0,
+            max_tokens=48,
         )
         (call,) = reply.choices[0].message.tool_calls
         assert call.function.name == "get_weather"
@@ -216,8 +286,12 @@ def test_required_and_named_tool_choice_call_the_tool(client):
 
 def test_auto_tool_choice_answers_with_text_or_a_parsed_call(client):
     reply = client.chat.completions.create(
-        model=BUILTIN_MODEL_ID, messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[WEATHER_TOOL], tool_choice="auto", temperature=0, max_tokens=48,
+        model=BUILTIN_MODEL_ID,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER_TOOL],
+        tool_choice="auto",
+        temperature=0,
+        max_tokens=48,
     )
     message = reply.choices[0].message
     # a 135M model seldom decides to call: either is a valid answer, never raw <tool_call> text
@@ -228,8 +302,11 @@ def test_auto_tool_choice_answers_with_text_or_a_parsed_call(client):
 
 def test_the_router_setting_reaches_serve(tenant):
     token = StateDir(tenant.state).ray_token_file.read_text().strip()
-    apps = httpx.get(f"{tenant.endpoints['ray_dashboard']}/api/serve/applications/", timeout=30,
-                     headers={"Authorization": f"Bearer {token}"}).json()["applications"]
+    apps = httpx.get(
+        f"{tenant.endpoints['ray_dashboard']}/api/serve/applications/",
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["applications"]
     deployments = next(iter(apps.values()))["deployments"]
     routers = {
         name: d["deployment_config"]["request_router_config"]["request_router_class"]
@@ -246,8 +323,11 @@ def test_adapter_requests_are_counted_under_their_own_model_label(tenant, client
     prometheus = tenant.endpoints["prometheus"]
 
     def counted() -> list:
-        response = httpx.get(f"{prometheus}/api/v1/query", timeout=30, params={
-            "query": f'gpucluster_key_requests_total{{model="{ADAPTER}"}}'})
+        response = httpx.get(
+            f"{prometheus}/api/v1/query",
+            timeout=30,
+            params={"query": f'gpucluster_key_requests_total{{model="{ADAPTER}"}}'},
+        )
         return response.json()["data"]["result"]
 
     assert eventually(counted, timeout_s=60, interval_s=3)

@@ -30,7 +30,9 @@ def test_ray_targets_are_discovered_and_up(live):
     with open(SD_FILE) as handle:
         groups = json.load(handle)
     assert groups and groups[0]["labels"]["job"] == "ray"
-    targets = httpx.get(f"{live.prometheus}/api/v1/targets", timeout=30).json()["data"]["activeTargets"]
+    targets = httpx.get(f"{live.prometheus}/api/v1/targets", timeout=30).json()["data"][
+        "activeTargets"
+    ]
     ray = [t for t in targets if t["labels"]["job"] == "ray"]
     assert ray and all(t["health"] == "up" for t in ray), ray
     assert any(t["scrapeUrl"].endswith(":8080/metrics") for t in ray)
@@ -86,10 +88,14 @@ def shipped_rule_with_a_short_for(alert: str) -> str:
     """The shipped alert rule `alert`, exactly as shipped but for a 5 s `for`, as a rule file."""
     shipped = yaml.safe_load((RULES_DIR / "alerts.yml").read_text())
     (rule,) = [r for g in shipped["groups"] for r in g["rules"] if r.get("alert") == alert]
-    return yaml.safe_dump({"groups": [{"name": "test-overrides", "rules": [{**rule, "for": "5s"}]}]})
+    return yaml.safe_dump(
+        {"groups": [{"name": "test-overrides", "rules": [{**rule, "for": "5s"}]}]}
+    )
 
 
-@pytest.mark.timeout(2400)  # its own waits: settle 840, waiting 120, diagnose 120, alert 180, load drained 600
+@pytest.mark.timeout(
+    2400
+)  # its own waits: settle 840, waiting 120, diagnose 120, alert 180, load drained 600
 @pytest.mark.saturates
 def test_queueing_fires_an_alert_that_reaches_the_receiver(live, artifacts):
     """Saturate the engine: Prometheus sees waiting requests, `diagnose` reports the queueing,
@@ -125,11 +131,16 @@ def test_queueing_fires_an_alert_that_reaches_the_receiver(live, artifacts):
         assert waiting, "Prometheus never saw waiting requests"
         diagnosis = json.loads(live.cli("diagnose", "--json", timeout=120).stdout)
         assert "Requests are queueing" in [f["title"] for f in diagnosis["findings"]]
+
         def delivered() -> list[dict]:
             if not alerts_log.exists():
                 return []
-            lines = [json.loads(line) for line in alerts_log.read_text().splitlines()[seen:] if line]
-            return [a for a in lines if a["alertname"] == "RequestsWaiting" and a["status"] == "firing"]
+            lines = [
+                json.loads(line) for line in alerts_log.read_text().splitlines()[seen:] if line
+            ]
+            return [
+                a for a in lines if a["alertname"] == "RequestsWaiting" and a["status"] == "firing"
+            ]
 
         assert eventually(delivered, timeout_s=180), "the alert never reached the receiver"
         in_alertmanager = httpx.get(f"{live.alertmanager}/api/v2/alerts", timeout=30).json()

@@ -21,7 +21,9 @@ from gpucluster.config.loader import load_config
 
 ITEMS = all_items()
 LOCAL = [item for item in ITEMS if item.runner == "local"]
-PROMQL_WAIT_S = 90  # traffic reaches a rate()-based recording rule within a scrape and an evaluation
+PROMQL_WAIT_S = (
+    90  # traffic reaches a rate()-based recording rule within a scrape and an evaluation
+)
 
 
 def by_kind(kind: str) -> list[Item]:
@@ -34,8 +36,9 @@ def ids(items: list[Item]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def shell(live, tmp_path_factory) -> OperatorShell:
-    return OperatorShell(tmp_path_factory.mktemp("operator"), live.env, live.api_key,
-                         state_dir=live.state_dir)
+    return OperatorShell(
+        tmp_path_factory.mktemp("operator"), live.env, live.api_key, state_dir=live.state_dir
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +59,26 @@ def test_query_parses_and_returns_data(item, live, traffic):
         query(live, item.text)  # it must still parse
         return
     assert eventually(lambda: query(live, item.text), PROMQL_WAIT_S), (
-        f"{item}: no data after traffic; tag it `[may be empty]` with the reason if that is right")
+        f"{item}: no data after traffic; tag it `[may be empty]` with the reason if that is right"
+    )
 
 
 @pytest.mark.parametrize("item", by_kind("url"), ids=ids(by_kind("url")))
 def test_url_answers(item, live):
     auth = (live.dashboard_user, live.dashboard_password) if "/dashboard" in item.text else None
     if item.api_base:
-        url = item.text.rstrip("/") + ("/models" if item.text.rstrip("/").endswith("/v1") else "/v1/models")
+        url = item.text.rstrip("/") + (
+            "/models" if item.text.rstrip("/").endswith("/v1") else "/v1/models"
+        )
         response = httpx.get(url, headers=live.headers, timeout=30)
         assert response.status_code == 200, f"{item}: {url} answered {response.status_code}"
         return
-    response = httpx.get(item.text, headers=live.headers, auth=auth, timeout=30, follow_redirects=True)
+    response = httpx.get(
+        item.text, headers=live.headers, auth=auth, timeout=30, follow_redirects=True
+    )
     assert response.status_code != 404 and response.status_code < 500, (
-        f"{item}: {response.status_code} {response.text[:300]}")
+        f"{item}: {response.status_code} {response.text[:300]}"
+    )
 
 
 @pytest.mark.parametrize("item", by_kind("config"), ids=ids(by_kind("config")))
@@ -91,4 +100,5 @@ def test_shown_output_appears(item, shell, traffic):
         pattern = output_pattern(line)
         assert any(pattern.search(out) for out in printed), (
             f"{item.doc}:{item.line}: no line of `{item.source}` looks like\n  {line}\n"
-            f"(pattern {pattern.pattern})\n{run}")
+            f"(pattern {pattern.pattern})\n{run}"
+        )

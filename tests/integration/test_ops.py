@@ -68,7 +68,10 @@ def test_diagnose_does_not_call_long_generations_high_latency(live, openai_clien
     # Two long answers (about 10 s each here): the guide's p95 request latency goes over 5 s.
     for _ in range(2):
         openai_client.completions.create(
-            model=live.model, prompt="Once upon a time", max_tokens=300, temperature=0,
+            model=live.model,
+            prompt="Once upon a time",
+            max_tokens=300,
+            temperature=0,
             extra_body={"ignore_eos": True},
         )
     guide_rule = "max(histogram_quantile(0.95, serve_deployment_processing_latency_ms))"
@@ -157,7 +160,9 @@ def test_capacity_of_the_running_model_matches_what_vllm_reports(live):
     assert code == 0, data
     predicted = data["kv_token_capacity"]
     engine_logs = live.cli("logs", "engine", "-n", "100000", timeout=60).stdout
-    reported = [int(n.replace(",", "")) for n in re.findall(r"KV cache size: ([\d,]+) tokens", engine_logs)]
+    reported = [
+        int(n.replace(",", "")) for n in re.findall(r"KV cache size: ([\d,]+) tokens", engine_logs)
+    ]
     assert reported, "vLLM's KV cache size line not found in the engine logs"
     assert abs(predicted - reported[-1]) / reported[-1] <= 0.05, (predicted, reported[-1])
 
@@ -168,8 +173,16 @@ def test_support_bundle_has_everything_and_no_secrets(live, tmp_path):
     with tarfile.open(data["path"]) as archive:
         names = [n.split("/", 1)[1] for n in archive.getnames()]
         text = b"".join(archive.extractfile(m).read() for m in archive.getmembers() if m.isfile())
-    for expected in ("config.json", "versions.json", "health.json", "status.json", "diagnose.json",
-                     "metrics.json", "prometheus-targets.json", "prometheus-alerts.json"):
+    for expected in (
+        "config.json",
+        "versions.json",
+        "health.json",
+        "status.json",
+        "diagnose.json",
+        "metrics.json",
+        "prometheus-targets.json",
+        "prometheus-alerts.json",
+    ):
         assert expected in names
     assert any(n.startswith("logs/serve/") for n in names)
     token = (live.state_dir / "ray-auth-token").read_text().strip()
@@ -179,8 +192,17 @@ def test_support_bundle_has_everything_and_no_secrets(live, tmp_path):
 
 # What marks a process of the platform from the outside: Ray's daemons and workers, the vLLM
 # engine, and the supervised services (their command lines name the state dir).
-PLATFORM_COMMANDS = ("ray::", "raylet", "gcs_server", "dashboard.py", "log_monitor.py",
-                     "runtime_env", "monitor.py", "VLLM", "vllm")
+PLATFORM_COMMANDS = (
+    "ray::",
+    "raylet",
+    "gcs_server",
+    "dashboard.py",
+    "log_monitor.py",
+    "runtime_env",
+    "monitor.py",
+    "VLLM",
+    "vllm",
+)
 
 
 def test_every_platform_process_is_tagged_or_descends_from_one(live):
@@ -190,7 +212,9 @@ def test_every_platform_process_is_tagged_or_descends_from_one(live):
     seen = {}
     for proc in psutil.process_iter(["cmdline"]):
         line = " ".join(proc.info["cmdline"] or [])
-        if proc.pid != me and (str(live.state_dir) in line or any(m in line for m in PLATFORM_COMMANDS)):
+        if proc.pid != me and (
+            str(live.state_dir) in line or any(m in line for m in PLATFORM_COMMANDS)
+        ):
             seen[proc.pid] = line[:120]
     ports = {int(url.rsplit(":", 1)[1].split("/")[0]) for url in live.endpoints.values()}
     for conn in psutil.net_connections(kind="tcp"):
@@ -199,5 +223,7 @@ def test_every_platform_process_is_tagged_or_descends_from_one(live):
     assert len(seen) >= len(ports), seen  # the engine, Ray's daemons and every service
 
     found = {p.pid for p in platform_processes(str(live.state_dir.resolve()))}
-    missed = {pid: line for pid, line in seen.items() if pid not in found and psutil.pid_exists(pid)}
+    missed = {
+        pid: line for pid, line in seen.items() if pid not in found and psutil.pid_exists(pid)
+    }
     assert missed == {}, missed

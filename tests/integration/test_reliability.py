@@ -47,8 +47,9 @@ def chat_body(live, max_tokens: int, stream: bool) -> dict:
 async def first_token_s(client: httpx.AsyncClient, live) -> float:
     """Seconds until a new short stream's first content chunk arrives."""
     started = time.monotonic()
-    async with client.stream("POST", f"{live.api}/chat/completions",
-                             json=chat_body(live, 8, stream=True)) as response:
+    async with client.stream(
+        "POST", f"{live.api}/chat/completions", json=chat_body(live, 8, stream=True)
+    ) as response:
         assert response.status_code == 200
         async for line in response.aiter_lines():
             if line.startswith("data: {") and '"content"' in line:
@@ -62,8 +63,11 @@ def test_dropped_clients_free_their_engine_slots_at_once(live, artifacts):
     """Fill every engine slot with long generations, drop their clients after the first token
     (streams) or a short client timeout (plain requests): a new request then starts at once,
     where it would otherwise wait minutes, and the aborts are counted."""
+
     def aborted_total() -> float:
-        return query_value(live, f'sum(ray_gpucluster_requests_aborted_total{{model="{live.model}"}})')
+        return query_value(
+            live, f'sum(ray_gpucluster_requests_aborted_total{{model="{live.model}"}})'
+        )
 
     settle(live)  # every slot it fills is one replica's
     before = aborted_total()
@@ -73,20 +77,28 @@ def test_dropped_clients_free_their_engine_slots_at_once(live, artifacts):
             streams = live.max_num_seqs - 1
 
             async def drop_stream() -> None:
-                async with client.stream("POST", f"{live.api}/chat/completions",
-                                         json=chat_body(live, LONG_TOKENS, stream=True)) as response:
+                async with client.stream(
+                    "POST",
+                    f"{live.api}/chat/completions",
+                    json=chat_body(live, LONG_TOKENS, stream=True),
+                ) as response:
                     async for line in response.aiter_lines():
                         if '"content"' in line:
                             return  # leaving the block closes the connection mid-stream
 
             async def drop_plain() -> None:
                 with pytest.raises(httpx.ReadTimeout):
-                    await client.post(f"{live.api}/chat/completions",
-                                      json=chat_body(live, LONG_TOKENS, stream=False), timeout=4)
+                    await client.post(
+                        f"{live.api}/chat/completions",
+                        json=chat_body(live, LONG_TOKENS, stream=False),
+                        timeout=4,
+                    )
 
             await asyncio.gather(*(drop_stream() for _ in range(streams)), drop_plain())
-            return {"first_token_after_drops_s": await first_token_s(client, live),
-                    "dropped": streams + 1}
+            return {
+                "first_token_after_drops_s": await first_token_s(client, live),
+                "dropped": streams + 1,
+            }
 
     figures = asyncio.run(scenario())
     # Undropped, the new request would wait for 1500-token generations (well over a minute).
@@ -107,7 +119,9 @@ def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, a
     burst = capacity + 2 * live.max_num_seqs
     settle(live)  # one replica, as the capacity assumes
 
-    async def one(client: httpx.AsyncClient, stream: bool, tokens: int) -> tuple[int, float, str, dict]:
+    async def one(
+        client: httpx.AsyncClient, stream: bool, tokens: int
+    ) -> tuple[int, float, str, dict]:
         started = time.monotonic()
         body = chat_body(live, tokens, stream)
         async with client.stream("POST", f"{live.api}/chat/completions", json=body) as response:
@@ -145,7 +159,9 @@ def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, a
     assert statistics.median(probe_ms) < 1000, probe_ms  # generous: the measured figure is kept
     assert httpx.get(f"{live.base}/health", timeout=30).status_code == 200
     figures = {
-        "sent_at_once": burst, "admitted": len(admitted), "rejected_in_burst": len(rejected) - len(probes),
+        "sent_at_once": burst,
+        "admitted": len(admitted),
+        "rejected_in_burst": len(rejected) - len(probes),
         "rejection_latency_ms_p50": round(statistics.median(probe_ms), 1),
         "rejection_latency_ms_max": round(probe_ms[-1], 1),
     }
@@ -154,8 +170,11 @@ def test_a_full_model_answers_429_at_once_and_admitted_requests_complete(live, a
 
 @pytest.mark.parametrize(
     ("service", "marker"),
-    [("nginx", "nginx: master"), ("prometheus", PROMETHEUS_BINARY),
-     ("alertmanager", ALERTMANAGER_BINARY)],
+    [
+        ("nginx", "nginx: master"),
+        ("prometheus", PROMETHEUS_BINARY),
+        ("alertmanager", ALERTMANAGER_BINARY),
+    ],
 )
 def test_a_killed_component_is_restarted_and_health_recovers(live, service, marker):
     victim = service_process(live, marker)
@@ -168,7 +187,9 @@ def test_a_killed_component_is_restarted_and_health_recovers(live, service, mark
         return result.returncode == 0 and service_process(live, marker).pid != victim.pid
 
     assert eventually(healthy_again, timeout_s=60, interval_s=2), live.cli("health").stdout
-    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+    assert not any(
+        child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children
+    )
     log = (live.state_dir / "logs" / "supervisor.log").read_text()
     assert f"ERROR: {service} exited with code -9" in log
     assert f"restarting {service}" in log
@@ -177,29 +198,50 @@ def test_a_killed_component_is_restarted_and_health_recovers(live, service, mark
         assert response.status_code == 200
 
 
-def test_an_alert_left_firing_by_a_stopped_platform_shows_resolved_after_the_receivers_restart(live):
+def test_an_alert_left_firing_by_a_stopped_platform_shows_resolved_after_the_receivers_restart(
+    live,
+):
     """The alert log's last word on an alert Alertmanager no longer has is `resolved`, with the
     reason, once the receiver starts again (as it does at every `up`); a fresh label set so
     that no real alert matches it."""
     labels = {"alertname": "LeftFiringByAStop", "severity": "warning", "run": str(time.time_ns())}
     log = live.state_dir / "logs" / "alerts.log"
     with log.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"received": "2026-01-01T00:00:00Z", "status": "firing",
-                                 "alertname": labels["alertname"], "severity": "warning",
-                                 "labels": labels, "annotations": {}, "startsAt": "2026-01-01T00:00:00Z"}) + "\n")
+        handle.write(
+            json.dumps(
+                {
+                    "received": "2026-01-01T00:00:00Z",
+                    "status": "firing",
+                    "alertname": labels["alertname"],
+                    "severity": "warning",
+                    "labels": labels,
+                    "annotations": {},
+                    "startsAt": "2026-01-01T00:00:00Z",
+                }
+            )
+            + "\n"
+        )
 
     def ours() -> dict | None:
         result = live.cli("alerts", "--json", "-n", "50", timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
-        found = [a for a in json.loads(result.stdout)["recent"] if a["labels"].get("run") == labels["run"]]
+        found = [
+            a
+            for a in json.loads(result.stdout)["recent"]
+            if a["labels"].get("run") == labels["run"]
+        ]
         return found[0] if found else None
 
     assert ours()["status"] == "firing"  # the log alone still says so
-    receiver = processes(lambda line: "gpucluster.runtime.alert_receiver" in line and str(live.state_dir) in line)
+    receiver = processes(
+        lambda line: "gpucluster.runtime.alert_receiver" in line and str(live.state_dir) in line
+    )
     assert len(receiver) == 1, receiver
     receiver[0].kill()
     receiver[0].wait(timeout=10)
-    closed = eventually(lambda: (ours() or {}).get("status") == "resolved" and ours(), timeout_s=60, interval_s=2)
+    closed = eventually(
+        lambda: (ours() or {}).get("status") == "resolved" and ours(), timeout_s=60, interval_s=2
+    )
     assert closed, ours()
     assert "stopped while this alert fired" in closed["detail"]
     assert closed["active_now"] is False
@@ -207,16 +249,23 @@ def test_an_alert_left_firing_by_a_stopped_platform_shows_resolved_after_the_rec
 
 
 def llm_replica_processes() -> list[psutil.Process]:
-    return processes(lambda line: line.startswith(f"ray::ServeReplica:{APP_NAME}:{LLM_DEPLOYMENT_PREFIX}"))
+    return processes(
+        lambda line: line.startswith(f"ray::ServeReplica:{APP_NAME}:{LLM_DEPLOYMENT_PREFIX}")
+    )
 
 
 def engine_core_of(replica: psutil.Process) -> psutil.Process:
-    (engine,) = [c for c in replica.children(recursive=True)
-                 if " ".join(c.cmdline()).startswith("VLLM::EngineCore")]
+    (engine,) = [
+        c
+        for c in replica.children(recursive=True)
+        if " ".join(c.cmdline()).startswith("VLLM::EngineCore")
+    ]
     return engine
 
 
-@pytest.mark.timeout(2100)  # its own waits: settle 840, stream 120, /health 90, requests 120, replaced 400, counted 120, alert 120
+@pytest.mark.timeout(
+    2100
+)  # its own waits: settle 840, stream 120, /health 90, requests 120, replaced 400, counted 120, alert 120
 @pytest.mark.saturates
 @pytest.mark.parametrize("victim", ["engine", "replica"])
 def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, artifacts, victim):
@@ -247,8 +296,9 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
                             started.set()
                 except httpx.HTTPError as exc:
                     text += f"\n<{type(exc).__name__}>"
-                outcomes.append(("stream" if stream else "plain", response.status_code, text,
-                                 time.monotonic()))
+                outcomes.append(
+                    ("stream" if stream else "plain", response.status_code, text, time.monotonic())
+                )
 
         async with httpx.AsyncClient(timeout=300, headers=live.headers) as client:
             await asyncio.gather(one(client, True), one(client, True), one(client, False))
@@ -262,7 +312,8 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
 
     degraded = eventually(
         lambda: httpx.get(f"{live.base}/health", timeout=30).status_code == 503,
-        timeout_s=90, interval_s=1,
+        timeout_s=90,
+        interval_s=1,
     )
     requests.join(timeout=120)
     assert not requests.is_alive(), "in-flight requests hang after the crash"
@@ -271,8 +322,11 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
     for kind, status, text, _ in outcomes:
         if status == 200:  # the stream had begun: it must end with an error, never [DONE] alone
             assert kind == "stream", (kind, text[-300:])
-            error_events = [json.loads(line[6:]) for line in text.splitlines()
-                            if line.startswith("data: {") and '"error"' in line]
+            error_events = [
+                json.loads(line[6:])
+                for line in text.splitlines()
+                if line.startswith("data: {") and '"error"' in line
+            ]
             if victim == "replica" and not error_events:
                 # The live platform serves directly: the replica process held the client's
                 # stream, and its death cuts it before the end (docs/operator-guide.md,
@@ -286,8 +340,12 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
     assert degraded, "/health never reported the crashed replica"
 
     def answers() -> bool:
-        reply = httpx.post(f"{live.api}/chat/completions", headers=live.headers, timeout=120,
-                           json=chat_body(live, 4, stream=False))
+        reply = httpx.post(
+            f"{live.api}/chat/completions",
+            headers=live.headers,
+            timeout=120,
+            json=chat_body(live, 4, stream=False),
+        )
         return reply.status_code == 200
 
     assert eventually(answers, timeout_s=400, interval_s=2), "the replica was never replaced"
@@ -299,9 +357,12 @@ def test_a_crashed_replica_fails_its_requests_promptly_and_is_replaced(live, art
         timeout_s=120,
     )
     assert alert, "ReplicaFailures did not fire"
-    figures = {"victim": victim, "in_flight_ended_within_s": round(ended_within_s, 1),
-               "recovered_within_s": round(recovered_s, 1),
-               "outcomes": [(kind, status) for kind, status, _, _ in outcomes]}
+    figures = {
+        "victim": victim,
+        "in_flight_ended_within_s": round(ended_within_s, 1),
+        "recovered_within_s": round(recovered_s, 1),
+        "outcomes": [(kind, status) for kind, status, _, _ in outcomes],
+    }
     (artifacts / f"crash-{victim}.json").write_text(json.dumps(figures, indent=2))
 
 
@@ -311,10 +372,27 @@ def test_a_short_soak_fails_no_admitted_request_and_leaves_the_engines_idle(live
     """benchmarks/soak.py for one minute: mixed load with random client disconnects."""
     settle(live)  # the replica an earlier test replaced is up, alone and idle
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "soak.py"), "--minutes", "1", "--workers", "6",
-         "--url", live.api, "--prometheus", live.prometheus, "--model", live.model,
-         "--api-key", live.keys["fuzz"], "--json"],
-        capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "soak.py"),
+            "--minutes",
+            "1",
+            "--workers",
+            "6",
+            "--url",
+            live.api,
+            "--prometheus",
+            live.prometheus,
+            "--model",
+            live.model,
+            "--api-key",
+            live.keys["fuzz"],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     report = json.loads(result.stdout)
     (artifacts / "soak-short.json").write_text(json.dumps(report, indent=2))
@@ -365,8 +443,14 @@ def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path,
     env = {**live.env, "GPUCLUSTER_CONFIG": str(config), "GPUCLUSTER_API_KEYS": "k-123"}
 
     def up(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "gpucluster", "up", *args], env=env,
-                              capture_output=True, text=True, timeout=900, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "gpucluster", "up", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
 
     flags = []
     if case == "kv-cache-too-big":
@@ -384,8 +468,11 @@ def test_engine_start_failures_say_what_failed_and_how_to_fix_it(live, tmp_path,
     assert "Traceback" not in output, output[-3000:]
     platform_log = (tmp_path / "state" / "logs" / "platform.log").read_text()
     assert line in platform_log, platform_log[-3000:]
-    leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
     assert not leftovers, [" ".join(p.cmdline())[:120] for p in leftovers]
 
 
@@ -398,8 +485,14 @@ def test_ray_head_loss_is_reported_with_the_recovery_step(live, tmp_path):
     env = {**live.env, "GPUCLUSTER_CONFIG": str(config), "GPUCLUSTER_API_KEYS": "k-head-123"}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "gpucluster", *args], env=env,
-                              capture_output=True, text=True, timeout=900, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "gpucluster", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
 
     assert cli("up", "--json").returncode == 0
     try:
@@ -413,8 +506,12 @@ def test_ray_head_loss_is_reported_with_the_recovery_step(live, tmp_path):
         }
         assert {8080, 52365, 18080, 6379} <= ports, sorted(ports)  # metrics, agent, nginx, GCS
         head = [
-            p for p in platform_processes(tag)
-            if any(part in " ".join(p.cmdline()) for part in ("gcs_server", "raylet", "dashboard/dashboard.py"))
+            p
+            for p in platform_processes(tag)
+            if any(
+                part in " ".join(p.cmdline())
+                for part in ("gcs_server", "raylet", "dashboard/dashboard.py")
+            )
         ]
         assert head, "no Ray head process found"
         for proc in head:
@@ -427,7 +524,11 @@ def test_ray_head_loss_is_reported_with_the_recovery_step(live, tmp_path):
         assert "gpucluster down && gpucluster up" in checks["ray dashboard"]["hint"]
         diagnosis = cli("diagnose", "--json")
         assert diagnosis.returncode == 1
-        (finding,) = [f for f in json.loads(diagnosis.stdout)["findings"] if f["title"] == "The Ray head is down"]
+        (finding,) = [
+            f
+            for f in json.loads(diagnosis.stdout)["findings"]
+            if f["title"] == "The Ray head is down"
+        ]
         assert "gpucluster down && gpucluster up" in finding["step"]
     finally:
         down = cli("down", "--json")

@@ -30,6 +30,7 @@ def client(live, key: str) -> openai.OpenAI:
 
 def wait_until_accepted(live, key: str) -> None:
     """A new key works once the gatekeeper's and the replica's rings re-read the store (~1 s)."""
+
     def accepted() -> bool:
         reply = httpx.get(f"{live.api}/models", headers={"Authorization": f"Bearer {key}"})
         return reply.status_code == 200
@@ -39,8 +40,10 @@ def wait_until_accepted(live, key: str) -> None:
 
 def ask(c: openai.OpenAI, live, max_tokens: int = 8):
     return c.chat.completions.create(
-        model=live.model, messages=[{"role": "user", "content": "Say hi."}],
-        max_tokens=max_tokens, temperature=0,
+        model=live.model,
+        messages=[{"role": "user", "content": "Say hi."}],
+        max_tokens=max_tokens,
+        temperature=0,
     )
 
 
@@ -53,11 +56,15 @@ def test_a_flood_of_random_bearer_values_from_one_client_is_limited(live):
     # Before: nginx keyed its limit on the raw header, and 150 of 150 such requests passed.
     async def flood() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=30) as c:
-            return await asyncio.gather(*(
-                c.get(f"{live.api}/models",
-                      headers={"Authorization": f"Bearer {secrets.token_hex(16)}"})
-                for _ in range(600)
-            ))
+            return await asyncio.gather(
+                *(
+                    c.get(
+                        f"{live.api}/models",
+                        headers={"Authorization": f"Bearer {secrets.token_hex(16)}"},
+                    )
+                    for _ in range(600)
+                )
+            )
 
     started = time.monotonic()
     replies = asyncio.run(flood())
@@ -86,8 +93,12 @@ def test_request_and_concurrency_quotas_refuse_one_key_and_not_another(live):
 
     # Concurrency 1: a second request while a stream runs is refused at once.
     stream = capped.chat.completions.create(
-        model=live.model, messages=[{"role": "user", "content": "Count to fifty."}],
-        max_tokens=64, temperature=0, stream=True, extra_body={"ignore_eos": True},
+        model=live.model,
+        messages=[{"role": "user", "content": "Count to fifty."}],
+        max_tokens=64,
+        temperature=0,
+        stream=True,
+        extra_body={"ignore_eos": True},
     )
     next(iter(stream))
     with pytest.raises(openai.RateLimitError) as busy:
@@ -141,8 +152,12 @@ def test_usage_totals_equal_what_the_clients_were_told(live):
     wait_until_accepted(live, key)
     replies = [ask(c, live, max_tokens=12) for _ in range(3)]
     stream = c.chat.completions.create(
-        model=live.model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=12,
-        temperature=0, stream=True, stream_options={"include_usage": True},
+        model=live.model,
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     streamed = [chunk.usage for chunk in stream if chunk.usage]
     prompt = sum(r.usage.prompt_tokens for r in replies) + streamed[-1].prompt_tokens
@@ -160,20 +175,31 @@ def test_usage_totals_equal_what_the_clients_were_told(live):
 
     # The counters agree with the usage log.
     metric = 'sum(gpucluster_key_completion_tokens_total{key="team-usage"})'
-    seen = eventually(lambda: [r for r in query(live, metric) if float(r["value"][1]) == completion],
-                      timeout_s=30)
+    seen = eventually(
+        lambda: [r for r in query(live, metric) if float(r["value"][1]) == completion], timeout_s=30
+    )
     assert seen, query(live, metric)
 
 
 def test_a_streamed_answer_shows_no_usage_unless_asked(live):
     key = create_key(live, "team-stream")
     wait_until_accepted(live, key)
-    body = {"model": live.model, "messages": [{"role": "user", "content": "Hi"}],
-            "max_tokens": 4, "stream": True}
-    reply = httpx.post(f"{live.api}/chat/completions", json=body,
-                       headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    body = {
+        "model": live.model,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 4,
+        "stream": True,
+    }
+    reply = httpx.post(
+        f"{live.api}/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
     assert reply.status_code == 200
-    assert '"usage":{' not in reply.text.replace(" ", "") and reply.text.endswith("data: [DONE]\n\n")
+    assert '"usage":{' not in reply.text.replace(" ", "") and reply.text.endswith(
+        "data: [DONE]\n\n"
+    )
 
 
 def test_a_revoked_key_stops_working_within_the_reload_interval(live):
@@ -200,17 +226,23 @@ def test_keys_list_shows_names_and_quotas_never_keys(live):
 
 
 def test_keys_never_appear_in_logs_usage_metrics_or_the_support_bundle(live, tmp_path):
-    named = [k for k in (live.state_dir / "keys.json").read_text().split('"') if k.startswith("gpc-")]
+    named = [
+        k for k in (live.state_dir / "keys.json").read_text().split('"') if k.startswith("gpc-")
+    ]
     assert not named, "the key store holds a raw key"
     keys = list(live.keys.values())
     assert live.cli("support-bundle", "-o", str(tmp_path), timeout=300).returncode == 0
     (bundle,) = tmp_path.glob("*.tar.gz")
     with tarfile.open(bundle) as tar:
-        texts = [tar.extractfile(m).read().decode(errors="replace")
-                 for m in tar.getmembers() if m.isfile()]
+        texts = [
+            tar.extractfile(m).read().decode(errors="replace")
+            for m in tar.getmembers()
+            if m.isfile()
+        ]
     metrics = httpx.get(f"{live.prometheus}/api/v1/label/key/values").text
-    logs = [p.read_text(errors="replace") for p in (live.state_dir / "logs").rglob("*")
-            if p.is_file()]
+    logs = [
+        p.read_text(errors="replace") for p in (live.state_dir / "logs").rglob("*") if p.is_file()
+    ]
     for key in keys:
         for text in [*texts, metrics, *logs]:
             assert key not in text

@@ -57,8 +57,11 @@ def exceptions() -> dict[str, type]:
 def test_every_exception_of_the_package_is_under_the_root():
     found = exceptions()
     assert len(found) >= 35
-    stray = [name for name, cls in found.items()
-             if not issubclass(cls, GpuClusterError) and name not in OUTSIDE.keys() | PENDING]
+    stray = [
+        name
+        for name, cls in found.items()
+        if not issubclass(cls, GpuClusterError) and name not in OUTSIDE.keys() | PENDING
+    ]
     assert stray == []
     assert set(OUTSIDE) <= set(found) and PENDING <= set(found)
     joined = [name for name in PENDING if issubclass(found[name], GpuClusterError)]
@@ -73,8 +76,9 @@ def test_the_docstring_draws_every_class_of_the_tree():
     # each class's exit code as drawn: `├── UpError   1 ...` (a class drawn twice has one code)
     drawn = {
         name: int(code)
-        for name, code in re.findall(r"(?:── |^    )(\w+) +([12])(?: |$)", errors.__doc__,
-                                     re.MULTILINE)
+        for name, code in re.findall(
+            r"(?:── |^    )(\w+) +([12])(?: |$)", errors.__doc__, re.MULTILINE
+        )
     }
     by_name = {cls.__name__: cls for cls in exceptions().values()}
     by_name |= {"InputError": InputError, "GpuClusterError": GpuClusterError}
@@ -141,10 +145,15 @@ def test_errors_with_arguments_of_their_own_still_say_their_message():
     assert PrometheusUnavailable("p: ConnectError", "ConnectError").reason == "ConnectError"
     chat = ChatError("HTTP 401: no", "invalid_api_key", 401)
     assert (str(chat), chat.code, chat.status, chat.exit_code) == (
-        "HTTP 401: no", "invalid_api_key", 401, 1
+        "HTTP 401: no",
+        "invalid_api_key",
+        401,
+        1,
     )
     failed = CheckFailed("HTTP 500", "gpucluster logs ray")
     assert (failed.detail, failed.hint, failed.next_step) == (
-        "HTTP 500", "gpucluster logs ray", "gpucluster logs ray"
+        "HTTP 500",
+        "gpucluster logs ray",
+        "gpucluster logs ray",
     )
     assert CheckFailed("x", "").next_step is None

@@ -57,8 +57,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "render": frozenset({"config", "models", "planning", "serving", "observability", "runtime"}),
     # Operator tools over HTTP only: never serving.
     "ops": frozenset({"config", "models", "planning", "observability", "runtime"}),
-    "cli": frozenset({"config", "models", "planning", "serving", "observability", "runtime",
-                      "render", "ops"}),
+    "cli": frozenset(
+        {"config", "models", "planning", "serving", "observability", "runtime", "render", "ops"}
+    ),
     "__main__": frozenset({"cli"}),  # `python -m gpucluster`
 }
 # Layer -> the layer none of its modules may reach through any chain of imports (MAY_IMPORT
@@ -350,8 +351,13 @@ def test_a_chain_through_another_layer_is_caught() -> None:
 
 def test_the_listed_modules_exist() -> None:
     known = set(tree_sources())
-    listed = [*VLLM_MODULES, RAY_INTERNALS, *SHARED, *CONFIG_MAY_IMPORT,
-              *(module for module, _ in EXCEPTIONS)]
+    listed = [
+        *VLLM_MODULES,
+        RAY_INTERNALS,
+        *SHARED,
+        *CONFIG_MAY_IMPORT,
+        *(module for module, _ in EXCEPTIONS),
+    ]
     assert set(CONFIG_MAY_IMPORT) <= SHARED
     assert [module for module in listed if module not in known] == []
     layers = {layer_of(module) for module in known - SHARED}
@@ -370,7 +376,9 @@ def test_every_project_package_is_parsed() -> None:
     # The deploy driver, started by name (runtime/platform.py), is seen as an import; so is the
     # Ray import inside runtime/log_stream.py's function.
     assert any(imp.via_string and imp.name == "gpucluster.serving.deploy" for imp in imports)
-    assert any(imp.module == "gpucluster.runtime.log_stream" and imp.name == "ray" for imp in imports)
+    assert any(
+        imp.module == "gpucluster.runtime.log_stream" and imp.name == "ray" for imp in imports
+    )
 
 
 def fake(**modules: str) -> dict[str, tuple[str, str]]:
@@ -386,36 +394,81 @@ def fake(**modules: str) -> dict[str, tuple[str, str]]:
 @pytest.mark.parametrize(
     ("source", "module", "expected"),
     [
-        ("from gpucluster.serving.app import build_app\n", "gpucluster.ops.fake",
-         "ops imports gpucluster.serving.app (ops may import:"),
-        ("def f():\n    import gpucluster.serving.deploy\n", "gpucluster.ops.fake",
-         "ops imports gpucluster.serving.deploy"),
-        ("from ..serving import errors\n", "gpucluster.ops.fake",
-         "ops imports gpucluster.serving.errors"),
-        ("IMPORT_PATH = 'gpucluster.serving.app:build_app'\n", "gpucluster.ops.fake",
-         "ops imports a string naming gpucluster.serving.app"),
-        ("import importlib\nm = importlib.import_module('gpucluster.serving.deploy')\n",
-         "gpucluster.ops.fake", "a string naming gpucluster.serving.deploy"),
-        ("from gpucluster.models import ModelSource\n", "gpucluster.config.fake",
-         "config imports gpucluster.models (config may import: nothing of the project)"),
-        ("from gpucluster.assets import DEPLOY_DIR\n", "gpucluster.config.fake",
-         "config imports nothing of the project, but imports gpucluster.assets"),
-        ("from gpucluster.config import Config\n", "gpucluster.errors",
-         "is shared by every layer and imports nothing of the project: gpucluster.config"),
-        ("from gpucluster.runtime.state import StateDir\n", "gpucluster.serving.fake",
-         "serving imports gpucluster.runtime.state"),
-        ("from ray import serve\n", "gpucluster.runtime.fake",
-         "imports ray.serve: only serving imports ray.serve"),
-        ("from ray.serve.llm import LLMConfig\n", "gpucluster.ops.fake",
-         "only serving imports ray.serve"),
-        ("from ray._common.constants import HEAD_NODE_RESOURCE_NAME\n", "gpucluster.serving.fake",
-         "imports Ray's private ray._common.constants.HEAD_NODE_RESOURCE_NAME"),
-        ("import ray.llm._internal.common.models\n", "gpucluster.serving.fake",
-         "imports Ray's private ray.llm._internal.common.models"),
-        ("from vllm.entrypoints.pooling.scoring.protocol import RerankRequest\n",
-         "gpucluster.serving.fake", "imports vllm.entrypoints.pooling.scoring.protocol"),
-        ("x = 'gpucluster.serving.nothing_here:app'\n", "gpucluster.runtime.fake",
-         "names 'gpucluster.serving.nothing_here', which is no module"),
+        (
+            "from gpucluster.serving.app import build_app\n",
+            "gpucluster.ops.fake",
+            "ops imports gpucluster.serving.app (ops may import:",
+        ),
+        (
+            "def f():\n    import gpucluster.serving.deploy\n",
+            "gpucluster.ops.fake",
+            "ops imports gpucluster.serving.deploy",
+        ),
+        (
+            "from ..serving import errors\n",
+            "gpucluster.ops.fake",
+            "ops imports gpucluster.serving.errors",
+        ),
+        (
+            "IMPORT_PATH = 'gpucluster.serving.app:build_app'\n",
+            "gpucluster.ops.fake",
+            "ops imports a string naming gpucluster.serving.app",
+        ),
+        (
+            "import importlib\nm = importlib.import_module('gpucluster.serving.deploy')\n",
+            "gpucluster.ops.fake",
+            "a string naming gpucluster.serving.deploy",
+        ),
+        (
+            "from gpucluster.models import ModelSource\n",
+            "gpucluster.config.fake",
+            "config imports gpucluster.models (config may import: nothing of the project)",
+        ),
+        (
+            "from gpucluster.assets import DEPLOY_DIR\n",
+            "gpucluster.config.fake",
+            "config imports nothing of the project, but imports gpucluster.assets",
+        ),
+        (
+            "from gpucluster.config import Config\n",
+            "gpucluster.errors",
+            "is shared by every layer and imports nothing of the project: gpucluster.config",
+        ),
+        (
+            "from gpucluster.runtime.state import StateDir\n",
+            "gpucluster.serving.fake",
+            "serving imports gpucluster.runtime.state",
+        ),
+        (
+            "from ray import serve\n",
+            "gpucluster.runtime.fake",
+            "imports ray.serve: only serving imports ray.serve",
+        ),
+        (
+            "from ray.serve.llm import LLMConfig\n",
+            "gpucluster.ops.fake",
+            "only serving imports ray.serve",
+        ),
+        (
+            "from ray._common.constants import HEAD_NODE_RESOURCE_NAME\n",
+            "gpucluster.serving.fake",
+            "imports Ray's private ray._common.constants.HEAD_NODE_RESOURCE_NAME",
+        ),
+        (
+            "import ray.llm._internal.common.models\n",
+            "gpucluster.serving.fake",
+            "imports Ray's private ray.llm._internal.common.models",
+        ),
+        (
+            "from vllm.entrypoints.pooling.scoring.protocol import RerankRequest\n",
+            "gpucluster.serving.fake",
+            "imports vllm.entrypoints.pooling.scoring.protocol",
+        ),
+        (
+            "x = 'gpucluster.serving.nothing_here:app'\n",
+            "gpucluster.runtime.fake",
+            "names 'gpucluster.serving.nothing_here', which is no module",
+        ),
     ],
 )
 def test_a_module_breaking_a_rule_fails(source: str, module: str, expected: str) -> None:

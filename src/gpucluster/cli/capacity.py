@@ -116,7 +116,9 @@ def capacity(
         raise InputError("--rps needs both --input-tokens and --output-tokens")
     device = find_gpu(gpu_name)
     shape = resolve_model(
-        source, model_cache_dir=cfg.platform.model_cache_dir, hf_cache_dir=hf_cache,
+        source,
+        model_cache_dir=cfg.platform.model_cache_dir,
+        hf_cache_dir=hf_cache,
         params=parse_params(params) if params is not None else None,
     )
     # The configured model's settings (engine_kwargs winning), the flags given over them.
@@ -277,12 +279,18 @@ def _render_load(result: CapacityPlan) -> None:
         table.add_column(column, overflow="fold")
     prefill = load.prefill_seconds_per_request
     rows = [
-        ("sequences / replica", f"{load.sequences_per_replica:,}",
-         f"limit: {load.concurrency_limit.replace('_', ' ')}"),
+        (
+            "sequences / replica",
+            f"{load.sequences_per_replica:,}",
+            f"limit: {load.concurrency_limit.replace('_', ' ')}",
+        ),
         ("decode bound / replica", _rate(load.replica_decode_tokens_per_s), "at that batch"),
         ("decode needed", _rate(load.required_decode_tokens_per_s), "rps x output tokens"),
-        ("prefill / request", "-" if prefill is None else f"{prefill * 1e3:,.1f} ms",
-         "2 x params x input tokens / (tp x FLOP/s)"),
+        (
+            "prefill / request",
+            "-" if prefill is None else f"{prefill * 1e3:,.1f} ms",
+            "2 x params x input tokens / (tp x FLOP/s)",
+        ),
     ]
     if load.replicas is not None:
         prefill_part = load.prefill_replica_seconds or 0.0
@@ -311,9 +319,13 @@ def _render_tp(result: CapacityPlan) -> None:
             table.add_row(str(option.tp), "-", "-", "-", "-", "-", "-", option.reason)
             continue
         table.add_row(
-            str(option.tp), "yes" if option.fits else "no", _gib(option.weight_bytes_per_gpu),
-            _gib(option.kv_cache_bytes_per_gpu), f"{option.kv_token_capacity:,}",
-            f"{option.max_sequences_at_max_model_len:,}", _rate(option.decode_tokens_per_s),
+            str(option.tp),
+            "yes" if option.fits else "no",
+            _gib(option.weight_bytes_per_gpu),
+            _gib(option.kv_cache_bytes_per_gpu),
+            f"{option.kv_token_capacity:,}",
+            f"{option.max_sequences_at_max_model_len:,}",
+            _rate(option.decode_tokens_per_s),
             "" if option.fits else option.reason,
         )
     out.print(table)

@@ -19,8 +19,11 @@ from gpucluster.config import load_config
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="Platform config file (YAML). Default: $GPUCLUSTER_CONFIG, else "
-        "the built-in model on CPU.", dir_okay=False,
+        "--config",
+        "-c",
+        help="Platform config file (YAML). Default: $GPUCLUSTER_CONFIG, else "
+        "the built-in model on CPU.",
+        dir_okay=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -32,7 +35,9 @@ UrlOption = Annotated[
 ]
 ApiKeyOption = Annotated[
     str | None,
-    typer.Option("--api-key", help="Bearer key for --url. Default with no --url: the platform's key."),
+    typer.Option(
+        "--api-key", help="Bearer key for --url. Default with no --url: the platform's key."
+    ),
 ]
 
 PIPED_WIDTH = 10_000  # wide enough that no line of ours wraps
@@ -129,7 +134,9 @@ def path_hint(
     if found and os.path.samefile(found, script):
         return None
     bin_dir = script.absolute().parent
-    where = "gpucluster is not on PATH" if not found else f"gpucluster on PATH is {found}, not this one"
+    where = (
+        "gpucluster is not on PATH" if not found else f"gpucluster on PATH is {found}, not this one"
+    )
     hint = f'{where}: export PATH="{bin_dir}:$PATH"'
     if (bin_dir / "activate").is_file():
         hint += f" (or: source {bin_dir / 'activate'})"

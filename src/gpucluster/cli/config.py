@@ -26,7 +26,8 @@ def config_check(
     gpu: Annotated[
         str | None,
         typer.Option(
-            "--gpu", help="Check GPU models against this GPU type (`gpucluster capacity "
+            "--gpu",
+            help="Check GPU models against this GPU type (`gpucluster capacity "
             "--help` lists them) instead of the GPUs this host has.",
         ),
     ] = None,
@@ -43,8 +44,10 @@ def config_check(
     out.print(f"[green]valid[/]: {len(cfg.models)} model(s): {', '.join(m.id for m in cfg.models)}")
     for fit in fits:
         verdict = "[green]fits[/]" if fit.fits else "[yellow]not checked[/]"
-        out.print(f"{verdict} {'all models' if fit.model == '*' else fit.model}: {fit.detail}",
-                  highlight=False)
+        out.print(
+            f"{verdict} {'all models' if fit.model == '*' else fit.model}: {fit.detail}",
+            highlight=False,
+        )
 
 
 def refuse_unfit(cfg: Config, gpu: str | None, as_json: bool) -> list[Fit]:

@@ -53,8 +53,10 @@ def _refuse(exc: LoginError, user: str, as_json: bool, *, removing: bool = False
         if not removing:
             hint = f" Add it with `gpucluster dashboard-users add {user}`.{hint}"
     elif isinstance(exc, UserExists):
-        hint = (" Pick another name, or give it a new password with "
-                f"`gpucluster dashboard-password --user {user}`.")
+        hint = (
+            " Pick another name, or give it a new password with "
+            f"`gpucluster dashboard-password --user {user}`."
+        )
     elif isinstance(exc, BadUserName):
         hint = ""
     else:
@@ -77,12 +79,14 @@ def list_logins(config: ConfigOption = None, as_json: JsonOption = False) -> Non
     if not path.exists():
         out.print(
             f"No dashboard logins yet: `gpucluster up` creates {cfg.platform.security.dashboard_user!r}, "
-            "`gpucluster dashboard-users add NAME` another.", highlight=False,
+            "`gpucluster dashboard-users add NAME` another.",
+            highlight=False,
         )
     elif not users:
         out.print(
             "No dashboard logins: nobody can log in to /dashboard/ until one is added "
-            "(`gpucluster dashboard-users add NAME`).", highlight=False,
+            "(`gpucluster dashboard-users add NAME`).",
+            highlight=False,
         )
     for user in users:
         print(user)
@@ -102,7 +106,8 @@ def add(user: UserArgument, config: ConfigOption = None, as_json: JsonOption = F
     print(password)
     err.print(
         f"Added dashboard login [bold]{user}[/]. The password is shown this once: keep it now. "
-        "It works at /dashboard/ from the next request.", highlight=False,
+        "It works at /dashboard/ from the next request.",
+        highlight=False,
     )
 
 
@@ -117,12 +122,14 @@ def remove(user: UserArgument, config: ConfigOption = None, as_json: JsonOption 
     if as_json:
         emit({"ok": True, "user": user, "users": left})
         return
-    out.print(f"Removed dashboard login [bold]{user}[/]: refused from the next request.",
-              highlight=False)
+    out.print(
+        f"Removed dashboard login [bold]{user}[/]: refused from the next request.", highlight=False
+    )
     if not left:
         err.print(
             "[yellow]warning:[/] that was the last login: nobody can log in to /dashboard/ "
-            "until one is added (`gpucluster dashboard-users add NAME`).", highlight=False,
+            "until one is added (`gpucluster dashboard-users add NAME`).",
+            highlight=False,
         )
 
 

@@ -26,7 +26,13 @@ def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     elapsed = time.perf_counter() - started
     failed = [r for r in results if r.status == FAIL]
     if as_json:
-        emit({"ok": not failed, "seconds": round(elapsed, 2), "checks": [r.as_dict() for r in results]})
+        emit(
+            {
+                "ok": not failed,
+                "seconds": round(elapsed, 2),
+                "checks": [r.as_dict() for r in results],
+            }
+        )
     else:
         table = Table(title=f"gpu-cluster health ({elapsed:.1f} s)")
         for column in ("check", "status", "detail", "ms", "next step"):
@@ -34,7 +40,9 @@ def health(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         colour = {OK: "green", FAIL: "red"}
         for r in results:
             style = colour.get(r.status, "yellow")
-            table.add_row(r.name, f"[{style}]{r.status}[/]", r.detail, f"{r.latency_ms:.0f}", r.hint)
+            table.add_row(
+                r.name, f"[{style}]{r.status}[/]", r.detail, f"{r.latency_ms:.0f}", r.hint
+            )
         out.print(table)
     if failed:
         raise typer.Exit(1)
@@ -53,23 +61,47 @@ def _status_tables(status) -> list:
     for column in ("application", "deployment", "status", "replicas", "target", "starts 15m"):
         deployments.add_column(column)
     for d in status.deployments:
-        deployments.add_row(d.application, d.deployment, d.status, fmt(d.replicas, "{:g}"),
-                            fmt(d.target, "{:g}"), fmt(d.starts_15m, "{:.0f}"))
+        deployments.add_row(
+            d.application,
+            d.deployment,
+            d.status,
+            fmt(d.replicas, "{:g}"),
+            fmt(d.target, "{:g}"),
+            fmt(d.starts_15m, "{:.0f}"),
+        )
     models = Table(title="Models (last 5 minutes)")
-    for column in ("model", "KV cache %", "running", "waiting", "req/s", "p95 latency ms", "p95 TTFT s", "tokens/s"):
+    for column in (
+        "model",
+        "KV cache %",
+        "running",
+        "waiting",
+        "req/s",
+        "p95 latency ms",
+        "p95 TTFT s",
+        "tokens/s",
+    ):
         models.add_column(column)
     for m in status.models:
         name = f"{m.model} (adapter)" if m.base else m.model
-        models.add_row(name, fmt(m.kv_cache_percent), fmt(m.running, "{:g}"), fmt(m.waiting, "{:g}"),
-                       fmt(m.requests_per_s, "{:.2f}"), fmt(m.p95_latency_ms, "{:.0f}"),
-                       fmt(m.p95_ttft_s, "{:.2f}"), fmt(m.tokens_per_s))
+        models.add_row(
+            name,
+            fmt(m.kv_cache_percent),
+            fmt(m.running, "{:g}"),
+            fmt(m.waiting, "{:g}"),
+            fmt(m.requests_per_s, "{:.2f}"),
+            fmt(m.p95_latency_ms, "{:.0f}"),
+            fmt(m.p95_ttft_s, "{:.2f}"),
+            fmt(m.tokens_per_s),
+        )
     return [nodes, deployments, models, *(f"[yellow]problem:[/] {p}" for p in status.problems)]
 
 
 def status(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every --interval s.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh every --interval s.")
+    ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=1)] = 5,
 ) -> None:
     """Nodes, deployments (replicas vs target), KV cache, queues, rates and latency on one screen."""
@@ -115,7 +147,9 @@ def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         emit({"ok": not failed, "findings": as_dicts(findings)})
     elif not findings:
-        out.print("[green]No findings[/]: the platform answers, metrics flow, nothing is saturated.")
+        out.print(
+            "[green]No findings[/]: the platform answers, metrics flow, nothing is saturated."
+        )
     else:
         table = Table(title=f"gpu-cluster diagnose: {len(findings)} finding(s)")
         for column in ("severity", "finding", "evidence", "what to do"):
@@ -131,7 +165,9 @@ def diagnose(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 def support_bundle(
     config: ConfigOption = None,
     as_json: JsonOption = False,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write into.", file_okay=False)] = Path("."),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write into.", file_okay=False)
+    ] = Path("."),
 ) -> None:
     """Write one tar.gz with config (redacted), versions, health/status/diagnose, metrics, logs."""
     from gpucluster.ops.bundle import write_bundle
@@ -144,5 +180,7 @@ def support_bundle(
     if as_json:
         emit({"ok": True, "path": str(path.resolve()), "bytes": path.stat().st_size})
     else:
-        out.print(f"Support bundle: {path.resolve()} ({path.stat().st_size / 1024:.0f} KiB)", highlight=False)
-
+        out.print(
+            f"Support bundle: {path.resolve()} ({path.stat().st_size / 1024:.0f} KiB)",
+            highlight=False,
+        )

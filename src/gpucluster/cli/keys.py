@@ -98,8 +98,9 @@ def list_keys(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         quota = [_limit(row["quota"][q]) for q in Quota().as_dict()]
-        table.add_row(row["name"], row["origin"], row["created"] or "-",
-                      row["last_used"] or "never", *quota)
+        table.add_row(
+            row["name"], row["origin"], row["created"] or "-", row["last_used"] or "never", *quota
+        )
     out.print(table)
 
 
@@ -112,7 +113,9 @@ def revoke(name: NameArgument, config: ConfigOption = None, as_json: JsonOption 
     except UnknownKeyError as exc:
         hint = (
             " It comes from platform.security.api_keys_file or GPUCLUSTER_API_KEYS: remove it "
-            "there." if name.startswith("key-") else " `gpucluster keys list` shows the names."
+            "there."
+            if name.startswith("key-")
+            else " `gpucluster keys list` shows the names."
         )
         fail(f"{exc}.{hint}", 1, as_json)
     if as_json:

@@ -46,7 +46,10 @@ def _labels_text(labels: dict[str, str]) -> str:
 
 def alerts(
     limit: Annotated[
-        int, typer.Option("--limit", "-n", help="How many alerts of the log to show, newest first.", min=1)
+        int,
+        typer.Option(
+            "--limit", "-n", help="How many alerts of the log to show, newest first.", min=1
+        ),
     ] = 20,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -70,29 +73,51 @@ def alerts(
         for problem in report.problems:
             err.print(f"[yellow]problem:[/] {problem}", highlight=False)
     elif not report.active:
-        out.print(f"[green]No alert fires now[/] (Alertmanager, {escape(report.alertmanager)}).",
-                  highlight=False)
+        out.print(
+            f"[green]No alert fires now[/] (Alertmanager, {escape(report.alertmanager)}).",
+            highlight=False,
+        )
     else:
         firing = Table(title=f"Firing now (Alertmanager, {escape(report.alertmanager)})")
         for column in ("alert", "severity", "labels", "state", "since", "summary"):
             firing.add_column(column, overflow="fold")
         for a in report.active:
             style = "red" if a.severity == "critical" else "yellow"
-            firing.add_row(escape(a.alertname), f"[{style}]{escape(a.severity)}[/]",
-                           escape(_labels_text(a.labels)), a.state, a.since or "-", escape(a.summary))
+            firing.add_row(
+                escape(a.alertname),
+                f"[{style}]{escape(a.severity)}[/]",
+                escape(_labels_text(a.labels)),
+                a.state,
+                a.since or "-",
+                escape(a.summary),
+            )
         out.print(firing)
     if not report.recent:
         out.print(f"No alert logged yet ({escape(report.log)}).", highlight=False)
     else:
         logged = Table(title=f"Last logged state, newest first ({escape(report.log)})")
-        for column in ("alert", "severity", "labels", "last status", "logged", "firing now", "detail"):
+        for column in (
+            "alert",
+            "severity",
+            "labels",
+            "last status",
+            "logged",
+            "firing now",
+            "detail",
+        ):
             logged.add_column(column, overflow="fold")
         now = {True: "[red]yes[/]", False: "no", None: "?"}
         for a in report.recent:
             status = "[red]firing[/]" if a.status == "firing" else escape(a.status)
-            logged.add_row(escape(a.alertname), escape(a.severity), escape(_labels_text(a.labels)),
-                           status, a.logged or "-", now[a.active_now], escape(a.detail))
+            logged.add_row(
+                escape(a.alertname),
+                escape(a.severity),
+                escape(_labels_text(a.labels)),
+                status,
+                a.logged or "-",
+                now[a.active_now],
+                escape(a.detail),
+            )
         out.print(logged)
     if report.problems:
         raise typer.Exit(1)
-

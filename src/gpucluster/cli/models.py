@@ -56,15 +56,22 @@ def pull(
     stamp = read_stamp(path) or {}
     size = disk_usage(path)
     result = {
-        "ok": True, "model": model, "source": source, "revision": stamp.get("revision"),
-        "commit": stamp.get("commit"), "path": str(path), "bytes": size,
+        "ok": True,
+        "model": model,
+        "source": source,
+        "revision": stamp.get("revision"),
+        "commit": stamp.get("commit"),
+        "path": str(path),
+        "bytes": size,
         "seconds": round(seconds, 1),
     }
     if as_json:
         emit(result)
         return
     commit = f" (commit {result['commit'][:12]})" if result["commit"] else ""
-    out.print(f"[green]{source}[/]{commit}: {path}, {human(size)} in {seconds:.1f} s", highlight=False)
+    out.print(
+        f"[green]{source}[/]{commit}: {path}, {human(size)} in {seconds:.1f} s", highlight=False
+    )
 
 
 def prepare(config: ConfigOption = None, as_json: JsonOption = False) -> None:
@@ -105,9 +112,13 @@ def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
     cfg, cache, found = _cache(config)
     users = _users(cfg)
     if as_json:
-        emit({"ok": True, "cache_dir": str(cache), "entries": [
-            {**e.as_dict(), "used_by": users.get(e.path, [])} for e in found
-        ]})
+        emit(
+            {
+                "ok": True,
+                "cache_dir": str(cache),
+                "entries": [{**e.as_dict(), "used_by": users.get(e.path, [])} for e in found],
+            }
+        )
         return
     if not found:
         out.print(f"The model cache {cache} is empty (`gpucluster pull MODEL` fills it).")
@@ -119,7 +130,9 @@ def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
     for e in found:
         table.add_row(
             e.name if e.complete else f"{e.name} [yellow](incomplete)[/]",
-            (e.commit or "-")[:12], human(e.bytes), _when(e.last_used),
+            (e.commit or "-")[:12],
+            human(e.bytes),
+            _when(e.last_used),
             ", ".join(users.get(e.path, [])) or "-",
         )
     out.print(table)
@@ -127,11 +140,19 @@ def models_list(config: ConfigOption = None, as_json: JsonOption = False) -> Non
 
 @models_app.command("rm")
 def models_rm(
-    name: Annotated[str, typer.Argument(help="An entry (as `gpucluster models` names it), a "
-                                        "source (every revision of a hub id), or a model id.")],
-    force: Annotated[bool, typer.Option(
-        "--force", help="Remove it even if the configuration or the running platform uses it."
-    )] = False,
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="An entry (as `gpucluster models` names it), a "
+            "source (every revision of a hub id), or a model id."
+        ),
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Remove it even if the configuration or the running platform uses it."
+        ),
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -142,13 +163,21 @@ def models_rm(
     users = _users(cfg)
     chosen = matching(found, name) or [e for e in found if name in users.get(e.path, [])]
     if not chosen:
-        fail(f"nothing in the model cache {cache} matches {name!r}; `gpucluster models` lists "
-             "what is there", 1, as_json)
+        fail(
+            f"nothing in the model cache {cache} matches {name!r}; `gpucluster models` lists "
+            "what is there",
+            1,
+            as_json,
+        )
     in_use = {e.name: users[e.path] for e in chosen if users.get(e.path)}
     if in_use and not force:
         described = "; ".join(f"{n} by {', '.join(ids)}" for n, ids in in_use.items())
-        fail(f"in use: {described}. The next `gpucluster up` would pull or convert it again; "
-             "pass --force to remove it anyway", 1, as_json)
+        fail(
+            f"in use: {described}. The next `gpucluster up` would pull or convert it again; "
+            "pass --force to remove it anyway",
+            1,
+            as_json,
+        )
     removed = []
     for entry in chosen:
         remove(entry, _progress(as_json))  # CacheBusyError while a pull holds it: exit 1
@@ -173,9 +202,18 @@ def models_du(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     total = disk_usage(cache)
     free = free_bytes(cache) if cache.exists() else None
     if as_json:
-        emit({"ok": True, "cache_dir": str(cache), "total_bytes": total, "free_bytes": free,
-              "entries": [{"name": e.name, "complete": e.complete, "bytes": e.bytes,
-                           "path": str(e.path)} for e in found]})
+        emit(
+            {
+                "ok": True,
+                "cache_dir": str(cache),
+                "total_bytes": total,
+                "free_bytes": free,
+                "entries": [
+                    {"name": e.name, "complete": e.complete, "bytes": e.bytes, "path": str(e.path)}
+                    for e in found
+                ],
+            }
+        )
         return
     table = Table(title=f"Model cache {cache}")
     table.add_column("name")
@@ -226,9 +264,11 @@ def _add_users(users: dict[Path, list[str]], cfg: Config, label: str) -> None:
 
     for model in cfg.models:
         try:
-            path = Path(weights_location(
-                model.source, cfg.platform.model_cache_dir, revision=model.revision
-            ))
+            path = Path(
+                weights_location(
+                    model.source, cfg.platform.model_cache_dir, revision=model.revision
+                )
+            )
         except ModelSourceError:
             continue
         ids = users.setdefault(path, [])

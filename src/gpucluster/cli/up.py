@@ -42,8 +42,9 @@ def up(
     head: Annotated[
         bool,
         typer.Option(
-            "--head", help="Let Ray worker nodes of other hosts join (`gpucluster join`): Ray's "
-            "ports then listen on this host's network address, token-protected."
+            "--head",
+            help="Let Ray worker nodes of other hosts join (`gpucluster join`): Ray's "
+            "ports then listen on this host's network address, token-protected.",
         ),
     ] = False,
     head_host: Annotated[
@@ -62,8 +63,10 @@ def up(
     cfg = load_config(config)
     if fit_check:
         for unchecked in (f for f in refuse_unfit(cfg, None, as_json) if f.fits is None):
-            err.print(f"[yellow]fit not checked[/] for {unchecked.model}: {unchecked.detail}",
-                      highlight=False)
+            err.print(
+                f"[yellow]fit not checked[/] for {unchecked.model}: {unchecked.detail}",
+                highlight=False,
+            )
     if head:
         cfg = taking_workers(cfg, head_host)
     result = start_platform(cfg, as_json)  # UpError: the handler (cli/errors.py) reports it

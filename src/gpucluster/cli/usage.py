@@ -33,8 +33,15 @@ from gpucluster.ops.usage import (
 from gpucluster.runtime.state import StateDir
 
 COLUMNS = (
-    "requests", "refused", "errors", "prompt\ntokens", "completion\ntokens", "total\ntokens",
-    "p50\nms", "p95\nms", "TTFT\np50 ms",
+    "requests",
+    "refused",
+    "errors",
+    "prompt\ntokens",
+    "completion\ntokens",
+    "total\ntokens",
+    "p50\nms",
+    "p95\nms",
+    "TTFT\np50 ms",
 )
 
 

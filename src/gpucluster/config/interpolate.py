@@ -70,7 +70,9 @@ def _value(match: re.Match[str], env: Mapping[str, str], key: str) -> str:
     if op == ":-":
         return value if value else arg
     if op == ":?" and not value:
-        raise InterpolationError(key, f"environment variable {name} is not set: {arg or 'required'}")
+        raise InterpolationError(
+            key, f"environment variable {name} is not set: {arg or 'required'}"
+        )
     if value is None:
         raise InterpolationError(key, f"environment variable {name} is not set")
     return value

@@ -265,13 +265,21 @@ class KeySources:
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict for the Serve config's application args."""
-        return {"files": list(self.files), "store": self.store,
-                "env_files": list(self.env_files), "operator_files": list(self.operator_files)}
+        return {
+            "files": list(self.files),
+            "store": self.store,
+            "env_files": list(self.env_files),
+            "operator_files": list(self.operator_files),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KeySources:
-        return cls(tuple(data.get("files", ())), data.get("store"),
-                   tuple(data.get("env_files", ())), tuple(data.get("operator_files", ())))
+        return cls(
+            tuple(data.get("files", ())),
+            data.get("store"),
+            tuple(data.get("env_files", ())),
+            tuple(data.get("operator_files", ())),
+        )
 
     def ring(
         self, clock: Callable[[], float] = time.monotonic, logger: logging.Logger | None = None
@@ -305,7 +313,9 @@ class Denial:
     message: str
 
 
-MISSING_KEY = Denial("missing_api_key", "Missing API key. Send it as 'Authorization: Bearer <key>'.")
+MISSING_KEY = Denial(
+    "missing_api_key", "Missing API key. Send it as 'Authorization: Bearer <key>'."
+)
 MALFORMED_KEY = Denial(
     "invalid_api_key",
     "Malformed Authorization header. Send the key as 'Authorization: Bearer <key>'.",
@@ -418,7 +428,8 @@ class KeyRing:
         unique = list(first.values())
         self._log.info(
             "API keys loaded: %d key(s) from %d file(s)",
-            len(unique), len(self._sources) + (self._store is not None),
+            len(unique),
+            len(self._sources) + (self._store is not None),
         )
         return unique
 

@@ -46,7 +46,10 @@ class AutoscalingSettings(Strict):
     """When the autoscaler adds or removes a replica: the guide's Scaling Decisions as knobs."""
 
     kv_cache_high: float = Field(
-        0.8, ge=0, le=1, description="Scale up when the replicas' mean KV cache usage stays above this."
+        0.8,
+        ge=0,
+        le=1,
+        description="Scale up when the replicas' mean KV cache usage stays above this.",
     )
     kv_cache_low: float = Field(
         0.2,
@@ -119,13 +122,54 @@ ADAPTER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # The tool-call parsers vLLM 0.29 registers (vllm.tool_parsers.ToolParserManager); a unit test
 # checks this list against vLLM's own, so that an upgrade that changes it fails loudly.
 TOOL_CALL_PARSERS = (
-    "apertus", "cohere_command3", "cohere_command4", "deepseek_v3", "deepseek_v31",
-    "deepseek_v32", "deepseek_v4", "dots", "ernie45", "functiongemma", "gemma4", "gigachat3",
-    "glm45", "glm47", "granite", "granite-20b-fc", "granite4", "hermes", "hunyuan_a13b",
-    "hy_v3", "hy_v4", "inkling", "internlm", "jamba", "kimi_k2", "kimi_k3", "lfm2", "ling3",
-    "llama3_json", "llama4_json", "llama4_pythonic", "longcat", "mimo", "minicpm5",
-    "minimax_m2", "minimax_m3", "mistral", "muse_glimmer", "olmo3", "openai", "phi4_mini_json",
-    "poolside_v1", "pythonic", "qwen3_coder", "qwen3_xml", "seed_oss", "step3", "step3p5",
+    "apertus",
+    "cohere_command3",
+    "cohere_command4",
+    "deepseek_v3",
+    "deepseek_v31",
+    "deepseek_v32",
+    "deepseek_v4",
+    "dots",
+    "ernie45",
+    "functiongemma",
+    "gemma4",
+    "gigachat3",
+    "glm45",
+    "glm47",
+    "granite",
+    "granite-20b-fc",
+    "granite4",
+    "hermes",
+    "hunyuan_a13b",
+    "hy_v3",
+    "hy_v4",
+    "inkling",
+    "internlm",
+    "jamba",
+    "kimi_k2",
+    "kimi_k3",
+    "lfm2",
+    "ling3",
+    "llama3_json",
+    "llama4_json",
+    "llama4_pythonic",
+    "longcat",
+    "mimo",
+    "minicpm5",
+    "minimax_m2",
+    "minimax_m3",
+    "mistral",
+    "muse_glimmer",
+    "olmo3",
+    "openai",
+    "phi4_mini_json",
+    "poolside_v1",
+    "pythonic",
+    "qwen3_coder",
+    "qwen3_xml",
+    "seed_oss",
+    "step3",
+    "step3p5",
     "xlam",
 )
 
@@ -158,8 +202,12 @@ class LoraSettings(Strict):
     @field_validator("adapters")
     @classmethod
     def _adapter_names(cls, adapters: dict[str, str]) -> dict[str, str]:
-        check_names(adapters, ADAPTER_NAME_PATTERN, "adapter names",
-                     "letters, digits and . _ -, starting with a letter or digit, at most 64")
+        check_names(
+            adapters,
+            ADAPTER_NAME_PATTERN,
+            "adapter names",
+            "letters, digits and . _ -, starting with a letter or digit, at most 64",
+        )
         empty = sorted(name for name, source in adapters.items() if not source.strip())
         if empty:
             raise ValueError(f"adapters without a source: {', '.join(empty)}")
@@ -200,7 +248,9 @@ class ModelConfig(Strict):
         "auto", description="Weight and activation dtype."
     )
     cpu_kvcache_gib: int = Field(
-        1, ge=1, description="KV cache size in whole GiB for the CPU build (VLLM_CPU_KVCACHE_SPACE)."
+        1,
+        ge=1,
+        description="KV cache size in whole GiB for the CPU build (VLLM_CPU_KVCACHE_SPACE).",
     )
     stream_batching_ms: int | None = Field(
         0,
@@ -292,7 +342,9 @@ class ModelConfig(Strict):
     def _embedding_context(cls, data: Any) -> Any:
         """An embedding model's context defaults to the model's own (all-MiniLM-L6-v2 reads
         256 tokens; the 2048 default of generative models would not load)."""
-        embeds = isinstance(data, dict) and _embeds(data.get("task"), data.get("source", BUILTIN_SOURCE))
+        embeds = isinstance(data, dict) and _embeds(
+            data.get("task"), data.get("source", BUILTIN_SOURCE)
+        )
         if embeds and "max_model_len" not in data:
             return {**data, "max_model_len": None}
         return data

@@ -98,7 +98,9 @@ class PortsConfig(Strict):
         19094, ge=1, le=65535, description="The platform's webhook receiver for Alertmanager."
     )
     gatekeeper: int = Field(
-        19095, ge=1, le=65535,
+        19095,
+        ge=1,
+        le=65535,
         description="The edge's key and quota service: nginx's auth_request, the replicas' "
         "usage reports, and its /metrics (Prometheus job gpucluster-edge).",
     )

@@ -25,7 +25,9 @@ class QuotaConfig(Strict):
         "usage when a request ends; a request is refused once the window holds this many.",
     )
     concurrent_requests: int | None = Field(
-        None, ge=1, description="Generation requests (completions, chat, embeddings) in flight at once."
+        None,
+        ge=1,
+        description="Generation requests (completions, chat, embeddings) in flight at once.",
     )
 
 
@@ -62,8 +64,10 @@ class SecurityConfig(Strict):
         description="Header that trusted proxies put the client address in.",
     )
     dashboard_user: str = Field(
-        "operator", min_length=1, description="The /dashboard basic-auth login the first `up` "
-        "creates, and the one `gpucluster dashboard-password` resets without --user."
+        "operator",
+        min_length=1,
+        description="The /dashboard basic-auth login the first `up` "
+        "creates, and the one `gpucluster dashboard-password` resets without --user.",
     )
     dashboard_write: bool = Field(
         False,
@@ -75,8 +79,12 @@ class SecurityConfig(Strict):
     @field_validator("quotas")
     @classmethod
     def _key_names(cls, quotas: dict[str, QuotaConfig]) -> dict[str, QuotaConfig]:
-        check_names(quotas, KEY_NAME_PATTERN, "key names", "lower-case letters, digits and "
-                     ". _ -, starting with a letter or digit, at most 63")
+        check_names(
+            quotas,
+            KEY_NAME_PATTERN,
+            "key names",
+            "lower-case letters, digits and . _ -, starting with a letter or digit, at most 63",
+        )
         return quotas
 
     @field_validator("dashboard_user")

@@ -153,9 +153,7 @@ def _prepare_builtin(
         ) from exc
     if built:
         size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
-        say(
-            f"done: {directory} ({size / 2**20:.0f} MiB, {time.monotonic() - started:.1f} s)"
-        )
+        say(f"done: {directory} ({size / 2**20:.0f} MiB, {time.monotonic() - started:.1f} s)")
     else:
         say(f"reusing prepared {directory}")
     return str(directory)

@@ -18,7 +18,7 @@ def _builtin(source: str) -> str | None:
     """The built-in adapter a `builtin:<name>` source names (checked), else None."""
     if not source.startswith(BUILTIN_PREFIX):
         return None
-    name = source[len(BUILTIN_PREFIX):]
+    name = source[len(BUILTIN_PREFIX) :]
     if name not in ADAPTERS:
         raise ModelSourceError(
             f"unknown built-in LoRA adapter {name!r} (built-in adapters: {', '.join(ADAPTERS)})"
@@ -33,7 +33,8 @@ def adapter_locations(model: ModelConfig, cache_dir: Path) -> dict[str, str]:
     if lora is None:
         return {}
     return {
-        f"{model.id}:{name}": _location(source, Path(cache_dir)) for name, source in lora.adapters.items()
+        f"{model.id}:{name}": _location(source, Path(cache_dir))
+        for name, source in lora.adapters.items()
     }
 
 

@@ -250,7 +250,7 @@ def _training_rows(tokenizer, examples: tuple[Example, ...]) -> list[tuple[list,
             raise ModelPrepareError("the chat template does not extend the prompt with the answer")
         prompt = chat_prompt(tokenizer, messages)
         # The answer with its end-of-turn token: the adapter learns where to stop.
-        target = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+        target = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
         rows.append((prompt + target, [-100] * len(prompt) + target))
     return rows
 
@@ -389,4 +389,4 @@ def reference_generate(
         out = model.generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=greedy
         )
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)

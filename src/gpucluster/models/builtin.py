@@ -69,8 +69,10 @@ class BuiltinModel:
 
     def __post_init__(self) -> None:
         if self.generation_defaults is not None and self.task != "generate":
-            raise ValueError(f"built-in model {self.name}: generation_defaults on a {self.task} "
-                             "model; only generation models have them")
+            raise ValueError(
+                f"built-in model {self.name}: generation_defaults on a {self.task} "
+                "model; only generation models have them"
+            )
 
 
 BUILTINS: dict[str, BuiltinModel] = {

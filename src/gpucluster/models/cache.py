@@ -87,7 +87,9 @@ def safe_revision(revision: str) -> str:
 def hub_entry_dir(cache_dir: Path, repo_id: str, revision: str | None) -> Path:
     """Where the pulled `repo_id` at `revision` (default main) lives: what vLLM loads."""
     return (
-        Path(cache_dir) / HUB_DIR / hub_repo_dir(repo_id)
+        Path(cache_dir)
+        / HUB_DIR
+        / hub_repo_dir(repo_id)
         / safe_revision(revision or DEFAULT_REVISION)
     )
 
@@ -95,7 +97,10 @@ def hub_entry_dir(cache_dir: Path, repo_id: str, revision: str | None) -> Path:
 def hub_partial_dir(cache_dir: Path, repo_id: str, revision: str | None) -> Path:
     """The staging directory of a pull of `repo_id` at `revision`, kept until it completes."""
     return (
-        Path(cache_dir) / PARTIAL_DIR / HUB_DIR / hub_repo_dir(repo_id)
+        Path(cache_dir)
+        / PARTIAL_DIR
+        / HUB_DIR
+        / hub_repo_dir(repo_id)
         / safe_revision(revision or DEFAULT_REVISION)
     )
 

@@ -184,7 +184,12 @@ class _Pull:
     """One pull of `repo_id` at `commit` into the staging directory, resumable."""
 
     def __init__(
-        self, hub: HubClient, repo_id: str, revision: str, commit: str, staging: Path,
+        self,
+        hub: HubClient,
+        repo_id: str,
+        revision: str,
+        commit: str,
+        staging: Path,
         progress: Progress,
     ) -> None:
         self.hub, self.repo_id, self.revision, self.commit = hub, repo_id, revision, commit
@@ -209,7 +214,9 @@ class _Pull:
         total = len(pending)
         for number, remote in enumerate(pending, 1):
             downloaded += self._ensure(remote, number, total)
-        self.say(f"{self.repo_id}: {len(selection.files)} files verified against the hub's checksums")
+        self.say(
+            f"{self.repo_id}: {len(selection.files)} files verified against the hub's checksums"
+        )
         return selection, downloaded
 
     def install(self, selection: Selection, final: Path, cache_dir: Path) -> dict[str, Any]:
@@ -238,7 +245,8 @@ class _Pull:
             state = {}
         verified = state.get("verified") if isinstance(state, dict) else None
         self.verified = {
-            name: checksum for name, checksum in (verified or {}).items()
+            name: checksum
+            for name, checksum in (verified or {}).items()
             if (self.staging / name).is_file()
         }
         if self.verified or (self.staging / INCOMPLETE).is_dir():
@@ -246,8 +254,12 @@ class _Pull:
         self._save_state()
 
     def _save_state(self) -> None:
-        state = {"source": self.repo_id, "revision": self.revision, "commit": self.commit,
-                 "verified": self.verified}
+        state = {
+            "source": self.repo_id,
+            "revision": self.revision,
+            "commit": self.commit,
+            "verified": self.verified,
+        }
         write_atomically(self.staging / STATE, json.dumps(state, indent=1))
 
     def _prune(self, selection: Selection) -> None:
@@ -277,8 +289,10 @@ class _Pull:
                 "directory on a larger disk"
             )
         if pending:
-            self.say(f"{self.repo_id}@{self.commit[:12]}: {len(pending)} files, "
-                     f"{needed / GIB:.2f} GiB to download ({free / GIB:.1f} GiB free)")
+            self.say(
+                f"{self.repo_id}@{self.commit[:12]}: {len(pending)} files, "
+                f"{needed / GIB:.2f} GiB to download ({free / GIB:.1f} GiB free)"
+            )
 
     def _have(self, remote: RemoteFile) -> int:
         try:
@@ -325,15 +339,21 @@ class _Pull:
         from huggingface_hub.file_download import http_get
         from huggingface_hub.utils import build_hf_headers
 
-        url = hf_hub_url(self.repo_id, remote.name, revision=self.commit, endpoint=self.hub.endpoint)
+        url = hf_hub_url(
+            self.repo_id, remote.name, revision=self.commit, endpoint=self.hub.endpoint
+        )
         metadata = get_hf_file_metadata(url, endpoint=self.hub.endpoint)
         headers = build_hf_headers()
         if not _same_origin(url, metadata.location):
             headers.pop("authorization", None)  # the CDN's signed URL: the token stays on the hub
         with open(part, "ab") as handle:
             http_get(
-                metadata.location, handle, resume_size=have, headers=headers,
-                expected_size=remote.size, displayed_filename=remote.name,
+                metadata.location,
+                handle,
+                resume_size=have,
+                headers=headers,
+                expected_size=remote.size,
+                displayed_filename=remote.name,
                 tqdm_class=self.hub.bar_class(self.say),
             )
 
@@ -387,8 +407,9 @@ def _line_bar(progress: Progress) -> type:
     """A tqdm stand-in for http_get that reports a file's progress as a line every few seconds."""
 
     class LineBar:
-        def __init__(self, *, total: int | None = None, initial: int = 0, desc: str = "",
-                     **_ignored: Any) -> None:
+        def __init__(
+            self, *, total: int | None = None, initial: int = 0, desc: str = "", **_ignored: Any
+        ) -> None:
             self.total, self.n, self.desc = total, initial, desc
             self.started_at, self.started_n = time.monotonic(), initial
             self.reported = self.started_at
@@ -409,8 +430,10 @@ def _line_bar(progress: Progress) -> type:
             line = f"{self.desc}: {self.n / 2**20:.1f}"
             if self.total:
                 left = f", {(self.total - self.n) / rate:.0f} s left" if rate > 0 else ""
-                line += (f" of {self.total / 2**20:.1f} MiB ({100 * self.n / self.total:.0f}%"
-                         f", {rate / 2**20:.1f} MiB/s{left})")
+                line += (
+                    f" of {self.total / 2**20:.1f} MiB ({100 * self.n / self.total:.0f}%"
+                    f", {rate / 2**20:.1f} MiB/s{left})"
+                )
             else:
                 line += f" MiB ({rate / 2**20:.1f} MiB/s)"
             progress(line)

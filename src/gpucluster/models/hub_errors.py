@@ -29,7 +29,9 @@ class HubUnreachableError(ModelPrepareError):
 class DiskSpaceError(ModelPrepareError):
     """The model cache's filesystem has too little free space for what is still to download."""
 
-    next_step = "`gpucluster models du` shows what the cache holds; `gpucluster models rm NAME` frees it"
+    next_step = (
+        "`gpucluster models du` shows what the cache holds; `gpucluster models rm NAME` frees it"
+    )
 
 
 class ChecksumError(ModelPrepareError):
@@ -66,8 +68,10 @@ def translate(exc: BaseException, repo_id: str, revision: str, endpoint: str) ->
     )
     if isinstance(exc, GatedRepoError):
         status = exc.response.status_code if exc.response is not None else None
-        why = {401: " (401: no token was sent)",
-               403: " (403: the token sent has no access to it)"}.get(status, "")
+        why = {
+            401: " (401: no token was sent)",
+            403: " (403: the token sent has no access to it)",
+        }.get(status, "")
         return HubAccessError(
             f"{repo_id} is a gated model and {endpoint} refused access{why}: {token_hint}"
         )
@@ -94,14 +98,15 @@ def translate(exc: BaseException, repo_id: str, revision: str, endpoint: str) ->
                 f"lacks access; {token_hint}"
             )
         summary = f"{endpoint} answered {status} for {repo_id}"
-        return HubUnreachableError(
-            f"{summary}; try again later. {alternatives(endpoint)}", summary
-        )
+        return HubUnreachableError(f"{summary}; try again later. {alternatives(endpoint)}", summary)
     if isinstance(exc, (http.TransportError, OfflineModeIsEnabled)):
-        summary = f"cannot reach the Hugging Face hub at {endpoint} ({str(exc) or type(exc).__name__})"
+        summary = (
+            f"cannot reach the Hugging Face hub at {endpoint} ({str(exc) or type(exc).__name__})"
+        )
         return HubUnreachableError(
             f"{summary} and {repo_id} (revision {revision}) is not in the model cache. "
-            f"{alternatives(endpoint)}", summary
+            f"{alternatives(endpoint)}",
+            summary,
         )
     return None
 

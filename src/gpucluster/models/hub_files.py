@@ -78,7 +78,9 @@ def remote_files(siblings: Iterable[Any]) -> list[RemoteFile]:
         if lfs:
             files.append(RemoteFile(sibling.rfilename, int(lfs["size"]), "sha256", lfs["sha256"]))
         elif sibling.blob_id and sibling.size is not None:
-            files.append(RemoteFile(sibling.rfilename, int(sibling.size), "git-sha1", sibling.blob_id))
+            files.append(
+                RemoteFile(sibling.rfilename, int(sibling.size), "git-sha1", sibling.blob_id)
+            )
     return files
 
 
@@ -94,7 +96,8 @@ def select_files(repo_id: str, files: Iterable[RemoteFile]) -> Selection:
     weights = safetensors
     if not any(f.name.endswith(".safetensors") for f in safetensors):
         weights = [
-            f for f in top
+            f
+            for f in top
             if (f.name.endswith(".bin") and f.name not in NOT_WEIGHTS) or f.name == BIN_INDEX
         ]
         if weights:

@@ -45,9 +45,15 @@ class CacheEntry:
     def as_dict(self) -> dict[str, Any]:
         """The entry for --json output."""
         return {
-            "name": self.name, "source": self.source, "kind": self.kind,
-            "revision": self.revision, "commit": self.commit, "path": str(self.path),
-            "bytes": self.bytes, "complete": self.complete, "last_used": self.last_used,
+            "name": self.name,
+            "source": self.source,
+            "kind": self.kind,
+            "revision": self.revision,
+            "commit": self.commit,
+            "path": str(self.path),
+            "bytes": self.bytes,
+            "complete": self.complete,
+            "last_used": self.last_used,
             "pulled_at": self.pulled_at,
         }
 
@@ -77,8 +83,10 @@ def matching(found: Iterable[CacheEntry], name: str) -> list[CacheEntry]:
     `builtin:<name>` / `<name>` for a built-in model."""
     wanted = name.strip()
     return [
-        e for e in found
-        if wanted in (e.name, e.source) or (e.kind == "builtin" and f"{BUILTIN_PREFIX}{wanted}" == e.source)
+        e
+        for e in found
+        if wanted in (e.name, e.source)
+        or (e.kind == "builtin" and f"{BUILTIN_PREFIX}{wanted}" == e.source)
     ]
 
 
@@ -121,14 +129,24 @@ def _partial(cache: Path) -> Iterator[CacheEntry]:
 
 
 def _entry(
-    path: Path, source: str, kind: str, revision: str | None, commit: Any,
-    stamp: dict[str, Any], complete: bool,
+    path: Path,
+    source: str,
+    kind: str,
+    revision: str | None,
+    commit: Any,
+    stamp: dict[str, Any],
+    complete: bool,
 ) -> CacheEntry:
     name = f"{source}@{revision}" if kind == "hf" else source
     return CacheEntry(
-        name=name, source=source, kind=kind, revision=revision,
-        commit=commit if isinstance(commit, str) else None, path=path,
-        bytes=disk_usage(path), complete=complete,
+        name=name,
+        source=source,
+        kind=kind,
+        revision=revision,
+        commit=commit if isinstance(commit, str) else None,
+        path=path,
+        bytes=disk_usage(path),
+        complete=complete,
         last_used=last_used(path) if complete else None,
         pulled_at=stamp.get("pulled_at"),
     )

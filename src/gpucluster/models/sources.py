@@ -78,8 +78,10 @@ def resolve_source(source: str) -> ModelSource:
             )
         return ModelSource("builtin", name)
     # An existing directory wins over the hub id form, as in transformers' from_pretrained.
-    if text.startswith(_PATH_PREFIXES) or text in (".", "..") or os.path.isdir(
-        os.path.expanduser(text)
+    if (
+        text.startswith(_PATH_PREFIXES)
+        or text in (".", "..")
+        or os.path.isdir(os.path.expanduser(text))
     ):
         return ModelSource("local", os.path.abspath(os.path.expanduser(text)))
     if _HF_ID.match(text) and "--" not in text and ".." not in text:

@@ -62,9 +62,7 @@ def _gauge_or_idle_zero(source: str) -> str:
     a live replica (healthy per the Serve controller) whose engine has served before (its
     counters exist), no recent step means idle, so the value is 0.
     """
-    live = (
-        'label_replace(ray_serve_deployment_replica_healthy == 1, "ReplicaId", "$1", "replica", "(.*)")'
-    )
+    live = 'label_replace(ray_serve_deployment_replica_healthy == 1, "ReplicaId", "$1", "replica", "(.*)")'
     idle = f"0 * max by (ReplicaId, model_name) (ray_vllm_prompt_tokens_total) and on(ReplicaId) {live}"
     return f"{source} or on(ReplicaId) ({idle})"
 
@@ -75,9 +73,7 @@ def _or_zero(expr: str, like: str) -> str:
 
 
 GUIDE_METRICS: tuple[GuideMetric, ...] = (
-    GuideMetric(
-        "ray_cluster_active_nodes", "Alive Ray nodes.", ("ray_cluster_active_nodes",)
-    ),
+    GuideMetric("ray_cluster_active_nodes", "Alive Ray nodes.", ("ray_cluster_active_nodes",)),
     GuideMetric(
         "ray_component_cpu_percentage",
         "CPU use of each Ray component process, percent of one core.",
@@ -132,43 +128,61 @@ GUIDE_METRICS: tuple[GuideMetric, ...] = (
         "serve_deployment_processing_latency_ms",
         "Time each deployment's replicas spent on a request, ms (5-minute window; see the module "
         "docstring for how quantiles and avg() read it).",
-        ("ray_serve_deployment_processing_latency_ms_bucket",
-         "ray_serve_deployment_processing_latency_ms_sum",
-         "ray_serve_deployment_processing_latency_ms_count"),
+        (
+            "ray_serve_deployment_processing_latency_ms_bucket",
+            "ray_serve_deployment_processing_latency_ms_sum",
+            "ray_serve_deployment_processing_latency_ms_count",
+        ),
         _scaled_cdf("ray_serve_deployment_processing_latency_ms", "application, deployment"),
     ),
     GuideMetric(
         "vllm:time_to_first_token_seconds",
         "Time to first token, s (5-minute window, per model).",
-        ("ray_vllm_time_to_first_token_seconds_bucket",
-         "ray_vllm_time_to_first_token_seconds_sum",
-         "ray_vllm_time_to_first_token_seconds_count"),
+        (
+            "ray_vllm_time_to_first_token_seconds_bucket",
+            "ray_vllm_time_to_first_token_seconds_sum",
+            "ray_vllm_time_to_first_token_seconds_count",
+        ),
         _scaled_cdf("ray_vllm_time_to_first_token_seconds", "model_name"),
     ),
     GuideMetric(
         "vllm:time_per_output_token_seconds",
         "Time per output token after the first, s (5-minute window, per model).",
-        ("ray_vllm_request_time_per_output_token_seconds_bucket",
-         "ray_vllm_request_time_per_output_token_seconds_sum",
-         "ray_vllm_request_time_per_output_token_seconds_count"),
+        (
+            "ray_vllm_request_time_per_output_token_seconds_bucket",
+            "ray_vllm_request_time_per_output_token_seconds_sum",
+            "ray_vllm_request_time_per_output_token_seconds_count",
+        ),
         _scaled_cdf("ray_vllm_request_time_per_output_token_seconds", "model_name"),
     ),
     GuideMetric(
         "vllm:gpu_cache_usage_perc",
         "KV cache use of each engine, 0-1 (GPU or, on CPU, the VLLM_CPU_KVCACHE_SPACE cache).",
-        ("ray_vllm_kv_cache_usage_perc", "ray_vllm_prompt_tokens_total", "ray_serve_deployment_replica_healthy"),
+        (
+            "ray_vllm_kv_cache_usage_perc",
+            "ray_vllm_prompt_tokens_total",
+            "ray_serve_deployment_replica_healthy",
+        ),
         _gauge_or_idle_zero("ray_vllm_kv_cache_usage_perc"),
     ),
     GuideMetric(
         "vllm:num_requests_running",
         "Requests each engine is running.",
-        ("ray_vllm_num_requests_running", "ray_vllm_prompt_tokens_total", "ray_serve_deployment_replica_healthy"),
+        (
+            "ray_vllm_num_requests_running",
+            "ray_vllm_prompt_tokens_total",
+            "ray_serve_deployment_replica_healthy",
+        ),
         _gauge_or_idle_zero("ray_vllm_num_requests_running"),
     ),
     GuideMetric(
         "vllm:num_requests_waiting",
         "Requests queued in each engine, waiting for KV cache or a batch slot.",
-        ("ray_vllm_num_requests_waiting", "ray_vllm_prompt_tokens_total", "ray_serve_deployment_replica_healthy"),
+        (
+            "ray_vllm_num_requests_waiting",
+            "ray_vllm_prompt_tokens_total",
+            "ray_serve_deployment_replica_healthy",
+        ),
         _gauge_or_idle_zero("ray_vllm_num_requests_waiting"),
     ),
     GuideMetric(
@@ -211,35 +225,49 @@ class PlatformMetric:
 EDGE_JOB = "gpucluster-edge"
 EDGE_METRICS: tuple[PlatformMetric, ...] = (
     PlatformMetric(
-        "gpucluster_key_requests_total", "counter", ("key", "model", "status_class"),
+        "gpucluster_key_requests_total",
+        "counter",
+        ("key", "model", "status_class"),
         "Requests per key name and model by status class (2xx, 4xx, 5xx), refusals included.",
     ),
     PlatformMetric(
-        "gpucluster_key_prompt_tokens_total", "counter", ("key", "model"),
+        "gpucluster_key_prompt_tokens_total",
+        "counter",
+        ("key", "model"),
         "Prompt tokens per key name and model, from the engine's usage.",
     ),
     PlatformMetric(
-        "gpucluster_key_completion_tokens_total", "counter", ("key", "model"),
+        "gpucluster_key_completion_tokens_total",
+        "counter",
+        ("key", "model"),
         "Completion tokens per key name and model, from the engine's usage.",
     ),
     PlatformMetric(
-        "gpucluster_key_errors_total", "counter", ("key", "model", "class"),
+        "gpucluster_key_errors_total",
+        "counter",
+        ("key", "model", "class"),
         "Failed or refused requests by class: unauthorized, rate_limited, quota_exceeded, "
         "client_error, server_error.",
         lazy=True,
     ),
     PlatformMetric(
-        "gpucluster_key_request_duration_seconds", "histogram", ("key", "model"),
+        "gpucluster_key_request_duration_seconds",
+        "histogram",
+        ("key", "model"),
         "Request duration per key name and model, s.",
     ),
     PlatformMetric(
-        "gpucluster_key_quota_refusals_total", "counter", ("key", "quota"),
+        "gpucluster_key_quota_refusals_total",
+        "counter",
+        ("key", "quota"),
         "Requests refused for a key's quota: requests_per_minute, tokens_per_minute or "
         "concurrent_requests.",
         lazy=True,
     ),
     PlatformMetric(
-        "gpucluster_edge_refusals_total", "counter", ("reason",),
+        "gpucluster_edge_refusals_total",
+        "counter",
+        ("reason",),
         "Refusals of traffic without a valid key: missing_api_key, invalid_api_key, "
         "rate_limit_exceeded (per client address).",
         lazy=True,

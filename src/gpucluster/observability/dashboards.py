@@ -72,40 +72,56 @@ def _latency(selector: str, width: int = 12) -> dict[str, Any]:
 def _throughput(selector: str, width: int = 12) -> dict[str, Any]:
     expr = f"{SUM_BY_DEPLOYMENT} (rate({_selected('ray_serve_num_router_requests_total', selector)}[{RATE_WINDOW}]))"
     return timeseries(
-        "Request throughput", [(expr, DEPLOYMENT_LEGEND)], description="Requests routed to each deployment.",
-        unit="reqps", width=width,
+        "Request throughput",
+        [(expr, DEPLOYMENT_LEGEND)],
+        description="Requests routed to each deployment.",
+        unit="reqps",
+        width=width,
     )
 
 
 def _replica_panels(selector: str, desired: bool) -> list[dict[str, Any]]:
     replicas = [
-        (f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_num_deployment_replicas', selector)})", f"current {DEPLOYMENT_LEGEND}"),
-        (f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_autoscaling_target_replicas', selector)})", f"target {DEPLOYMENT_LEGEND}"),
+        (
+            f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_num_deployment_replicas', selector)})",
+            f"current {DEPLOYMENT_LEGEND}",
+        ),
+        (
+            f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_autoscaling_target_replicas', selector)})",
+            f"target {DEPLOYMENT_LEGEND}",
+        ),
     ]
     description = "Healthy replicas, and the number the controller is scaling to."
     if desired:
         replicas.append(
-            (f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_autoscaling_desired_replicas', selector)})", f"desired {DEPLOYMENT_LEGEND}")
+            (
+                f"{SUM_BY_DEPLOYMENT} ({_selected('ray_serve_autoscaling_desired_replicas', selector)})",
+                f"desired {DEPLOYMENT_LEGEND}",
+            )
         )
         description += " Desired: the autoscaling policy's decision before min/max bounds."
     starts = f"60 * {SUM_BY_DEPLOYMENT} (rate({_selected('ray_serve_deployment_replica_starts_total', selector)}[{RATE_WINDOW}]))"
-    failures = (
-        f"60 * {SUM_BY_DEPLOYMENT} (rate({_selected('ray_serve_deployment_replica_failures_total', selector)}[{RATE_WINDOW}]))"
-    )
+    failures = f"60 * {SUM_BY_DEPLOYMENT} (rate({_selected('ray_serve_deployment_replica_failures_total', selector)}[{RATE_WINDOW}]))"
     return [
         row("Replicas and autoscaling"),
         timeseries(
             "Replicas: current / target" + (" / desired" if desired else ""),
-            replicas, description=description, width=8,
+            replicas,
+            description=description,
+            width=8,
         ),
         timeseries(
-            "Autoscaling activity (replica starts/min)", [(starts, DEPLOYMENT_LEGEND)],
-            description="Replicas started per minute: scale-ups and replacements.", width=8,
+            "Autoscaling activity (replica starts/min)",
+            [(starts, DEPLOYMENT_LEGEND)],
+            description="Replicas started per minute: scale-ups and replacements.",
+            width=8,
         ),
         timeseries(
-            "Replica failures (failed health checks/min)", [(failures, DEPLOYMENT_LEGEND)],
+            "Replica failures (failed health checks/min)",
+            [(failures, DEPLOYMENT_LEGEND)],
             description="Failed replica health checks per minute (a crashed replica fails one).",
-            width=8, red_at=0.5,
+            width=8,
+            red_at=0.5,
         ),
     ]
 
@@ -115,24 +131,34 @@ def _cluster_panels() -> list[dict[str, Any]]:
     return [
         row("Cluster"),
         timeseries(
-            "Active nodes", [("sum by (node_type) (ray_cluster_active_nodes)", "{{node_type}}")],
-            description="Alive Ray nodes by node type.", width=6,
+            "Active nodes",
+            [("sum by (node_type) (ray_cluster_active_nodes)", "{{node_type}}")],
+            description="Alive Ray nodes by node type.",
+            width=6,
         ),
         timeseries(
             "Node CPU and memory (%)",
-            [("avg by (ip) (ray_node_cpu_utilization)", "CPU {{ip}}"), (memory_percent, "memory {{ip}}")],
-            description="CPU utilization and memory used of each node.", unit="percent", width=6,
+            [
+                ("avg by (ip) (ray_node_cpu_utilization)", "CPU {{ip}}"),
+                (memory_percent, "memory {{ip}}"),
+            ],
+            description="CPU utilization and memory used of each node.",
+            unit="percent",
+            width=6,
         ),
         timeseries(
             "Component CPU (% of one core)",
             [("topk(10, sum by (Component) (ray_component_cpu_percentage))", "{{Component}}")],
             description="The 10 busiest Ray processes; above 100 a process uses more than a core.",
-            unit="percent", width=6,
+            unit="percent",
+            width=6,
         ),
         timeseries(
             "Component shared memory",
             [("topk(10, sum by (Component) (ray_component_mem_shared_bytes))", "{{Component}}")],
-            description="Shared memory of the 10 largest Ray processes.", unit="bytes", width=6,
+            description="Shared memory of the 10 largest Ray processes.",
+            unit="bytes",
+            width=6,
         ),
     ]
 
@@ -144,15 +170,23 @@ def serve_dashboard() -> dict[str, Any]:
     http_latency = f"rate(ray_serve_http_request_latency_ms_bucket{{{USER_ROUTES}}}[{RATE_WINDOW}])"
     panels = [
         row("Overview"),
-        stat("Requests/s", f"sum(rate(ray_serve_num_router_requests_total[{RATE_WINDOW}]))", unit="reqps"),
         stat(
-            "5xx error ratio", f"100 * sum({errors}) / clamp_min(sum({requests}), 1e-9)",
-            description="Share of HTTP requests answered with a 5xx (5-minute window).",
-            unit="percent", red_at=1,
+            "Requests/s",
+            f"sum(rate(ray_serve_num_router_requests_total[{RATE_WINDOW}]))",
+            unit="reqps",
         ),
         stat(
-            "Slowest deployment p95", f"max({_latency('')['targets'][1]['expr']})",
-            description="The highest p95 processing latency among the deployments.", unit="ms",
+            "5xx error ratio",
+            f"100 * sum({errors}) / clamp_min(sum({requests}), 1e-9)",
+            description="Share of HTTP requests answered with a 5xx (5-minute window).",
+            unit="percent",
+            red_at=1,
+        ),
+        stat(
+            "Slowest deployment p95",
+            f"max({_latency('')['targets'][1]['expr']})",
+            description="The highest p95 processing latency among the deployments.",
+            unit="ms",
         ),
         stat("Healthy replicas", "sum(ray_serve_num_deployment_replicas)"),
         stat("Target replicas", "sum(ray_serve_autoscaling_target_replicas)"),
@@ -176,13 +210,17 @@ def serve_dashboard() -> dict[str, Any]:
                 )
                 for quantile in (0.5, 0.95, 0.99)
             ],
-            description="Latency seen by Serve's HTTP proxy, per application.", unit="ms",
+            description="Latency seen by Serve's HTTP proxy, per application.",
+            unit="ms",
         ),
         *_replica_panels("", desired=False),
         *_cluster_panels(),
     ]
     return dashboard(
-        SERVE_UID, "Ray Serve Dashboard", panels, tags=("ray-serve",),
+        SERVE_UID,
+        "Ray Serve Dashboard",
+        panels,
+        tags=("ray-serve",),
         description="Request throughput, errors, latency percentiles and replicas of Ray Serve.",
     )
 
@@ -193,7 +231,8 @@ def deployment_dashboard() -> dict[str, Any]:
     variables = [
         query_variable("application", "Application", f"label_values({replicas}, application)"),
         query_variable(
-            "deployment", "Deployment",
+            "deployment",
+            "Deployment",
             f'label_values({replicas}{{application=~"$application"}}, deployment)',
         ),
     ]
@@ -202,13 +241,18 @@ def deployment_dashboard() -> dict[str, Any]:
     panels = [
         row("Overview"),
         stat("Healthy replicas", f"sum({_selected(replicas, CHOSEN_DEPLOYMENTS)})"),
-        stat("Target replicas", f"sum({_selected('ray_serve_autoscaling_target_replicas', CHOSEN_DEPLOYMENTS)})"),
         stat(
-            "Requests/s", f"sum(rate({_selected('ray_serve_num_router_requests_total', CHOSEN_DEPLOYMENTS)}[{RATE_WINDOW}]))",
+            "Target replicas",
+            f"sum({_selected('ray_serve_autoscaling_target_replicas', CHOSEN_DEPLOYMENTS)})",
+        ),
+        stat(
+            "Requests/s",
+            f"sum(rate({_selected('ray_serve_num_router_requests_total', CHOSEN_DEPLOYMENTS)}[{RATE_WINDOW}]))",
             unit="reqps",
         ),
         stat(
-            "Slowest p95", f"max({_latency(CHOSEN_DEPLOYMENTS)['targets'][1]['expr']})",
+            "Slowest p95",
+            f"max({_latency(CHOSEN_DEPLOYMENTS)['targets'][1]['expr']})",
             description="The highest p95 processing latency among the chosen deployments.",
             unit="ms",
         ),
@@ -228,13 +272,18 @@ def deployment_dashboard() -> dict[str, Any]:
             "Application 5xx errors",
             [(app_error_rate, "{{application}} {{route}}")],
             description="5xx answers of the chosen applications (no deployment label on errors).",
-            unit="reqps", width=8,
+            unit="reqps",
+            width=8,
         ),
         *_replica_panels(CHOSEN_DEPLOYMENTS, desired=True),
     ]
     return dashboard(
-        DEPLOYMENT_UID, "Ray Serve Deployment Dashboard", panels, variables=variables,
-        tags=("ray-serve",), description="Chosen Serve deployments in detail.",
+        DEPLOYMENT_UID,
+        "Ray Serve Deployment Dashboard",
+        panels,
+        variables=variables,
+        tags=("ray-serve",),
+        description="Chosen Serve deployments in detail.",
     )
 
 
@@ -259,22 +308,33 @@ def _autoscaling_panels() -> list[dict[str, Any]]:
         timeseries(
             "LLM replicas: running / desired",
             [
-                (f"sum by (deployment) (ray_serve_num_deployment_replicas{llm_deployments})", "running {{deployment}}"),
-                ("max by (deployment) (ray_gpucluster_autoscaling_desired_replicas)",
-                 "desired {{deployment}}"),
+                (
+                    f"sum by (deployment) (ray_serve_num_deployment_replicas{llm_deployments})",
+                    "running {{deployment}}",
+                ),
+                (
+                    "max by (deployment) (ray_gpucluster_autoscaling_desired_replicas)",
+                    "desired {{deployment}}",
+                ),
             ],
             description="Healthy LLM replicas, and the count the LLM autoscaling policy wants.",
             width=8,
         ),
         timeseries(
             "Autoscaling signal",
-            [("max by (deployment, signal) (ray_gpucluster_autoscaling_signal) == 1", "{{signal}}")],
+            [
+                (
+                    "max by (deployment, signal) (ray_gpucluster_autoscaling_signal) == 1",
+                    "{{signal}}",
+                )
+            ],
             description="What drives the policy now: kv_cache, waiting or ongoing (scale-up "
             "pressure), idle (scale-down), steady (between the thresholds), starting.",
             width=8,
         ),
         timeseries(
-            "Replica count changes (15 min)", [(changes, "{{deployment}}")],
+            "Replica count changes (15 min)",
+            [(changes, "{{deployment}}")],
             description="How often the policy changed its decision lately; the decisions "
             "themselves are counted by ray_gpucluster_autoscaling_decisions_total and logged.",
             width=8,
@@ -293,18 +353,26 @@ def llm_dashboard() -> dict[str, Any]:
     panels = [
         row("Overview"),
         stat(
-            "KV cache usage (%)", kv_cache, unit="percent", red_at=80,
+            "KV cache usage (%)",
+            kv_cache,
+            unit="percent",
+            red_at=80,
             description="Average KV cache use of the engines; alert threshold 80%.",
         ),
         stat(
-            "TTFT p95", f"max({ttft[1][0]})", unit="s", red_at=2,
+            "TTFT p95",
+            f"max({ttft[1][0]})",
+            unit="s",
+            red_at=2,
             description="Time to first token, p95 of the slowest model; alert threshold 2 s.",
         ),
         stat("Running requests", "sum(vllm:num_requests_running)"),
         stat("Waiting requests", "sum(vllm:num_requests_waiting)", red_at=1),
         stat("Generation tokens/s", f"sum(rate(vllm:generation_tokens_total[{RATE_WINDOW}]))"),
         stat(
-            "Preemptions/s", preemptions, red_at=0.01,
+            "Preemptions/s",
+            preemptions,
+            red_at=0.01,
             description="Requests preempted for lack of KV cache; above 0 the cache is too small.",
         ),
         row("Latency"),
@@ -312,24 +380,32 @@ def llm_dashboard() -> dict[str, Any]:
         timeseries(
             "Time per output token p50 / p95",
             _model_quantiles("vllm:time_per_output_token_seconds"),
-            description="Time between generated tokens after the first.", unit="s", width=8,
+            description="Time between generated tokens after the first.",
+            unit="s",
+            width=8,
         ),
         timeseries(
             "End-to-end request latency p50 / p95",
             _model_quantiles("ray_vllm_e2e_request_latency_seconds_bucket", recorded=False),
             description="Time each request spent in the engine, from arrival to its last token.",
-            unit="s", width=8,
+            unit="s",
+            width=8,
         ),
         row("Load and KV cache"),
         timeseries(
             "KV cache usage by replica (%)",
             [
                 (kv_cache, "average"),
-                ("100 * max by (model_name, ReplicaId) (vllm:gpu_cache_usage_perc)",
-                 "{{model_name}} {{ReplicaId}}"),
+                (
+                    "100 * max by (model_name, ReplicaId) (vllm:gpu_cache_usage_perc)",
+                    "{{model_name}} {{ReplicaId}}",
+                ),
             ],
             description="KV cache use of each engine replica; near 100% requests wait or are "
-            "preempted.", unit="percent", width=8, red_at=80,
+            "preempted.",
+            unit="percent",
+            width=8,
+            red_at=80,
         ),
         timeseries(
             "Requests running / waiting",
@@ -341,7 +417,9 @@ def llm_dashboard() -> dict[str, Any]:
             width=8,
         ),
         timeseries(
-            "KV cache preemptions/s", [(preemptions, "preemptions")], width=8,
+            "KV cache preemptions/s",
+            [(preemptions, "preemptions")],
+            width=8,
             description="Requests preempted (their KV cache evicted) per second.",
         ),
         *_autoscaling_panels(),
@@ -355,14 +433,18 @@ def llm_dashboard() -> dict[str, Any]:
             description="Prompt tokens processed and tokens generated per second.",
         ),
         timeseries(
-            "Finished requests/s by reason", [(finished, "{{model_name}} {{finished_reason}}")],
+            "Finished requests/s by reason",
+            [(finished, "{{model_name}} {{finished_reason}}")],
             description="Requests the engines finished, by reason (stop, length, abort).",
             unit="reqps",
         ),
         *tenant_panels(),
     ]
     return dashboard(
-        LLM_UID, "LLM Dashboard", panels, tags=("llm", "vllm"),
+        LLM_UID,
+        "LLM Dashboard",
+        panels,
+        tags=("llm", "vllm"),
         description="vLLM engines: latency, load, KV cache and token throughput per model; "
         "usage per API key.",
     )

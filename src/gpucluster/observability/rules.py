@@ -16,9 +16,7 @@ HEADER = (
 def recording_rules() -> dict:
     """The rules file as a mapping."""
     rules = [
-        {"record": metric.name, "expr": metric.expr}
-        for metric in GUIDE_METRICS
-        if metric.recorded
+        {"record": metric.name, "expr": metric.expr} for metric in GUIDE_METRICS if metric.recorded
     ]
     return {"groups": [{"name": GROUP, "interval": "15s", "rules": rules}]}
 

@@ -37,37 +37,50 @@ def tenant_panels() -> list[dict[str, Any]]:
     return [
         row("Tenants"),
         timeseries(
-            "Tokens per hour by key", [(tokens_per_hour_by_key(), "{{key}}")],
+            "Tokens per hour by key",
+            [(tokens_per_hour_by_key(), "{{key}}")],
             description="Prompt + completion tokens of the trailing hour per API key name "
-            "(the engine's usage, as `gpucluster usage --by key` counts them).", width=8,
+            "(the engine's usage, as `gpucluster usage --by key` counts them).",
+            width=8,
         ),
         timeseries(
-            "Requests/s by key", [(requests, "{{key}}")],
+            "Requests/s by key",
+            [(requests, "{{key}}")],
             description="Requests per API key name, refused ones included; `-` is traffic "
-            "without a valid key.", unit="reqps", width=8,
+            "without a valid key.",
+            unit="reqps",
+            width=8,
         ),
         timeseries(
             "Request duration p95 by key",
             [(f"histogram_quantile(0.95, sum by (le, key) ({duration}))", "{{key}}")],
             description="p95 of the time from admission to the last byte, per API key name.",
-            unit="s", width=8,
+            unit="s",
+            width=8,
         ),
         timeseries(
-            "Errors/s by key and class", [(errors, "{{key}} {{class}}")],
+            "Errors/s by key and class",
+            [(errors, "{{key}} {{class}}")],
             description="Failed or refused requests per key name: unauthorized, rate_limited, "
             "quota_exceeded, client_error (other 4xx), server_error (5xx).",
-            unit="reqps", width=8,
+            unit="reqps",
+            width=8,
         ),
         timeseries(
-            "Quota refusals/s by key", [(quota, "{{key}} {{quota}}")],
+            "Quota refusals/s by key",
+            [(quota, "{{key}} {{quota}}")],
             description="429s for a key's quota (requests_per_minute, tokens_per_minute, "
             "concurrent_requests); a refusal lasting 5 minutes fires KeyQuotaExhausted.",
-            unit="reqps", width=8, red_at=0.01,
+            unit="reqps",
+            width=8,
+            red_at=0.01,
         ),
         timeseries(
-            "Refusals/s without a valid key", [(keyless, "{{reason}}")],
+            "Refusals/s without a valid key",
+            [(keyless, "{{reason}}")],
             description="Traffic with no or an unknown key: 401s (missing_api_key, "
             "invalid_api_key) and 429s of the per-address limit (rate_limit_exceeded).",
-            unit="reqps", width=8,
+            unit="reqps",
+            width=8,
         ),
     ]

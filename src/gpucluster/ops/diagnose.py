@@ -72,7 +72,9 @@ class Snapshot:
     p95_latency_ms: float | None = None
     p95_ttft_s: float | None = None
     p95_tpot_s: float | None = None
-    replicas: dict[str, tuple[float, float]] = field(default_factory=dict)  # deployment -> (now, max)
+    replicas: dict[str, tuple[float, float]] = field(
+        default_factory=dict
+    )  # deployment -> (now, max)
     error_lines: list[str] = field(default_factory=list)
 
 
@@ -88,7 +90,9 @@ def gather(target: Target, client: httpx.Client | None = None) -> Snapshot:
         ray_metrics_url=target.endpoints.ray_metrics,
     )
     snap.api_status = health_status(
-        f"{target.endpoints.openai_api}/models", timeout_s=TIMEOUT_S, headers=target.auth_headers,
+        f"{target.endpoints.openai_api}/models",
+        timeout_s=TIMEOUT_S,
+        headers=target.auth_headers,
         client=client,
     )
     if snap.api_status is None:
@@ -97,7 +101,9 @@ def gather(target: Target, client: httpx.Client | None = None) -> Snapshot:
     snap.wants_gpu = any(m.accelerator == "gpu" for m in target.config.models)
     snap.gpu_tool = nvidia_smi_installed()
     try:
-        snap.sd_targets = sum(len(g.get("targets", [])) for g in json.loads(RAY_SD_FILE.read_text()))
+        snap.sd_targets = sum(
+            len(g.get("targets", [])) for g in json.loads(RAY_SD_FILE.read_text())
+        )
     except (OSError, ValueError):
         snap.sd_targets = None
     snap.metrics_port_up = (
@@ -132,14 +138,20 @@ def _gather_metrics(snap: Snapshot, prom: Prometheus, target: Target) -> None:
 
 # --- rules: Snapshot -> findings ---------------------------------------------------------
 
+
 def rule_ray_head(s: Snapshot) -> list[Finding]:
     if not s.running or s.ray_head_up:
         return []
-    return [Finding("critical", "The Ray head is down",
-                    "the Ray dashboard port does not accept connections while the platform "
-                    "record says it runs; Serve and the models went with it",
-                    f"gpucluster logs ray (why it stopped); then {RAY_HEAD_RECOVERY}: Serve and "
-                    "the models come back with it")]
+    return [
+        Finding(
+            "critical",
+            "The Ray head is down",
+            "the Ray dashboard port does not accept connections while the platform "
+            "record says it runs; Serve and the models went with it",
+            f"gpucluster logs ray (why it stopped); then {RAY_HEAD_RECOVERY}: Serve and "
+            "the models come back with it",
+        )
+    ]
 
 
 def rule_not_running(s: Snapshot) -> list[Finding]:
@@ -147,20 +159,35 @@ def rule_not_running(s: Snapshot) -> list[Finding]:
         return []
     ports = "; ".join(f"{p} held by {owner}" for p, owner in s.busy_ports.items())
     if s.busy_ports and not s.running:
-        return [Finding("critical", "Ports the platform needs are taken",
-                        f"busy: {ports} (platform not running)",
-                        "Stop what holds them (lsof -i :PORT) or set other ports in the config "
-                        "(NGINX_HTTP_PORT, RAY_DASHBOARD_PORT, platform.ports.*); then gpucluster up")]
-    return [Finding("critical", "The API does not answer",
-                    "GET /v1/models through nginx: no answer",
-                    "gpucluster logs platform; gpucluster logs serve; then gpucluster down && gpucluster up")]
+        return [
+            Finding(
+                "critical",
+                "Ports the platform needs are taken",
+                f"busy: {ports} (platform not running)",
+                "Stop what holds them (lsof -i :PORT) or set other ports in the config "
+                "(NGINX_HTTP_PORT, RAY_DASHBOARD_PORT, platform.ports.*); then gpucluster up",
+            )
+        ]
+    return [
+        Finding(
+            "critical",
+            "The API does not answer",
+            "GET /v1/models through nginx: no answer",
+            "gpucluster logs platform; gpucluster logs serve; then gpucluster down && gpucluster up",
+        )
+    ]
 
 
 def rule_gpu(s: Snapshot) -> list[Finding]:
     if s.wants_gpu and not s.gpu_tool:
-        return [Finding("critical", "A model asks for GPUs but none is visible",
-                        "accelerator: gpu in the config; nvidia-smi not found",
-                        "Install the NVIDIA driver / expose GPUs to this host, or set accelerator: cpu")]
+        return [
+            Finding(
+                "critical",
+                "A model asks for GPUs but none is visible",
+                "accelerator: gpu in the config; nvidia-smi not found",
+                "Install the NVIDIA driver / expose GPUs to this host, or set accelerator: cpu",
+            )
+        ]
     return []
 
 
@@ -168,44 +195,84 @@ def rule_engine_errors(s: Snapshot) -> list[Finding]:
     if not s.error_lines:
         return []
     fixes = "; ".join(fixes_for(s.error_lines[-3:]))
-    return [Finding("critical", "The engine logged start-up errors", " | ".join(s.error_lines[-3:]),
-                    f"{fixes}; gpucluster logs engine; see docs/operator-guide.md#out-of-memory")]
+    return [
+        Finding(
+            "critical",
+            "The engine logged start-up errors",
+            " | ".join(s.error_lines[-3:]),
+            f"{fixes}; gpucluster logs engine; see docs/operator-guide.md#out-of-memory",
+        )
+    ]
 
 
 def rule_metrics(s: Snapshot) -> list[Finding]:
     findings = []
     if not s.prometheus_up:
-        findings.append(Finding("critical", "Metrics not appearing: Prometheus does not answer",
-                                f"GET {s.prometheus_url}{TARGETS_PATH} failed",
-                                "gpucluster logs prometheus; gpucluster logs supervisor (it restarts Prometheus)"))
+        findings.append(
+            Finding(
+                "critical",
+                "Metrics not appearing: Prometheus does not answer",
+                f"GET {s.prometheus_url}{TARGETS_PATH} failed",
+                "gpucluster logs prometheus; gpucluster logs supervisor (it restarts Prometheus)",
+            )
+        )
     if s.sd_targets is None or s.sd_targets == 0:
-        findings.append(Finding("critical", "Metrics not appearing: no service discovery targets",
-                                f"{RAY_SD_FILE}: {'missing' if s.sd_targets is None else 'no targets'}",
-                                "Ray writes it at start: check gpucluster logs ray; restart the platform"))
+        findings.append(
+            Finding(
+                "critical",
+                "Metrics not appearing: no service discovery targets",
+                f"{RAY_SD_FILE}: {'missing' if s.sd_targets is None else 'no targets'}",
+                "Ray writes it at start: check gpucluster logs ray; restart the platform",
+            )
+        )
     if s.ray_targets_down:
-        findings.append(Finding("critical", "Metrics not appearing: Ray targets down",
-                                f"up{{job=\"ray\"}} == 0 for {', '.join(s.ray_targets_down)}",
-                                f"curl {s.ray_targets_down[0]}; {RUNBOOK}#raytargetdown"))
+        findings.append(
+            Finding(
+                "critical",
+                "Metrics not appearing: Ray targets down",
+                f'up{{job="ray"}} == 0 for {", ".join(s.ray_targets_down)}',
+                f"curl {s.ray_targets_down[0]}; {RUNBOOK}#raytargetdown",
+            )
+        )
     if not s.metrics_port_up and s.api_status is not None:
-        findings.append(Finding("critical", "Metrics not appearing: Ray metrics port does not answer",
-                                f"GET {s.ray_metrics_url} failed", "gpucluster logs ray"))
+        findings.append(
+            Finding(
+                "critical",
+                "Metrics not appearing: Ray metrics port does not answer",
+                f"GET {s.ray_metrics_url} failed",
+                "gpucluster logs ray",
+            )
+        )
     return findings
 
 
 def rule_saturation(s: Snapshot) -> list[Finding]:
     findings = []
     if s.kv_cache is not None and s.kv_cache > KV_HIGH:
-        findings.append(Finding("warning", "KV cache nearly full",
-                                f"avg(vllm:gpu_cache_usage_perc) = {s.kv_cache:.2f} (> {KV_HIGH})",
-                                f"{RUNBOOK}#kvcachesaturation: add replicas (replicas.max), more KV cache "
-                                "(cpu_kvcache_gib / gpu_memory_utilization) or a shorter max_model_len"))
+        findings.append(
+            Finding(
+                "warning",
+                "KV cache nearly full",
+                f"avg(vllm:gpu_cache_usage_perc) = {s.kv_cache:.2f} (> {KV_HIGH})",
+                f"{RUNBOOK}#kvcachesaturation: add replicas (replicas.max), more KV cache "
+                "(cpu_kvcache_gib / gpu_memory_utilization) or a shorter max_model_len",
+            )
+        )
     if s.waiting is not None and s.waiting > 0:
         at_max = [d for d, (now, most) in s.replicas.items() if now >= most]
-        scale = (f"; {', '.join(at_max)} already at replicas.max: raise it" if at_max
-                 else "; the autoscaler should add replicas")
-        findings.append(Finding("warning", "Requests are queueing",
-                                f"sum(vllm:num_requests_waiting) = {s.waiting:g}",
-                                f"{RUNBOOK}#requestswaiting{scale}"))
+        scale = (
+            f"; {', '.join(at_max)} already at replicas.max: raise it"
+            if at_max
+            else "; the autoscaler should add replicas"
+        )
+        findings.append(
+            Finding(
+                "warning",
+                "Requests are queueing",
+                f"sum(vllm:num_requests_waiting) = {s.waiting:g}",
+                f"{RUNBOOK}#requestswaiting{scale}",
+            )
+        )
     return findings + _latency(s)
 
 
@@ -228,19 +295,32 @@ def _latency(s: Snapshot) -> list[Finding]:
     unknown = s.p95_ttft_s is None or s.p95_tpot_s is None
     if slow_first or slow_pace or unknown:
         what = (
-            "first tokens are slow" if slow_first
-            else "tokens come slowly" if slow_pace
+            "first tokens are slow"
+            if slow_first
+            else "tokens come slowly"
+            if slow_pace
             else "the token latencies are unknown"
         )
-        return [Finding("warning", f"High latency: {what}", evidence,
-                        f"{RUNBOOK}#highprocessinglatency: check KV cache and waiting requests "
-                        f"first (time to first token > {TTFT_HIGH_S:g} s or time per output "
-                        f"token > {TPOT_HIGH_S:g} s at p95)")]
-    return [Finding("info", "Long generations, not slow ones",
-                    f"{evidence}: requests take over {LATENCY_HIGH_MS} ms because they generate "
-                    "many tokens, while the first token and the pace are fine",
-                    f"Nothing to fix. HighProcessingLatency may fire for them "
-                    f"({RUNBOOK}#highprocessinglatency); clients can lower max_tokens")]
+        return [
+            Finding(
+                "warning",
+                f"High latency: {what}",
+                evidence,
+                f"{RUNBOOK}#highprocessinglatency: check KV cache and waiting requests "
+                f"first (time to first token > {TTFT_HIGH_S:g} s or time per output "
+                f"token > {TPOT_HIGH_S:g} s at p95)",
+            )
+        ]
+    return [
+        Finding(
+            "info",
+            "Long generations, not slow ones",
+            f"{evidence}: requests take over {LATENCY_HIGH_MS} ms because they generate "
+            "many tokens, while the first token and the pace are fine",
+            f"Nothing to fix. HighProcessingLatency may fire for them "
+            f"({RUNBOOK}#highprocessinglatency); clients can lower max_tokens",
+        )
+    ]
 
 
 def _or_none(value: float | None, pattern: str) -> str:
@@ -248,7 +328,12 @@ def _or_none(value: float | None, pattern: str) -> str:
 
 
 RULES: list[Callable[[Snapshot], list[Finding]]] = [
-    rule_not_running, rule_ray_head, rule_gpu, rule_engine_errors, rule_metrics, rule_saturation,
+    rule_not_running,
+    rule_ray_head,
+    rule_gpu,
+    rule_engine_errors,
+    rule_metrics,
+    rule_saturation,
 ]
 
 

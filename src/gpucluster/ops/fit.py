@@ -42,8 +42,12 @@ class Fit:
 
 
 def check_fit(
-    config: Config, gpu: Gpu | None = None, *, hf_cache_dir: Path = HF_CACHE,
-    host_memory_bytes: int | None = None, local_gpus: list[Gpu] | None = None,
+    config: Config,
+    gpu: Gpu | None = None,
+    *,
+    hf_cache_dir: Path = HF_CACHE,
+    host_memory_bytes: int | None = None,
+    local_gpus: list[Gpu] | None = None,
 ) -> list[Fit]:
     """Every model of `config` checked against its device: `gpu` (a table GPU) when given, else
     the GPUs `nvidia-smi` shows here; CPU models against their KV space and this host's memory.
@@ -156,14 +160,18 @@ def _fix(result: CapacityPlan) -> str:
         fixes.append(f"tensor_parallel_size: {result.smallest_tp}")
     if result.kv_token_capacity > 0:
         fixes.append(f"max_model_len: {result.kv_token_capacity:,} or less")
-    fixes += ["a quantized model (fp8, AWQ/GPTQ int4)", "engine_kwargs kv_cache_dtype: fp8",
-              "a GPU with more memory"]
+    fixes += [
+        "a quantized model (fp8, AWQ/GPTQ int4)",
+        "engine_kwargs kv_cache_dtype: fp8",
+        "a GPU with more memory",
+    ]
     return "one of " + "; ".join(fixes)
 
 
 def _host_memory(config: Config, plans: dict[str, CapacityPlan], total: int) -> Fit:
     per_replica = {
-        model_id: result.weight_bytes_per_gpu + result.kv_cache_bytes_per_gpu
+        model_id: result.weight_bytes_per_gpu
+        + result.kv_cache_bytes_per_gpu
         + int(CPU_REPLICA_OVERHEAD_GIB * GiB)
         for model_id, result in plans.items()
     }
@@ -174,12 +182,19 @@ def _host_memory(config: Config, plans: dict[str, CapacityPlan], total: int) -> 
         f"{model_id}: {config.model(model_id).replicas.max} x {size / GiB:.1f} GiB"
         for model_id, size in per_replica.items()
     )
-    detail = (f"CPU replicas at replicas.max need {need / GiB:.1f} GiB ({parts}, platform "
-              f"{PLATFORM_GIB:g} GiB); this host has {total / GiB:.1f} GiB")
+    detail = (
+        f"CPU replicas at replicas.max need {need / GiB:.1f} GiB ({parts}, platform "
+        f"{PLATFORM_GIB:g} GiB); this host has {total / GiB:.1f} GiB"
+    )
     if need <= total:
         return Fit(model="*", check="host", fits=True, detail=detail)
-    return Fit(model="*", check="host", fits=False, detail=detail,
-               fix="lower replicas.max or cpu_kvcache_gib, or run on a host with more memory")
+    return Fit(
+        model="*",
+        check="host",
+        fits=False,
+        detail=detail,
+        fix="lower replicas.max or cpu_kvcache_gib, or run on a host with more memory",
+    )
 
 
 def _gpu_count(config: Config, gpus: int) -> list[Fit]:
@@ -194,6 +209,13 @@ def _gpu_count(config: Config, gpus: int) -> list[Fit]:
     detail = f"initial replicas need {need} GPU(s) (replicas x tensor_parallel_size); {gpus} here"
     if need <= gpus:
         return [Fit(model="*", check="gpus", fits=True, detail=detail)]
-    return [Fit(model="*", check="gpus", fits=False, detail=detail,
-                fix="lower replicas.min/initial or tensor_parallel_size, or join GPU hosts "
-                "(`gpucluster up --head`, docs/deployment.md#more-hosts)")]
+    return [
+        Fit(
+            model="*",
+            check="gpus",
+            fits=False,
+            detail=detail,
+            fix="lower replicas.min/initial or tensor_parallel_size, or join GPU hosts "
+            "(`gpucluster up --head`, docs/deployment.md#more-hosts)",
+        )
+    ]

@@ -54,7 +54,9 @@ class CheckFailed(GpuClusterError):
 
 
 def _get(
-    client: httpx.Client, url: str, headers: dict[str, str] | None = None,
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str] | None = None,
     timeout: float = TIMEOUT_S,
 ) -> httpx.Response:
     try:
@@ -66,7 +68,9 @@ def _get(
 def check_api(t: Target, client: httpx.Client) -> str:
     response = _get(client, f"{t.endpoints.openai_api}/models", t.auth_headers)
     if response.status_code == 401:
-        raise CheckFailed("401 from /v1/models", "set GPUCLUSTER_API_KEYS to a valid key for the checks")
+        raise CheckFailed(
+            "401 from /v1/models", "set GPUCLUSTER_API_KEYS to a valid key for the checks"
+        )
     if response.status_code != 200:
         raise CheckFailed(f"HTTP {response.status_code} from /v1/models", "gpucluster logs serve")
     ids = [m["id"] for m in response.json()["data"]]
@@ -77,7 +81,10 @@ def check_proxy_health(t: Target, client: httpx.Client) -> str:
     response = _get(client, t.endpoints.health, timeout=8)
     if response.status_code != 200:
         reason = response.json().get("error", {}).get("message", response.text[:200])
-        raise CheckFailed(f"HTTP {response.status_code}: {reason}", "gpucluster logs serve; gpucluster logs engine")
+        raise CheckFailed(
+            f"HTTP {response.status_code}: {reason}",
+            "gpucluster logs serve; gpucluster logs engine",
+        )
     return "200 " + ", ".join(f"{m}: {s}" for m, s in response.json().get("models", {}).items())
 
 
@@ -116,7 +123,8 @@ def check_prometheus(t: Target, client: httpx.Client) -> str:
     down = [x["scrapeUrl"] for x in ray if x["health"] != "up"]
     if not ray or down:
         raise CheckFailed(
-            f"Ray targets up: {len(ray) - len(down)}/{len(ray)}" + (f"; down: {', '.join(down)}" if down else ""),
+            f"Ray targets up: {len(ray) - len(down)}/{len(ray)}"
+            + (f"; down: {', '.join(down)}" if down else ""),
             f"cat {RAY_SD_FILE}; curl {t.endpoints.ray_metrics}",
             WARN,
         )
@@ -134,10 +142,14 @@ def check_gpu(t: Target, client: httpx.Client | None = None) -> str:  # nvidia-s
     if not any(m.accelerator == "gpu" for m in t.config.models):
         return "not used (every model runs on CPU)"
     if not nvidia_smi_installed():
-        raise CheckFailed("a model asks for GPUs but nvidia-smi is not installed", "install the NVIDIA driver")
+        raise CheckFailed(
+            "a model asks for GPUs but nvidia-smi is not installed", "install the NVIDIA driver"
+        )
     gpus = local_gpus(timeout_s=5)
     if not gpus:
-        raise CheckFailed("nvidia-smi sees no GPU", "check the driver and that GPUs are visible: nvidia-smi")
+        raise CheckFailed(
+            "nvidia-smi sees no GPU", "check the driver and that GPUs are visible: nvidia-smi"
+        )
     return f"{len(gpus)} GPU(s)"
 
 

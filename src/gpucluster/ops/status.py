@@ -126,8 +126,14 @@ def _deployments(prom: Prometheus, statuses: dict[tuple[str, str], str]) -> list
     )
     keys = sorted(set(statuses) | set(current) | set(target))
     return [
-        DeploymentStatus(app, dep, statuses.get((app, dep), "?"), current.get((app, dep)),
-                         target.get((app, dep)), starts.get((app, dep)))
+        DeploymentStatus(
+            app,
+            dep,
+            statuses.get((app, dep), "?"),
+            current.get((app, dep)),
+            target.get((app, dep)),
+            starts.get((app, dep)),
+        )
         for app, dep in keys
     ]
 
@@ -143,7 +149,9 @@ def _models(prom: Prometheus, models: list[str]) -> list[ModelStatus]:
     tokens = prom.by_label(
         "sum by (model_name) (rate(vllm:generation_tokens_total[5m]))", "model_name"
     )
-    rate = prom.scalar(f"sum(rate(ray_serve_num_router_requests_total{{{LLM_DEPLOYMENT_MATCHER}}}[5m]))")
+    rate = prom.scalar(
+        f"sum(rate(ray_serve_num_router_requests_total{{{LLM_DEPLOYMENT_MATCHER}}}[5m]))"
+    )
     latency = prom.scalar(
         "max(histogram_quantile(0.95, serve_deployment_processing_latency_ms"
         f"{{{LLM_DEPLOYMENT_MATCHER}}}))"
@@ -151,9 +159,14 @@ def _models(prom: Prometheus, models: list[str]) -> list[ModelStatus]:
     single = len(models) == 1
     return [
         ModelStatus(
-            model=m, kv_cache_percent=kv.get(m), running=running.get(m), waiting=waiting.get(m),
-            requests_per_s=rate if single else None, p95_latency_ms=latency if single else None,
-            p95_ttft_s=ttft.get(m), tokens_per_s=tokens.get(m),
+            model=m,
+            kv_cache_percent=kv.get(m),
+            running=running.get(m),
+            waiting=waiting.get(m),
+            requests_per_s=rate if single else None,
+            p95_latency_ms=latency if single else None,
+            p95_ttft_s=ttft.get(m),
+            tokens_per_s=tokens.get(m),
         )
         for m in models
     ]
@@ -168,9 +181,15 @@ def _adapters(prom: Prometheus, adapters: dict[str, str]) -> list[ModelStatus]:
     tokens = prom.by_label(f"sum by (model) (rate({KEY_COMPLETION_TOKENS}[5m]))", "model")
     return [
         ModelStatus(
-            model=adapter, kv_cache_percent=None, running=None, waiting=None,
-            requests_per_s=rate.get(adapter, 0.0), p95_latency_ms=None, p95_ttft_s=None,
-            tokens_per_s=tokens.get(adapter, 0.0), base=base,
+            model=adapter,
+            kv_cache_percent=None,
+            running=None,
+            waiting=None,
+            requests_per_s=rate.get(adapter, 0.0),
+            p95_latency_ms=None,
+            p95_ttft_s=None,
+            tokens_per_s=tokens.get(adapter, 0.0),
+            base=base,
         )
         for adapter, base in adapters.items()
     ]
@@ -189,7 +208,9 @@ def collect_status(target: Target, client: httpx.Client | None = None) -> Platfo
         status.nodes = _nodes(target, prom, client)
         statuses = _serve_statuses(target, client)
     except (httpx.HTTPError, ValueError, KeyError) as exc:
-        status.problems.append(f"Ray dashboard API unreadable ({type(exc).__name__}): gpucluster health")
+        status.problems.append(
+            f"Ray dashboard API unreadable ({type(exc).__name__}): gpucluster health"
+        )
     try:
         status.deployments = _deployments(prom, statuses)
         status.models = _models(prom, target.models)
@@ -197,5 +218,7 @@ def collect_status(target: Target, client: httpx.Client | None = None) -> Platfo
         status.models += _adapters(prom, adapters)
     except PrometheusUnavailable as exc:
         status.problems.append(f"Prometheus unavailable ({exc}): gpucluster logs prometheus")
-        status.deployments = [DeploymentStatus(a, d, s, None, None, None) for (a, d), s in statuses.items()]
+        status.deployments = [
+            DeploymentStatus(a, d, s, None, None, None) for (a, d), s in statuses.items()
+        ]
     return status

@@ -112,11 +112,17 @@ DASHBOARD = HeadProcess(
     "serveConfigV2 to its API", "DASHBOARD",
 )  # fmt: skip
 SERVE_CONTROLLER = HeadProcess(
-    "Serve controller", 1.0, 0.5, "reconciles deployments and autoscaling every 0.5 s",
+    "Serve controller",
+    1.0,
+    0.5,
+    "reconciles deployments and autoscaling every 0.5 s",
     "SERVE_CONTROLLER",
 )
 SERVE_PROXY = HeadProcess(
-    "Serve HTTP proxy", 1.0, 1.0, "proxy_location HeadOnly: every request passes through it",
+    "Serve HTTP proxy",
+    1.0,
+    1.0,
+    "proxy_location HeadOnly: every request passes through it",
     "SERVE_PROXY",
 )
 INGRESS = HeadProcess(
@@ -305,10 +311,22 @@ def head_pod(*, ingress: bool, held: Sequence[HeldRequests] = ()) -> PodSize:
               for process in processes]  # fmt: skip
     cpu = [Term(process.name, process.cores, f"{process.constant}.cores", process.source)
            for process in processes]  # fmt: skip
-    memory.append(Term("Ray node", RAY_NODE_GIB, "RAY_NODE_GIB",
-                       "raylet, dashboard agent, runtime-env agent, log monitor"))
-    cpu.append(Term("Ray node", RAY_NODE_CPU, "RAY_NODE_CPU",
-                    "raylet, dashboard agent, runtime-env agent, log monitor"))
+    memory.append(
+        Term(
+            "Ray node",
+            RAY_NODE_GIB,
+            "RAY_NODE_GIB",
+            "raylet, dashboard agent, runtime-env agent, log monitor",
+        )
+    )
+    cpu.append(
+        Term(
+            "Ray node",
+            RAY_NODE_CPU,
+            "RAY_NODE_CPU",
+            "raylet, dashboard agent, runtime-env agent, log monitor",
+        )
+    )
     memory.append(Term(
         "request bodies", _gib(sum(model.requests * model.text_bytes for model in held)),
         " + ".join(f"{model.requests} requests x {model.text_bytes:,} B" for model in held)
@@ -317,8 +335,14 @@ def head_pod(*, ingress: bool, held: Sequence[HeldRequests] = ()) -> PodSize:
         "max_ongoing_requests + max_queued_requests per model (an unbounded queue, -1, is not "
         "counted)",
     ))  # fmt: skip
-    memory.append(Term("/dev/shm", HEAD_SHM_GIB, "HEAD_SHM_GIB",
-                       "a memory-backed emptyDir counts against the pod's memory limit"))
+    memory.append(
+        Term(
+            "/dev/shm",
+            HEAD_SHM_GIB,
+            "HEAD_SHM_GIB",
+            "a memory-backed emptyDir counts against the pod's memory limit",
+        )
+    )
     return PodSize(group="head", memory_terms=tuple(memory), cpu_terms=tuple(cpu),
                    memory_gib=total(memory), cpu=total(cpu), shm_gib=HEAD_SHM_GIB,
                    ray_cpus=1 if ingress else 0)  # fmt: skip
@@ -395,7 +419,8 @@ def _model_pod(config: Config, model: ModelConfig, hf_cache_dir: Path) -> PodSiz
             hub = False
         where = (
             f"`hf download {model.source} config.json` (the config alone) or `gpucluster pull`"
-            if hub else "its directory with config.json on this host"
+            if hub
+            else "its directory with config.json on this host"
         )
         raise PodSizeError(
             f"model {model.id}: its worker pods cannot be sized without its shape: {exc}. "

@@ -191,9 +191,7 @@ def _pod_template(container: dict[str, Any], *, shm_gib: int, gpu: bool) -> dict
         ],
     }
     if gpu:
-        spec["tolerations"] = [
-            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        ]
+        spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
     return {"metadata": {"labels": dict(POD_LABELS)}, "spec": spec}
 
 

@@ -196,11 +196,15 @@ def _gatekeeper_container(config: Config, image: str) -> dict[str, Any]:
         "restartPolicy": "Always",
         "command": ["python", "-m", "gpucluster.runtime.gatekeeper"],
         "args": [
-            "--config-json", f"{CONFIG_DIR}/{GATEKEEPER_CONFIG_KEY}",
+            "--config-json",
+            f"{CONFIG_DIR}/{GATEKEEPER_CONFIG_KEY}",
             # all interfaces: the replicas' usage reports and Prometheus come through the pod IP
-            "--host", "0.0.0.0",
-            "--port", str(port),
-            "--key-file", API_KEYS_FILE,  # the replicas' keys: the same Secret, the same names
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--key-file",
+            API_KEYS_FILE,  # the replicas' keys: the same Secret, the same names
         ],
         "ports": [{"name": "gatekeeper", "containerPort": port, "protocol": "TCP"}],
         "startupProbe": {**health, "periodSeconds": 2, "failureThreshold": 90},

@@ -185,14 +185,18 @@ class Gatekeeper:
         if isinstance(found, NamedKey):
             return self._admit_key(found, request)
         limited = self._rate_limited(
-            request, self._by_address, request.client, NO_KEY,
+            request,
+            self._by_address,
+            request.client,
+            NO_KEY,
             "from one address without a valid API key",
         )
         if limited is not None:
             return limited
         if isinstance(found, Denial):
-            return self._refuse(request, NO_KEY, found.code, found.message, None,
-                                error="unauthorized")
+            return self._refuse(
+                request, NO_KEY, found.code, found.message, None, error="unauthorized"
+            )
         return self._admit(NO_KEY)
 
     def settle(self, report: Usage) -> None:
@@ -207,8 +211,12 @@ class Gatekeeper:
             self._tokens.add(key, report.prompt_tokens + report.completion_tokens)
         duration_s = report.duration_ms / 1000 if report.duration_ms is not None else None
         self.metrics.request(
-            key, model, report.status, prompt_tokens=report.prompt_tokens,
-            completion_tokens=report.completion_tokens, duration_s=duration_s,
+            key,
+            model,
+            report.status,
+            prompt_tokens=report.prompt_tokens,
+            completion_tokens=report.completion_tokens,
+            duration_s=duration_s,
         )
         self._usage.write(self._wall(), replace(report, key=key, model=model))
 
@@ -228,8 +236,9 @@ class Gatekeeper:
             which, limit, wait = over
             self.metrics.quota_refusal(name, which)
             message = f"Quota exceeded for key {name}: {which} is {limit}."
-            return self._refuse(request, name, "quota_exceeded", message, wait,
-                                error="quota_exceeded")
+            return self._refuse(
+                request, name, "quota_exceeded", message, wait, error="quota_exceeded"
+            )
         self._requests.add(name)
         if request.generation and quota.concurrent_requests is not None:
             self._slots.take(request.request_id or f"gatekeeper-{uuid.uuid4().hex}", name)
@@ -262,8 +271,9 @@ class Gatekeeper:
         message = (
             f"Rate limit exceeded: at most {self._limits.rate_per_s:g} requests per second {whose}."
         )
-        return self._refuse(request, key, "rate_limit_exceeded", message, wait,
-                            error="rate_limited")
+        return self._refuse(
+            request, key, "rate_limit_exceeded", message, wait, error="rate_limited"
+        )
 
     def _admit(self, name: str) -> Verdict:
         if name != NO_KEY:

@@ -108,7 +108,9 @@ def read_alerts(log_path: Path) -> dict[str, dict]:
     return last
 
 
-def close_stale(log_path: Path, still_active: Iterable[str] = (), now: str | None = None) -> list[dict]:
+def close_stale(
+    log_path: Path, still_active: Iterable[str] = (), now: str | None = None
+) -> list[dict]:
     """Append a closing line (status resolved, with STOPPED_REASON) for every alert whose last
     line in the log is firing, except those whose identity is in `still_active` (alerts the
     running Alertmanager still has). Returns the lines written."""
@@ -151,7 +153,9 @@ class AlertmanagerUnavailable(GpuClusterError, RuntimeError):
 
 
 def active_alerts(
-    alertmanager_url: str, client: httpx.Client | None = None, timeout_s: float = ALERTMANAGER_TIMEOUT_S
+    alertmanager_url: str,
+    client: httpx.Client | None = None,
+    timeout_s: float = ALERTMANAGER_TIMEOUT_S,
 ) -> list[dict]:
     """The alerts Alertmanager has now (`GET /api/v2/alerts`: firing ones, silenced or not)."""
     url = f"{alertmanager_url.rstrip('/')}/api/v2/alerts"
@@ -214,13 +218,18 @@ def make_handler(log_path: Path) -> type[BaseHTTPRequestHandler]:
 
 
 def start(
-    host: str, port: int, log_path: Path, alertmanager_url: str | None = None,
+    host: str,
+    port: int,
+    log_path: Path,
+    alertmanager_url: str | None = None,
     client: httpx.Client | None = None,
 ) -> ThreadingHTTPServer:
     """Close the alerts the log leaves firing (but those Alertmanager still has), then listen."""
     for record in close_stale(log_path, still_active_ids(alertmanager_url, client)):
-        print(f"closed {record.get('alertname')} ({record['fingerprint']}): the log left it "
-              "firing", flush=True)
+        print(
+            f"closed {record.get('alertname')} ({record['fingerprint']}): the log left it firing",
+            flush=True,
+        )
     return ThreadingHTTPServer((host, port), make_handler(log_path))
 
 

@@ -133,8 +133,9 @@ def check_configured_user(user: str) -> str:
     take (an e-mail address, say): they worked before there was `add`."""
     if user and not _BREAKS_THE_FILE.search(user):
         return user
-    raise BadUserName(f"{user!r} cannot name a dashboard login: it holds ':' or a control "
-                      "character")
+    raise BadUserName(
+        f"{user!r} cannot name a dashboard login: it holds ':' or a control character"
+    )
 
 
 def _require(user: str, lines: list[str], path: Path) -> None:

@@ -113,10 +113,18 @@ def upstreams_service(config: Config, state: StateDir) -> ServiceSpec:
     """The watcher that points nginx at the ingress replicas' own ports (runtime.upstreams)."""
     host = config.platform.bind_host
     argv = [
-        sys.executable, "-m", "gpucluster.runtime.upstreams", str(upstreams_file(state)),
-        "--scan-host", host, "--upstream-host", host,
-        "--serve-port", str(config.platform.ports.serve_http),
-        "--nginx-pid", str(nginx_pid_file(state)),
+        sys.executable,
+        "-m",
+        "gpucluster.runtime.upstreams",
+        str(upstreams_file(state)),
+        "--scan-host",
+        host,
+        "--upstream-host",
+        host,
+        "--serve-port",
+        str(config.platform.ports.serve_http),
+        "--nginx-pid",
+        str(nginx_pid_file(state)),
     ]
     return ServiceSpec(name="upstreams", argv=argv)
 
@@ -124,8 +132,15 @@ def upstreams_service(config: Config, state: StateDir) -> ServiceSpec:
 def nginx_service(conf: Path, state: StateDir, drain_s: float) -> ServiceSpec:
     """nginx in the foreground, supervised; stopping it drains open requests for up to `drain_s`."""
     argv = [
-        NGINX_BINARY, "-p", str(state.nginx_dir), "-c", str(conf),
-        "-e", str(state.log("nginx-error")), "-g", "daemon off;",
+        NGINX_BINARY,
+        "-p",
+        str(state.nginx_dir),
+        "-c",
+        str(conf),
+        "-e",
+        str(state.log("nginx-error")),
+        "-g",
+        "daemon off;",
     ]
     # SIGQUIT: nginx's graceful shutdown (stop accepting, finish open requests, exit)
     return ServiceSpec(name="nginx", argv=argv, stop_signal=signal.SIGQUIT, stop_grace_s=drain_s)
@@ -136,13 +151,21 @@ def gatekeeper_service(config: Config, state: StateDir, keys: KeySources) -> Ser
     `keys` as the replicas; writes the effective configuration it runs with into the state dir."""
     write_private(state.gatekeeper_config_file, config.model_dump_json(indent=2))
     argv = [
-        sys.executable, "-m", "gpucluster.runtime.gatekeeper",
-        "--config-json", str(state.gatekeeper_config_file), "--state-dir", str(state.root),
+        sys.executable,
+        "-m",
+        "gpucluster.runtime.gatekeeper",
+        "--config-json",
+        str(state.gatekeeper_config_file),
+        "--state-dir",
+        str(state.root),
     ]
     if keys.store is not None:
         argv += ["--store", keys.store]
-    for option, files in (("--key-file", keys.files), ("--env-key-file", keys.env_files),
-                          ("--operator-key-file", keys.operator_files)):
+    for option, files in (
+        ("--key-file", keys.files),
+        ("--env-key-file", keys.env_files),
+        ("--operator-key-file", keys.operator_files),
+    ):
         for file in files:
             argv += [option, file]
     return ServiceSpec(name="gatekeeper", argv=argv)

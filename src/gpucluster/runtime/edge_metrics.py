@@ -26,33 +26,47 @@ class EdgeMetrics:
         self.registry = CollectorRegistry()
         key_model = ["key", "model"]
         self._requests = Counter(
-            _base(names.KEY_REQUESTS), "API requests by key name, model and status class.",
-            [*key_model, "status_class"], registry=self.registry,
+            _base(names.KEY_REQUESTS),
+            "API requests by key name, model and status class.",
+            [*key_model, "status_class"],
+            registry=self.registry,
         )
         self._prompt = Counter(
-            _base(names.KEY_PROMPT_TOKENS), "Prompt tokens the engine reported, by key and model.",
-            key_model, registry=self.registry,
+            _base(names.KEY_PROMPT_TOKENS),
+            "Prompt tokens the engine reported, by key and model.",
+            key_model,
+            registry=self.registry,
         )
         self._completion = Counter(
             _base(names.KEY_COMPLETION_TOKENS),
             "Completion tokens the engine reported, by key and model.",
-            key_model, registry=self.registry,
+            key_model,
+            registry=self.registry,
         )
         self._errors = Counter(
-            _base(names.KEY_ERRORS), "Failed or refused API requests by key, model and class.",
-            [*key_model, "class"], registry=self.registry,
+            _base(names.KEY_ERRORS),
+            "Failed or refused API requests by key, model and class.",
+            [*key_model, "class"],
+            registry=self.registry,
         )
         self._duration = Histogram(
-            names.KEY_REQUEST_DURATION, "Duration of API requests that reached a model, seconds.",
-            key_model, buckets=names.DURATION_BUCKETS, registry=self.registry,
+            names.KEY_REQUEST_DURATION,
+            "Duration of API requests that reached a model, seconds.",
+            key_model,
+            buckets=names.DURATION_BUCKETS,
+            registry=self.registry,
         )
         self._quota = Counter(
-            _base(names.KEY_QUOTA_REFUSALS), "Requests refused for a key's quota, by quota.",
-            ["key", "quota"], registry=self.registry,
+            _base(names.KEY_QUOTA_REFUSALS),
+            "Requests refused for a key's quota, by quota.",
+            ["key", "quota"],
+            registry=self.registry,
         )
         self._edge = Counter(
-            _base(names.EDGE_REFUSALS), "Requests without a valid key refused at the edge.",
-            ["reason"], registry=self.registry,
+            _base(names.EDGE_REFUSALS),
+            "Requests without a valid key refused at the edge.",
+            ["reason"],
+            registry=self.registry,
         )
         for reason in names.EDGE_REFUSAL_REASONS:  # series from the start: rate() sees the first
             self._edge.labels(reason)

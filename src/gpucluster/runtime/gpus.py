@@ -23,7 +23,10 @@ def local_gpus(timeout_s: float = 30) -> list[tuple[str, int]]:
     try:
         listing = subprocess.run(
             [NVIDIA_SMI, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=timeout_s, check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []

@@ -39,11 +39,21 @@ def component_files(state: StateDir, component: str) -> list[Path]:
     if component == "platform":
         files = [state.log("platform")]
     elif component == "ray":
-        files = [state.log("ray"), RAY_SESSION_LOGS / "gcs_server.out", RAY_SESSION_LOGS / "raylet.out"]
+        files = [
+            state.log("ray"),
+            RAY_SESSION_LOGS / "gcs_server.out",
+            RAY_SESSION_LOGS / "raylet.out",
+        ]
     elif component == "nginx":
         files = [state.log("nginx-access"), state.log("nginx-error"), state.log("nginx")]
-    elif component in ("upstreams", "gatekeeper", "supervisor", "prometheus", "alertmanager",
-                       "alerts"):
+    elif component in (
+        "upstreams",
+        "gatekeeper",
+        "supervisor",
+        "prometheus",
+        "alertmanager",
+        "alerts",
+    ):
         files = [state.log(component)]
     elif component == "usage":
         files = [state.usage_log]
@@ -53,7 +63,10 @@ def component_files(state: StateDir, component: str) -> list[Path]:
         files = sorted((RAY_SESSION_LOGS / "serve").glob("*.log"), key=_mtime)
     else:
         # vLLM logs to stdout and stderr of the Ray worker processes running it
-        files = sorted([*RAY_SESSION_LOGS.glob("worker-*.out"), *RAY_SESSION_LOGS.glob("worker-*.err")], key=_mtime)
+        files = sorted(
+            [*RAY_SESSION_LOGS.glob("worker-*.out"), *RAY_SESSION_LOGS.glob("worker-*.err")],
+            key=_mtime,
+        )
     return [path for path in files if path.is_file()]
 
 

@@ -104,8 +104,12 @@ def monitoring_services(config: Config, state: StateDir) -> list[ServiceSpec]:
             # at its start it closes what the log left firing, but what Alertmanager still has
             name="alert-receiver",
             argv=[
-                sys.executable, "-m", "gpucluster.runtime.alert_receiver",
-                host, str(ports.alert_receiver), str(state.log("alerts")),
+                sys.executable,
+                "-m",
+                "gpucluster.runtime.alert_receiver",
+                host,
+                str(ports.alert_receiver),
+                str(state.log("alerts")),
                 f"http://{host}:{ports.alertmanager}",
             ],
         ),

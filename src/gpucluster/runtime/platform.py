@@ -242,9 +242,7 @@ def _key_sources(config: Config, state: StateDir) -> tuple[KeySources, str | Non
     return sources, first_key(operator)
 
 
-def _start_services(
-    config: Config, state: StateDir, keys: KeySources, log: logging.Logger
-) -> None:
+def _start_services(config: Config, state: StateDir, keys: KeySources, log: logging.Logger) -> None:
     """Start the supervisor (nginx, its gatekeeper, Prometheus, Alertmanager, alert receiver);
     wait for them."""
     conf = write_nginx_conf(config, state, ensure_ray_token(state))
@@ -261,7 +259,9 @@ def _start_services(
     ports = config.platform.ports
     log.info(
         "Starting nginx :%d, Prometheus :%d, Alertmanager :%d (supervised)",
-        ports.nginx_http, ports.prometheus, ports.alertmanager,
+        ports.nginx_http,
+        ports.prometheus,
+        ports.alertmanager,
     )
     with state.log("supervisor").open("a", encoding="utf-8") as supervisor_log:
         subprocess.Popen(
@@ -289,7 +289,9 @@ def _wait_until_answering(config: Config, api_key: str | None, log: logging.Logg
             api, model.id, api_key=api_key, timeout_s=60, embeds=model.embeds
         )
         if not ok:
-            raise UpError(f"model {model.id} is deployed but does not answer through nginx: {detail}")
+            raise UpError(
+                f"model {model.id} is deployed but does not answer through nginx: {detail}"
+            )
         log.info("Model loaded successfully (%s)", model.id)
 
 
@@ -309,8 +311,13 @@ def _start_deploy_driver(
     with state.log("deploy").open("a", encoding="utf-8") as deploy_log:
         return subprocess.Popen(
             [
-                sys.executable, "-m", "gpucluster.serving.deploy", str(state.serve_config_file),
-                "--address", ray_address(config), "--wait-for-go",
+                sys.executable,
+                "-m",
+                "gpucluster.serving.deploy",
+                str(state.serve_config_file),
+                "--address",
+                ray_address(config),
+                "--wait-for-go",
             ],
             stdin=subprocess.PIPE,
             stdout=deploy_log,
@@ -365,6 +372,9 @@ def _deploy_failure(state: StateDir) -> str:
     detail = "\n  ".join(guide_lines + deploy_errors) or "no error line found"
     fixes = "".join(f"Fix for {fix}\n" for fix in fixes_for(guide_lines))
     return (
-        "the Serve application failed to deploy:\n  " + detail + "\n" + fixes +
-        "Look at `gpucluster logs serve` and `gpucluster logs engine` for the cause."
+        "the Serve application failed to deploy:\n  "
+        + detail
+        + "\n"
+        + fixes
+        + "Look at `gpucluster logs serve` and `gpucluster logs engine` for the cause."
     )

@@ -86,7 +86,9 @@ def head_argv(config: Config) -> list[str]:
 def start_head(config: Config, state: StateDir) -> str:
     """Start the Ray head (dashboard and metrics export on the configured ports)."""
     ensure_ray_token(state)
-    result = run_logged(head_argv(config), state.log("ray"), env=ray_env(config, state), timeout=180)
+    result = run_logged(
+        head_argv(config), state.log("ray"), env=ray_env(config, state), timeout=180
+    )
     if result.returncode != 0:
         raise RayStartError(
             f"`ray start` failed (exit {result.returncode}); see {state.log('ray')}"

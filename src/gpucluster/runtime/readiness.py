@@ -24,12 +24,15 @@ def answers(
     if embeds:
         path, body = "embeddings", {"model": model_id, "input": "OK"}
     else:
-        path, body = "chat/completions", {
-            "model": model_id,
-            "messages": [{"role": "user", "content": "Say OK."}],
-            "max_tokens": 1,
-            "temperature": 0,
-        }
+        path, body = (
+            "chat/completions",
+            {
+                "model": model_id,
+                "messages": [{"role": "user", "content": "Say OK."}],
+                "max_tokens": 1,
+                "temperature": 0,
+            },
+        )
     try:
         post = httpx.post if client is None else client.post
         response = post(f"{base_url}/{path}", json=body, headers=headers, timeout=timeout_s)

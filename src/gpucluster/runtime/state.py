@@ -41,7 +41,9 @@ def endpoints_for(config: Config) -> Endpoints:
     ops/target.py reaches it without loading serving (runtime/platform.py imports serving)."""
     platform = config.platform
     host = platform.bind_host
-    edge_host = host if platform.edge.listen_host in ("0.0.0.0", "::") else platform.edge.listen_host
+    edge_host = (
+        host if platform.edge.listen_host in ("0.0.0.0", "::") else platform.edge.listen_host
+    )
     proxy = f"http://{edge_host}:{platform.ports.nginx_http}"
     return Endpoints(
         openai_api=f"{proxy}/v1",

@@ -107,7 +107,9 @@ class Supervisor:
             if service.proc is None:
                 if now >= service.restart_at:
                     service.restarts += 1
-                    self.log.warning("restarting %s (restart %d)", service.spec.name, service.restarts)
+                    self.log.warning(
+                        "restarting %s (restart %d)", service.spec.name, service.restarts
+                    )
                     service.start()
                 continue
             code = service.proc.poll()
@@ -117,7 +119,10 @@ class Supervisor:
                 continue
             self.log.error(
                 "ERROR: %s exited with code %s; restarting in %.0f s (see logs/%s.log)",
-                service.spec.name, code, service.backoff, service.spec.name,
+                service.spec.name,
+                code,
+                service.backoff,
+                service.spec.name,
             )
             _kill_leftovers(service.proc.pid)
             service.proc = None
@@ -129,18 +134,27 @@ class Supervisor:
         live = [s for s in self.running if s.proc is not None and s.proc.poll() is None]
         started = time.monotonic()
         for service in live:
-            self.log.info("stopping %s (signal %d, up to %.0f s)", service.spec.name,
-                          service.spec.stop_signal, service.spec.stop_grace_s)
+            self.log.info(
+                "stopping %s (signal %d, up to %.0f s)",
+                service.spec.name,
+                service.spec.stop_signal,
+                service.spec.stop_grace_s,
+            )
             service.proc.send_signal(service.spec.stop_signal)
         for service in live:
             remaining = service.spec.stop_grace_s - (time.monotonic() - started)
             try:
                 service.proc.wait(timeout=max(0.1, remaining))
             except subprocess.TimeoutExpired:
-                self.log.warning("%s did not stop within %.0f s; killing it",
-                                 service.spec.name, service.spec.stop_grace_s)
+                self.log.warning(
+                    "%s did not stop within %.0f s; killing it",
+                    service.spec.name,
+                    service.spec.stop_grace_s,
+                )
                 service.proc.kill()
-        self.log.info("supervisor stopped %d services in %.1f s", len(live), time.monotonic() - started)
+        self.log.info(
+            "supervisor stopped %d services in %.1f s", len(live), time.monotonic() - started
+        )
 
     def request_stop(self, *_: object) -> None:
         self.stopping = True
@@ -166,8 +180,11 @@ def main(argv: list[str]) -> int:
         rest = processes_of(state)
         leftovers = terminate_all(rest, grace_s=15)
         state.clear_record()
-        logger.info("stopped the platform's other %d processes (%d would not stop)",
-                    len(rest), len(leftovers))
+        logger.info(
+            "stopped the platform's other %d processes (%d would not stop)",
+            len(rest),
+            len(leftovers),
+        )
     finally:
         state.supervisor_pid.unlink(missing_ok=True)
     return 0

@@ -53,7 +53,9 @@ def is_api_path(path: str) -> bool:
 
 def wrong_model_type(model_id: str, embeds: bool) -> ApiError:
     """A request to a model of the other kind: generation to an embedding model, or back."""
-    kind, serves = ("an embedding", EMBEDDING_PATHS) if embeds else ("a generative", GENERATION_PATHS)
+    kind, serves = (
+        ("an embedding", EMBEDDING_PATHS) if embeds else ("a generative", GENERATION_PATHS)
+    )
     return ApiError(
         400,
         f"The model '{model_id}' is {kind} model: it serves {', '.join(serves)} (and "
@@ -118,7 +120,7 @@ async def checked_request(
 
 
 async def engine_health(check: Callable[[], Awaitable[Any]]) -> str:
-    """"ok", or why one model's engine health check failed."""
+    """ "ok", or why one model's engine health check failed."""
     try:
         await asyncio.wait_for(check(), HEALTH_CHECK_TIMEOUT_S)
     except TimeoutError:

@@ -36,7 +36,9 @@ class ApiKeys:
         operator_files: Sequence[str] = (),
     ) -> None:
         sources = KeySources(
-            tuple(files), None if store is None else str(store), tuple(env_files),
+            tuple(files),
+            None if store is None else str(store),
+            tuple(env_files),
             tuple(operator_files),
         )
         self.ring = sources.ring(clock, logger)
@@ -44,8 +46,12 @@ class ApiKeys:
     @classmethod
     def of(cls, sources: KeySources) -> ApiKeys:
         """The keys of `sources` (the Serve config's `api_keys` args)."""
-        return cls(sources.files, store=sources.store, env_files=sources.env_files,
-                   operator_files=sources.operator_files)
+        return cls(
+            sources.files,
+            store=sources.store,
+            env_files=sources.env_files,
+            operator_files=sources.operator_files,
+        )
 
     @property
     def enabled(self) -> bool:

@@ -81,7 +81,9 @@ def llm_config(model: ModelConfig, weights: dict[str, str]) -> LLMConfig:
         runtime_env={"env_vars": env},
         experimental_configs=experimental,
         deployment_config={
-            **deployment_options(model), **admission_options(model), **router_options(model)
+            **deployment_options(model),
+            **admission_options(model),
+            **router_options(model),
         },
     )
 
@@ -108,11 +110,10 @@ def build_app(
         (only,) = configs
         return build_llm_deployment(
             only,
-            deployment_cls=direct_server(
-                keys, admission_limits(model), usage_url, max_body_bytes
-            ),
+            deployment_cls=direct_server(keys, admission_limits(model), usage_url, max_body_bytes),
             override_serve_options={
-                "name": llm_deployment_name(only.model_id), **DIRECT_SERVE_ADMISSION
+                "name": llm_deployment_name(only.model_id),
+                **DIRECT_SERVE_ADMISSION,
             },
         )
     deployments = {

@@ -113,8 +113,10 @@ class LLMAutoscalingPolicy:
 
 
 def _log(ctx: Any, snap: LoadSnapshot, decision: Decision) -> None:
-    verb = "Scaling up deployment: adding replica" if decision.direction == "up" else (
-        "Scaling down deployment: removing replica"
+    verb = (
+        "Scaling up deployment: adding replica"
+        if decision.direction == "up"
+        else ("Scaling down deployment: removing replica")
     )
     logger.info(
         "%s (%s/%s %d -> %d): %s",

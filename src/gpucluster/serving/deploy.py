@@ -82,7 +82,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("serve_config", type=Path, help="Serve config rendered by gpucluster")
     parser.add_argument("--address", default="auto", help="Ray head address (default: auto)")
     parser.add_argument(
-        "--wait-for-go", action="store_true",
+        "--wait-for-go",
+        action="store_true",
         help="load the builders, then wait for a line on stdin before connecting to Ray",
     )
     args = parser.parse_args(argv[1:])

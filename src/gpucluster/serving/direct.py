@@ -233,7 +233,8 @@ class EngineAnswer:
         error = engine_error(status, self._error_body, self._path, self._request_id)
         body = json.dumps(error_body(error.message, error.error_type, error.param, error.code))
         headers = [
-            (k, v) for k, v in start.get("headers", [])
+            (k, v)
+            for k, v in start.get("headers", [])
             if k.lower() not in (b"content-length", b"content-type")
         ]
         headers += [
@@ -289,8 +290,13 @@ def build_direct_app(
 
     for path, chat in ((CHAT_PATH, True), (COMPLETIONS_PATH, False)):
         endpoint = CheckedGeneration(
-            engine_app, chat=chat, model_id=model_id, context_len=context_len,
-            admission=admission, on_abort=on_abort, parses_tools=parses_tools,
+            engine_app,
+            chat=chat,
+            model_id=model_id,
+            context_len=context_len,
+            admission=admission,
+            on_abort=on_abort,
+            parses_tools=parses_tools,
         )
         app.router.add_route(path, endpoint, methods=["POST"])
     tokenizing = {

@@ -29,8 +29,13 @@ class EngineLoad:
         self._latest: dict[int, tuple[float, float, float, float]] = {}
 
     # vLLM's StatLoggerManager calls these four on each of its loggers.
-    def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
-               engine_idx: int = 0) -> None:
+    def record(
+        self,
+        scheduler_stats: Any,
+        iteration_stats: Any,
+        mm_cache_stats: Any = None,
+        engine_idx: int = 0,
+    ) -> None:
         if scheduler_stats is None:
             return
         self._latest[engine_idx] = (

@@ -104,7 +104,10 @@ class PlatformIngress(OpenAiIngress):
             return self._model_cards[model_id]
         base = self._model_cards[self._base(model_id)]
         return ModelCard(
-            id=model_id, object="model", owned_by=base.owned_by, permission=[],
+            id=model_id,
+            object="model",
+            owned_by=base.owned_by,
+            permission=[],
             metadata={**base.metadata, "base_model": base.id},
         )
 
@@ -130,7 +133,11 @@ class PlatformIngress(OpenAiIngress):
         return await self._answer(model_id, super().completions(body, request), request)
 
     async def embeddings(self, request: Request) -> Response:
-        kind = EmbeddingChatRequest if await body_has(request, "messages") else EmbeddingCompletionRequest
+        kind = (
+            EmbeddingChatRequest
+            if await body_has(request, "messages")
+            else EmbeddingCompletionRequest
+        )
         body = await self._pooling_body(request, kind, embedding=True)
         return await self._answer(body.model, super().embeddings(body, request), request)
 
@@ -152,7 +159,11 @@ class PlatformIngress(OpenAiIngress):
         return JSONResponse(result)
 
     async def tokenize(self, request: Request) -> Response:
-        kind = TokenizeChatRequest if await body_has(request, "messages") else TokenizeCompletionRequest
+        kind = (
+            TokenizeChatRequest
+            if await body_has(request, "messages")
+            else TokenizeCompletionRequest
+        )
         body = await self._pooling_body(request, kind)
         return await self._answer(body.model, super().tokenize(body, request), request)
 
@@ -181,12 +192,16 @@ class PlatformIngress(OpenAiIngress):
         check_tools(body, model_id, self._base(model_id) in self.tool_models)
         if usage_forced(body, request.scope.setdefault("state", {})):
             body = type(body).model_validate(
-                {**body.model_dump(exclude_unset=True),
-                 "stream_options": with_usage(body.stream_options)}
+                {
+                    **body.model_dump(exclude_unset=True),
+                    "stream_options": with_usage(body.stream_options),
+                }
             )
         return body, model_id
 
-    async def _answer(self, model_id: str, reply: Awaitable[Response], request: Request) -> Response:
+    async def _answer(
+        self, model_id: str, reply: Awaitable[Response], request: Request
+    ) -> Response:
         """The model's reply; a full model is a 429, a stream failing midway an SSE error."""
         try:
             return with_sse_errors(await reply, request)
@@ -198,7 +213,10 @@ class PlatformIngress(OpenAiIngress):
         handles = self._default_serve_handles
         names = list(handles)
         results = await asyncio.gather(
-            *(engine_health(lambda name=name: handles[name].check_health.remote()) for name in names)
+            *(
+                engine_health(lambda name=name: handles[name].check_health.remote())
+                for name in names
+            )
         )
         return health_response(dict(zip(names, results, strict=True)))
 

@@ -31,7 +31,8 @@ _MAY_HOLD_SURROGATES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
 def too_large(max_bytes: int) -> ApiError:
     """The 413 nginx gives a body over `platform.edge.max_body_mib`, in the same words."""
     return ApiError(
-        413, f"The request body is larger than {body_size_text(max_bytes)}.",
+        413,
+        f"The request body is larger than {body_size_text(max_bytes)}.",
         code="request_too_large",
     )
 

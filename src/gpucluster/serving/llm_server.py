@@ -110,8 +110,9 @@ class PlatformLLMServer(LLMServer):
         except BaseException as exc:
             cause = engine_root_cause()
             because = f"; engine: {cause}" if cause else ""
-            logger.error("%s (model %s): %s%s", classify_start_failure(exc, cause), model_id, exc,
-                         because)
+            logger.error(
+                "%s (model %s): %s%s", classify_start_failure(exc, cause), model_id, exc, because
+            )
             raise
         logger.info("Model loaded successfully (%s, %.1f s)", model_id, time.monotonic() - started)
         load = EngineLoad()
@@ -137,17 +138,24 @@ class PlatformLLMServer(LLMServer):
         """vLLM's rerank on this embedding model (its scoring handler serves /rerank too)."""
         scores = getattr(self.engine, "_oai_serving_scores", None)
         if scores is None:
-            yield ErrorResponse(error=ErrorInfo(
-                message=f"The model '{self._llm_config.model_id}' does not serve rerank.",
-                type="invalid_request_error", code=400,
-            ))
+            yield ErrorResponse(
+                error=ErrorInfo(
+                    message=f"The model '{self._llm_config.model_id}' does not serve rerank.",
+                    type="invalid_request_error",
+                    code=400,
+                )
+            )
             return
         try:
             response = await scores(request, raw_request=None)
         except ValueError as exc:  # vLLM's request errors (a query beyond the context, say)
-            yield ErrorResponse(error=ErrorInfo(
-                message=str(exc), type="invalid_request_error", code=400,
-            ))
+            yield ErrorResponse(
+                error=ErrorInfo(
+                    message=str(exc),
+                    type="invalid_request_error",
+                    code=400,
+                )
+            )
             return
         if isinstance(response, VLLMErrorResponse):
             yield ErrorResponse(error=ErrorInfo(**response.error.model_dump()))
@@ -156,11 +164,13 @@ class PlatformLLMServer(LLMServer):
         status = getattr(response, "status_code", 200)
         if status >= 400 or "error" in body:  # an error answered as a JSON response
             error = body.get("error") or {}
-            yield ErrorResponse(error=ErrorInfo(
-                message=str(error.get("message") or body)[:500],
-                type=str(error.get("type") or "invalid_request_error"),
-                code=max(status, 400),
-            ))
+            yield ErrorResponse(
+                error=ErrorInfo(
+                    message=str(error.get("message") or body)[:500],
+                    type=str(error.get("type") or "invalid_request_error"),
+                    code=max(status, 400),
+                )
+            )
             return
         yield body
 
@@ -205,7 +215,9 @@ class PlatformLLMServer(LLMServer):
     ) -> AsyncGenerator[Any, None]:
         return self._counting_aborts(await super().completions(request, raw_request_info))
 
-    async def _counting_aborts(self, stream: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+    async def _counting_aborts(
+        self, stream: AsyncGenerator[Any, None]
+    ) -> AsyncGenerator[Any, None]:
         """`stream` unchanged; a client gone mid-answer is counted and the engine's work closed.
 
         Serve cancels the request (CancelledError reaches the engine's generator, which aborts
@@ -237,7 +249,9 @@ def direct_server(
     of the keys of `keys` on /v1 (none: authentication is off), admits `limits`, reports
     each request's usage to `usage_url` and reads bodies up to `max_body_bytes`."""
     attributes = {
-        "key_sources": keys, "admission_limits": limits, "usage_url": usage_url,
+        "key_sources": keys,
+        "admission_limits": limits,
+        "usage_url": usage_url,
         "max_body_bytes": max_body_bytes,
     }
     return serve.ingress()(type("PlatformLLMServer", (PlatformLLMServer,), attributes))

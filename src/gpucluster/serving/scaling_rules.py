@@ -101,7 +101,9 @@ def decide(
     if target < settings.min_replicas:
         return Decision(settings.min_replicas, "up", "bounds", "below min_replicas"), ScalingState()
     if target > settings.max_replicas:
-        return Decision(settings.max_replicas, "down", "bounds", "above max_replicas"), ScalingState()
+        return Decision(
+            settings.max_replicas, "down", "bounds", "above max_replicas"
+        ), ScalingState()
     if snap.running_replicas != target:
         reason = f"waiting for {target} replicas to run ({snap.running_replicas} now)"
         return Decision(target, "hold", "starting", reason), ScalingState()

@@ -60,9 +60,7 @@ def serve_config(
                     },
                     "api_keys": keys.as_dict(),
                     "direct_streaming": config.serves_directly,
-                    "usage_url": (
-                        usage_url(config, gatekeeper_address) if report_usage else None
-                    ),
+                    "usage_url": (usage_url(config, gatekeeper_address) if report_usage else None),
                     "max_body_bytes": config.platform.edge.max_body_bytes,
                 },
             }

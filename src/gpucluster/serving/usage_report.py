@@ -57,8 +57,10 @@ def usage_forced(body: Any, state: dict[str, Any]) -> bool:
     completion request): a stream whose client did not ask. Noted in the request's scope
     `state`, so that the usage-only event is dropped again on its way out."""
     options = body.stream_options
-    asked = options.get("include_usage") if isinstance(options, dict) else (
-        getattr(options, "include_usage", None)
+    asked = (
+        options.get("include_usage")
+        if isinstance(options, dict)
+        else (getattr(options, "include_usage", None))
     )
     if not body.stream or asked:
         return False
@@ -90,15 +92,19 @@ class SettleClient:
             response = await self._client.post(self.url, json=asdict(record))
             response.raise_for_status()
         except httpx.HTTPError as exc:
-            logger.warning("usage of request %s not reported to the gatekeeper: %s",
-                           record.request_id, type(exc).__name__)
+            logger.warning(
+                "usage of request %s not reported to the gatekeeper: %s",
+                record.request_id,
+                type(exc).__name__,
+            )
 
 
 class UsageMiddleware:
     """Watches each /v1 answer and reports its UsageRecord when it ends (see module doc)."""
 
-    def __init__(self, app: ASGIApp, report: Report | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, app: ASGIApp, report: Report | None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.app = app
         self.report = report
         self.clock = clock
@@ -164,7 +170,7 @@ class _AnswerWatch:
             return body
         kept = []
         for event in body.split(b"\n\n"):
-            parsed = _json(event[len(b"data: "):]) if event.startswith(b"data: {") else None
+            parsed = _json(event[len(b"data: ") :]) if event.startswith(b"data: {") else None
             if isinstance(parsed, dict) and isinstance(parsed.get("usage"), dict):
                 self.usage = parsed["usage"]
                 if parsed.get("choices") == [] and self._forced:

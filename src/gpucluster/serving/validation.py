@@ -80,7 +80,8 @@ def _check_ranges(body: Any) -> None:
         if below or value > high:
             opener = "[" if low_inclusive else "("
             raise _invalid(
-                param, f"Invalid value for '{param}': {value}. It must lie in {opener}{low}, {high}]."
+                param,
+                f"Invalid value for '{param}': {value}. It must lie in {opener}{low}, {high}].",
             )
 
 
@@ -141,7 +142,8 @@ def check_completion(body: Any, context_len: int | None) -> None:
     logprobs = getattr(body, "logprobs", None)
     if logprobs is not None and not 0 <= logprobs <= MAX_LOGPROBS:
         raise _invalid(
-            "logprobs", f"Invalid value for 'logprobs': {logprobs}. It must lie in [0, {MAX_LOGPROBS}]."
+            "logprobs",
+            f"Invalid value for 'logprobs': {logprobs}. It must lie in [0, {MAX_LOGPROBS}].",
         )
     _check_ranges(body)
     _check_max_tokens(body, context_len)

@@ -59,8 +59,11 @@ def test_each_conversation_has_its_own_long_document():
         assert len(c.questions) == 4 and len(set(c.questions)) == 4
     documents = [c.document for c in conversations]
     # No two share a prefix worth a cache block or the router's 10% match threshold.
-    longest = max(len(os.path.commonprefix([a, b]))
-                  for i, a in enumerate(documents) for b in documents[i + 1:])
+    longest = max(
+        len(os.path.commonprefix([a, b]))
+        for i, a in enumerate(documents)
+        for b in documents[i + 1 :]
+    )
     assert longest < 20
     for prompt in bench.warmup_prompts(4):
         assert all(len(os.path.commonprefix([prompt[0]["content"], d])) < 20 for d in documents)
@@ -70,8 +73,10 @@ def test_every_turn_extends_the_previous_one():
     (conversation,) = bench.make_conversations(1, 4, 100)
     answers = ["first answer", "second answer", "third answer"]
     requests = [conversation.messages(answers[:turn]) for turn in range(4)]
-    assert requests[0] == [{"role": "system", "content": conversation.document},
-                           {"role": "user", "content": conversation.questions[0]}]
+    assert requests[0] == [
+        {"role": "system", "content": conversation.document},
+        {"role": "user", "content": conversation.questions[0]},
+    ]
     for earlier, later in itertools.pairwise(requests):
         # the whole earlier request, its answer, then the next question
         assert later[: len(earlier)] == earlier
@@ -109,8 +114,10 @@ def test_the_parser_reads_escaped_labels_and_timestamps():
 
 def test_the_difference_counts_a_replica_first_seen_after_from_zero():
     before = {"aaa": {"queries": 100.0, "hits": 0.0, "requests": 1.0}}
-    after = {"aaa": {"queries": 900.0, "hits": 512.0, "requests": 3.0},
-             "bbb": {"queries": 750.0, "hits": 0.0, "requests": 1.0}}
+    after = {
+        "aaa": {"queries": 900.0, "hits": 512.0, "requests": 3.0},
+        "bbb": {"queries": 750.0, "hits": 0.0, "requests": 1.0},
+    }
     assert bench.difference(before, after) == {
         "aaa": {"queries": 800.0, "hits": 512.0, "requests": 2.0},
         "bbb": {"queries": 750.0, "hits": 0.0, "requests": 1.0},
@@ -126,8 +133,9 @@ def test_the_workload_sends_each_history_streamed_and_greedy(make_fake, make_tra
         import httpx
 
         async with httpx.AsyncClient(transport=make_transport({"a.test": fake})) as client:
-            return await bench.run_workload(client, "http://a.test/v1", "fake-model",
-                                            conversations, 2, 5, lines.append)
+            return await bench.run_workload(
+                client, "http://a.test/v1", "fake-model", conversations, 2, 5, lines.append
+            )
 
     turns, wall = asyncio.run(go())
     assert len(turns) == 9 and all(t.ok for t in turns) and wall > 0
@@ -141,7 +149,8 @@ def test_the_workload_sends_each_history_streamed_and_greedy(make_fake, make_tra
     assert len(last) == 3  # each conversation's third turn carries two answers
     for body in last:
         assert [m["content"] for m in body["messages"] if m["role"] == "assistant"] == [
-            " t0 t1 t2 t3 t4"] * 2
+            " t0 t1 t2 t3 t4"
+        ] * 2
 
 
 def test_a_failed_turn_ends_its_conversation(make_fake, make_transport):
@@ -151,8 +160,9 @@ def test_a_failed_turn_ends_its_conversation(make_fake, make_transport):
         import httpx
 
         async with httpx.AsyncClient(transport=make_transport({"a.test": fake})) as client:
-            return await bench.run_workload(client, "http://a.test/v1", "fake-model",
-                                            bench.make_conversations(1, 4, 20), 1, 3)
+            return await bench.run_workload(
+                client, "http://a.test/v1", "fake-model", bench.make_conversations(1, 4, 20), 1, 3
+            )
 
     turns, _ = asyncio.run(go())
     assert [t.ok for t in turns] == [True, False]
@@ -160,8 +170,9 @@ def test_a_failed_turn_ends_its_conversation(make_fake, make_transport):
 
 
 def args(**overrides) -> argparse.Namespace:
-    return argparse.Namespace(**({"max_num_seqs": 4, "kv_cache_gib": 1, "direct_baseline": False}
-                                 | overrides))
+    return argparse.Namespace(
+        **({"max_num_seqs": 4, "kv_cache_gib": 1, "direct_baseline": False} | overrides)
+    )
 
 
 @pytest.mark.parametrize("router", bench.ROUTERS)
@@ -179,29 +190,43 @@ def test_both_routers_run_two_fixed_replicas_through_the_ingress(router, tmp_pat
 def test_the_direct_baseline_serves_the_default_router_directly(tmp_path):
     direct = args(direct_baseline=True)
     assert Config.model_validate(
-        bench.platform_config("power_of_two", tmp_path, direct)).serves_directly
+        bench.platform_config("power_of_two", tmp_path, direct)
+    ).serves_directly
     assert not Config.model_validate(
-        bench.platform_config("prefix_cache_affinity", tmp_path, direct)).serves_directly
+        bench.platform_config("prefix_cache_affinity", tmp_path, direct)
+    ).serves_directly
 
 
 def test_rounds_alternate_which_router_goes_first():
     assert bench.order(3) == [
-        (0, "power_of_two"), (0, "prefix_cache_affinity"),
-        (1, "prefix_cache_affinity"), (1, "power_of_two"),
-        (2, "power_of_two"), (2, "prefix_cache_affinity"),
+        (0, "power_of_two"),
+        (0, "prefix_cache_affinity"),
+        (1, "prefix_cache_affinity"),
+        (1, "power_of_two"),
+        (2, "power_of_two"),
+        (2, "prefix_cache_affinity"),
     ]
 
 
 def run(router: str, queries: float, hits: float, ttft_p50: float, wall: float) -> dict:
-    return {"router": router, "prefix_cache": {"queries": queries, "hits": hits, "requests": 32},
-            "ttft_ms": {"p50": ttft_p50, "p90": 2 * ttft_p50},
-            "ttft_ms_later_turns": {"p50": ttft_p50 / 2}, "wall_s": wall, "failed": 0,
-            "requests_per_replica": [16, 16]}
+    return {
+        "router": router,
+        "prefix_cache": {"queries": queries, "hits": hits, "requests": 32},
+        "ttft_ms": {"p50": ttft_p50, "p90": 2 * ttft_p50},
+        "ttft_ms_later_turns": {"p50": ttft_p50 / 2},
+        "wall_s": wall,
+        "failed": 0,
+        "requests_per_replica": [16, 16],
+    }
 
 
 def test_summary_pools_hit_rates_and_gives_prefix_over_default():
-    runs = [run("power_of_two", 1000, 400, 300, 60), run("prefix_cache_affinity", 1000, 800, 200, 50),
-            run("prefix_cache_affinity", 3000, 2400, 100, 40), run("power_of_two", 3000, 1200, 500, 80)]
+    runs = [
+        run("power_of_two", 1000, 400, 300, 60),
+        run("prefix_cache_affinity", 1000, 800, 200, 50),
+        run("prefix_cache_affinity", 3000, 2400, 100, 40),
+        run("power_of_two", 3000, 1200, 500, 80),
+    ]
     summary = bench.router_summary(runs)
     assert summary["power_of_two"]["hit_rate"] == pytest.approx(0.4)
     assert summary["prefix_cache_affinity"]["hit_rate"] == pytest.approx(0.8)
@@ -229,16 +254,27 @@ def test_a_whole_run_against_a_fake_platform(make_fake, serve_fake, monkeypatch,
             state = Path(env["GPUCLUSTER_CONFIG"]).parent / "state"
             state.mkdir()
             (state / "operator-key").write_text("operator-key-0123\n")
-            return {"ok": True, "seconds": 1.0, "endpoints": {
-                "openai_api": served.url, "ray_metrics": "http://metrics.test/metrics"}}
+            return {
+                "ok": True,
+                "seconds": 1.0,
+                "endpoints": {
+                    "openai_api": served.url,
+                    "ray_metrics": "http://metrics.test/metrics",
+                },
+            }
         return {"ok": True}
 
     def scrape(url, model):
         served = len(fake.bodies)  # since the first platform started; a also served up's probe
         rate = 0.75 if calls[-1][2] == "prefix" else 0.25
-        return {"a": {"queries": 100.0 * served, "hits": rate * 100 * served,
-                      "requests": 1.0 + served - served // 2},
-                "b": {"queries": 0.0, "hits": 0.0, "requests": float(served // 2)}}
+        return {
+            "a": {
+                "queries": 100.0 * served,
+                "hits": rate * 100 * served,
+                "requests": 1.0 + served - served // 2,
+            },
+            "b": {"queries": 0.0, "hits": 0.0, "requests": float(served // 2)},
+        }
 
     monkeypatch.setattr(bench, "cli", cli)
     monkeypatch.setattr(bench, "scrape", scrape)
@@ -247,12 +283,31 @@ def test_a_whole_run_against_a_fake_platform(make_fake, serve_fake, monkeypatch,
     monkeypatch.setattr("gpucluster.ops.bundle.versions", lambda: {"ray": "2.60.0"})
     monkeypatch.setenv("GPUCLUSTER_API_KEYS", "must-not-reach-up")
     out = tmp_path / "report.json"
-    monkeypatch.setattr(sys, "argv", ["prefix_routing.py", "--conversations", "3", "--turns", "2",
-                                      "--prefix-words", "40", "--warmup", "2", "--json",
-                                      "--out", str(out)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "prefix_routing.py",
+            "--conversations",
+            "3",
+            "--turns",
+            "2",
+            "--prefix-words",
+            "40",
+            "--warmup",
+            "2",
+            "--json",
+            "--out",
+            str(out),
+        ],
+    )
     assert bench.main() == 0
     assert [(c, router) for c, _, router in calls] == [
-        ("up", "p2"), ("down", "p2"), ("up", "prefix"), ("down", "prefix")]
+        ("up", "p2"),
+        ("down", "p2"),
+        ("up", "prefix"),
+        ("down", "prefix"),
+    ]
     assert all("GPUCLUSTER_API_KEYS" not in env for _, env, _ in calls)
     assert len(fake.bodies) == 2 * (2 + 3 * 2)  # per platform: warm-up, then 3 chats x 2 turns
     report = json.loads(capsys.readouterr().out)

@@ -56,18 +56,28 @@ def run(*args: str):
 
 
 def test_json_has_what_fires_now_and_the_logs_last_states(log, alertmanager):
-    alertmanager.alerts = [{"labels": WAITING, "annotations": {"summary": "queueing"},
-                            "startsAt": "2026-11-28T09:00:00Z", "status": {"state": "active"},
-                            "fingerprint": labels_fingerprint(WAITING)}]
+    alertmanager.alerts = [
+        {
+            "labels": WAITING,
+            "annotations": {"summary": "queueing"},
+            "startsAt": "2026-11-28T09:00:00Z",
+            "status": {"state": "active"},
+            "fingerprint": labels_fingerprint(WAITING),
+        }
+    ]
     result = run("alerts", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ok"] is True and data["problems"] == []
     assert alertmanager.urls == ["http://127.0.0.1:19093/api/v2/alerts"]  # the config's port
-    assert [(a["alertname"], a["summary"]) for a in data["active"]] == [("RequestsWaiting", "queueing")]
+    assert [(a["alertname"], a["summary"]) for a in data["active"]] == [
+        ("RequestsWaiting", "queueing")
+    ]
     (logged,) = data["recent"]
     assert (logged["alertname"], logged["status"], logged["active_now"]) == (
-        "KVCacheSaturation", "resolved", False
+        "KVCacheSaturation",
+        "resolved",
+        False,
     )
     assert "platform was stopped" in logged["detail"]
     assert data["log"] == str(log)

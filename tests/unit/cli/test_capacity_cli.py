@@ -103,11 +103,11 @@ def test_a_gpu_plan_shows_the_kuberay_worker_pod_render_would_size(run, tmp_path
     config = load_config(platform, env={"GPUCLUSTER_MODEL_CACHE": str(tmp_path / "models")})
     rendered = worker_sizes(config, hf_cache_dir=tmp_path / "hub")[1]
     assert (pod["cpu"], pod["memory_gib"], pod["shm_gib"]) == (
-        rendered.cpu, rendered.memory_gib, rendered.shm_gib
+        rendered.cpu,
+        rendered.memory_gib,
+        rendered.shm_gib,
     )
-    assert [t["amount"] for t in pod["memory_terms"]] == [
-        t.amount for t in rendered.memory_terms
-    ]
+    assert [t["amount"] for t in pod["memory_terms"]] == [t.amount for t in rendered.memory_terms]
     people = run("-c", str(platform), "-g", "l4")
     assert f"KubeRay worker pod (gpu-tp1): {rendered.cpu} CPUs" in people.output
     assert "kuberay_worker_pod" not in json.loads(run("--json").stdout)  # cpu: not on KubeRay

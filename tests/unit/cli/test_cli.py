@@ -35,14 +35,24 @@ def test_prepare_prints_a_local_model_dir(run, tmp_path):
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-    result = run("prepare", "--json", "-c", config_file(tmp_path, f"models:\n  - id: m\n    source: {model}\n"))
+    result = run(
+        "prepare",
+        "--json",
+        "-c",
+        config_file(tmp_path, f"models:\n  - id: m\n    source: {model}\n"),
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"ok": True, "models": {"m": str(model)}}
 
 
 def test_prepare_names_a_missing_source(run, tmp_path):
     missing = tmp_path / "nowhere"
-    result = run("prepare", "--json", "-c", config_file(tmp_path, f"models:\n  - id: m\n    source: {missing}\n"))
+    result = run(
+        "prepare",
+        "--json",
+        "-c",
+        config_file(tmp_path, f"models:\n  - id: m\n    source: {missing}\n"),
+    )
     assert result.exit_code == 1
     assert str(missing) in json.loads(result.stdout)["error"]
 
@@ -89,8 +99,12 @@ def test_piped_output_does_not_wrap(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "GPUCLUSTER_CONFIG")}
     env.update(GPUCLUSTER_STATE_DIR=str(state), PYTHONPATH=str(SRC))
     result = subprocess.run(
-        [sys.executable, "-m", "gpucluster", "logs", "platform"], env=env, capture_output=True,
-        text=True, timeout=120, check=False,
+        [sys.executable, "-m", "gpucluster", "logs", "platform"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )  # stdout is a pipe, as in `gpucluster logs | grep`
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"==> {state / 'logs' / 'platform.log'} <==", line]

@@ -63,8 +63,11 @@ def test_two_operators_each_have_a_login_and_list_shows_both(state):
 def test_dashboard_password_resets_only_that_user(state):
     users("add", "operator")
     users("add", "alice")
-    alice_line = next(line for line in (state / "dashboard.htpasswd").read_text().splitlines()
-                      if line.startswith("alice:"))
+    alice_line = next(
+        line
+        for line in (state / "dashboard.htpasswd").read_text().splitlines()
+        if line.startswith("alice:")
+    )
     result = run("dashboard-password")  # the configured user, `operator`
     assert result.exit_code == 0, result.output
     user, password = result.stdout.strip().split(" / ")
@@ -111,12 +114,14 @@ def test_removing_the_last_login_says_what_it_means(state):
 
 @pytest.mark.parametrize(
     ("args", "says"),
-    [(["dashboard-users", "add", "a:b"], "not a valid dashboard user name"),
-     (["dashboard-users", "add", "x" * 65], "at most 64"),
-     (["dashboard-users", "remove", "a b"], "not a valid dashboard user name"),
-     (["dashboard-users", "remove", "nobody"], "dashboard-users list"),
-     (["dashboard-password", "--user", "nobody"], "dashboard-users add nobody"),
-     (["dashboard-password", "--user", "a:b"], "not a valid dashboard user name")],
+    [
+        (["dashboard-users", "add", "a:b"], "not a valid dashboard user name"),
+        (["dashboard-users", "add", "x" * 65], "at most 64"),
+        (["dashboard-users", "remove", "a b"], "not a valid dashboard user name"),
+        (["dashboard-users", "remove", "nobody"], "dashboard-users list"),
+        (["dashboard-password", "--user", "nobody"], "dashboard-users add nobody"),
+        (["dashboard-password", "--user", "a:b"], "not a valid dashboard user name"),
+    ],
 )
 def test_refusals_exit_1_and_say_what_to_do(state, args, says):
     users("add", "alice")

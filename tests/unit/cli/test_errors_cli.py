@@ -30,9 +30,12 @@ def test_every_command_and_group_runs_under_the_handler():
     tree = list(commands(typer.main.get_command(app)))
     assert len(tree) > 30
     unhandled = [
-        path for path, command in tree
-        if isinstance(command, TyperGroup) and not isinstance(command, HandledGroup)
-        or isinstance(command, TyperCommand) and not isinstance(command, HandledCommand)
+        path
+        for path, command in tree
+        if isinstance(command, TyperGroup)
+        and not isinstance(command, HandledGroup)
+        or isinstance(command, TyperCommand)
+        and not isinstance(command, HandledCommand)
     ]
     assert unhandled == []
 
@@ -67,13 +70,16 @@ def test_an_error_ends_with_its_message_next_step_and_exit_code(run):
     result = run(Broken("the head did not start"), "do")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "error: the head did not start", "next: `gpucluster logs platform`",
+        "error: the head did not start",
+        "next: `gpucluster logs platform`",
     ]
     assert result.stdout == ""
     result = run(Broken("the head did not start"), "do", "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout) == {
-        "ok": False, "error": "the head did not start", "next": "`gpucluster logs platform`",
+        "ok": False,
+        "error": "the head did not start",
+        "next": "`gpucluster logs platform`",
     }
 
 
@@ -81,7 +87,9 @@ def test_bad_input_exits_2_and_an_error_without_a_next_step_says_none(run):
     result = run(InputError("--since: 'x' is not a duration"), "do", "--json")
     assert result.exit_code == 2
     assert json.loads(result.stdout) == {
-        "ok": False, "error": "--since: 'x' is not a duration", "next": None,
+        "ok": False,
+        "error": "--since: 'x' is not a duration",
+        "next": None,
     }
     result = run(InputError("no next step"), "do")
     assert (result.exit_code, result.stderr) == (2, "error: no next step\n")

@@ -40,17 +40,21 @@ def test_create_json(state):
     data = json.loads(result.stdout)
     assert data["ok"] and data["name"] == "team-a" and data["key"].startswith("gpc-")
     assert data["quota"] == {
-        "requests_per_minute": None, "tokens_per_minute": 100, "concurrent_requests": None,
+        "requests_per_minute": None,
+        "tokens_per_minute": 100,
+        "concurrent_requests": None,
     }
 
 
 @pytest.mark.parametrize(
     ("args", "code", "says"),
-    [(["create", "Team A"], 2, "not a valid key name"),
-     (["create", "key-0000abcd"], 2, "gives keys itself"),
-     (["create", "x", "--rpm", "0"], 2, None),
-     (["revoke", "nobody"], 1, "no key named 'nobody'"),
-     (["revoke", "key-0000abcd"], 1, "GPUCLUSTER_API_KEYS")],
+    [
+        (["create", "Team A"], 2, "not a valid key name"),
+        (["create", "key-0000abcd"], 2, "gives keys itself"),
+        (["create", "x", "--rpm", "0"], 2, None),
+        (["revoke", "nobody"], 1, "no key named 'nobody'"),
+        (["revoke", "key-0000abcd"], 1, "GPUCLUSTER_API_KEYS"),
+    ],
 )
 def test_refusals_exit_with_the_usual_codes(state, args, code, says):
     result = run(*args, "--json") if says else run(*args)
@@ -65,8 +69,9 @@ def test_an_existing_name_fails(state):
     assert result.exit_code == 1 and "exists" in json.loads(result.stdout)["error"]
 
 
-def test_list_shows_names_origins_last_use_and_effective_quotas_never_keys(state, tmp_path,
-                                                                          monkeypatch):
+def test_list_shows_names_origins_last_use_and_effective_quotas_never_keys(
+    state, tmp_path, monkeypatch
+):
     keys_file = tmp_path / "raw-keys"
     keys_file.write_text("file-key\n")
     config = tmp_path / "platform.yaml"
@@ -75,10 +80,12 @@ def test_list_shows_names_origins_last_use_and_effective_quotas_never_keys(state
         "    default_quota: {requests_per_minute: 60}\n"
         "    quotas: {team-b: {concurrent_requests: 1}}\n"
     )
-    key_a = json.loads(run("create", "team-a", "--tpm", "100", "-c", str(config), "--json")
-                       .stdout)["key"]
-    key_b = json.loads(run("create", "team-b", "--rpm", "5", "-c", str(config), "--json")
-                       .stdout)["key"]
+    key_a = json.loads(run("create", "team-a", "--tpm", "100", "-c", str(config), "--json").stdout)[
+        "key"
+    ]
+    key_b = json.loads(run("create", "team-b", "--rpm", "5", "-c", str(config), "--json").stdout)[
+        "key"
+    ]
     (state / "operator-key").write_text("operator-secret\n")
     (state / "keys-last-used.json").write_text('{"team-a": "2025-01-02T03:04:05.000Z"}')
     monkeypatch.setenv("GPUCLUSTER_API_KEYS", "env-secret")
@@ -90,16 +97,23 @@ def test_list_shows_names_origins_last_use_and_effective_quotas_never_keys(state
     file_name = f"key-{key_digest('file-key')[:8]}"
     env_name = f"key-{key_digest('env-secret')[:8]}"
     assert {name: row["origin"] for name, row in rows.items()} == {
-        "team-a": "store", "team-b": "store", file_name: "file", env_name: "env",
+        "team-a": "store",
+        "team-b": "store",
+        file_name: "file",
+        env_name: "env",
         "gpucluster-operator": "operator",
     }
     assert rows["team-a"]["last_used"] == "2025-01-02T03:04:05.000Z"
     assert rows["team-b"]["last_used"] is None
     assert rows["team-a"]["quota"] == {
-        "requests_per_minute": 60, "tokens_per_minute": 100, "concurrent_requests": None,
+        "requests_per_minute": 60,
+        "tokens_per_minute": 100,
+        "concurrent_requests": None,
     }
     assert rows["team-b"]["quota"] == {
-        "requests_per_minute": 5, "tokens_per_minute": None, "concurrent_requests": 1,
+        "requests_per_minute": 5,
+        "tokens_per_minute": None,
+        "concurrent_requests": 1,
     }
     assert rows["gpucluster-operator"]["quota"]["requests_per_minute"] is None
     table = run("list", "-c", str(config))

@@ -49,10 +49,20 @@ def cli(*args: str) -> tuple[int, dict]:
 def command(hub: FakeHub, cache: Path, *args: str, **popen) -> subprocess.Popen:
     """`gpucluster ARGS` in a subprocess pointed at the fake hub (HF_ENDPOINT)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GPUCLUSTER_"))}
-    env.update(PYTHONPATH=str(SRC), HF_ENDPOINT=hub.url, GPUCLUSTER_MODEL_CACHE=str(cache),
-               GPUCLUSTER_STATE_DIR=str(cache.parent / "state"))
-    return subprocess.Popen([sys.executable, "-m", "gpucluster", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    env.update(
+        PYTHONPATH=str(SRC),
+        HF_ENDPOINT=hub.url,
+        GPUCLUSTER_MODEL_CACHE=str(cache),
+        GPUCLUSTER_STATE_DIR=str(cache.parent / "state"),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "gpucluster", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def test_pull_resumes_a_killed_download_with_a_range_request(hub, cache):

@@ -41,7 +41,9 @@ def test_another_gpucluster_on_path_is_named(venv, tmp_path):
     other.parent.mkdir()
     other.write_text("#!/bin/sh\n")
     hint = path_hint(str(venv / "gpucluster"), which=lambda name: str(other))
-    assert hint.startswith(f'gpucluster on PATH is {other}, not this one: export PATH="{venv}:$PATH"')
+    assert hint.startswith(
+        f'gpucluster on PATH is {other}, not this one: export PATH="{venv}:$PATH"'
+    )
 
 
 def test_relative_script_and_python_dash_m(venv, monkeypatch):
@@ -49,15 +51,21 @@ def test_relative_script_and_python_dash_m(venv, monkeypatch):
     hint = path_hint(".venv/bin/gpucluster", which=lambda name: None)
     assert f'export PATH="{venv}:$PATH"' in hint  # absolute, to paste anywhere
     # `python -m gpucluster`: the script beside the interpreter
-    hint = path_hint("/x/gpucluster/__main__.py", which=lambda n: None, executable=str(venv / "python"))
+    hint = path_hint(
+        "/x/gpucluster/__main__.py", which=lambda n: None, executable=str(venv / "python")
+    )
     assert f'export PATH="{venv}:$PATH"' in hint
     (venv / "activate").unlink()
     assert path_hint(str(venv / "gpucluster"), which=lambda n: None).endswith(f'"{venv}:$PATH"')
 
 
 def test_nothing_to_point_at_without_the_script(tmp_path):
-    assert path_hint("/x/gpucluster/__main__.py", which=lambda n: None,
-                     executable=str(tmp_path / "python")) is None
+    assert (
+        path_hint(
+            "/x/gpucluster/__main__.py", which=lambda n: None, executable=str(tmp_path / "python")
+        )
+        is None
+    )
 
 
 @pytest.fixture

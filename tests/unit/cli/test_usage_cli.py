@@ -28,17 +28,37 @@ def run(state):
 def logged(state, write_usage, make_usage_record):
     """Three teams' traffic in the last hours, one old request, refusals and an error."""
     now = datetime.now(UTC)
-    write_usage(state / "logs" / "usage.jsonl.1", [
-        make_usage_record(now - timedelta(days=2), key="team-c", prompt_tokens=999),
-        make_usage_record(now - timedelta(hours=3), key="team-b", prompt_tokens=100),
-    ])
-    write_usage(state / "logs" / "usage.jsonl", [
-        make_usage_record(now - timedelta(minutes=20)),
-        make_usage_record(now - timedelta(minutes=10), status=429, refused="quota_exceeded",
-                          prompt_tokens=0, completion_tokens=0, ttft_ms=None, duration_ms=0.3),
-        make_usage_record(now - timedelta(minutes=5), key="team-b", model="other", status=500,
-                          prompt_tokens=0, completion_tokens=0, ttft_ms=None),
-    ])
+    write_usage(
+        state / "logs" / "usage.jsonl.1",
+        [
+            make_usage_record(now - timedelta(days=2), key="team-c", prompt_tokens=999),
+            make_usage_record(now - timedelta(hours=3), key="team-b", prompt_tokens=100),
+        ],
+    )
+    write_usage(
+        state / "logs" / "usage.jsonl",
+        [
+            make_usage_record(now - timedelta(minutes=20)),
+            make_usage_record(
+                now - timedelta(minutes=10),
+                status=429,
+                refused="quota_exceeded",
+                prompt_tokens=0,
+                completion_tokens=0,
+                ttft_ms=None,
+                duration_ms=0.3,
+            ),
+            make_usage_record(
+                now - timedelta(minutes=5),
+                key="team-b",
+                model="other",
+                status=500,
+                prompt_tokens=0,
+                completion_tokens=0,
+                ttft_ms=None,
+            ),
+        ],
+    )
     return state
 
 
@@ -53,7 +73,10 @@ def test_json_totals_per_key_over_the_default_day(run, logged):
     assert rows["team-a"]["refused_by_code"] == {"quota_exceeded": 1}
     total = data["total"]
     assert (total["requests"], total["refused"], total["errors"], total["total_tokens"]) == (
-        4, 1, 1, 150,
+        4,
+        1,
+        1,
+        150,
     )
     assert data["note"] is None and data["unreadable_lines"] == 0
 
@@ -96,9 +119,12 @@ def test_no_log_yet_is_said_plainly_and_is_not_a_failure(run, state):
 
 
 def test_an_empty_window_is_said_plainly(run, state, write_usage, make_usage_record):
-    write_usage(state / "logs" / "usage.jsonl", [
-        make_usage_record(datetime.now(UTC) - timedelta(hours=2)),
-    ])
+    write_usage(
+        state / "logs" / "usage.jsonl",
+        [
+            make_usage_record(datetime.now(UTC) - timedelta(hours=2)),
+        ],
+    )
     result = run("--since", "30m")
     assert result.exit_code == 0
     assert "No requests in the last 30m" in result.stdout
@@ -107,15 +133,21 @@ def test_an_empty_window_is_said_plainly(run, state, write_usage, make_usage_rec
 def test_only_old_rotated_files_mean_an_empty_window_not_an_empty_log(
     run, state, write_usage, make_usage_record
 ):
-    write_usage(state / "logs" / "usage.jsonl.1", [
-        make_usage_record(datetime.now(UTC) - timedelta(days=3)),
-    ])  # the current file is being rotated: only .1 exists
+    write_usage(
+        state / "logs" / "usage.jsonl.1",
+        [
+            make_usage_record(datetime.now(UTC) - timedelta(days=3)),
+        ],
+    )  # the current file is being rotated: only .1 exists
     assert "No requests in the last 1h" in run("--since", "1h").stdout
 
 
 def test_lines_that_are_not_records_are_reported(run, state, write_usage, make_usage_record):
-    write_usage(state / "logs" / "usage.jsonl", [make_usage_record(datetime.now(UTC))],
-                tail='garbage\n{"time": "2025-')
+    write_usage(
+        state / "logs" / "usage.jsonl",
+        [make_usage_record(datetime.now(UTC))],
+        tail='garbage\n{"time": "2025-',
+    )
     result = run()
     assert result.exit_code == 0
     assert "1 line(s) of the usage log were not usage records" in result.stdout
@@ -123,8 +155,10 @@ def test_lines_that_are_not_records_are_reported(run, state, write_usage, make_u
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--since", "yesterday"], "--since: 'yesterday' is not a duration"),
-     (["--by", "team"], "--by: 'team' is not a grouping")],
+    [
+        (["--since", "yesterday"], "--since: 'yesterday' is not a duration"),
+        (["--by", "team"], "--by: 'team' is not a grouping"),
+    ],
 )
 def test_bad_options_exit_2_and_say_what_to_write(run, state, args, message):
     result = run(*args, "--json")

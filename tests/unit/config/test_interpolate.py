@@ -29,7 +29,9 @@ def test_references_take_the_type_of_their_value(tmp_path):
     config = load_config(write(tmp_path, GPU_MODEL), env={"MODEL_ID": "qwen", "TP": "4"})
     model = config.models[0]
     assert (model.id, model.source, model.tensor_parallel_size) == (
-        "qwen", "Qwen/Qwen2.5-7B-Instruct", 4,
+        "qwen",
+        "Qwen/Qwen2.5-7B-Instruct",
+        4,
     )
     assert model.max_model_len is None  # empty: null, the model's own
     assert model.engine_kwargs == {"served_name": "model-qwen-${literal}"}

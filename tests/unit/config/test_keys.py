@@ -53,7 +53,9 @@ def test_create_returns_the_key_once_and_stores_only_its_digest(store):
     assert entry["name"] == "team-a" and entry["sha256"] == key_digest(key)
     assert entry["created"].endswith("Z")
     assert entry["quota"] == {
-        "requests_per_minute": 10, "tokens_per_minute": None, "concurrent_requests": None,
+        "requests_per_minute": 10,
+        "tokens_per_minute": None,
+        "concurrent_requests": None,
     }
     [named] = store.list()
     assert (named.name, named.digest, named.origin) == ("team-a", key_digest(key), "store")
@@ -85,7 +87,7 @@ def test_existing_name_is_refused(store):
 
 
 @pytest.mark.parametrize(
-    "name", ["", "Team-A", "-lead", ".hidden", "a b", "x" * 64, "naïve", "a/b", "a\"b"]
+    "name", ["", "Team-A", "-lead", ".hidden", "a b", "x" * 64, "naïve", "a/b", 'a"b']
 )
 def test_names_rule(store, name):
     with pytest.raises(KeyStoreError, match="not a valid key name"):

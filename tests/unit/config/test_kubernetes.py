@@ -29,7 +29,10 @@ def test_defaults_attach_a_route_to_an_existing_gateway_and_render_no_ingress():
 
 
 def test_good_settings_are_loaded(tmp_path):
-    created = kubernetes(tmp_path, "gateway: {create: true, class_name: eg, hostnames: [api.example.com, '*.example.org']}")
+    created = kubernetes(
+        tmp_path,
+        "gateway: {create: true, class_name: eg, hostnames: [api.example.com, '*.example.org']}",
+    )
     assert created.platform.kubernetes.gateway.class_name == "eg"
     existing = kubernetes(tmp_path, "gateway: {name: shared, namespace: gateways}")
     assert existing.platform.kubernetes.gateway.namespace == "gateways"
@@ -42,18 +45,48 @@ def test_good_settings_are_loaded(tmp_path):
     [
         ("gateway: {create: true}", "platform.kubernetes.gateway", "needs its class_name"),
         ("gateway: {class_name: eg}", "platform.kubernetes.gateway", "set create: true"),
-        ("gateway: {create: true, class_name: eg, namespace: infra}", "platform.kubernetes.gateway",
-         "a rendered Gateway lives in the namespace"),
-        ("gateway: {name: My_Gateway}", "platform.kubernetes.gateway.name", "not a Kubernetes object name"),
-        ("gateway: {namespace: a.b}", "platform.kubernetes.gateway.namespace", "not a namespace name"),
-        ("gateway: {hostnames: ['10.0.0.1']}", "platform.kubernetes.gateway.hostnames", "no IP address"),
-        ("gateway: {hostnames: ['api.example.com:443']}", "platform.kubernetes.gateway.hostnames",
-         "not host names: 'api.example.com:443'"),
-        ("gateway: {hostnames: [a.example, a.example]}", "platform.kubernetes.gateway.hostnames", "unique"),
+        (
+            "gateway: {create: true, class_name: eg, namespace: infra}",
+            "platform.kubernetes.gateway",
+            "a rendered Gateway lives in the namespace",
+        ),
+        (
+            "gateway: {name: My_Gateway}",
+            "platform.kubernetes.gateway.name",
+            "not a Kubernetes object name",
+        ),
+        (
+            "gateway: {namespace: a.b}",
+            "platform.kubernetes.gateway.namespace",
+            "not a namespace name",
+        ),
+        (
+            "gateway: {hostnames: ['10.0.0.1']}",
+            "platform.kubernetes.gateway.hostnames",
+            "no IP address",
+        ),
+        (
+            "gateway: {hostnames: ['api.example.com:443']}",
+            "platform.kubernetes.gateway.hostnames",
+            "not host names: 'api.example.com:443'",
+        ),
+        (
+            "gateway: {hostnames: [a.example, a.example]}",
+            "platform.kubernetes.gateway.hostnames",
+            "unique",
+        ),
         ("gateway: {listener: http}", "platform.kubernetes.gateway.listener", "unknown key"),
-        ("ingress: true\ngateway: {name: other}", "platform.kubernetes", "instead of the Gateway API route"),
+        (
+            "ingress: true\ngateway: {name: other}",
+            "platform.kubernetes",
+            "instead of the Gateway API route",
+        ),
         ("ingress_class: traefik", "platform.kubernetes", "set ingress: true too"),
-        ("ingress: true\ningress_class: Bad", "platform.kubernetes.ingress_class", "not an IngressClass name"),
+        (
+            "ingress: true\ningress_class: Bad",
+            "platform.kubernetes.ingress_class",
+            "not an IngressClass name",
+        ),
     ],
 )
 def test_bad_values_name_key_and_reason(tmp_path, body, key, reason):

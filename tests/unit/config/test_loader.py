@@ -19,7 +19,10 @@ def test_no_file_means_the_builtin_model_on_cpu_with_the_guide_ports():
     assert config.models[0].accelerator == "cpu"
     ports = config.platform.ports
     assert (ports.nginx_http, ports.ray_dashboard, ports.prometheus, ports.grafana) == (
-        18080, 18265, 19090, 13000,
+        18080,
+        18265,
+        19090,
+        13000,
     )
     assert (ports.serve_http, ports.ray_metrics) == (8000, 8080)
     assert config.platform.bind_host == "127.0.0.1"
@@ -60,19 +63,51 @@ def test_unknown_key_is_named_with_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [
-        ("models:\n  - gpu_memory_utilization: 1.5\n", "models.0.gpu_memory_utilization", "less than or equal to 1"),
-        ("platform:\n  ports:\n    nginx_http: 70000\n", "platform.ports.nginx_http", "less than or equal to 65535"),
+        (
+            "models:\n  - gpu_memory_utilization: 1.5\n",
+            "models.0.gpu_memory_utilization",
+            "less than or equal to 1",
+        ),
+        (
+            "platform:\n  ports:\n    nginx_http: 70000\n",
+            "platform.ports.nginx_http",
+            "less than or equal to 65535",
+        ),
         ("models:\n  - replicas: {min: 3, max: 1}\n", "models.0.replicas", "must not exceed max"),
         ("models: []\n", "models", "at least 1"),
         ("models:\n  - id: a\n  - id: a\n", "models", "unique"),
         ("models:\n  - id: 'has space'\n", "models.0.id", "letters, digits"),
         ("models:\n  - tensor_parallel_size: 2\n", "models.0", "accelerator is cpu"),
-        ("models:\n  - autoscaling: {kv_cache_high: 1.2}\n", "models.0.autoscaling.kv_cache_high", "less than or equal to 1"),
-        ("models:\n  - autoscaling: {kv_cache_low: -0.1}\n", "models.0.autoscaling.kv_cache_low", "greater than or equal to 0"),
-        ("models:\n  - autoscaling: {kv_cache_low: 0.9, kv_cache_high: 0.5}\n", "models.0.autoscaling", "must be below kv_cache_high"),
-        ("models:\n  - autoscaling: {upscale_delay_s: -1}\n", "models.0.autoscaling.upscale_delay_s", "greater than or equal to 0"),
-        ("models:\n  - autoscaling: {target_ongoing_requests: 0}\n", "models.0.autoscaling.target_ongoing_requests", "greater than 0"),
-        ("models:\n  - autoscaling: {scale_up_when: 1}\n", "models.0.autoscaling.scale_up_when", "unknown key"),
+        (
+            "models:\n  - autoscaling: {kv_cache_high: 1.2}\n",
+            "models.0.autoscaling.kv_cache_high",
+            "less than or equal to 1",
+        ),
+        (
+            "models:\n  - autoscaling: {kv_cache_low: -0.1}\n",
+            "models.0.autoscaling.kv_cache_low",
+            "greater than or equal to 0",
+        ),
+        (
+            "models:\n  - autoscaling: {kv_cache_low: 0.9, kv_cache_high: 0.5}\n",
+            "models.0.autoscaling",
+            "must be below kv_cache_high",
+        ),
+        (
+            "models:\n  - autoscaling: {upscale_delay_s: -1}\n",
+            "models.0.autoscaling.upscale_delay_s",
+            "greater than or equal to 0",
+        ),
+        (
+            "models:\n  - autoscaling: {target_ongoing_requests: 0}\n",
+            "models.0.autoscaling.target_ongoing_requests",
+            "greater than 0",
+        ),
+        (
+            "models:\n  - autoscaling: {scale_up_when: 1}\n",
+            "models.0.autoscaling.scale_up_when",
+            "unknown key",
+        ),
     ],
 )
 def test_bad_values_name_key_and_reason(tmp_path, text, key, reason):
@@ -87,7 +122,9 @@ def test_env_overrides_ports_and_names_the_variable_when_bad(tmp_path):
     config = load_config(None, env={"NGINX_HTTP_PORT": "28080", "RAY_DASHBOARD_PORT": "18365"})
     assert config.platform.ports.nginx_http == 28080
     assert config.platform.ports.ray_dashboard == 18365
-    with pytest.raises(ConfigError, match="environment variable RAY_DASHBOARD_PORT: platform.ports.ray_dashboard"):
+    with pytest.raises(
+        ConfigError, match="environment variable RAY_DASHBOARD_PORT: platform.ports.ray_dashboard"
+    ):
         load_config(None, env={"RAY_DASHBOARD_PORT": "not-a-port"})
 
 

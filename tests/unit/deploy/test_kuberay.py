@@ -249,11 +249,23 @@ def test_pods_download_a_hub_model_at_its_configured_revision():
     from gpucluster.render.kuberay import serve_config_v2 as render
 
     commit = "0123456789abcdef0123456789abcdef01234567"
-    config = Config(models=[
-        {"id": "q", "source": "Qwen/Qwen2.5-7B-Instruct", "accelerator": "gpu", "revision": commit},
-        {"id": "s", "source": "org/s", "accelerator": "gpu",
-         "revision": "v1", "engine_kwargs": {"revision": "v2"}},
-    ])
+    config = Config(
+        models=[
+            {
+                "id": "q",
+                "source": "Qwen/Qwen2.5-7B-Instruct",
+                "accelerator": "gpu",
+                "revision": commit,
+            },
+            {
+                "id": "s",
+                "source": "org/s",
+                "accelerator": "gpu",
+                "revision": "v1",
+                "engine_kwargs": {"revision": "v2"},
+            },
+        ]
+    )
     args = render(config)["applications"][0]["args"]
     assert args["weights"] == {"q": "Qwen/Qwen2.5-7B-Instruct", "s": "org/s"}
     engine = {m["id"]: m["engine_kwargs"] for m in args["models"]}
@@ -317,8 +329,11 @@ def test_models_of_two_sizes_get_two_worker_groups(tmp_path, monkeypatch):
     rayservice = json.loads(result.output)
     assert errors(rayservice) == []
     groups = {
-        int(ray_container(g["template"])["resources"]["limits"]["nvidia.com/gpu"]):
-        (g["minReplicas"], g["replicas"], g["maxReplicas"])
+        int(ray_container(g["template"])["resources"]["limits"]["nvidia.com/gpu"]): (
+            g["minReplicas"],
+            g["replicas"],
+            g["maxReplicas"],
+        )
         for g in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     }
     assert groups == {1: (1, 1, 3), 2: (1, 1, 3)}
@@ -334,7 +349,9 @@ def pod_resources(template: dict[str, Any]) -> tuple[dict[str, str], str]:
     requests = {k: v for k, v in resources["requests"].items() if k != "nvidia.com/gpu"}
     limits = {k: v for k, v in resources["limits"].items() if k != "nvidia.com/gpu"}
     assert requests == limits  # the pod's Ray node advertises what it is guaranteed
-    (shm,) = [v["emptyDir"]["sizeLimit"] for v in template["spec"]["volumes"] if v["name"] == "dshm"]
+    (shm,) = [
+        v["emptyDir"]["sizeLimit"] for v in template["spec"]["volumes"] if v["name"] == "dshm"
+    ]
     return requests, shm
 
 
@@ -372,7 +389,8 @@ def test_platform_kubernetes_sets_pod_sizes(tmp_path, monkeypatch):
     config = load_config(config_file, env={})
     head = head_size(config)
     assert pod_resources(templates["head"]) == (
-        {"cpu": "6", "memory": f"{head.derived_memory_gib}Gi"}, "1Gi"
+        {"cpu": "6", "memory": f"{head.derived_memory_gib}Gi"},
+        "1Gi",
     )
     tp2_cpu = str(worker_sizes(config)[2].derived_cpu)  # the unknown model needs no shape
     assert pod_resources(templates["gpu-tp2"]) == ({"cpu": tp2_cpu, "memory": "100Gi"}, "3Gi")
@@ -395,8 +413,7 @@ def derivation(size: PodSize) -> str:
 
     def table(kind: str, unit: str, terms, amount: str, total: int) -> list[str]:
         rows = [f"| {kind} term | {unit} | how | from |", "| --- | ---: | --- | --- |"]
-        rows += [f"| {t.name} | {amount.format(t.amount)} | {t.how} | {t.source} |"
-                 for t in terms]
+        rows += [f"| {t.name} | {amount.format(t.amount)} | {t.how} | {t.source} |" for t in terms]
         rows.append(f"| **total** | **{total}** | the sum, rounded up | |")
         return rows
 

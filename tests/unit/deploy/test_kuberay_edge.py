@@ -86,7 +86,8 @@ def seconds(duration: str) -> int:
 def write_config(tmp_path: Path, platform: str) -> Path:
     path = tmp_path / "platform.yaml"
     path.write_text(
-        "models:\n  - {id: m, source: Qwen/Qwen2.5-7B-Instruct, accelerator: gpu}\n" + f"platform:\n{platform}"
+        "models:\n  - {id: m, source: Qwen/Qwen2.5-7B-Instruct, accelerator: gpu}\n"
+        + f"platform:\n{platform}"
     )
     return path
 
@@ -163,7 +164,10 @@ def test_nginx_proxies_to_the_rayservices_services_at_their_ports():
     assert upstreams == f"server {SERVE_SERVICE}:{serve_port};\n"
     assert serve_port == config.platform.ports.serve_http
     dashboard_port = K.container_ports(head)["dashboard"]
-    assert f"server {K.the_rayservice()['metadata']['name']}-head-svc:{dashboard_port};" in nginx_conf()
+    assert (
+        f"server {K.the_rayservice()['metadata']['name']}-head-svc:{dashboard_port};"
+        in nginx_conf()
+    )
 
 
 def test_every_file_nginx_and_the_gatekeeper_read_is_mounted_from_its_source():
@@ -177,7 +181,9 @@ def test_every_file_nginx_and_the_gatekeeper_read_is_mounted_from_its_source():
         f"{edge.CONFIG_DIR}/{edge.NGINX_CONF_KEY}",
     ]
     gatekeeper_args = container("gatekeeper")["args"]
-    gatekeeper_files = [gatekeeper_args[gatekeeper_args.index(o) + 1] for o in ("--config-json", "--key-file")]
+    gatekeeper_files = [
+        gatekeeper_args[gatekeeper_args.index(o) + 1] for o in ("--config-json", "--key-file")
+    ]
     for name, paths in (("nginx", files), ("gatekeeper", gatekeeper_files)):
         mounts = container(name)["volumeMounts"]
         for path in paths:
@@ -199,7 +205,10 @@ def test_ray_token_reaches_nginx_from_the_secret_kuberay_reads():
     assert env["valueFrom"]["secretKeyRef"] == {"name": auth["secretName"], "key": "auth_token"}
     start = nginx["command"][-1]
     # envsubst with the one name: nginx's own $variables stay as they are
-    assert f"envsubst '{edge.RAY_TOKEN_PLACEHOLDER}' < {edge.CONFIG_DIR}/{edge.NGINX_CONF_KEY}" in start
+    assert (
+        f"envsubst '{edge.RAY_TOKEN_PLACEHOLDER}' < {edge.CONFIG_DIR}/{edge.NGINX_CONF_KEY}"
+        in start
+    )
     assert "umask 077" in start.split("envsubst", 1)[0]  # the file with the token is private
     assert f"exec nginx -e /dev/stderr -c {edge.RUNTIME_CONF} -g 'daemon off;'" in start
     assert "$(" not in start  # Kubernetes would expand $(NAME) in a command
@@ -248,7 +257,9 @@ def test_the_gatekeeper_runs_with_the_platform_config_and_the_pods_paths():
 
 def test_a_host_path_in_the_config_does_not_reach_the_pod():
     config = Config(platform={"security": {"api_keys_file": "/home/me/keys.txt"}})
-    pod = Config.model_validate_json(edge.edge_config_map(config)["data"][edge.GATEKEEPER_CONFIG_KEY])
+    pod = Config.model_validate_json(
+        edge.edge_config_map(config)["data"][edge.GATEKEEPER_CONFIG_KEY]
+    )
     assert pod.platform.security.api_keys_file is None
 
 
@@ -345,7 +356,10 @@ def test_the_kubernetes_nginx_conf_passes_nginx_t(tmp_path):
     conf.write_text(local(data[edge.NGINX_CONF_KEY].replace(edge.RAY_TOKEN_PLACEHOLDER, "t0ken")))
     result = subprocess.run(
         [NGINX_BINARY, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "/dev/stderr"],
-        check=False, capture_output=True, text=True, timeout=30,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
 
@@ -364,10 +378,20 @@ def test_the_route_sends_the_edges_routes_to_the_edge_on_the_rendered_gateway():
     assert rule["backendRefs"] == [{"name": service["metadata"]["name"], "port": http[0]}]
     # every route of the template's server: API, vLLM's tokenizer, health, the dashboard
     template = NGINX_TEMPLATE.read_text(encoding="utf-8")
-    assert "location = /health" in template and "location ~ ^/(v1/|tokenize$|detokenize$)" in template
+    assert (
+        "location = /health" in template and "location ~ ^/(v1/|tokenize$|detokenize$)" in template
+    )
     assert "location /dashboard/" in template and "location = /dashboard " in template
-    for path in ("/health", "/v1/models", "/v1/chat/completions", "/tokenize", "/detokenize",
-                 "/dashboard", "/dashboard/", "/dashboard/api/cluster_status"):
+    for path in (
+        "/health",
+        "/v1/models",
+        "/v1/chat/completions",
+        "/tokenize",
+        "/detokenize",
+        "/dashboard",
+        "/dashboard/",
+        "/dashboard/api/cluster_status",
+    ):
         assert routed(route, path), path
     # nothing else: on a shared Gateway another application may own it
     for path in ("/", "/metrics", "/v1x", "/healthz", "/tokenizer", "/_gatekeeper"):
@@ -378,7 +402,9 @@ def test_the_route_timeout_outlasts_every_timeout_of_the_edge():
     config = platform_config()
     (rule,) = documents("gateway.yaml")[1]["spec"]["rules"]
     route_s = seconds(rule["timeouts"]["request"])
-    edge_timeouts = [int(s) for s in re.findall(r"proxy_(?:read|send)_timeout (\d+)s;", nginx_conf())]
+    edge_timeouts = [
+        int(s) for s in re.findall(r"proxy_(?:read|send)_timeout (\d+)s;", nginx_conf())
+    ]
     assert max(edge_timeouts) == config.platform.edge.read_timeout_s
     assert route_s == max(edge_timeouts) + routes.ROUTE_TIMEOUT_MARGIN_S
 
@@ -408,7 +434,8 @@ def test_a_route_to_an_existing_gateway_renders_no_gateway(tmp_path, monkeypatch
 
 def test_the_ingress_is_opt_in_and_goes_to_the_edge(tmp_path, monkeypatch):
     config_file = write_config(
-        tmp_path, "  edge: {max_body_mib: 16}\n  kubernetes: {ingress: true, ingress_class: traefik}\n"
+        tmp_path,
+        "  edge: {max_body_mib: 16}\n  kubernetes: {ingress: true, ingress_class: traefik}\n",
     )
     out = render_to(tmp_path, config_file, monkeypatch)
     assert not (out / "gateway.yaml").exists()
@@ -418,10 +445,11 @@ def test_the_ingress_is_opt_in_and_goes_to_the_edge(tmp_path, monkeypatch):
     (rule,) = ingress["spec"]["rules"]
     paths = {p["path"]: p for p in rule["http"]["paths"]}
     assert set(paths) == {"/v1", "/tokenize", "/detokenize", "/health", "/dashboard"}
-    service, = [o for o in rendered(out, "edge.yaml") if o["kind"] == "Service"]
+    (service,) = [o for o in rendered(out, "edge.yaml") if o["kind"] == "Service"]
     for path in paths.values():
         assert path["backend"]["service"] == {
-            "name": service["metadata"]["name"], "port": {"number": service["spec"]["ports"][0]["port"]}
+            "name": service["metadata"]["name"],
+            "port": {"number": service["spec"]["ports"][0]["port"]},
         }
     # the controller lets through what the edge allows; the edge does the limiting
     annotations = ingress["metadata"]["annotations"]

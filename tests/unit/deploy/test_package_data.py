@@ -32,7 +32,8 @@ def test_an_installed_wheel_renders_nginx_and_the_prometheus_files(tmp_path):
     sources = copy_sources(tmp_path / "sources")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(sources), "-w", str(wheels)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     (wheel,) = wheels.glob("gpu_cluster-*.whl")
     # A pure-Python wheel installs by unpacking it (what `pip install --target` does with it)
@@ -43,12 +44,20 @@ def test_an_installed_wheel_renders_nginx_and_the_prometheus_files(tmp_path):
     env.pop("GPUCLUSTER_CONFIG", None)
     where = subprocess.run(
         [sys.executable, "-c", "import gpucluster.assets as a; print(a.DEPLOY_DIR.resolve())"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert Path(where).is_relative_to(target)  # the wheel's copy, not the checkout's
     nginx = subprocess.run(
         [sys.executable, "-m", "gpucluster", "render", "nginx", "--upstream-host", "ray-serve"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert nginx.returncode == 0, nginx.stderr
     assert "proxy_pass" in nginx.stdout

@@ -36,18 +36,32 @@ INTENDED = {
     "container head": ({**LOCAL_ONLY_ENV, **TOKEN_ENV}, HOST_PARAMS),
     "compose worker": (
         {**LOCAL_ONLY_ENV, **TOKEN_ENV},
-        {**HOST_PARAMS, "head": "joins the head", "address": "joins the head",
-         "port": "a head's", "include-dashboard": "a head's", "dashboard-port": "a head's"},
+        {
+            **HOST_PARAMS,
+            "head": "joins the head",
+            "address": "joins the head",
+            "port": "a head's",
+            "include-dashboard": "a head's",
+            "dashboard-port": "a head's",
+        },
     ),
     "kuberay head": (
         {**LOCAL_ONLY_ENV, **TOKEN_ENV, **KUBERAY_SETS},
-        {**HOST_PARAMS, "head": "KubeRay adds it to the head group",
-         "dashboard-port": f"KubeRay's services expect {DASHBOARD_PORT}"},
+        {
+            **HOST_PARAMS,
+            "head": "KubeRay adds it to the head group",
+            "dashboard-port": f"KubeRay's services expect {DASHBOARD_PORT}",
+        },
     ),
     "kuberay worker": (
         {**LOCAL_ONLY_ENV, **TOKEN_ENV, **KUBERAY_SETS},
-        {**HOST_PARAMS, "head": "KubeRay joins it to the head",
-         "port": "a head's", "include-dashboard": "a head's", "dashboard-port": "a head's"},
+        {
+            **HOST_PARAMS,
+            "head": "KubeRay joins it to the head",
+            "port": "a head's",
+            "include-dashboard": "a head's",
+            "dashboard-port": "a head's",
+        },
     ),
 }
 # a model `capacity` knows: the worker pods are sized from its shape
@@ -117,7 +131,9 @@ def test_changed_ports_reach_every_runner(tmp_path):
     )
     _, local = local_head(config, tmp_path)
     assert (local["port"], local["metrics-export-port"], local["dashboard-port"]) == (
-        "7000", "9100", "9265"
+        "7000",
+        "9100",
+        "9265",
     )
     for name in INTENDED:
         _, ray_params = runner(name, config)
@@ -147,11 +163,19 @@ EDGE_CONFIG = Config(
     models=GPU_CONFIG.models,
     platform={
         "ports": {"nginx_http": 28080, "gatekeeper": 29095, "serve_http": 8100},
-        "edge": {"max_body_mib": 16, "read_timeout_s": 900, "rate_limit_rps": 5,
-                 "rate_limit_burst": 9},
-        "security": {"trusted_proxies": ["10.0.0.0/8"], "real_ip_header": "X-Real-IP",
-                     "dashboard_write": True, "default_quota": {"requests_per_minute": 60},
-                     "quotas": {"team-a": {"tokens_per_minute": 1000}}},
+        "edge": {
+            "max_body_mib": 16,
+            "read_timeout_s": 900,
+            "rate_limit_rps": 5,
+            "rate_limit_burst": 9,
+        },
+        "security": {
+            "trusted_proxies": ["10.0.0.0/8"],
+            "real_ip_header": "X-Real-IP",
+            "dashboard_write": True,
+            "default_quota": {"requests_per_minute": 60},
+            "quotas": {"team-a": {"tokens_per_minute": 1000}},
+        },
     },
 )
 EDGE_RUNNERS = ("local", "compose", "kubernetes")
@@ -184,10 +208,23 @@ def edge_conf(name: str, config: Config, tmp_path) -> str:
 def enforced(conf: str) -> dict[str, list[str]]:
     """The directives that decide what a client gets: routes, limits, timeouts, answers."""
     names = (
-        "listen", "location", "client_max_body_size", "client_body_buffer_size",
-        "proxy_read_timeout", "proxy_send_timeout", "proxy_buffering", "error_page", "return",
-        "add_header", "auth_request", "auth_basic", "set_real_ip_from", "real_ip_header",
-        "default", "proxy_intercept_errors", "keepalive_timeout",
+        "listen",
+        "location",
+        "client_max_body_size",
+        "client_body_buffer_size",
+        "proxy_read_timeout",
+        "proxy_send_timeout",
+        "proxy_buffering",
+        "error_page",
+        "return",
+        "add_header",
+        "auth_request",
+        "auth_basic",
+        "set_real_ip_from",
+        "real_ip_header",
+        "default",
+        "proxy_intercept_errors",
+        "keepalive_timeout",
     )
     found: dict[str, list[str]] = {name: [] for name in names}
     for line in conf.splitlines():

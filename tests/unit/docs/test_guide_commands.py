@@ -101,10 +101,15 @@ def test_a_command_runs_after_the_exports_of_its_block(items):
     assert prelude(docker, items) == []
 
 
-@pytest.mark.parametrize("annotation", ["<!-- guide: gpus -->\n```bash\nnvidia-smi\n```\n",
-                                        "```bash\nnvidia-smi   # [gpus]\n```\n",
-                                        "see `http://localhost:1` <!-- guide: elsewhere -->\n",
-                                        "<!-- guide: output of: -->\n```\nx\n```\n"])
+@pytest.mark.parametrize(
+    "annotation",
+    [
+        "<!-- guide: gpus -->\n```bash\nnvidia-smi\n```\n",
+        "```bash\nnvidia-smi   # [gpus]\n```\n",
+        "see `http://localhost:1` <!-- guide: elsewhere -->\n",
+        "<!-- guide: output of: -->\n```\nx\n```\n",
+    ],
+)
 def test_an_unknown_tag_is_an_error_naming_the_line(tmp_path, annotation):
     path = tmp_path / "doc.md"
     path.write_text("intro\n\n" + annotation)
@@ -119,27 +124,47 @@ def test_the_documents_read_cleanly_and_most_of_them_runs_here():
     assert len(local) > 2 * len([i for i in items if i.runner is None])
 
 
-@pytest.mark.parametrize(("command", "statuses", "stdout", "stderr", "expected"), [
-    ("gpucluster health", [0], "", "", []),
-    ("gpucluster health", [1], "", "", ["`gpucluster` exited 1"]),
-    ("gpucluster logs serve | grep -i error", [0, 1], "", "", []),
-    ("gpucluster logs serve | grep -i error", [2, 1], "", "", ["`gpucluster` exited 2"]),
-    ("curl -s http://x/metrics | head", [23, 0], "", "", []),
-    ("curl -s http://x/v1/models", [0], '{"error": {"code": 401}}', "",
-     ["the answer is an error ('{\"error\"')", "the answer is an error ('\"error\": {')"]),
-    ("curl -s http://x | jq .a", [0, 5], "", "jq: error (at <stdin>:0)", ["`jq` exited 5", "stderr says 'jq: error'"]),
-    ("cd x && gpucluster status", [0], "", "", []),
-    ("gpucluster x", [], "", "", ["expected 1 stage statuses, got []"]),
-])
+@pytest.mark.parametrize(
+    ("command", "statuses", "stdout", "stderr", "expected"),
+    [
+        ("gpucluster health", [0], "", "", []),
+        ("gpucluster health", [1], "", "", ["`gpucluster` exited 1"]),
+        ("gpucluster logs serve | grep -i error", [0, 1], "", "", []),
+        ("gpucluster logs serve | grep -i error", [2, 1], "", "", ["`gpucluster` exited 2"]),
+        ("curl -s http://x/metrics | head", [23, 0], "", "", []),
+        (
+            "curl -s http://x/v1/models",
+            [0],
+            '{"error": {"code": 401}}',
+            "",
+            ["the answer is an error ('{\"error\"')", "the answer is an error ('\"error\": {')"],
+        ),
+        (
+            "curl -s http://x | jq .a",
+            [0, 5],
+            "",
+            "jq: error (at <stdin>:0)",
+            ["`jq` exited 5", "stderr says 'jq: error'"],
+        ),
+        ("cd x && gpucluster status", [0], "", "", []),
+        ("gpucluster x", [], "", "", ["expected 1 stage statuses, got []"]),
+    ],
+)
 def test_judging_a_run(command, statuses, stdout, stderr, expected):
     assert judge(command, statuses, stdout, stderr) == expected
 
 
 def test_a_shown_line_matches_the_real_one_whatever_its_time_numbers_and_ids():
-    shown = ("INFO 2026-11-27 00:55:52,456 llm_PlatformLLMServer:smollm2-135m-instruct <replica> -- "
-             "Model loaded successfully (smollm2-135m-instruct, 42.3 s)")
-    real = ("INFO 2026-11-30 15:09:14,418 llm_PlatformLLMServer:smollm2-135m-instruct xab5vzpt -- "
-            "Model loaded successfully (smollm2-135m-instruct, 27.0 s)")
+    shown = (
+        "INFO 2026-11-27 00:55:52,456 llm_PlatformLLMServer:smollm2-135m-instruct <replica> -- "
+        "Model loaded successfully (smollm2-135m-instruct, 42.3 s)"
+    )
+    real = (
+        "INFO 2026-11-30 15:09:14,418 llm_PlatformLLMServer:smollm2-135m-instruct xab5vzpt -- "
+        "Model loaded successfully (smollm2-135m-instruct, 27.0 s)"
+    )
     assert output_pattern(shown).search(real)
-    assert not output_pattern(shown).search(real.replace("llm_PlatformLLMServer", "llm PlatformLLMServer"))
+    assert not output_pattern(shown).search(
+        real.replace("llm_PlatformLLMServer", "llm PlatformLLMServer")
+    )
     assert output_pattern("Loading model m...").search("Loading model m, from /cache")

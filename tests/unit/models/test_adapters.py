@@ -48,8 +48,12 @@ class FakeTrainer:
     def __call__(self, adapter: BuiltinAdapter, base_dir: Path, out_dir: Path, progress) -> None:
         self.calls.append(out_dir)
         progress(f"training LoRA adapter {adapter.name}: step 1/1, loss 1.0")
-        config = {"r": adapter.rank, "lora_alpha": adapter.alpha, "base_model_name_or_path": "x",
-                  "target_modules": list(adapter.target_modules)}
+        config = {
+            "r": adapter.rank,
+            "lora_alpha": adapter.alpha,
+            "base_model_name_or_path": "x",
+            "target_modules": list(adapter.target_modules),
+        }
         (out_dir / "adapter_config.json").write_text(json.dumps(config))
         weights = out_dir / "adapter_model.safetensors"
         weights.write_bytes(b"\0" * 64)

@@ -54,8 +54,9 @@ def model_members(weights: bytes = WEIGHTS) -> dict[str, bytes]:
     return {
         "1_Pooling/": b"",
         "1_Pooling/config.json": json.dumps({"pooling_mode_mean_tokens": True}).encode(),
-        "config.json": json.dumps({"architectures": ["BertModel"], "model_type": "bert",
-                                   "max_position_embeddings": 512}).encode(),
+        "config.json": json.dumps(
+            {"architectures": ["BertModel"], "model_type": "bert", "max_position_embeddings": 512}
+        ).encode(),
         "model.safetensors": weights,
         "tokenizer.json": b"{}",
         "modules.json": b"[]",
@@ -233,7 +234,10 @@ def test_the_cache_listing_shows_the_prepared_embedding_model(
     prepare_model(SOURCE, cache)
     [entry] = entries(cache)
     assert (entry.name, entry.source, entry.kind, entry.complete) == (
-        SOURCE, SOURCE, "builtin", True
+        SOURCE,
+        SOURCE,
+        "builtin",
+        True,
     )
     assert entry.path == cache / NAME and entry.bytes > 0 and entry.last_used is not None
 
@@ -242,9 +246,10 @@ def test_the_real_package_zip_extracts_to_the_upstream_weights(tmp_path: Path) -
     path = Path(prepare_model(SOURCE, tmp_path))  # locates the installed package's zip
     assert builtin.locate_artifact(NAME).name == "model.zip"
     assert read_model_info(path)["architecture"] == "BertModel"
-    assert json.loads((path / "1_Pooling" / "config.json").read_text())[
-        "pooling_mode_mean_tokens"
-    ] is True
+    assert (
+        json.loads((path / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"]
+        is True
+    )
     for name in ("tokenizer.json", "tokenizer_config.json", "modules.json",
                  "sentence_bert_config.json"):  # fmt: skip
         assert (path / name).is_file(), name

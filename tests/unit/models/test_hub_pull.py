@@ -30,9 +30,15 @@ from gpucluster.models.hub_errors import (
 
 REPO = "org/tiny"
 SERVED = {
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "chat_template.jinja", "model-00001-of-00002.safetensors",
-    "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+    "model.safetensors.index.json",
 }
 
 
@@ -88,7 +94,9 @@ def test_pull_takes_only_what_vllm_loads_and_stamps_it(hub, tmp_path):
     stamp = json.loads((path / MARKER).read_text())
     assert (stamp["source"], stamp["revision"], stamp["commit"]) == (REPO, "main", repo.commit)
     assert stamp["files"]["model-00001-of-00002.safetensors"] == {
-        "size": 256 * 1024, "sha256": repo.files["model-00001-of-00002.safetensors"].sha256}
+        "size": 256 * 1024,
+        "sha256": repo.files["model-00001-of-00002.safetensors"].sha256,
+    }
     assert stamp["files"]["config.json"]["git-sha1"] == repo.files["config.json"].blob_id
     assert stamp["pulled_at"].endswith("Z")
     assert not (tmp_path / "cache" / ".partial" / "hf" / "org--tiny" / "main").exists()
@@ -103,12 +111,22 @@ def test_weights_location_is_the_pulled_path_without_network(tmp_path):
 
 
 def test_bin_weights_are_taken_when_there_are_no_safetensors(hub, tmp_path):
-    hub.add_repo("org/old", {"config.json": b"{}", "pytorch_model.bin": b"w" * 100,
-                             "training_args.bin": b"t", "tokenizer.json": b"{}"})
+    hub.add_repo(
+        "org/old",
+        {
+            "config.json": b"{}",
+            "pytorch_model.bin": b"w" * 100,
+            "training_args.bin": b"t",
+            "tokenizer.json": b"{}",
+        },
+    )
     messages: list[str] = []
     path = pull(hub, tmp_path, messages, source="org/old")
     assert {p.name for p in path.iterdir() if not p.name.startswith(".")} == {
-        "config.json", "pytorch_model.bin", "tokenizer.json"}
+        "config.json",
+        "pytorch_model.bin",
+        "tokenizer.json",
+    }
     assert any("no safetensors" in m and ".bin" in m for m in messages)
 
 

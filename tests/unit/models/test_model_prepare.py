@@ -177,9 +177,11 @@ def test_concurrent_prepares_convert_once(tmp_path: Path, wait_until) -> None:
     results: list[str] = []
     waits: list[str] = []
     # the first conversion lasts until the second prepare has found the lock taken
-    converter = FakeConverter(hold=lambda: wait_until(
-        lambda: any("waiting for another process" in m for m in waits), "the second prepare"
-    ))
+    converter = FakeConverter(
+        hold=lambda: wait_until(
+            lambda: any("waiting for another process" in m for m in waits), "the second prepare"
+        )
+    )
 
     def run(messages: list[str]) -> None:
         results.append(prepare_model(BUILTIN, tmp_path, messages.append, converter=converter))
@@ -217,11 +219,16 @@ def test_unusable_cache_dir_is_a_prepare_error(tmp_path: Path) -> None:
 
 def test_fix_config_keeps_rope_theta_where_every_reader_finds_it(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({
-        "model_type": "llama", "dtype": "float32",
-        "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"},
-        "quantization_config": {"quant_method": "gguf"},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "dtype": "float32",
+                "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"},
+                "quantization_config": {"quant_method": "gguf"},
+            }
+        )
+    )
     builtin.fix_config(config)
     fixed = json.loads(config.read_text())
     assert fixed["rope_theta"] == 100000.0

@@ -64,8 +64,19 @@ def test_existing_directory_wins_over_the_hub_id_form(tmp_path: Path, monkeypatc
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "   ", "gpt2", "a/b/c", "org/with space", "org//name", "org/na--me", "org/..",
-     "builtin:", "hf:org/name", "org/-name"],
+    [
+        "",
+        "   ",
+        "gpt2",
+        "a/b/c",
+        "org/with space",
+        "org//name",
+        "org/na--me",
+        "org/..",
+        "builtin:",
+        "hf:org/name",
+        "org/-name",
+    ],
 )
 def test_other_forms_are_rejected_with_the_accepted_forms(
     bad: str, tmp_path: Path, monkeypatch
@@ -90,8 +101,11 @@ def test_source_is_frozen() -> None:
 
 def _model_dir(path: Path, config: dict | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    config = config or {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-                        "max_position_embeddings": 4096}
+    config = config or {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "max_position_embeddings": 4096,
+    }
     (path / "config.json").write_text(json.dumps(config))
     return path
 
@@ -143,21 +157,33 @@ def test_unreadable_local_dir_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_model_info_reads_capacity_facts(tmp_path: Path) -> None:
     config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "max_position_embeddings": 8192, "hidden_size": 576, "num_hidden_layers": 30,
-        "num_attention_heads": 9, "num_key_value_heads": 3, "torch_dtype": "bfloat16",
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "max_position_embeddings": 8192,
+        "hidden_size": 576,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "torch_dtype": "bfloat16",
     }
     info = read_model_info(_model_dir(tmp_path / "m", config))
     assert info == {
-        "architecture": "LlamaForCausalLM", "model_type": "llama",
-        "max_position_embeddings": 8192, "hidden_size": 576, "num_hidden_layers": 30,
-        "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "dtype": "bfloat16",
+        "architecture": "LlamaForCausalLM",
+        "model_type": "llama",
+        "max_position_embeddings": 8192,
+        "hidden_size": 576,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "head_dim": 64,
+        "dtype": "bfloat16",
     }
 
 
 def test_model_info_reads_nested_text_config_and_accepts_the_file_path(tmp_path: Path) -> None:
     config = {
-        "architectures": ["Qwen2VLForConditionalGeneration"], "model_type": "qwen2_vl",
+        "architectures": ["Qwen2VLForConditionalGeneration"],
+        "model_type": "qwen2_vl",
         "text_config": {"max_position_embeddings": 32768, "num_attention_heads": 8},
     }
     info = read_model_info(_model_dir(tmp_path / "m", config) / "config.json")

@@ -34,8 +34,19 @@ ABSENT_FOR_S = 600
 
 # Words of PromQL that look like metric names: functions, aggregations, operators.
 PROMQL_WORDS = {
-    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
-    "group_left", "group_right", "inf", "nan",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
 }
 
 
@@ -136,8 +147,13 @@ def test_alerts_exist_and_names_are_unique():
     assert names, f"no alerting rule in {ALERTS}"
     assert len(names) == len(set(names)), names
     assert {
-        "KVCacheSaturation", "RequestsWaiting", "HighProcessingLatency", "RayTargetDown",
-        "ReplicaFailures", "HighTimeToFirstToken", "KeyQuotaExhausted",
+        "KVCacheSaturation",
+        "RequestsWaiting",
+        "HighProcessingLatency",
+        "RayTargetDown",
+        "ReplicaFailures",
+        "HighTimeToFirstToken",
+        "KeyQuotaExhausted",
     } <= set(names)
 
 
@@ -267,6 +283,7 @@ def test_selector_extraction_reads_the_guide_expressions():
     assert selectors("rate(ray_serve_deployment_replica_failures_total[5m]) > 0") == {
         "ray_serve_deployment_replica_failures_total"
     }
-    assert selectors("absent(x) and on() (sum(rate(y{a=~\"b.+\"}[5m])) > 1e3)") == {
-        "x", 'y{a=~"b.+"}'
+    assert selectors('absent(x) and on() (sum(rate(y{a=~"b.+"}[5m])) > 1e3)') == {
+        "x",
+        'y{a=~"b.+"}',
     }

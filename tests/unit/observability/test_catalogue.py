@@ -54,7 +54,9 @@ def test_committed_recording_rules_match_the_catalogue():
 
 def test_promtool_accepts_the_recording_rules():
     result = subprocess.run(
-        ["promtool", "check", "rules", str(RECORDING_RULES)], capture_output=True, text=True,
+        ["promtool", "check", "rules", str(RECORDING_RULES)],
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -65,12 +67,16 @@ def test_recording_rules_compute_quantile_and_mean_from_raw_series(tmp_path: Pat
     # 10 observations per minute: 6 at <=0.1 s, 3 in (0.1, 1], 1 in (1, 10]; sum grows 5 s/min
     series = {"0.1": 6, "1": 9, "10": 10, "+Inf": 10}
     lines = [
-        f"      - series: 'ray_vllm_time_to_first_token_seconds_bucket{{model_name=\"m\", le=\"{le}\"}}'\n"
+        f'      - series: \'ray_vllm_time_to_first_token_seconds_bucket{{model_name="m", le="{le}"}}\'\n'
         f"        values: '0+{per_min}x20'"
         for le, per_min in series.items()
     ]
-    lines.append("      - series: 'ray_vllm_time_to_first_token_seconds_count{model_name=\"m\"}'\n        values: '0+10x20'")
-    lines.append("      - series: 'ray_vllm_time_to_first_token_seconds_sum{model_name=\"m\"}'\n        values: '0+5x20'")
+    lines.append(
+        "      - series: 'ray_vllm_time_to_first_token_seconds_count{model_name=\"m\"}'\n        values: '0+10x20'"
+    )
+    lines.append(
+        "      - series: 'ray_vllm_time_to_first_token_seconds_sum{model_name=\"m\"}'\n        values: '0+5x20'"
+    )
     test = (
         f"rule_files: [{RECORDING_RULES}]\nevaluation_interval: 1m\ntests:\n"
         "  - interval: 1m\n    input_series:\n" + "\n".join(lines) + "\n"

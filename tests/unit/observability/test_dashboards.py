@@ -49,8 +49,19 @@ LAZY_METRICS = {"ray_vllm_num_preemptions_total"} | {
 }
 
 FUNCTIONS = {
-    "abs", "avg", "changes", "clamp_min", "count", "histogram_quantile", "increase", "max", "min",
-    "rate", "sum", "topk", "vector",
+    "abs",
+    "avg",
+    "changes",
+    "clamp_min",
+    "count",
+    "histogram_quantile",
+    "increase",
+    "max",
+    "min",
+    "rate",
+    "sum",
+    "topk",
+    "vector",
 }
 KEYWORDS = {"and", "or", "unless", "bool", "group_left", "group_right", "offset"}
 
@@ -69,7 +80,7 @@ def metric_names(expr: str) -> set[str]:
     names = set()
     for match in re.finditer(r"[A-Za-z_:][\w:]*", text):
         word = match.group()
-        if text[match.end():].lstrip().startswith("("):
+        if text[match.end() :].lstrip().startswith("("):
             assert word in FUNCTIONS, f"unexpected function {word} in {expr!r}"
         elif word not in KEYWORDS:
             names.add(word)
@@ -192,7 +203,10 @@ def test_queries_parse_as_promql(tmp_path: Path, promtool: str) -> None:
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     result = subprocess.run(
-        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60,
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -261,7 +275,7 @@ def test_dashboard_provisioning_loads_the_dashboards_path() -> None:
 def test_the_llm_dashboard_has_a_tenants_row_of_per_key_panels() -> None:
     board = dashboards()["llm.json"]
     titles = [panel["title"] for panel in board["panels"]]
-    tenants = board["panels"][titles.index("Tenants") + 1:]
+    tenants = board["panels"][titles.index("Tenants") + 1 :]
     assert [panel["type"] for panel in tenants] == ["timeseries"] * 6  # the row ends the board
     edge = set(edge_series())
     for panel in tenants:
@@ -290,23 +304,30 @@ def test_tokens_per_hour_adds_both_counters_and_keeps_a_key_with_only_one(
     }
     test = {
         "rule_files": [],
-        "tests": [{
-            "interval": "1m",
-            "input_series": [{"series": name, "values": v} for name, v in series.items()],
-            "promql_expr_test": [{
-                "expr": tokens_per_hour_by_key(),
-                "eval_time": "90m",
-                "exp_samples": [
-                    {"labels": '{key="team-a"}', "value": 5400},
-                    {"labels": '{key="team-b"}', "value": 600},
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": name, "values": v} for name, v in series.items()],
+                "promql_expr_test": [
+                    {
+                        "expr": tokens_per_hour_by_key(),
+                        "eval_time": "90m",
+                        "exp_samples": [
+                            {"labels": '{key="team-a"}', "value": 5400},
+                            {"labels": '{key="team-b"}', "value": 600},
+                        ],
+                    }
                 ],
-            }],
-        }],
+            }
+        ],
     }
     path = tmp_path / "tokens_test.yml"
     path.write_text(yaml.safe_dump(test))
     result = subprocess.run(
-        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60,
+        [promtool, "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

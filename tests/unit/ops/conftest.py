@@ -37,14 +37,29 @@ def state_api_nodes(*nodes: tuple[str, str, bool, dict[str, float]]) -> dict[str
     """GET /api/v0/nodes's answer (ops/ray_api.py; its test checks it against Ray's own code):
     nodes as (ip, state, is_head, resources_total)."""
     rows = [
-        {"node_id": f"{i:056x}", "node_ip": ip, "state": state, "is_head_node": head,
-         "resources_total": resources}
+        {
+            "node_id": f"{i:056x}",
+            "node_ip": ip,
+            "state": state,
+            "is_head_node": head,
+            "resources_total": resources,
+        }
         for i, (ip, state, head, resources) in enumerate(nodes)
     ]
-    return {"result": True, "msg": "", "data": {"result": {
-        "total": len(rows), "num_after_truncation": len(rows), "num_filtered": len(rows),
-        "result": rows, "partial_failure_warning": "", "warnings": None,
-    }}}
+    return {
+        "result": True,
+        "msg": "",
+        "data": {
+            "result": {
+                "total": len(rows),
+                "num_after_truncation": len(rows),
+                "num_filtered": len(rows),
+                "result": rows,
+                "partial_failure_warning": "",
+                "warnings": None,
+            }
+        },
+    }
 
 
 class FakePlatform:
@@ -62,20 +77,35 @@ class FakePlatform:
     state_api_nodes = staticmethod(state_api_nodes)
 
     def __init__(self) -> None:
-        ray_targets = [{"labels": {"job": "ray"}, "scrapeUrl": f"http://{HEAD_IP}:8080/metrics",
-                        "health": "up", "lastError": ""}]
+        ray_targets = [
+            {
+                "labels": {"job": "ray"},
+                "scrapeUrl": f"http://{HEAD_IP}:8080/metrics",
+                "health": "up",
+                "lastError": "",
+            }
+        ]
         self.routes: dict[tuple[int, str, str], Answer] = {
             (NGINX, "GET", "/v1/models"): answer(body={"object": "list", "data": [{"id": MODEL}]}),
             (NGINX, "GET", "/health"): answer(body={"status": "ok", "models": {MODEL: "HEALTHY"}}),
-            (NGINX, "POST", "/v1/chat/completions"): answer(body={"choices": [
-                {"message": {"role": "assistant", "content": "OK"}}]}),
+            (NGINX, "POST", "/v1/chat/completions"): answer(
+                body={"choices": [{"message": {"role": "assistant", "content": "OK"}}]}
+            ),
             (RAY, "GET", "/"): answer(text="<html>Ray</html>"),
-            (RAY, "GET", "/api/v0/nodes"): answer(body=state_api_nodes(
-                (HEAD_IP, "ALIVE", True, {"CPU": 8.0, "memory": 4e9}),
-            )),
-            (RAY, "GET", "/api/serve/applications/"): answer(body={"applications": {"llm": {
-                "deployments": {f"PlatformLLMServer:{MODEL}": {"status": "HEALTHY"}},
-            }}}),
+            (RAY, "GET", "/api/v0/nodes"): answer(
+                body=state_api_nodes(
+                    (HEAD_IP, "ALIVE", True, {"CPU": 8.0, "memory": 4e9}),
+                )
+            ),
+            (RAY, "GET", "/api/serve/applications/"): answer(
+                body={
+                    "applications": {
+                        "llm": {
+                            "deployments": {f"PlatformLLMServer:{MODEL}": {"status": "HEALTHY"}},
+                        }
+                    }
+                }
+            ),
             (RAY_METRICS, "GET", "/metrics"): answer(text="ray_node_cpu_utilization 12.5\n"),
             (PROMETHEUS, "GET", "/-/healthy"): answer(text="Prometheus Server is Healthy.\n"),
             (PROMETHEUS, "GET", "/api/v1/targets"): answer(
@@ -91,8 +121,9 @@ class FakePlatform:
         expr = request.url.params["query"]
         found = next((series for key, series in self.series.items() if key in expr), [])
         result = [{"metric": labels, "value": [0, str(value)]} for labels, value in found]
-        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector",
-                                                                        "result": result}})
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.seen.append(request)
@@ -125,11 +156,13 @@ def platform_target(tmp_path) -> Target:
     state.ensure()
     state.ray_token_file.write_text(f"{RAY_TOKEN}\n")
     endpoints = Endpoints(
-        openai_api=f"http://127.0.0.1:{NGINX}/v1", health=f"http://127.0.0.1:{NGINX}/health",
-        dashboard=f"http://127.0.0.1:{NGINX}/dashboard/", ray_dashboard=f"http://127.0.0.1:{RAY}",
-        serve=f"http://127.0.0.1:{SERVE}", ray_metrics=f"http://127.0.0.1:{RAY_METRICS}/metrics",
+        openai_api=f"http://127.0.0.1:{NGINX}/v1",
+        health=f"http://127.0.0.1:{NGINX}/health",
+        dashboard=f"http://127.0.0.1:{NGINX}/dashboard/",
+        ray_dashboard=f"http://127.0.0.1:{RAY}",
+        serve=f"http://127.0.0.1:{SERVE}",
+        ray_metrics=f"http://127.0.0.1:{RAY_METRICS}/metrics",
         prometheus=f"http://127.0.0.1:{PROMETHEUS}",
         alertmanager=f"http://127.0.0.1:{ALERTMANAGER}",
     )
     return Target(Config(), state, endpoints, True, API_KEY, [MODEL])
-

@@ -43,14 +43,18 @@ def alertmanager(alerts: list[dict] | None) -> httpx.Client:
 
 
 def log_with(path, *notifications: list[dict]) -> None:
-    path.write_text("".join(
-        line + "\n" for alerts in notifications for line in alert_lines({"alerts": alerts})
-    ))
+    path.write_text(
+        "".join(line + "\n" for alerts in notifications for line in alert_lines({"alerts": alerts}))
+    )
 
 
 def webhook(labels: dict, status: str = "firing") -> dict:
-    return {"status": status, "labels": labels, "annotations": {"summary": "s"},
-            "fingerprint": labels_fingerprint(labels)}
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": {"summary": "s"},
+        "fingerprint": labels_fingerprint(labels),
+    }
 
 
 def test_firing_now_and_the_last_state_of_each_logged_alert(tmp_path):
@@ -61,13 +65,15 @@ def test_firing_now_and_the_last_state_of_each_logged_alert(tmp_path):
     assert report.problems == []
     # critical first
     assert [(a.alertname, a.state) for a in report.active] == [
-        ("ServiceDown", "suppressed"), ("RequestsWaiting", "active")
+        ("ServiceDown", "suppressed"),
+        ("RequestsWaiting", "active"),
     ]
     assert report.active[1].labels == {"model": "m", "replica": "r1"}
     assert report.active[1].summary == "RequestsWaiting summary"
     # newest first, one row per alert
     assert [(a.alertname, a.status, a.active_now) for a in report.recent] == [
-        ("KVCacheSaturation", "resolved", False), ("RequestsWaiting", "firing", True)
+        ("KVCacheSaturation", "resolved", False),
+        ("RequestsWaiting", "firing", True),
     ]
     json.dumps(report.as_dict())  # --json prints it
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from gpucluster.ops.diagnose import Snapshot, diagnose, needs_action
 
 HEALTHY = {
-    "running": True, "api_status": 200, "prometheus_up": True, "sd_targets": 3, "metrics_port_up": True,
-    "kv_cache": 0.1, "waiting": 0.0, "p95_latency_ms": 800.0, "p95_ttft_s": 0.08, "p95_tpot_s": 0.03,
+    "running": True,
+    "api_status": 200,
+    "prometheus_up": True,
+    "sd_targets": 3,
+    "metrics_port_up": True,
+    "kv_cache": 0.1,
+    "waiting": 0.0,
+    "p95_latency_ms": 800.0,
+    "p95_ttft_s": 0.08,
+    "p95_tpot_s": 0.03,
     "replicas": {"PlatformLLMServer:m": (1.0, 2)},
 }
 
@@ -20,7 +28,11 @@ def test_a_healthy_platform_has_no_findings():
 
 
 def test_busy_ports_before_up():
-    findings = diagnose(Snapshot(running=False, api_status=None, busy_ports={"nginx_http (18080)": "python3 (pid 7)"}))
+    findings = diagnose(
+        Snapshot(
+            running=False, api_status=None, busy_ports={"nginx_http (18080)": "python3 (pid 7)"}
+        )
+    )
     assert findings[0].severity == "critical"
     assert findings[0].title == "Ports the platform needs are taken"
     assert "nginx_http (18080) held by python3 (pid 7)" in findings[0].evidence
@@ -48,7 +60,9 @@ def test_missing_service_discovery_and_down_targets():
 
 
 def test_queueing_names_the_query_and_says_to_raise_max_when_at_it():
-    findings = diagnose(Snapshot(**{**HEALTHY, "waiting": 3.0, "replicas": {"PlatformLLMServer:m": (2.0, 2)}}))
+    findings = diagnose(
+        Snapshot(**{**HEALTHY, "waiting": 3.0, "replicas": {"PlatformLLMServer:m": (2.0, 2)}})
+    )
     assert [f.title for f in findings] == ["Requests are queueing"]
     assert findings[0].evidence == "sum(vllm:num_requests_waiting) = 3"
     assert "raise it" in findings[0].step
@@ -61,7 +75,9 @@ def test_kv_cache_nearly_full():
 def test_long_generations_with_a_fast_first_token_and_pace_need_no_action():
     # One 2,000-token answer makes the guide's p95 request latency 11.8 s on a healthy platform.
     findings = diagnose(Snapshot(**{**HEALTHY, "p95_latency_ms": 11846.0}))
-    assert [(f.severity, f.title) for f in findings] == [("info", "Long generations, not slow ones")]
+    assert [(f.severity, f.title) for f in findings] == [
+        ("info", "Long generations, not slow ones")
+    ]
     assert "11846 ms" in findings[0].evidence and "0.08 s" in findings[0].evidence
     assert not needs_action(findings)
 
@@ -92,16 +108,25 @@ def test_critical_findings_come_first():
 
 
 def test_engine_error_lines_are_evidence():
-    findings = diagnose(Snapshot(**{**HEALTHY, "error_lines": ["ERROR ... ERROR: Out of memory (model m)"]}))
+    findings = diagnose(
+        Snapshot(**{**HEALTHY, "error_lines": ["ERROR ... ERROR: Out of memory (model m)"]})
+    )
     assert findings[0].title == "The engine logged start-up errors"
     assert "ERROR: Out of memory" in findings[0].evidence
 
 
 def test_the_evidence_names_the_configured_addresses():
-    findings = diagnose(Snapshot(**{
-        **HEALTHY, "prometheus_up": False, "metrics_port_up": False,
-        "prometheus_url": "http://127.0.0.1:29090", "ray_metrics_url": "http://127.0.0.1:28080/metrics",
-    }))
+    findings = diagnose(
+        Snapshot(
+            **{
+                **HEALTHY,
+                "prometheus_up": False,
+                "metrics_port_up": False,
+                "prometheus_url": "http://127.0.0.1:29090",
+                "ray_metrics_url": "http://127.0.0.1:28080/metrics",
+            }
+        )
+    )
     evidence = {f.title: f.evidence for f in findings}
     assert evidence["Metrics not appearing: Prometheus does not answer"] == (
         "GET http://127.0.0.1:29090/api/v1/targets failed"

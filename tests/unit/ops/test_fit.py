@@ -17,18 +17,26 @@ from gpucluster.planning.hardware import GiB, find_gpu
 HOST = 24 * GiB
 # A Llama-70B-like shape: 80 layers x 8 KV heads x 128 x bf16 = 320 KiB of KV per token.
 BIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8192,
-    "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8,
-    "max_position_embeddings": 131072, "intermediate_size": 28672, "vocab_size": 128256,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 8192,
+    "num_hidden_layers": 80,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 131072,
+    "intermediate_size": 28672,
+    "vocab_size": 128256,
     "torch_dtype": "bfloat16",
 }
 
 
 def config(tmp_path: Path, **model) -> Config:
-    return Config.model_validate({
-        "platform": {"model_cache_dir": str(tmp_path / "cache")},
-        "models": [{"id": "m", **model}],
-    })
+    return Config.model_validate(
+        {
+            "platform": {"model_cache_dir": str(tmp_path / "cache")},
+            "models": [{"id": "m", **model}],
+        }
+    )
 
 
 def big_model(tmp_path: Path) -> str:
@@ -41,8 +49,9 @@ def big_model(tmp_path: Path) -> str:
 def check(cfg: Config, gpu: str | None = None, **kwargs):
     kwargs.setdefault("host_memory_bytes", HOST)
     kwargs.setdefault("local_gpus", [])
-    return check_fit(cfg, find_gpu(gpu) if gpu else None, hf_cache_dir=Path("/nonexistent"),
-                     **kwargs)
+    return check_fit(
+        cfg, find_gpu(gpu) if gpu else None, hf_cache_dir=Path("/nonexistent"), **kwargs
+    )
 
 
 def test_the_builtin_model_fits_the_default_cpu_setup(tmp_path):
@@ -69,33 +78,50 @@ def test_cpu_replicas_beyond_the_hosts_memory_are_refused(tmp_path):
 
 
 def test_a_32b_model_on_one_l4_is_refused_with_the_tp_that_fits(tmp_path):
-    cfg = config(tmp_path, source="Qwen/Qwen2.5-32B-Instruct", accelerator="gpu",
-                 max_model_len=8192)
+    cfg = config(
+        tmp_path, source="Qwen/Qwen2.5-32B-Instruct", accelerator="gpu", max_model_len=8192
+    )
     (bad,) = problems(check(cfg, "l4"))
     assert "weights 61.03 GiB/device" in bad.detail and "leave no room" in bad.detail
     assert bad.fix.startswith("one of tensor_parallel_size: 8;")
 
 
 def test_a_context_longer_than_the_kv_cache_suggests_both_fixes(tmp_path):
-    cfg = config(tmp_path, source="Qwen/Qwen2.5-32B-Instruct", accelerator="gpu",
-                 max_model_len=32768)
+    cfg = config(
+        tmp_path, source="Qwen/Qwen2.5-32B-Instruct", accelerator="gpu", max_model_len=32768
+    )
     (bad,) = problems(check(cfg, "h100"))
     assert "less than one sequence of max_model_len 32,768" in bad.detail
     assert "tensor_parallel_size: 2" in bad.fix and "max_model_len: 31,344 or less" in bad.fix
-    fixed = config(tmp_path, source="Qwen/Qwen2.5-32B-Instruct", accelerator="gpu",
-                   max_model_len=32768, tensor_parallel_size=2)
+    fixed = config(
+        tmp_path,
+        source="Qwen/Qwen2.5-32B-Instruct",
+        accelerator="gpu",
+        max_model_len=32768,
+        tensor_parallel_size=2,
+    )
     assert problems(check(fixed, "h100")) == []
 
 
 def test_engine_kwargs_win_over_the_fields_as_they_do_for_vllm(tmp_path):
-    cfg = config(tmp_path, source="Qwen/Qwen2.5-32B-Instruct", accelerator="gpu",
-                 max_model_len=8192, engine_kwargs={"tensor_parallel_size": 8})
+    cfg = config(
+        tmp_path,
+        source="Qwen/Qwen2.5-32B-Instruct",
+        accelerator="gpu",
+        max_model_len=8192,
+        engine_kwargs={"tensor_parallel_size": 8},
+    )
     assert problems(check(cfg, "l4")) == []
 
 
 def test_a_context_beyond_the_models_own_is_what_vllm_would_refuse(tmp_path):
-    cfg = config(tmp_path, source="Qwen/Qwen2.5-32B-Instruct", accelerator="gpu",
-                 max_model_len=65536, tensor_parallel_size=4)
+    cfg = config(
+        tmp_path,
+        source="Qwen/Qwen2.5-32B-Instruct",
+        accelerator="gpu",
+        max_model_len=65536,
+        tensor_parallel_size=4,
+    )
     (bad,) = problems(check(cfg, "h100"))
     assert "max_position_embeddings (32768)" in bad.detail
 
@@ -107,8 +133,13 @@ def test_gpu_models_are_not_checked_without_a_gpu_to_check_against(tmp_path):
 
 
 def test_initial_replicas_need_the_gpus_this_host_has(tmp_path):
-    cfg = config(tmp_path, source="Qwen/Qwen2.5-7B-Instruct", accelerator="gpu",
-                 tensor_parallel_size=4, max_model_len=8192)
+    cfg = config(
+        tmp_path,
+        source="Qwen/Qwen2.5-7B-Instruct",
+        accelerator="gpu",
+        tensor_parallel_size=4,
+        max_model_len=8192,
+    )
     fits = check(cfg, local_gpus=[find_gpu("l4")] * 2)
     (bad,) = problems(fits)
     assert bad.check == "gpus" and "need 4 GPU(s)" in bad.detail and "2 here" in bad.detail

@@ -64,10 +64,13 @@ def test_each_failure_says_what_it_saw_and_what_to_do(fake_platform, platform_ta
     fake.down(fake.ALERTMANAGER)
     results = by_name(run_health(platform_target, fake.client()))
     assert (results["api"].status, results["api"].detail, results["api"].hint) == (
-        FAIL, "401 from /v1/models", "set GPUCLUSTER_API_KEYS to a valid key for the checks"
+        FAIL,
+        "401 from /v1/models",
+        "set GPUCLUSTER_API_KEYS to a valid key for the checks",
     )
     assert (results["nginx /health"].status, results["nginx /health"].detail) == (
-        FAIL, f"HTTP 503: model {fake.MODEL} is not ready"
+        FAIL,
+        f"HTTP 503: model {fake.MODEL} is not ready",
     )
     assert results["nginx /health"].hint == "gpucluster logs serve; gpucluster logs engine"
     assert results["generation"].status == FAIL
@@ -75,17 +78,29 @@ def test_each_failure_says_what_it_saw_and_what_to_do(fake_platform, platform_ta
     # no answer at all: what was tried, and the check's own next step
     alertmanager = results["alertmanager"]
     assert alertmanager.status == FAIL
-    assert alertmanager.detail == f"{platform_target.endpoints.alertmanager}/-/healthy: ConnectError"
+    assert (
+        alertmanager.detail == f"{platform_target.endpoints.alertmanager}/-/healthy: ConnectError"
+    )
     assert alertmanager.hint == "gpucluster logs alertmanager"
     assert results["ray cluster"].status == OK
 
 
 def test_a_ray_target_down_is_a_warning_naming_the_discovery_file(fake_platform, platform_target):
     fake = fake_platform
-    down = [{"labels": {"job": "ray"}, "scrapeUrl": "http://10.0.0.7:8080/metrics",
-             "health": "down", "lastError": "connection refused"},
-            {"labels": {"job": "nginx"}, "scrapeUrl": "http://127.0.0.1:9113/metrics",
-             "health": "up", "lastError": ""}]
+    down = [
+        {
+            "labels": {"job": "ray"},
+            "scrapeUrl": "http://10.0.0.7:8080/metrics",
+            "health": "down",
+            "lastError": "connection refused",
+        },
+        {
+            "labels": {"job": "nginx"},
+            "scrapeUrl": "http://127.0.0.1:9113/metrics",
+            "health": "up",
+            "lastError": "",
+        },
+    ]
     fake.routes[(fake.PROMETHEUS, "GET", "/api/v1/targets")] = fake.answer(
         body={"status": "success", "data": {"activeTargets": down}}
     )
@@ -105,12 +120,16 @@ def test_a_lost_ray_head_names_the_recovery(fake_platform, platform_target):
 
 def test_a_cluster_without_an_alive_node_fails(fake_platform, platform_target):
     fake = fake_platform
-    fake.routes[(fake.RAY, "GET", "/api/v0/nodes")] = fake.answer(body=fake.state_api_nodes(
-        (fake.HEAD_IP, "DEAD", True, {"CPU": 8.0}),
-    ))
+    fake.routes[(fake.RAY, "GET", "/api/v0/nodes")] = fake.answer(
+        body=fake.state_api_nodes(
+            (fake.HEAD_IP, "DEAD", True, {"CPU": 8.0}),
+        )
+    )
     cluster = by_name(run_health(platform_target, fake.client()))["ray cluster"]
     assert (cluster.status, cluster.detail, cluster.hint) == (
-        FAIL, "no alive Ray node", "gpucluster down && gpucluster up"
+        FAIL,
+        "no alive Ray node",
+        "gpucluster down && gpucluster up",
     )
 
 
@@ -126,8 +145,10 @@ def test_nothing_running_fails_every_http_check(fake_platform, platform_target):
 
 @pytest.mark.parametrize(
     ("answer", "error"),
-    [({"text": "<html>502 Bad Gateway</html>"}, "JSONDecodeError"),
-     ({"body": {"object": "list"}}, "KeyError")],
+    [
+        ({"text": "<html>502 Bad Gateway</html>"}, "JSONDecodeError"),
+        ({"body": {"object": "list"}}, "KeyError"),
+    ],
 )
 def test_a_broken_answer_is_a_failed_check_not_a_crash(
     fake_platform, platform_target, answer, error

@@ -56,7 +56,8 @@ def test_targets_and_the_ray_jobs_ones():
     ]
     ray = prom.ray_targets()
     assert [(t["scrapeUrl"], t["health"]) for t in ray] == [
-        ("http://127.0.0.1:8080/metrics", "up"), ("http://10.0.0.7:8080/metrics", "down")
+        ("http://127.0.0.1:8080/metrics", "up"),
+        ("http://10.0.0.7:8080/metrics", "down"),
     ]
     assert seen == [TARGETS_PATH, TARGETS_PATH]
     assert prom.api(TARGETS_PATH) == TARGETS  # the body as sent, for the support bundle

@@ -35,13 +35,18 @@ class GcsNodes:
 
     async def get_all_node_info(self, timeout, filters):
         head = GcsNodeInfo(
-            node_id=bytes.fromhex(HEAD_ID), node_manager_address="10.0.0.5", is_head_node=True,
-            state=GcsNodeInfo.ALIVE, node_name="10.0.0.5",
+            node_id=bytes.fromhex(HEAD_ID),
+            node_manager_address="10.0.0.5",
+            is_head_node=True,
+            state=GcsNodeInfo.ALIVE,
+            node_name="10.0.0.5",
             resources_total={"CPU": 8.0, "memory": 4e9, "node:10.0.0.5": 1.0},
         )
         worker = GcsNodeInfo(
-            node_id=bytes.fromhex(WORKER_ID), node_manager_address="10.0.0.7",
-            state=GcsNodeInfo.DEAD, resources_total={"CPU": 4.0, "GPU": 2.0},
+            node_id=bytes.fromhex(WORKER_ID),
+            node_manager_address="10.0.0.7",
+            state=GcsNodeInfo.DEAD,
+            resources_total={"CPU": 4.0, "GPU": 2.0},
         )
         worker.death_info.reason = worker.death_info.UNEXPECTED_TERMINATION
         worker.death_info.reason_message = "health check failed"
@@ -107,10 +112,14 @@ def target(tmp_path) -> Target:
     state.ensure()
     state.ray_token_file.write_text("t0k\n")
     endpoints = Endpoints(
-        openai_api="http://127.0.0.1:18080/v1", health="http://127.0.0.1:18080/health",
-        dashboard="http://127.0.0.1:18080/dashboard/", ray_dashboard=DASHBOARD,
-        serve="http://127.0.0.1:18000", ray_metrics="http://127.0.0.1:8080/metrics",
-        prometheus="http://127.0.0.1:19090", alertmanager="http://127.0.0.1:19093",
+        openai_api="http://127.0.0.1:18080/v1",
+        health="http://127.0.0.1:18080/health",
+        dashboard="http://127.0.0.1:18080/dashboard/",
+        ray_dashboard=DASHBOARD,
+        serve="http://127.0.0.1:18000",
+        ray_metrics="http://127.0.0.1:8080/metrics",
+        prometheus="http://127.0.0.1:19090",
+        alertmanager="http://127.0.0.1:19093",
     )
     return Target(Config(), state, endpoints, True, None, [])
 
@@ -130,7 +139,8 @@ def test_health_counts_the_alive_nodes_and_sends_the_platforms_token(target):
 def test_status_rows_take_cpu_and_memory_from_rays_node_metrics(target):
     def metrics(request: httpx.Request) -> httpx.Response:
         values = {
-            status.NODE_CPU_PERCENT: 12.5, status.NODE_MEM_USED: 3 * 2**30,
+            status.NODE_CPU_PERCENT: 12.5,
+            status.NODE_MEM_USED: 3 * 2**30,
             status.NODE_MEM_TOTAL: 16 * 2**30,
         }
         value = values[request.url.params["query"]]
@@ -148,5 +158,8 @@ def test_status_rows_take_cpu_and_memory_from_rays_node_metrics(target):
     prom = Prometheus(target.endpoints.prometheus, client_of(down))
     head, _ = status._nodes(target, prom, client(ray_answer()))  # the nodes, without figures
     assert (head.address, head.cpus, head.cpu_percent, head.mem_total_gib) == (
-        "10.0.0.5", 8.0, None, None
+        "10.0.0.5",
+        8.0,
+        None,
+        None,
     )

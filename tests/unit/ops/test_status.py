@@ -17,21 +17,23 @@ def metrics(fake) -> None:
     """Prometheus's series for one node, the model's deployment and its engine."""
     ip, model = {"ip": fake.HEAD_IP}, {"model_name": fake.MODEL}
     deployment = {"application": "llm", "deployment": llm_deployment_name(fake.MODEL)}
-    fake.series.update({
-        "ray_node_cpu_utilization": [(ip, 12.5)],
-        "ray_node_mem_used": [(ip, 3 * GIB)],
-        "ray_node_mem_total": [(ip, 16 * GIB)],
-        "ray_serve_num_deployment_replicas": [(deployment, 1.0)],
-        "ray_serve_autoscaling_target_replicas": [(deployment, 2.0)],
-        "ray_serve_deployment_replica_starts_total": [(deployment, 3.0)],
-        "vllm:gpu_cache_usage_perc": [(model, 42.0)],
-        "vllm:num_requests_running": [(model, 4.0)],
-        "vllm:num_requests_waiting": [(model, 1.0)],
-        "vllm:time_to_first_token_seconds": [(model, 0.25)],
-        "vllm:generation_tokens_total": [(model, 80.0)],
-        "ray_serve_num_router_requests_total": [({}, 2.5)],
-        "serve_deployment_processing_latency_ms": [({}, 900.0)],
-    })
+    fake.series.update(
+        {
+            "ray_node_cpu_utilization": [(ip, 12.5)],
+            "ray_node_mem_used": [(ip, 3 * GIB)],
+            "ray_node_mem_total": [(ip, 16 * GIB)],
+            "ray_serve_num_deployment_replicas": [(deployment, 1.0)],
+            "ray_serve_autoscaling_target_replicas": [(deployment, 2.0)],
+            "ray_serve_deployment_replica_starts_total": [(deployment, 3.0)],
+            "vllm:gpu_cache_usage_perc": [(model, 42.0)],
+            "vllm:num_requests_running": [(model, 4.0)],
+            "vllm:num_requests_waiting": [(model, 1.0)],
+            "vllm:time_to_first_token_seconds": [(model, 0.25)],
+            "vllm:generation_tokens_total": [(model, 80.0)],
+            "ray_serve_num_router_requests_total": [({}, 2.5)],
+            "serve_deployment_processing_latency_ms": [({}, 900.0)],
+        }
+    )
 
 
 def test_one_screen_from_rays_apis_and_prometheus(fake_platform, platform_target):
@@ -44,8 +46,16 @@ def test_one_screen_from_rays_apis_and_prometheus(fake_platform, platform_target
         DeploymentStatus("llm", llm_deployment_name(fake.MODEL), "HEALTHY", 1.0, 2.0, 3.0)
     ]
     assert result.models == [
-        ModelStatus(fake.MODEL, kv_cache_percent=42.0, running=4.0, waiting=1.0,
-                    requests_per_s=2.5, p95_latency_ms=900.0, p95_ttft_s=0.25, tokens_per_s=80.0)
+        ModelStatus(
+            fake.MODEL,
+            kv_cache_percent=42.0,
+            running=4.0,
+            waiting=1.0,
+            requests_per_s=2.5,
+            p95_latency_ms=900.0,
+            p95_ttft_s=0.25,
+            tokens_per_s=80.0,
+        )
     ]
     json.dumps(result.as_dict())  # what --json prints
     (nodes,) = fake.requests_to(fake.RAY, "/api/v0/nodes")
@@ -106,7 +116,10 @@ def test_diagnose_gathers_its_evidence_through_the_client(fake_platform, platfor
     fake.series["vllm:num_requests_waiting"] = [({}, 3.0)]
     snap = gather(platform_target, fake.client())
     assert (snap.api_status, snap.metrics_port_up, snap.ray_head_up, snap.prometheus_up) == (
-        200, True, True, True
+        200,
+        True,
+        True,
+        True,
     )
     assert snap.ray_targets_down == [] and snap.kv_cache == 42.0 and snap.waiting == 3.0
     assert snap.replicas == {llm_deployment_name(fake.MODEL): (1.0, 1)}

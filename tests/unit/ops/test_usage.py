@@ -48,11 +48,21 @@ def test_a_bad_grouping_names_the_choices(log):
 
 
 def test_rotated_files_are_read_oldest_first_and_foreign_files_ignored(log, write_usage):
-    for name in ("usage.jsonl", "usage.jsonl.1", "usage.jsonl.2", "usage.jsonl.10",
-                 "usage.jsonl.bak", "usage.jsonl.1.gz", "other.jsonl.3"):
+    for name in (
+        "usage.jsonl",
+        "usage.jsonl.1",
+        "usage.jsonl.2",
+        "usage.jsonl.10",
+        "usage.jsonl.bak",
+        "usage.jsonl.1.gz",
+        "other.jsonl.3",
+    ):
         write_usage(log.parent / name, [])
     assert [p.name for p in log_files(log)] == [
-        "usage.jsonl.10", "usage.jsonl.2", "usage.jsonl.1", "usage.jsonl",
+        "usage.jsonl.10",
+        "usage.jsonl.2",
+        "usage.jsonl.1",
+        "usage.jsonl",
     ]
 
 
@@ -68,10 +78,13 @@ def test_totals_span_the_current_and_the_rotated_files(log, write_usage, make_us
     write_usage(log, [make_usage_record(ago(minutes=1))])
     report = usage_report(log, "24h", "key", now=NOW)
     assert [(r.name, r.requests, r.total_tokens) for r in report.rows] == [
-        ("team-a", 2, 60), ("team-b", 2, 60),
+        ("team-a", 2, 60),
+        ("team-b", 2, 60),
     ]
     assert (report.total.requests, report.total.prompt_tokens, report.total.completion_tokens) == (
-        4, 40, 80,
+        4,
+        40,
+        80,
     )
     assert [p.name for p in report.files] == ["usage.jsonl.2", "usage.jsonl.1", "usage.jsonl"]
 
@@ -79,12 +92,17 @@ def test_totals_span_the_current_and_the_rotated_files(log, write_usage, make_us
 def test_the_window_includes_its_first_instant_and_excludes_what_came_before(
     log, write_usage, make_usage_record
 ):
-    write_usage(log, [
-        make_usage_record(ago(hours=1, seconds=1), key="before"),
-        make_usage_record(ago(hours=1), key="at-start"),
-        make_usage_record(ago(minutes=59, seconds=59), key="inside"),
-        make_usage_record(NOW + timedelta(seconds=2), key="clock-ahead"),  # another host's clock
-    ])
+    write_usage(
+        log,
+        [
+            make_usage_record(ago(hours=1, seconds=1), key="before"),
+            make_usage_record(ago(hours=1), key="at-start"),
+            make_usage_record(ago(minutes=59, seconds=59), key="inside"),
+            make_usage_record(
+                NOW + timedelta(seconds=2), key="clock-ahead"
+            ),  # another host's clock
+        ],
+    )
     report = usage_report(log, "1h", "key", now=NOW)
     assert sorted(r.name for r in report.rows) == ["at-start", "clock-ahead", "inside"]
     assert report.as_dict()["from"] == "2025-06-01T11:00:00Z"
@@ -117,24 +135,65 @@ def test_refusals_are_requests_by_code_not_errors_and_carry_no_latency(
     log, write_usage, make_usage_record
 ):
     when = ago(minutes=3)
-    write_usage(log, [
-        make_usage_record(when, duration_ms=100.0, ttft_ms=10.0),
-        make_usage_record(when, status=500, prompt_tokens=0, completion_tokens=0,
-                          duration_ms=300.0, ttft_ms=None),
-        make_usage_record(when, status=400, prompt_tokens=None, completion_tokens=None,
-                          duration_ms=5.0, ttft_ms=None),
-        *[make_usage_record(when, status=429, refused="quota_exceeded", prompt_tokens=0,
-                            completion_tokens=0, ttft_ms=None, duration_ms=0.2)] * 2,
-        make_usage_record(when, key="-", model="-", status=401, refused="invalid_api_key",
-                          prompt_tokens=0, completion_tokens=0, ttft_ms=None, duration_ms=0.1),
-    ])
+    write_usage(
+        log,
+        [
+            make_usage_record(when, duration_ms=100.0, ttft_ms=10.0),
+            make_usage_record(
+                when,
+                status=500,
+                prompt_tokens=0,
+                completion_tokens=0,
+                duration_ms=300.0,
+                ttft_ms=None,
+            ),
+            make_usage_record(
+                when,
+                status=400,
+                prompt_tokens=None,
+                completion_tokens=None,
+                duration_ms=5.0,
+                ttft_ms=None,
+            ),
+            *[
+                make_usage_record(
+                    when,
+                    status=429,
+                    refused="quota_exceeded",
+                    prompt_tokens=0,
+                    completion_tokens=0,
+                    ttft_ms=None,
+                    duration_ms=0.2,
+                )
+            ]
+            * 2,
+            make_usage_record(
+                when,
+                key="-",
+                model="-",
+                status=401,
+                refused="invalid_api_key",
+                prompt_tokens=0,
+                completion_tokens=0,
+                ttft_ms=None,
+                duration_ms=0.1,
+            ),
+        ],
+    )
     report = usage_report(log, "1h", "key", now=NOW)
     rows = {row.name: row.as_dict() for row in report.rows}
     assert rows["team-a"] == {
-        "name": "team-a", "requests": 5, "refused": 2,
-        "refused_by_code": {"quota_exceeded": 2}, "errors": 2,
-        "prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30,
-        "duration_ms_p50": 100.0, "duration_ms_p95": 280.0, "ttft_ms_p50": 10.0,
+        "name": "team-a",
+        "requests": 5,
+        "refused": 2,
+        "refused_by_code": {"quota_exceeded": 2},
+        "errors": 2,
+        "prompt_tokens": 10,
+        "completion_tokens": 20,
+        "total_tokens": 30,
+        "duration_ms_p50": 100.0,
+        "duration_ms_p95": 280.0,
+        "ttft_ms_p50": 10.0,
     }
     assert rows["-"]["refused_by_code"] == {"invalid_api_key": 1}
     assert rows["-"]["duration_ms_p50"] is None and rows["-"]["ttft_ms_p50"] is None
@@ -144,33 +203,46 @@ def test_refusals_are_requests_by_code_not_errors_and_carry_no_latency(
 
 
 def test_percentiles_interpolate_between_ranks(log, write_usage, make_usage_record):
-    write_usage(log, [
-        make_usage_record(ago(minutes=1), duration_ms=float(ms), ttft_ms=ms / 4)
-        for ms in range(0, 102, 2)  # 0, 2, ..., 100
-    ])
+    write_usage(
+        log,
+        [
+            make_usage_record(ago(minutes=1), duration_ms=float(ms), ttft_ms=ms / 4)
+            for ms in range(0, 102, 2)  # 0, 2, ..., 100
+        ],
+    )
     total = usage_report(log, "1h", "key", now=NOW).total.as_dict()
     assert (total["duration_ms_p50"], total["duration_ms_p95"], total["ttft_ms_p50"]) == (
-        50.0, 95.0, 12.5,
+        50.0,
+        95.0,
+        12.5,
     )
 
 
 def test_grouping_by_model_most_tokens_first(log, write_usage, make_usage_record):
     when = ago(minutes=1)
-    write_usage(log, [
-        make_usage_record(when, model="small", prompt_tokens=1, completion_tokens=1),
-        make_usage_record(when, model="big", key="team-b", prompt_tokens=500),
-        make_usage_record(when, model="small", key="team-b", prompt_tokens=1, completion_tokens=1),
-        make_usage_record(when, model=None, status=429, refused="rate_limit_exceeded"),
-    ])
+    write_usage(
+        log,
+        [
+            make_usage_record(when, model="small", prompt_tokens=1, completion_tokens=1),
+            make_usage_record(when, model="big", key="team-b", prompt_tokens=500),
+            make_usage_record(
+                when, model="small", key="team-b", prompt_tokens=1, completion_tokens=1
+            ),
+            make_usage_record(when, model=None, status=429, refused="rate_limit_exceeded"),
+        ],
+    )
     report = usage_report(log, "1h", "model", now=NOW)
     assert [(r.name, r.requests, r.total_tokens) for r in report.rows] == [
-        ("big", 1, 520), ("small", 2, 4), ("-", 1, 0),
+        ("big", 1, 520),
+        ("small", 2, 4),
+        ("-", 1, 0),
     ]
     assert report.as_dict()["by"] == "model"
 
 
-def test_times_with_offsets_or_without_a_zone_are_compared_in_utc(log, write_usage,
-                                                                    make_usage_record):
+def test_times_with_offsets_or_without_a_zone_are_compared_in_utc(
+    log, write_usage, make_usage_record
+):
     inside = make_usage_record(ago(minutes=10), key="offset")
     inside["time"] = "2025-06-01T13:50:00+02:00"  # 11:50 UTC
     outside = make_usage_record(ago(minutes=10), key="naive-old")

@@ -264,4 +264,3 @@ def test_admission_bounds_are_the_replicas():
         model = ModelConfig(max_num_seqs=24, admission=admission)
         limits = admission_limits(model)
         assert AdmissionBounds.of(model) == AdmissionBounds(limits.max_ongoing, limits.max_queued)
-

@@ -132,7 +132,9 @@ def test_mixtral_counts_every_experts_weights_and_two_activated_per_token(tmp_pa
 def test_qwen3_moe_counts_128_narrow_experts(tmp_path):
     shape = shape_of(tmp_path, QWEN3_MOE_CONFIG)
     assert (shape.experts.count, shape.experts.per_token, shape.experts.intermediate_size) == (
-        128, 8, 768
+        128,
+        8,
+        768,
     )
     # Published: 30.5B parameters, 3.3B activated (the model card).
     assert shape.params == pytest.approx(30.5e9, rel=0.02)
@@ -170,8 +172,11 @@ def test_experts_change_memory_and_flops_but_not_the_kv_cache(tmp_path):
     load = Load(rps=1, input_tokens=1000, output_tokens=100)
     moe = plan(mixtral, h100, PlanInputs(tp=2, max_model_len=8192, load=load))
     one_mlp = replace(mixtral, experts=None)
-    dense = plan(replace(one_mlp, params=estimate_params(one_mlp)), h100,
-                 PlanInputs(tp=2, max_model_len=8192))
+    dense = plan(
+        replace(one_mlp, params=estimate_params(one_mlp)),
+        h100,
+        PlanInputs(tp=2, max_model_len=8192),
+    )
     assert moe.kv_bytes_per_token == dense.kv_bytes_per_token == 2 * 32 * 8 * 128 * 2
     assert moe.weight_bytes_per_gpu == mixtral.params  # bf16 over 2 GPUs: 2 bytes / 2
     assert moe.load.prefill_seconds_per_request == pytest.approx(

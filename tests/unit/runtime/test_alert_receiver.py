@@ -53,7 +53,10 @@ def test_one_line_per_alert_with_name_severity_and_annotations():
                 "annotations": {"summary": "waiting"},
                 "startsAt": "2026-11-27T00:00:00Z",
             },
-            {"status": "resolved", "labels": {"alertname": "KVCacheSaturation", "severity": "critical"}},
+            {
+                "status": "resolved",
+                "labels": {"alertname": "KVCacheSaturation", "severity": "critical"},
+            },
         ]
     }
     lines = [json.loads(line) for line in alert_lines(notification)]
@@ -70,7 +73,9 @@ def test_each_line_has_the_alerts_identity_and_end():
     assert line["fingerprint"] == "0123456789abcdef"  # Alertmanager's, as sent
     assert line["endsAt"] == "2026-11-27T00:05:00Z"
     # without one, the same hash of the labels Alertmanager computes (Prometheus's test vector)
-    (line,) = [json.loads(x) for x in alert_lines({"alerts": [{"status": "firing", "labels": WAITING}]})]
+    (line,) = [
+        json.loads(x) for x in alert_lines({"alerts": [{"status": "firing", "labels": WAITING}]})
+    ]
     assert line["fingerprint"] == labels_fingerprint(WAITING)
     assert labels_fingerprint({"name": "garland, briggs", "fear": "love is not enough"}) == (
         f"{5799056148416392346:016x}"
@@ -80,8 +85,13 @@ def test_each_line_has_the_alerts_identity_and_end():
 
 def test_read_alerts_gives_the_last_line_of_each_alert_and_skips_torn_lines(tmp_path):
     log = tmp_path / "alerts.log"
-    write_log(log, webhook_alert(WAITING), webhook_alert(KV), webhook_alert(WAITING, "resolved"),
-              tail='{"status": "fir')
+    write_log(
+        log,
+        webhook_alert(WAITING),
+        webhook_alert(KV),
+        webhook_alert(WAITING, "resolved"),
+        tail='{"status": "fir',
+    )
     alerts = read_alerts(log)
     assert [(a["alertname"], a["status"]) for a in alerts.values()] == [
         ("KVCacheSaturation", "firing"),
@@ -92,8 +102,13 @@ def test_read_alerts_gives_the_last_line_of_each_alert_and_skips_torn_lines(tmp_
 
 def test_alerts_left_firing_get_a_closing_line_once(tmp_path):
     log = tmp_path / "alerts.log"
-    write_log(log, webhook_alert(WAITING), webhook_alert(KV), webhook_alert(DOWN),
-              webhook_alert(WAITING, "resolved"))
+    write_log(
+        log,
+        webhook_alert(WAITING),
+        webhook_alert(KV),
+        webhook_alert(DOWN),
+        webhook_alert(WAITING, "resolved"),
+    )
     before = log.read_text()
     closed = close_stale(log, still_active={labels_fingerprint(DOWN)}, now="2026-11-28T09:00:00Z")
     # KV fired when the platform stopped; DOWN is one Alertmanager still has; WAITING resolved
@@ -109,7 +124,9 @@ def test_alerts_left_firing_get_a_closing_line_once(tmp_path):
     }
     assert "platform was stopped" in closing["reason"] and "group_wait" in closing["reason"]
     assert {a["alertname"]: a["status"] for a in read_alerts(log).values()} == {
-        "RequestsWaiting": "resolved", "KVCacheSaturation": "resolved", "ServiceDown": "firing",
+        "RequestsWaiting": "resolved",
+        "KVCacheSaturation": "resolved",
+        "ServiceDown": "firing",
     }
     assert close_stale(log, still_active={labels_fingerprint(DOWN)}) == []  # nothing twice
     assert [c["alertname"] for c in close_stale(log)] == ["ServiceDown"]
@@ -119,7 +136,10 @@ def test_a_closing_line_after_a_torn_line_is_a_line_of_its_own(tmp_path):
     log = tmp_path / "alerts.log"
     write_log(log, webhook_alert(KV), tail='{"status": "fir')
     (closed,) = close_stale(log)
-    assert log.read_text().splitlines()[-2:] == ['{"status": "fir', json.dumps(closed, sort_keys=True)]
+    assert log.read_text().splitlines()[-2:] == [
+        '{"status": "fir',
+        json.dumps(closed, sort_keys=True),
+    ]
 
 
 def test_lines_logged_before_fingerprints_are_closed_by_the_same_identity(tmp_path):
@@ -144,7 +164,8 @@ def test_still_active_asks_alertmanager_and_is_empty_when_it_does_not_answer():
 
     client = httpx.Client(transport=httpx.MockTransport(alertmanager))
     assert still_active_ids("http://am.test:19093/", client) == {
-        "aaaaaaaaaaaaaaaa", labels_fingerprint(DOWN)
+        "aaaaaaaaaaaaaaaa",
+        labels_fingerprint(DOWN),
     }
     assert seen == ["http://am.test:19093/api/v2/alerts"]
 
@@ -159,11 +180,13 @@ def test_still_active_asks_alertmanager_and_is_empty_when_it_does_not_answer():
 def test_the_receiver_closes_what_its_log_left_firing_before_it_listens(tmp_path):
     log = tmp_path / "alerts.log"
     write_log(log, webhook_alert(KV), webhook_alert(DOWN))
-    client = httpx.Client(transport=httpx.MockTransport(
-        lambda request: httpx.Response(200, json=[{"labels": DOWN}])
-    ))
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json=[{"labels": DOWN}]))
+    )
     server = start("127.0.0.1", 0, log, "http://am.test:19093", client)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         assert [(a["alertname"], a["status"]) for a in lines_of(log)[2:]] == [
@@ -173,7 +196,8 @@ def test_the_receiver_closes_what_its_log_left_firing_before_it_listens(tmp_path
         sent = {"alerts": [webhook_alert(KV)]}  # it fires again after the restart
         assert httpx.post(url, json=sent, timeout=10).status_code == 200
         assert [(a["alertname"], a["status"]) for a in read_alerts(log).values()] == [
-            ("ServiceDown", "firing"), ("KVCacheSaturation", "firing")
+            ("ServiceDown", "firing"),
+            ("KVCacheSaturation", "firing"),
         ]
     finally:
         server.shutdown()

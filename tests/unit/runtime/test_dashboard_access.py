@@ -187,8 +187,8 @@ def test_the_error_body_is_json():
     from gpucluster.assets import NGINX_TEMPLATE
 
     template = NGINX_TEMPLATE.read_text()
-    block = template[template.index("location @dashboard_read_only"):]
-    body = block[block.index("return 403 '") + len("return 403 '"):block.index("\\n';")]
+    block = template[template.index("location @dashboard_read_only") :]
+    body = block[block.index("return 403 '") + len("return 403 '") : block.index("\\n';")]
     assert json.loads(body.replace("$request_method", "POST"))["error"]["type"]
 
 

@@ -36,8 +36,14 @@ def lines(path) -> dict[str, str]:
 def openssl_hash(password: str, stored: str) -> str:
     """What `openssl passwd -6` makes of `password` with the stored hash's salt."""
     salt = stored.split("$")[2]
-    done = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=password,
-                          capture_output=True, text=True, check=True, timeout=30)
+    done = subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+        input=password,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     return done.stdout.strip()
 
 
@@ -95,7 +101,8 @@ def test_add_refuses_an_existing_name(path):
 
 
 @pytest.mark.parametrize(
-    "name", ["", "a:b", "a b", "alice\n", "x" * 65, "ä", "a/b", "#alice"],
+    "name",
+    ["", "a:b", "a b", "alice\n", "x" * 65, "ä", "a/b", "#alice"],
 )
 def test_bad_names_are_refused_and_the_file_is_left_alone(path, name):
     add_user(path, "alice")

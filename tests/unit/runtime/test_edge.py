@@ -42,15 +42,27 @@ def test_rendered_config_passes_nginx_t(state):
     assert oct(conf.stat().st_mode & 0o777) == "0o600"
     ensure_dashboard_password(state, "operator")
     result = subprocess.run(
-        [NGINX_BINARY, "-t", "-p", str(state.nginx_dir), "-c", str(conf), "-e", str(state.log("nginx-error"))],
-        check=False, capture_output=True, text=True, timeout=30,
+        [
+            NGINX_BINARY,
+            "-t",
+            "-p",
+            str(state.nginx_dir),
+            "-c",
+            str(conf),
+            "-e",
+            str(state.log("nginx-error")),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
 
 
 def test_streaming_settings_are_in_the_template():
     template = NGINX_TEMPLATE.read_text()
-    v1 = template[template.index("location ~ ^/(v1/"):template.index("location = /dashboard")]
+    v1 = template[template.index("location ~ ^/(v1/") : template.index("location = /dashboard")]
     assert "proxy_buffering off;" in v1
     assert "proxy_http_version 1.1;" in template and 'proxy_set_header Connection "";' in template
     assert "client_max_body_size" in template
@@ -72,9 +84,13 @@ def test_only_trusted_proxies_name_the_client():
     from gpucluster.runtime.edge import real_ip_lines
 
     assert "set_real_ip_from" not in real_ip_lines(SecurityConfig())
-    lines = real_ip_lines(SecurityConfig(trusted_proxies=["10.0.0.0/8"], real_ip_header="X-Real-IP"))
+    lines = real_ip_lines(
+        SecurityConfig(trusted_proxies=["10.0.0.0/8"], real_ip_header="X-Real-IP")
+    )
     assert lines.split("\n") == [
-        "    set_real_ip_from 10.0.0.0/8;", "    real_ip_header X-Real-IP;", "    real_ip_recursive on;"
+        "    set_real_ip_from 10.0.0.0/8;",
+        "    real_ip_header X-Real-IP;",
+        "    real_ip_recursive on;",
     ]
 
 
@@ -99,11 +115,15 @@ def edge(tmp_path_factory):
 
 
 @pytest.mark.parametrize("path", ["/v1/models", "/health", "/dashboard/", "/nowhere"])
-@pytest.mark.parametrize("headers", [
-    "Authorization: Bearer k1\r\nAuthorization: Bearer k1\r\n",
-    "Host: b\r\n",  # a second Host
-    f"X-Padding: {'x' * 20_000}\r\n",  # over large_client_header_buffers: nginx's 494
-], ids=["duplicate Authorization", "duplicate Host", "header too large"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "Authorization: Bearer k1\r\nAuthorization: Bearer k1\r\n",
+        "Host: b\r\n",  # a second Host
+        f"X-Padding: {'x' * 20_000}\r\n",  # over large_client_header_buffers: nginx's 494
+    ],
+    ids=["duplicate Authorization", "duplicate Host", "header too large"],
+)
 def test_nginx_refuses_a_malformed_request_in_the_openai_error_shape(edge, path, headers):
     """Sent as raw bytes: HTTP clients refuse to write such requests themselves."""
     import json

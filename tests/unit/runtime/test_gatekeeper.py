@@ -33,8 +33,11 @@ class Edge:
             {
                 "platform": {
                     "state_dir": str(tmp_path),
-                    "edge": {"rate_limit_rps": RPS, "rate_limit_burst": BURST,
-                             "read_timeout_s": READ_TIMEOUT_S},
+                    "edge": {
+                        "rate_limit_rps": RPS,
+                        "rate_limit_burst": BURST,
+                        "read_timeout_s": READ_TIMEOUT_S,
+                    },
                     "security": security or {},
                 },
                 "models": [{"id": "m1"}, {"id": "m2", "source": "/models/m2"}],
@@ -52,10 +55,15 @@ class Edge:
     def start(self, operator_files=()) -> TestClient:
         ring = KeyRing(self.store.path, [], self.clock, operator_files=operator_files)
         gatekeeper = Gatekeeper(
-            ring, self.config.platform.security, ["m1", "m2"], Limits.from_config(self.config),
+            ring,
+            self.config.platform.security,
+            ["m1", "m2"],
+            Limits.from_config(self.config),
             UsageLog(self.state.usage_log),
             LastUsed(self.state.keys_last_used_file, self.clock, lambda: self.wall),
-            EdgeMetrics(), self.clock, lambda: self.wall,
+            EdgeMetrics(),
+            self.clock,
+            lambda: self.wall,
         )
         self.client = TestClient(build_app(gatekeeper, flush_every_s=3600))
         self.client.__enter__()
@@ -66,19 +74,48 @@ class Edge:
             self.client.__exit__(None, None, None)
             self.client = None
 
-    def auth(self, authorization: str | None = None, *, addr: str = "198.51.100.7",
-             method: str = "POST", uri: str = CHAT, request_id: str | None = None):
-        headers = {"X-Client-Addr": addr, "X-Original-Method": method, "X-Original-URI": uri,
-                   "X-Request-Id": request_id or f"req-{next(self._ids)}"}
+    def auth(
+        self,
+        authorization: str | None = None,
+        *,
+        addr: str = "198.51.100.7",
+        method: str = "POST",
+        uri: str = CHAT,
+        request_id: str | None = None,
+    ):
+        headers = {
+            "X-Client-Addr": addr,
+            "X-Original-Method": method,
+            "X-Original-URI": uri,
+            "X-Request-Id": request_id or f"req-{next(self._ids)}",
+        }
         if authorization is not None:
             headers["Authorization"] = authorization
         return self.client.get("/auth", headers=headers)
 
-    def settle(self, request_id: str, key: str, *, model: str = "m1", status: int = 200,
-               prompt: int = 0, completion: int = 0, **extra):
-        body = {"request_id": request_id, "key": key, "model": model, "path": CHAT,
-                "status": status, "prompt_tokens": prompt, "completion_tokens": completion,
-                "ttft_ms": 12.5, "duration_ms": 250.0, **extra}
+    def settle(
+        self,
+        request_id: str,
+        key: str,
+        *,
+        model: str = "m1",
+        status: int = 200,
+        prompt: int = 0,
+        completion: int = 0,
+        **extra,
+    ):
+        body = {
+            "request_id": request_id,
+            "key": key,
+            "model": model,
+            "path": CHAT,
+            "status": status,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "ttft_ms": 12.5,
+            "duration_ms": 250.0,
+            **extra,
+        }
         response = self.client.post("/settle", json=body)
         assert response.status_code == 204, response.text
         return response
@@ -113,8 +150,11 @@ def test_a_valid_key_is_admitted_with_its_name(edge):
 
 @pytest.mark.parametrize(
     ("authorization", "code"),
-    [(None, "missing_api_key"), ("Basic abc", "invalid_api_key"),
-     ("Bearer gpc-wrong", "invalid_api_key")],
+    [
+        (None, "missing_api_key"),
+        ("Basic abc", "invalid_api_key"),
+        ("Bearer gpc-wrong", "invalid_api_key"),
+    ],
 )
 def test_missing_and_unknown_keys_get_401_saying_why(edge, authorization, code):
     key = edge.store.create("team-a")
@@ -134,7 +174,7 @@ def test_a_flood_of_random_keys_from_one_address_is_limited_after_the_burst(edge
     edge.start()
     answers = [edge.auth(f"Bearer {secrets.token_urlsafe(16)}").status_code for _ in range(100)]
     assert answers[: BURST + 1] == [401] * (BURST + 1)
-    assert set(answers[BURST + 1:]) == {403}  # nginx answers these with 429
+    assert set(answers[BURST + 1 :]) == {403}  # nginx answers these with 429
     limited = edge.auth("Bearer another-random-value")
     assert limited.headers["X-Deny-Code"] == "rate_limit_exceeded"
     assert int(limited.headers["X-Retry-After"]) >= 1
@@ -145,7 +185,9 @@ def test_a_flood_of_random_keys_from_one_address_is_limited_after_the_burst(edge
     metrics = edge.metrics()
     refused = metrics[("gpucluster_edge_refusals_total", (("reason", "rate_limit_exceeded"),))]
     assert refused == 100 - (BURST + 1) + 1
-    assert metrics[("gpucluster_edge_refusals_total", (("reason", "invalid_api_key"),))] == BURST + 2
+    assert (
+        metrics[("gpucluster_edge_refusals_total", (("reason", "invalid_api_key"),))] == BURST + 2
+    )
 
 
 def test_the_address_bucket_refills_with_time(edge):
@@ -207,10 +249,24 @@ def test_requests_per_minute_quota_with_retry_after(edge):
     edge.clock.now += 57
     assert edge.auth(f"Bearer {key}").status_code == 204
     metrics = edge.metrics()
-    assert metrics[("gpucluster_key_quota_refusals_total",
-                    (("key", "team-a"), ("quota", "requests_per_minute")))] == 1
-    assert metrics[("gpucluster_key_errors_total",
-                    (("class", "quota_exceeded"), ("key", "team-a"), ("model", "other")))] == 1
+    assert (
+        metrics[
+            (
+                "gpucluster_key_quota_refusals_total",
+                (("key", "team-a"), ("quota", "requests_per_minute")),
+            )
+        ]
+        == 1
+    )
+    assert (
+        metrics[
+            (
+                "gpucluster_key_errors_total",
+                (("class", "quota_exceeded"), ("key", "team-a"), ("model", "other")),
+            )
+        ]
+        == 1
+    )
 
 
 def test_tokens_per_minute_are_charged_at_settle_and_checked_at_admission(edge):
@@ -281,14 +337,28 @@ def test_usage_log_has_one_line_per_request_and_never_a_key_or_prompt(edge):
     key = edge.store.create("team-a")
     edge.start()
     edge.auth(f"Bearer {key}", request_id="r1")
-    edge.settle("r1", "team-a", prompt=7, completion=5,
-                prompt_text="SECRET PROMPT", messages=[{"content": "SECRET PROMPT"}])
+    edge.settle(
+        "r1",
+        "team-a",
+        prompt=7,
+        completion=5,
+        prompt_text="SECRET PROMPT",
+        messages=[{"content": "SECRET PROMPT"}],
+    )
     edge.auth("Bearer gpc-not-a-key", request_id="r2")
     first, second = edge.usage_lines()
     assert first == {
-        "time": "2023-11-14T22:13:20.000Z", "request_id": "r1", "key": "team-a", "model": "m1",
-        "path": CHAT, "status": 200, "prompt_tokens": 7, "completion_tokens": 5,
-        "ttft_ms": 12.5, "duration_ms": 250.0, "refused": None,
+        "time": "2023-11-14T22:13:20.000Z",
+        "request_id": "r1",
+        "key": "team-a",
+        "model": "m1",
+        "path": CHAT,
+        "status": 200,
+        "prompt_tokens": 7,
+        "completion_tokens": 5,
+        "ttft_ms": 12.5,
+        "duration_ms": 250.0,
+        "refused": None,
     }
     assert (second["key"], second["status"], second["refused"]) == ("-", 401, "invalid_api_key")
     assert second["prompt_tokens"] == 0 and second["completion_tokens"] == 0
@@ -314,9 +384,13 @@ def test_usage_log_rotates(tmp_path):
 def test_metrics_have_bounded_labels_and_totals_matching_the_settles(edge):
     key = edge.store.create("team-a")
     edge.start()
-    reports = [("r1", "team-a", "m1", 200, 10, 20), ("r2", "team-a", "m2", 200, 5, 6),
-               ("r3", "team-a", "m1", 500, 3, 0), ("r4", "gpc-raw-key", "m1", 200, 1, 1),
-               ("r5", "team-a", "not-a-model", 404, 0, 0)]
+    reports = [
+        ("r1", "team-a", "m1", 200, 10, 20),
+        ("r2", "team-a", "m2", 200, 5, 6),
+        ("r3", "team-a", "m1", 500, 3, 0),
+        ("r4", "gpc-raw-key", "m1", 200, 1, 1),
+        ("r5", "team-a", "not-a-model", 404, 0, 0),
+    ]
     for rid, name, model, status, prompt, completion in reports:
         edge.settle(rid, name, model=model, status=status, prompt=prompt, completion=completion)
     edge.auth(f"Bearer {key}")  # admitted: counted when settled, not here
@@ -334,12 +408,33 @@ def test_metrics_have_bounded_labels_and_totals_matching_the_settles(edge):
     assert total("gpucluster_key_prompt_tokens_total") == sum(r[4] for r in reports)
     assert total("gpucluster_key_completion_tokens_total") == sum(r[5] for r in reports)
     assert total("gpucluster_key_request_duration_seconds_count") == len(reports)
-    assert metrics[("gpucluster_key_requests_total",
-                    (("key", "team-a"), ("model", "m1"), ("status_class", "5xx")))] == 1
-    assert metrics[("gpucluster_key_errors_total",
-                    (("class", "server_error"), ("key", "team-a"), ("model", "m1")))] == 1
-    assert metrics[("gpucluster_key_errors_total",
-                    (("class", "client_error"), ("key", "team-a"), ("model", "other")))] == 1
+    assert (
+        metrics[
+            (
+                "gpucluster_key_requests_total",
+                (("key", "team-a"), ("model", "m1"), ("status_class", "5xx")),
+            )
+        ]
+        == 1
+    )
+    assert (
+        metrics[
+            (
+                "gpucluster_key_errors_total",
+                (("class", "server_error"), ("key", "team-a"), ("model", "m1")),
+            )
+        ]
+        == 1
+    )
+    assert (
+        metrics[
+            (
+                "gpucluster_key_errors_total",
+                (("class", "client_error"), ("key", "team-a"), ("model", "other")),
+            )
+        ]
+        == 1
+    )
     assert metrics[("gpucluster_key_prompt_tokens_total", (("key", "-"), ("model", "m1")))] == 1
     usage = edge.usage_lines()
     assert sum(line["prompt_tokens"] for line in usage) == total(
@@ -349,10 +444,14 @@ def test_metrics_have_bounded_labels_and_totals_matching_the_settles(edge):
 
 @pytest.mark.parametrize(
     ("body", "says"),
-    [("not json", "Expecting value"), ("[]", "JSON object"), ('{"status": 200}', "request_id"),
-     ('{"request_id": "r", "status": "ok"}', "status"),
-     ('{"request_id": "r", "status": 200, "prompt_tokens": -1}', "prompt_tokens"),
-     ('{"request_id": "r", "status": 200, "ttft_ms": true}', "ttft_ms")],
+    [
+        ("not json", "Expecting value"),
+        ("[]", "JSON object"),
+        ('{"status": 200}', "request_id"),
+        ('{"request_id": "r", "status": "ok"}', "status"),
+        ('{"request_id": "r", "status": 200, "prompt_tokens": -1}', "prompt_tokens"),
+        ('{"request_id": "r", "status": 200, "ttft_ms": true}', "ttft_ms"),
+    ],
 )
 def test_a_malformed_settlement_is_a_400_in_the_openai_shape(edge, body, says):
     edge.start()
@@ -374,7 +473,8 @@ def test_the_client_address_is_the_one_nginx_decided_on(edge):
 def test_the_supervised_service_runs_this_module_with_the_effective_config(edge):
     edge.state.api_keys_file.write_text("env-key\n")
     keys = KeySources(  # as `up` gives them to the replicas too
-        store=str(store_path(edge.config)), env_files=(str(edge.state.api_keys_file),),
+        store=str(store_path(edge.config)),
+        env_files=(str(edge.state.api_keys_file),),
         operator_files=(str(edge.state.operator_key_file),),
     )
     spec = gatekeeper_service(edge.config, edge.state, keys)

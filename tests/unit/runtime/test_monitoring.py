@@ -27,7 +27,9 @@ def test_prepared_prometheus_config_passes_promtool(tmp_path, promtool):
         {"targets": ["127.0.0.1:19095"]}
     ]
     assert (config_file.parent / "rules" / "guide-names.yml").exists()
-    result = subprocess.run([promtool, "check", "config", str(config_file)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "config", str(config_file)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -36,7 +38,9 @@ def test_rendered_alertmanager_config_passes_amtool(tmp_path):
     state.ensure()
     path = prepare_alertmanager(load_config(None, env={}), state)
     assert "http://127.0.0.1:19094/alerts" in path.read_text()
-    result = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["amtool", "check-config", str(path)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -55,7 +59,9 @@ def test_prometheus_scrapes_the_gatekeeper_on_its_configured_port(tmp_path):
     state = StateDir(tmp_path)
     state.ensure()
     config_file = prepare_prometheus(Config(platform={"ports": {"gatekeeper": 29095}}), state)
-    jobs = {job["job_name"]: job for job in yaml.safe_load(config_file.read_text())["scrape_configs"]}
+    jobs = {
+        job["job_name"]: job for job in yaml.safe_load(config_file.read_text())["scrape_configs"]
+    }
     (sd_file,) = jobs["gpucluster-edge"]["file_sd_configs"][0]["files"]
     assert json.loads((config_file.parent / sd_file).read_text()) == [
         {"targets": ["127.0.0.1:29095"]}

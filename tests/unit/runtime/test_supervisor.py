@@ -37,7 +37,9 @@ def test_services_round_trip_through_the_state_dir(state):
 
 
 def test_a_dying_service_is_restarted_with_growing_backoff(state, caplog):
-    supervisor = Supervisor(state, [ServiceSpec("flaky", ["sh", "-c", "exit 3"])], logging.getLogger("t"))
+    supervisor = Supervisor(
+        state, [ServiceSpec("flaky", ["sh", "-c", "exit 3"])], logging.getLogger("t")
+    )
     service = supervisor.running[0]
     service.start()
     service.proc.wait()
@@ -55,11 +57,15 @@ def test_a_dying_service_is_restarted_with_growing_backoff(state, caplog):
 
 
 def test_stop_request_ends_the_services(state, wait_until):
-    supervisor = Supervisor(state, [ServiceSpec("sleeper", ["sleep", "60"])], logging.getLogger("t"))
+    supervisor = Supervisor(
+        state, [ServiceSpec("sleeper", ["sleep", "60"])], logging.getLogger("t")
+    )
     runner = threading.Thread(target=supervisor.run, kwargs={"poll_s": 0.05})
     runner.start()
     try:
-        wait_until(lambda: supervisor.running[0].proc is not None, "the supervisor to start sleeper")
+        wait_until(
+            lambda: supervisor.running[0].proc is not None, "the supervisor to start sleeper"
+        )
     except BaseException:
         supervisor.request_stop()
         runner.join(timeout=15)
@@ -75,7 +81,9 @@ def test_a_killed_leader_takes_its_leftover_children_with_it(state, tmp_path, wa
     # like a SIGKILLed nginx master whose workers would keep holding the port
     pidfile = tmp_path / "child.pid"
     script = f"sleep 300 & echo $! > {pidfile}; wait"
-    supervisor = Supervisor(state, [ServiceSpec("leader", ["sh", "-c", script])], logging.getLogger("t"))
+    supervisor = Supervisor(
+        state, [ServiceSpec("leader", ["sh", "-c", script])], logging.getLogger("t")
+    )
     service = supervisor.running[0]
     service.start()
     try:

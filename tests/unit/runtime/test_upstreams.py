@@ -35,8 +35,10 @@ def test_the_scanned_range_is_the_one_ray_nodes_are_given():
     from gpucluster.config.ray_node import node_env
 
     env = node_env(None)
-    assert (int(env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"]),
-            int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"])) == DIRECT_INGRESS_PORTS
+    assert (
+        int(env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"]),
+        int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]),
+    ) == DIRECT_INGRESS_PORTS
     assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
     assert list(direct_ports()) == list(range(DIRECT_INGRESS_PORTS[0], DIRECT_INGRESS_PORTS[1] + 1))
 
@@ -51,9 +53,14 @@ def test_the_file_is_rewritten_only_when_it_changes(tmp_path):
 
 def test_a_change_reloads_the_nginx_the_pid_file_names(tmp_path):
     waiter = subprocess.Popen(
-        [sys.executable, "-c",
-         ("import signal, sys; signal.signal(signal.SIGHUP, lambda *_: sys.exit(7)); "
-          "print(flush=True); signal.pause()")],
+        [
+            sys.executable,
+            "-c",
+            (
+                "import signal, sys; signal.signal(signal.SIGHUP, lambda *_: sys.exit(7)); "
+                "print(flush=True); signal.pause()"
+            ),
+        ],
         stdout=subprocess.PIPE,
     )
     waiter.stdout.readline()  # its handler is installed

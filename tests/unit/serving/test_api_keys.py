@@ -44,7 +44,11 @@ def test_keys_file_with_comments_and_rotation(tmp_path, clock):
 
 @pytest.mark.parametrize(
     ("header", "code"),
-    [(None, "missing_api_key"), ("Basic abc", "invalid_api_key"), ("Bearer wrong-key", "invalid_api_key")],
+    [
+        (None, "missing_api_key"),
+        ("Basic abc", "invalid_api_key"),
+        ("Bearer wrong-key", "invalid_api_key"),
+    ],
 )
 def test_refusals_say_why_without_echoing_the_key(tmp_path, header, code):
     keys_file = tmp_path / "keys"
@@ -74,10 +78,14 @@ def test_middleware_guards_v1_before_the_body_is_read(tmp_path):
         return {"ok": True}
 
     client = TestClient(app)
-    refused = client.post("/v1/x", content=b"not json", headers={"content-type": "application/json"})
+    refused = client.post(
+        "/v1/x", content=b"not json", headers={"content-type": "application/json"}
+    )
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "missing_api_key"
-    assert client.post("/v1/x", json={"a": 1}, headers={"Authorization": "Bearer k"}).json() == {"a": 1}
+    assert client.post("/v1/x", json={"a": 1}, headers={"Authorization": "Bearer k"}).json() == {
+        "a": 1
+    }
     assert client.get("/health").status_code == 200
 
 

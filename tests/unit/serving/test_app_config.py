@@ -66,7 +66,9 @@ def test_the_replicas_write_only_lines_of_the_guides_table_and_every_one_of_them
 
 
 def test_stream_batching_defaults_to_unbatched_and_null_keeps_rays_default():
-    assert llm_config(ModelConfig(), WEIGHTS).experimental_configs == {"stream_batching_interval_ms": 0}
+    assert llm_config(ModelConfig(), WEIGHTS).experimental_configs == {
+        "stream_batching_interval_ms": 0
+    }
     assert llm_config(ModelConfig(stream_batching_ms=None), WEIGHTS).experimental_configs == {}
 
 
@@ -82,7 +84,7 @@ def test_admission_bounds_the_queues_and_answers_429_when_full():
 def test_the_engine_root_cause_in_the_replica_log_decides_the_error_line(tmp_path):
     log = tmp_path / "worker.err"
     log.write_text(
-        "(EngineCore pid=1)   File \"core.py\", line 308, in _initialize_kv_caches\n"
+        '(EngineCore pid=1)   File "core.py", line 308, in _initialize_kv_caches\n'
         "(EngineCore pid=1) RuntimeError: Worker failed with error 'Available memory on node 0 "
         "(13.74/18.96 GiB) on kv cache allocation is less than requested memory for kv (64.0 GiB).'\n"
         "ERROR ... RuntimeError: Engine core initialization failed. See root cause above.\n"
@@ -113,8 +115,14 @@ def test_the_config_and_the_built_in_table_agree_on_which_built_in_embeds():
 
 
 def test_lora_turns_on_vllms_lora_and_rays_multiplexing_with_a_local_table(tmp_path):
-    model = ModelConfig(lora={"adapters": {"pirate": "/a/pirate"}, "dynamic_dir": str(tmp_path),
-                              "max_loras": 3, "max_lora_rank": 8})
+    model = ModelConfig(
+        lora={
+            "adapters": {"pirate": "/a/pirate"},
+            "dynamic_dir": str(tmp_path),
+            "max_loras": 3,
+            "max_lora_rank": 8,
+        }
+    )
     kwargs = engine_kwargs(model)
     assert (kwargs["enable_lora"], kwargs["max_loras"], kwargs["max_lora_rank"]) == (True, 3, 8)
     weights = {**WEIGHTS, f"{BUILTIN_MODEL_ID}:pirate": "/cache/adapters/pirate"}
@@ -127,7 +135,10 @@ def test_lora_turns_on_vllms_lora_and_rays_multiplexing_with_a_local_table(tmp_p
     (tmp_path / "terse").mkdir()
     (tmp_path / "terse" / "adapter_config.json").write_text("{}")
     (tmp_path / "empty").mkdir()
-    assert available(table) == {"pirate": "/cache/adapters/pirate", "terse": str(tmp_path / "terse")}
+    assert available(table) == {
+        "pirate": "/cache/adapters/pirate",
+        "terse": str(tmp_path / "terse"),
+    }
 
 
 def test_the_local_loader_hands_ray_the_adapters_directory(tmp_path):
@@ -168,8 +179,9 @@ def test_the_prefix_router_routes_a_request_without_a_prompt_like_the_default():
 
 def test_tool_calling_settings_become_vllm_frontend_arguments(tmp_path):
     template = tmp_path / "tools.jinja"
-    model = ModelConfig(tool_call_parser="hermes", enable_auto_tool_choice=True,
-                        chat_template=template)
+    model = ModelConfig(
+        tool_call_parser="hermes", enable_auto_tool_choice=True, chat_template=template
+    )
     kwargs = engine_kwargs(model)
     assert kwargs["tool_call_parser"] == "hermes" and kwargs["enable_auto_tool_choice"] is True
     assert kwargs["chat_template"] == str(template)
@@ -178,8 +190,11 @@ def test_tool_calling_settings_become_vllm_frontend_arguments(tmp_path):
 
 def test_only_a_plain_generative_model_streams_directly():
     assert Config().serves_directly
-    for model in ({"lora": {"adapters": {"a": "/a"}}}, {"router": "prefix_cache_affinity"},
-                  {"source": BUILTIN_EMBEDDING_SOURCE}):
+    for model in (
+        {"lora": {"adapters": {"a": "/a"}}},
+        {"router": "prefix_cache_affinity"},
+        {"source": BUILTIN_EMBEDDING_SOURCE},
+    ):
         assert not Config(models=[model]).serves_directly, model
 
 

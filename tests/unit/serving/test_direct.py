@@ -12,8 +12,13 @@ from gpucluster.serving.direct import AdmissionLimits, build_direct_app
 from gpucluster.serving.ray_internals import ModelCard
 
 SSE = [(b"content-type", b"text/event-stream; charset=utf-8")]
-CARD = ModelCard(id="m", object="model", owned_by="me", permission=[],
-                 metadata={"max_request_context_length": 64})
+CARD = ModelCard(
+    id="m",
+    object="model",
+    owned_by="me",
+    permission=[],
+    metadata={"max_request_context_length": 64},
+)
 
 
 class EngineApp:
@@ -38,13 +43,21 @@ class EngineApp:
 ROOMY = AdmissionLimits(8, 8, 2)  # more room than any test here fills
 
 
-def client(engine: EngineApp, aborts: list, keys: ApiKeys | None = None,
-           limits: AdmissionLimits = ROOMY) -> httpx.AsyncClient:
+def client(
+    engine: EngineApp, aborts: list, keys: ApiKeys | None = None, limits: AdmissionLimits = ROOMY
+) -> httpx.AsyncClient:
     async def healthy() -> None:
         return None
 
-    app = build_direct_app(engine, api_keys=keys or ApiKeys([]), usage_url=None, card=CARD,
-                           limits=limits, check_health=healthy, on_abort=lambda: aborts.append(1))
+    app = build_direct_app(
+        engine,
+        api_keys=keys or ApiKeys([]),
+        usage_url=None,
+        card=CARD,
+        limits=limits,
+        check_health=healthy,
+        on_abort=lambda: aborts.append(1),
+    )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replica")
 
 
@@ -96,8 +109,11 @@ def test_health_and_models_answer_in_the_platform_shape():
 
     async def go() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
         async with client(engine, aborts) as c:
-            return (await c.get("/health"), await c.get("/v1/models"),
-                    await c.get("/v1/models/nope"))
+            return (
+                await c.get("/health"),
+                await c.get("/v1/models"),
+                await c.get("/v1/models/nope"),
+            )
 
     health, models, missing = asyncio.run(go())
     assert health.json() == {"status": "ok", "models": {"m": "ok"}}
@@ -131,25 +147,42 @@ class FailingEngineApp:
 
     async def __call__(self, scope, receive, send) -> None:
         await receive()
-        vllm_error = {"error": {"message": "This model's maximum context length is 64 tokens.",
-                                "type": "BadRequestError", "param": "input_tokens", "code": 400}}
+        vllm_error = {
+            "error": {
+                "message": "This model's maximum context length is 64 tokens.",
+                "type": "BadRequestError",
+                "param": "input_tokens",
+                "code": 400,
+            }
+        }
         if self.where != "response":
             await send({"type": "http.response.start", "status": 200, "headers": SSE})
             if self.where == "later in the stream":
-                await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True}
+                )
             event = f"data: {json.dumps(vllm_error)}\n\ndata: [DONE]\n\n".encode()
             await send({"type": "http.response.body", "body": event})
             return
         body = json.dumps(vllm_error).encode()
-        await send({"type": "http.response.start", "status": 400,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
 PLATFORM_ERROR = {
     "message": "This model's maximum context length is 64 tokens.",
-    "type": "invalid_request_error", "param": "messages", "code": "invalid_parameter",
+    "type": "invalid_request_error",
+    "param": "messages",
+    "code": "invalid_parameter",
 }
 
 
@@ -185,8 +218,9 @@ def test_a_full_replica_refuses_generations_at_once_but_still_answers_health(wai
 
     async def go() -> tuple[list[httpx.Response], httpx.Response, httpx.Response]:
         async with client(engine, [], limits=AdmissionLimits(1, 1, 3)) as c:
-            held = [asyncio.create_task(c.post("/v1/chat/completions", json=CHAT))
-                    for _ in range(2)]  # one running, one queued
+            held = [
+                asyncio.create_task(c.post("/v1/chat/completions", json=CHAT)) for _ in range(2)
+            ]  # one running, one queued
             await wait_until_async(lambda: engine.bodies, "the request to reach the engine")
             await asyncio.sleep(0.05)
             refused = [await c.post("/v1/chat/completions", json=CHAT) for _ in range(2)]

@@ -53,7 +53,7 @@ def client() -> TestClient:
     @app.get("/stream-fails")
     async def stream_fails(request: Request):
         async def chunks():
-            yield "data: {\"choices\": []}\n\n"
+            yield 'data: {"choices": []}\n\n'
             raise RuntimeError("ActorDiedError: the replica died <object at 0x1234>")
 
         return with_sse_errors(StreamingResponse(chunks(), media_type="text/event-stream"), request)
@@ -93,7 +93,9 @@ def test_a_full_model_is_429_with_retry_after(client):
 def test_a_stream_failing_midway_ends_with_an_sse_error_event_and_done(client):
     response = client.get("/stream-fails", headers={"x-request-id": "req-7"})
     assert response.status_code == 200
-    events = [line[len("data: "):] for line in response.text.splitlines() if line.startswith("data: ")]
+    events = [
+        line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")
+    ]
     assert events[0] == '{"choices": []}' and events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert (error["type"], error["code"]) == ("server_error", "internal_error")
@@ -149,7 +151,9 @@ def engine_client() -> TestClient:
 
     @app.post("/v1/completions")
     async def completions() -> None:
-        raise VLLMValidationError("Either prompt or prompt_embeds must be provided.", parameter="prompt")
+        raise VLLMValidationError(
+            "Either prompt or prompt_embeds must be provided.", parameter="prompt"
+        )
 
     @app.post("/v1/chat/completions")
     async def chat() -> None:
@@ -174,7 +178,9 @@ def test_engine_parameter_suffix_becomes_param(engine_client):
 
 
 def test_non_json_content_type_is_415(client):
-    response = client.post("/echo", content=b'{"messages": []}', headers={"content-type": "text/plain"})
+    response = client.post(
+        "/echo", content=b'{"messages": []}', headers={"content-type": "text/plain"}
+    )
     assert error_of(response, 415)["code"] == "unsupported_media_type"
 
 
@@ -221,7 +227,9 @@ def parsing_client() -> TestClient:
     ],
 )
 def test_parse_body_turns_every_failure_into_a_400(parsing_client, body, code, param):
-    response = parsing_client.post("/parse", content=body, headers={"content-type": "application/json"})
+    response = parsing_client.post(
+        "/parse", content=body, headers={"content-type": "application/json"}
+    )
     error = error_of(response, 400)
     assert (error["code"], error["param"]) == (code, param)
     assert "NoneType" not in error["message"]

@@ -61,7 +61,10 @@ def test_a_model_card_carries_the_context_length_the_platform_checks_prompts_aga
     assert card.metadata["max_request_context_length"] == 512
     # An adapter's card is built from the base card's fields (serving.ingress._card).
     adapter = ModelCard(
-        id="m:a", object="model", owned_by=card.owned_by, permission=[],
+        id="m:a",
+        object="model",
+        owned_by=card.owned_by,
+        permission=[],
         metadata={**card.metadata, "base_model": card.id},
     )
     listed = ModelList(data=[card, adapter]).model_dump()
@@ -76,7 +79,9 @@ def test_the_error_the_llm_server_yields_takes_vllms_error_fields():
     # serving.llm_server: ErrorResponse(error=ErrorInfo(**vllm_error.error.model_dump()))
     converted = ErrorResponse(error=ErrorInfo(**vllm_error.error.model_dump()))
     assert (converted.error.code, converted.error.message) == (400, "too long")
-    made = ErrorResponse(error=ErrorInfo(message="no rerank", type="invalid_request_error", code=400))
+    made = ErrorResponse(
+        error=ErrorInfo(message="no rerank", type="invalid_request_error", code=400)
+    )
     assert made.error.type == "invalid_request_error"
     # The public ErrorResponse subclasses this one: Ray's own instances pass the ingress's check.
     assert issubclass(public_models.ErrorResponse, ErrorResponse)
@@ -92,8 +97,12 @@ def test_rays_http_exception_carries_what_the_error_mapping_reads():
 @pytest.mark.parametrize(
     "name",
     [
-        "EmbeddingChatRequest", "EmbeddingCompletionRequest", "ScoreRequest",
-        "TokenizeChatRequest", "TokenizeCompletionRequest", "DetokenizeRequest",
+        "EmbeddingChatRequest",
+        "EmbeddingCompletionRequest",
+        "ScoreRequest",
+        "TokenizeChatRequest",
+        "TokenizeCompletionRequest",
+        "DetokenizeRequest",
     ],
 )
 def test_the_bodies_the_platform_parses_name_their_model(name):
@@ -136,7 +145,8 @@ def test_an_adapter_is_handed_to_ray_as_a_disk_multiplex_config():
 def _calls_in(function: Any, callee: str) -> list[ast.Call]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     return [
-        node for node in ast.walk(tree)
+        node
+        for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and (getattr(node.func, "id", None) == callee or getattr(node.func, "attr", None) == callee)
     ]
@@ -154,25 +164,38 @@ def test_ray_builds_and_calls_the_adapter_loader_the_way_the_local_one_takes(tmp
     load_kwargs = [keyword.arg for keyword in load.keywords]
     assert not make.args and not load.args and load_kwargs == ["lora_model_id", "llm_config"]
     model = ModelConfig(lora={"adapters": {"pirate": str(tmp_path)}})
-    config = llm_config(model, {BUILTIN_MODEL_ID: "/m", f"{BUILTIN_MODEL_ID}:pirate": str(tmp_path)})
-    loaded = asyncio.run(loader.load_model_from_config(
-        lora_model_id=f"{BUILTIN_MODEL_ID}:pirate", llm_config=config
-    ))
+    config = llm_config(
+        model, {BUILTIN_MODEL_ID: "/m", f"{BUILTIN_MODEL_ID}:pirate": str(tmp_path)}
+    )
+    loaded = asyncio.run(
+        loader.load_model_from_config(lora_model_id=f"{BUILTIN_MODEL_ID}:pirate", llm_config=config)
+    )
     assert isinstance(loaded, DiskMultiplexConfig) and loaded.local_path == str(tmp_path)
 
 
 def test_the_llm_server_hooks_the_platform_overrides_are_there():
     # serving.llm_server overrides these and calls super() on them.
-    for name in ("start", "_start_engine", "_init_multiplex_loader", "__serve_build_asgi_app__",
-                 "chat", "completions", "check_health"):
+    for name in (
+        "start",
+        "_start_engine",
+        "_init_multiplex_loader",
+        "__serve_build_asgi_app__",
+        "chat",
+        "completions",
+        "check_health",
+    ):
         assert callable(getattr(LLMServer, name, None)), name
     assert list(inspect.signature(LLMServer._start_engine).parameters) == ["self"]
     # What the platform reads of the vLLM engine object (serving.llm_server): its client (the
     # engine's stat loggers), its scoring handler (/rerank), its app state and tokenizer service
     # (the tokenizer's name Ray 2.60 looks up under the old name).
     source = inspect.getsource(VLLMEngine)
-    for attribute in ("_engine_client", "_oai_serving_scores", "_oai_serving_tokenization",
-                      "_app_state"):
+    for attribute in (
+        "_engine_client",
+        "_oai_serving_scores",
+        "_oai_serving_tokenization",
+        "_app_state",
+    ):
         assert f"self.{attribute}" in source, attribute
 
 

@@ -47,7 +47,9 @@ def replay(
     state, target, changes = ScalingState(), replicas, []
     for i, load in enumerate(loads):
         now = start_s + i * TICK_S
-        snap = LoadSnapshot(now=now, running_replicas=started(target), target_replicas=target, **load)
+        snap = LoadSnapshot(
+            now=now, running_replicas=started(target), target_replicas=target, **load
+        )
         decision, state = decide(settings, snap, state)
         assert settings.min_replicas <= decision.replicas <= settings.max_replicas
         if decision.replicas != target:
@@ -64,7 +66,12 @@ def test_sustained_kv_pressure_adds_a_replica_after_the_delay():
     changes = replay(ticks(40, BUSY))
     assert len(changes) == 1
     at, before, decision = changes[0]
-    assert (before, decision.replicas, decision.direction, decision.signal) == (1, 2, "up", "kv_cache")
+    assert (before, decision.replicas, decision.direction, decision.signal) == (
+        1,
+        2,
+        "up",
+        "kv_cache",
+    )
     assert at - 1000.0 == pytest.approx(SETTINGS.upscale_delay_s)
     assert "KV cache 90% above 80%" in decision.reason
 
@@ -135,7 +142,9 @@ def test_no_decision_while_a_new_replica_is_still_starting():
 
 @pytest.mark.parametrize("half_period_s", [5, 20, 29, 60, 200])
 def test_a_sawtooth_changes_the_count_at_most_once_per_delay_window(half_period_s):
-    loads = (ticks(half_period_s, QUEUEING) + ticks(half_period_s, IDLE)) * (1800 // (2 * half_period_s))
+    loads = (ticks(half_period_s, QUEUEING) + ticks(half_period_s, IDLE)) * (
+        1800 // (2 * half_period_s)
+    )
     changes = replay(loads, replicas=2)
     times = [at for at, _, _ in changes]
     window = min(SETTINGS.upscale_delay_s, SETTINGS.downscale_delay_s)

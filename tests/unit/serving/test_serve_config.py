@@ -39,7 +39,9 @@ def test_rendered_config_is_a_valid_serve_deploy_config():
 
 def test_the_import_path_names_the_builder_and_its_args_round_trip():
     # Building the application needs a Ray cluster: local mode proves it live, through this file.
-    (application,) = json.loads(json.dumps(serve_config(CONFIG, WEIGHTS, KeySources())))["applications"]
+    (application,) = json.loads(json.dumps(serve_config(CONFIG, WEIGHTS, KeySources())))[
+        "applications"
+    ]
     assert load_builder(application["import_path"]) is app_from_args
     args = application["args"]
     assert Config(models=args["models"]) == CONFIG
@@ -55,8 +57,19 @@ def test_cli_renders_the_same_config_for_another_host(tmp_path):
     )
     result = CliRunner().invoke(
         cli,
-        ["render", "serve-config", "-c", str(config_file), "--model-cache", "/models",
-         "--http-host", "0.0.0.0", "--api-keys-file", "/keys", "--json"],
+        [
+            "render",
+            "serve-config",
+            "-c",
+            str(config_file),
+            "--model-cache",
+            "/models",
+            "--http-host",
+            "0.0.0.0",
+            "--api-keys-file",
+            "/keys",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     # the named key store is where `gpucluster keys create` writes on that host

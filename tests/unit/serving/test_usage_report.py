@@ -42,8 +42,13 @@ class Answer:
         if self.forced:
             state[FORCED_USAGE] = True
         kind = b"text/event-stream" if self.stream else b"application/json"
-        await send({"type": "http.response.start", "status": self.status,
-                    "headers": [(b"content-type", kind)]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [(b"content-type", kind)],
+            }
+        )
         if self.stream:
             for event in EVENTS:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
@@ -74,7 +79,12 @@ def test_a_forced_usage_event_is_reported_and_not_shown_to_the_client():
     reply, (record,) = call(Answer(stream=True, forced=True), headers={"X-Request-Id": "r-1"})
     assert b'"usage":{' not in reply.content
     assert reply.text.endswith("data: [DONE]\n\n") and '"Hi"' in reply.text
-    assert (record.request_id, record.key, record.model, record.status) == ("r-1", "team-a", "m", 200)
+    assert (record.request_id, record.key, record.model, record.status) == (
+        "r-1",
+        "team-a",
+        "m",
+        200,
+    )
     assert (record.prompt_tokens, record.completion_tokens) == (7, 3)
     assert record.ttft_ms is not None and record.duration_ms >= record.ttft_ms
 
@@ -97,7 +107,12 @@ def test_the_key_comes_from_nginx_when_the_replica_checks_none():
         await send({"type": "http.response.body", "body": b"{}"})
 
     _, (record,) = call(refused, headers={"X-Gpucluster-Key": "team-b"})
-    assert (record.key, record.model, record.status, record.prompt_tokens) == ("team-b", "-", 401, 0)
+    assert (record.key, record.model, record.status, record.prompt_tokens) == (
+        "team-b",
+        "-",
+        401,
+        0,
+    )
 
 
 def test_health_and_other_paths_are_not_reported():
@@ -130,7 +145,9 @@ def test_usage_is_forced_only_for_streams_that_did_not_ask():
     state: dict = {}
     ask = SimpleNamespace(stream=True, stream_options=None)
     assert usage_forced(ask, state) and state[FORCED_USAGE]
-    assert not usage_forced(SimpleNamespace(stream=True, stream_options={"include_usage": True}), {})
+    assert not usage_forced(
+        SimpleNamespace(stream=True, stream_options={"include_usage": True}), {}
+    )
     asked = SimpleNamespace(stream=True, stream_options=SimpleNamespace(include_usage=True))
     assert not usage_forced(asked, {})
     assert not usage_forced(SimpleNamespace(stream=False, stream_options=None), {})
@@ -145,14 +162,18 @@ def test_an_unreachable_gatekeeper_costs_a_log_line_not_the_request(caplog):
 def test_asking_for_usage_keeps_the_clients_other_stream_options():
     assert with_usage(None) == {"include_usage": True}
     assert with_usage({"continuous_usage_stats": True}) == {
-        "continuous_usage_stats": True, "include_usage": True
+        "continuous_usage_stats": True,
+        "include_usage": True,
     }
     from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
     body = ChatCompletionRequest(
-        model="m", messages=[{"role": "user", "content": "x"}], stream=True,
+        model="m",
+        messages=[{"role": "user", "content": "x"}],
+        stream=True,
         stream_options={"continuous_usage_stats": True},
     )
     assert with_usage(body.stream_options) == {
-        "continuous_usage_stats": True, "include_usage": True
+        "continuous_usage_stats": True,
+        "include_usage": True,
     }
