@@ -31,9 +31,10 @@ test: unit
 	$(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
 	$(VENV)/bin/python -m pytest tests/compose $(PYTEST_ARGS)
 
-# TODO(issue 23): run `$(VENV)/bin/ruff check src tests benchmarks` first here once the tree
-# passes it (make lint runs it today).
+# The lint (ruff check and format --check, as `make lint`) first, then the unit tests.
 unit: setup-tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/python -m pytest tests/unit -m "not real_model" $(PYTEST_ARGS)
 	$(VENV)/bin/python -m pytest tests/unit -m real_model $(PYTEST_ARGS)
 
