@@ -236,7 +236,7 @@ def bench(
     if as_json:
         emit(report)
     else:
-        render(report)
+        print_report(report)
     if not report["ok"]:
         raise typer.Exit(1)
 
@@ -355,7 +355,7 @@ def _warmup_message(endpoint: Endpoint, record: RequestRecord, ignore_eos: bool)
     return message
 
 
-def render(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any]) -> None:
     """The report as tables: throughput, latency percentiles, ratios B/A, failures."""
     compare = len(report["endpoints"]) > 1
     for e in report["endpoints"]:

@@ -141,7 +141,7 @@ def capacity(
         kuberay = {"kuberay_worker_pod": dataclasses.asdict(pod)} if pod else {}
         emit({"ok": result.fits, **data, **kuberay})
     else:
-        _render(result, pod)
+        _print_plan(result, pod)
     if not result.fits:
         raise typer.Exit(1)
 
@@ -177,7 +177,7 @@ def _kuberay_pod(
     )  # fmt: skip
 
 
-def _render_pod(pod: PodSize) -> None:
+def _print_pod(pod: PodSize) -> None:
     table = Table(
         title=f"KubeRay worker pod ({pod.group}): {pod.cpu} CPUs, {pod.memory_gib} GiB "
         f"(/dev/shm {pod.shm_gib} GiB included), as `gpucluster render kuberay` sizes it",
@@ -208,7 +208,7 @@ def _params(model: ModelShape) -> str:
     return f"{text} ({active_params(model) / 1e9:,.2f} B activated per token)"
 
 
-def _render(result: CapacityPlan, pod: PodSize | None = None) -> None:
+def _print_plan(result: CapacityPlan, pod: PodSize | None = None) -> None:
     shape, gpu = result.model, result.gpu
     table = Table(title=f"{shape.name} on {gpu.name} x tp {result.tp}", title_justify="left")
     for column in ("quantity", "value", "how"):
@@ -259,17 +259,17 @@ def _render(result: CapacityPlan, pod: PodSize | None = None) -> None:
     for row in rows:
         table.add_row(*row)
     out.print(table)
-    _render_load(result)
-    _render_tp(result)
+    _print_load(result)
+    _print_tp(result)
     if pod is not None:
-        _render_pod(pod)
+        _print_pod(pod)
     verdict = "[green]fits[/]" if result.fits else "[bold red]does not fit[/]"
     out.print(f"{verdict}: {result.reason}", highlight=False)
     for note in result.notes:
         out.print(f"[dim]note: {note}[/]", highlight=False)
 
 
-def _render_load(result: CapacityPlan) -> None:
+def _print_load(result: CapacityPlan) -> None:
     if result.load is None:
         return
     load = result.load
@@ -308,7 +308,7 @@ def _render_load(result: CapacityPlan) -> None:
     out.print(table)
 
 
-def _render_tp(result: CapacityPlan) -> None:
+def _print_tp(result: CapacityPlan) -> None:
     table = Table(title="tensor-parallel options", title_justify="left")
     columns = ("tp", "fits", "weights/GPU", "KV/GPU", "KV tokens", "max seqs", "decode bound",
                "note")  # fmt: skip

@@ -33,7 +33,7 @@ class TemplateError(GpuClusterError, ValueError):
     next_step = "report it: a template shipped with gpucluster names a value the code does not give"
 
 
-def render(template: str, values: dict[str, str]) -> str:
+def fill_template(template: str, values: dict[str, str]) -> str:
     """Replace `${NAME}` placeholders (envsubst style); nginx's own `$vars` are left alone."""
     missing = sorted({name for name in _PLACEHOLDER.findall(template) if name not in values})
     if missing:
@@ -79,7 +79,7 @@ def real_ip_lines(security: SecurityConfig) -> str:
 
 def render_nginx_conf(values: dict[str, str]) -> str:
     """deploy/nginx/nginx.conf.template with `values`."""
-    return render(NGINX_TEMPLATE.read_text(encoding="utf-8"), values)
+    return fill_template(NGINX_TEMPLATE.read_text(encoding="utf-8"), values)
 
 
 def nginx_pid_file(state: StateDir) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gpucluster.assets import ALERTMANAGER_CONFIG, PROMETHEUS_DIR, RULES_DIR
 from gpucluster.config import Config
-from gpucluster.runtime.edge import render
+from gpucluster.runtime.edge import fill_template
 from gpucluster.runtime.state import StateDir
 from gpucluster.runtime.supervisor import ServiceSpec
 
@@ -57,7 +57,7 @@ def alert_receiver_url(host: str, config: Config) -> str:
 
 def render_alertmanager_config(receiver_url: str) -> str:
     """deploy/alertmanager/alertmanager.yml delivering to the receiver at `receiver_url`."""
-    return render(
+    return fill_template(
         ALERTMANAGER_CONFIG.read_text(encoding="utf-8"),
         {"ALERT_RECEIVER_URL": receiver_url},
     )

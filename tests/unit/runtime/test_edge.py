@@ -12,7 +12,7 @@ from gpucluster.runtime.edge import (
     NGINX_TEMPLATE,
     TemplateError,
     ensure_dashboard_password,
-    render,
+    fill_template,
     write_nginx_conf,
 )
 from gpucluster.runtime.sha512_crypt import verify_password
@@ -26,10 +26,12 @@ def state(tmp_path) -> StateDir:
     return state
 
 
-def test_render_replaces_placeholders_and_leaves_nginx_variables():
-    assert render("listen ${PORT}; set $host x;", {"PORT": "80"}) == "listen 80; set $host x;"
+def test_fill_template_replaces_placeholders_and_leaves_nginx_variables():
+    assert (
+        fill_template("listen ${PORT}; set $host x;", {"PORT": "80"}) == "listen 80; set $host x;"
+    )
     with pytest.raises(TemplateError, match="MISSING"):
-        render("${MISSING}", {})
+        fill_template("${MISSING}", {})
 
 
 def test_rendered_config_passes_nginx_t(state):
