@@ -19,7 +19,8 @@ from gpucluster.config.keys import KeySources
 from gpucluster.errors import InputError
 from gpucluster.models import resolve_source, weights_location
 from gpucluster.models.adapter_sources import adapter_locations
-from gpucluster.planning.pod_sizes import PodSize, PodSizeError, head_size, worker_sizes
+from gpucluster.planning.platform_pods import head_size, worker_sizes
+from gpucluster.planning.pod_sizes import PodSize, PodSizeError
 from gpucluster.serving.serve_config import serve_config
 
 NAME = "gpu-cluster"

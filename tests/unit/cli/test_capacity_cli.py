@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from gpucluster.cli.capacity import capacity
 from gpucluster.cli.errors import Typer
 from gpucluster.config import load_config
-from gpucluster.planning.pod_sizes import worker_sizes
+from gpucluster.planning.platform_pods import worker_sizes
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from gpucluster.cli.main import app as cli
 from gpucluster.config import Config, load_config
 from gpucluster.config.keys import KeySources
 from gpucluster.config.loader import ENV_OVERRIDES
-from gpucluster.planning.pod_sizes import PodSize, head_size, worker_sizes
+from gpucluster.planning.platform_pods import head_size, worker_sizes
+from gpucluster.planning.pod_sizes import PodSize
 from gpucluster.serving.serve_config import serve_config
 
 REPO = Path(__file__).resolve().parents[3]

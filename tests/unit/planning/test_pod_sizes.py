@@ -14,13 +14,8 @@ import pytest
 from gpucluster.config import Config, load_config
 from gpucluster.planning import pod_sizes
 from gpucluster.planning.hardware import GiB, find_table_model
-from gpucluster.planning.pod_sizes import (
-    AdmissionBounds,
-    PodSizeError,
-    head_size,
-    worker_pod,
-    worker_sizes,
-)
+from gpucluster.planning.platform_pods import head_size, worker_sizes
+from gpucluster.planning.pod_sizes import AdmissionBounds, PodSizeError, worker_pod
 
 REPO = Path(__file__).resolve().parents[3]
 PLATFORM = REPO / "deploy" / "kuberay" / "platform.yaml"
