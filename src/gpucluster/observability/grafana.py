@@ -223,3 +223,8 @@ def resolve_variables(expr: str, names: set[str]) -> str:
         return ALL_VALUE
 
     return _VARIABLE.sub(substitute, expr)
+
+
+def percentile_label(quantile: float) -> str:
+    """0.95 -> "p95"."""
+    return f"p{round(quantile * 100)}"
