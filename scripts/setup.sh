@@ -15,7 +15,9 @@ SETUP_TESTS="${SETUP_TESTS:-}"
 PIP_CHECK_ALLOWED="$ROOT/requirements/pip-check-allowed.txt"
 # nginx: the edge proxy; prometheus (with promtool), prometheus-alertmanager: monitoring;
 # chromium: the dashboard browser test; curl, jq, lsof: the guide's commands
-APT_PACKAGES=(curl jq lsof procps nginx prometheus prometheus-alertmanager chromium)
+# redis-tools: the Redis server binary of the GCS fault tolerance test (not the redis-server
+# package, which starts a system Redis on 6379, the GCS port)
+APT_PACKAGES=(curl jq lsof procps nginx prometheus prometheus-alertmanager chromium redis-tools)
 
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"

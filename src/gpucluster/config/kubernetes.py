@@ -36,6 +36,83 @@ def _object_name(value: str, what: str = "a Kubernetes object name") -> str:
     return value
 
 
+_SECRET_KEY_PATTERN = re.compile(r"^[-._a-zA-Z0-9]+$")
+# What Ray (RAY_REDIS_ADDRESS) and KubeRay's Redis cleanup Job read: host:port, with an optional
+# redis:// or rediss:// (TLS) scheme; the host a DNS name, an IPv4 address or a bracketed IPv6 one.
+_REDIS_ADDRESS_PATTERN = re.compile(
+    r"^(?:(?P<scheme>rediss?)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)"
+    r":(?P<port>[0-9]{1,5})$"
+)
+_STORAGE_NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class SecretKeyRef(Strict):
+    """One key of a Kubernetes Secret in the RayService's namespace (a `secretKeyRef`)."""
+
+    name: str = Field(..., description="The Secret's name.")
+    key: str = Field(..., description="The key of the Secret's data that holds the value.")
+
+    @field_validator("name")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        return _object_name(value)
+
+    @field_validator("key")
+    @classmethod
+    def _data_key(cls, value: str) -> str:
+        if len(value) > 253 or not _SECRET_KEY_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a Secret key (letters, digits, '-', '_' and '.', at most 253)"
+            )
+        return value
+
+
+class GcsFaultToleranceConfig(Strict):
+    """The Ray head's GCS keeps its tables in Redis, so a restarted head recovers the cluster."""
+
+    redis_address: str = Field(
+        ...,
+        description="host:port of the Redis the GCS stores its tables in (redis://host:port, or "
+        "rediss://host:port for TLS), as the head pod reaches it: KubeRay's redisAddress.",
+    )
+    redis_password_secret: SecretKeyRef | None = Field(
+        None,
+        description="The Secret key holding Redis's password (KubeRay's redisPassword, from "
+        "the Secret); null: Redis asks for none.",
+    )
+    external_storage_namespace: str | None = Field(
+        None,
+        description="Prefix of the cluster's keys in Redis; null: KubeRay uses the RayCluster's "
+        "UID, unique per cluster. A fixed name is shared by the old and the new RayCluster "
+        "of a RayService upgrade.",
+    )
+
+    @field_validator("redis_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if "@" in value:
+            raise ValueError(
+                "must not hold credentials: put the password in a Secret and name it in "
+                "redis_password_secret"
+            )
+        match = _REDIS_ADDRESS_PATTERN.fullmatch(value)
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ValueError(
+                f"{value!r} is not a Redis address: HOST:PORT, redis://HOST:PORT or "
+                "rediss://HOST:PORT (for example redis:6379), one address, port 1-65535"
+            )
+        return value
+
+    @field_validator("external_storage_namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and not _STORAGE_NAMESPACE_PATTERN.fullmatch(value):
+            raise ValueError(
+                "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63"
+            )
+        return value
+
+
 class GatewayConfig(Strict):
     """The Gateway API route to the edge on Kubernetes (`gpucluster render kuberay`)."""
 
@@ -125,8 +202,9 @@ class PodResources(Strict):
 
 
 class KubernetesConfig(Strict):
-    """The KubeRay manifests (`gpucluster render kuberay`): how clients reach the edge, and
-    the pod sizes (derived from the models by planning.pod_sizes unless set here)."""
+    """The KubeRay manifests (`gpucluster render kuberay`): how clients reach the edge, an
+    optional fault-tolerant head, and the pod sizes (derived from the models by
+    planning.platform_pods unless set here)."""
 
     gateway: GatewayConfig = Field(
         default_factory=GatewayConfig,
@@ -141,6 +219,12 @@ class KubernetesConfig(Strict):
         "nginx", description="ingressClassName of the Ingress (with ingress: true)."
     )
 
+    gcs_fault_tolerance: GcsFaultToleranceConfig | None = Field(
+        None,
+        description="GCS fault tolerance (KubeRay's gcsFaultToleranceOptions): the head's "
+        "state in Redis, so that a head restart keeps the worker pods and their replicas; "
+        "null: off.",
+    )
     head_resources: PodResources = Field(
         default_factory=PodResources,
         description="The head pod's CPU and memory; keys left unset are derived.",

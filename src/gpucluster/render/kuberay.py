@@ -231,6 +231,29 @@ def _pinned(model: ModelConfig) -> ModelConfig:
     )
 
 
+def gcs_fault_tolerance(config: Config) -> dict[str, Any] | None:
+    """KubeRay's gcsFaultToleranceOptions for `platform.kubernetes.gcs_fault_tolerance`; None: off.
+
+    KubeRay (1.6) derives the rest and refuses a RayCluster that sets any of it beside these
+    options: RAY_REDIS_ADDRESS, REDIS_PASSWORD and `redis-password` on the head,
+    RAY_external_storage_namespace (the RayCluster's UID unless set here), the
+    `ray.io/ft-enabled` annotation (the old way), and a 600 s
+    RAY_gcs_rpc_server_reconnect_timeout_s on workers so they outlast a head restart.
+    """
+    settings = config.platform.kubernetes.gcs_fault_tolerance
+    if settings is None:
+        return None
+    options: dict[str, Any] = {"redisAddress": settings.redis_address}
+    secret = settings.redis_password_secret
+    if secret is not None:
+        options["redisPassword"] = {
+            "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}
+        }
+    if settings.external_storage_namespace is not None:
+        options["externalStorageNamespace"] = settings.external_storage_namespace
+    return options
+
+
 def rayservice(config: Config, *, image: str = IMAGE) -> dict[str, Any]:
     """The RayService (ray.io/v1) running the platform's Serve application on KubeRay."""
     cluster = {
@@ -240,6 +263,9 @@ def rayservice(config: Config, *, image: str = IMAGE) -> dict[str, Any]:
         "headGroupSpec": head_group(config, image),
         "workerGroupSpecs": worker_groups(config, image),
     }
+    fault_tolerance = gcs_fault_tolerance(config)
+    if fault_tolerance is not None:
+        cluster["gcsFaultToleranceOptions"] = fault_tolerance
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",

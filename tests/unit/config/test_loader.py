@@ -156,3 +156,63 @@ def test_missing_file_is_named(tmp_path):
 def test_a_ray_port_in_rays_worker_port_range_is_refused_naming_the_key():
     with pytest.raises(ConfigError, match=r"ray_dashboard: 28265 lies in Ray's worker port range"):
         load_config(env={"RAY_DASHBOARD_PORT": "28265"})
+
+
+def test_gcs_fault_tolerance_is_off_unless_configured(tmp_path):
+    assert load_config(None, env={}).platform.kubernetes.gcs_fault_tolerance is None
+    path = write(
+        tmp_path,
+        "platform:\n  kubernetes:\n    gcs_fault_tolerance:\n      redis_address: rediss://redis.db:6380\n"
+        "      redis_password_secret: {name: gpu-cluster-redis, key: password}\n",
+    )
+    settings = load_config(path, env={}).platform.kubernetes.gcs_fault_tolerance
+    assert settings.redis_address == "rediss://redis.db:6380"
+    assert (settings.redis_password_secret.name, settings.redis_password_secret.key) == (
+        "gpu-cluster-redis",
+        "password",
+    )
+    assert settings.external_storage_namespace is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "reason"),
+    [
+        ("{}", "redis_address", "Field required"),
+        ("{redis_address: redis}", "redis_address", "is not a Redis address: HOST:PORT"),
+        ("{redis_address: 'redis:0'}", "redis_address", "port 1-65535"),
+        ("{redis_address: 'redis:6379,redis2:6379'}", "redis_address", "one address"),
+        ("{redis_address: 'http://redis:6379'}", "redis_address", "redis://HOST:PORT"),
+        (
+            "{redis_address: 'redis://:hunter2@redis:6379'}",
+            "redis_address",
+            "put the password in a Secret",
+        ),
+        (
+            "{redis_address: 'redis:6379', redis_password_secret: {name: Redis_Pw, key: password}}",
+            "redis_password_secret.name",
+            "not a Kubernetes object name",
+        ),
+        (
+            "{redis_address: 'redis:6379', redis_password_secret: {name: redis, key: 'a/b'}}",
+            "redis_password_secret.key",
+            "not a Secret key",
+        ),
+        (
+            "{redis_address: 'redis:6379', redis_password_secret: {name: redis}}",
+            "redis_password_secret.key",
+            "Field required",
+        ),
+        (
+            "{redis_address: 'redis:6379', external_storage_namespace: 'a b'}",
+            "external_storage_namespace",
+            "letters, digits",
+        ),
+        ("{redis_adress: 'redis:6379'}", "redis_adress", "unknown key"),
+    ],
+)
+def test_bad_gcs_fault_tolerance_settings_name_the_key(tmp_path, settings, key, reason):
+    path = write(tmp_path, f"platform:\n  kubernetes:\n    gcs_fault_tolerance: {settings}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert f"{path}: platform.kubernetes.gcs_fault_tolerance.{key}" in str(err.value)
+    assert reason in str(err.value)

@@ -530,3 +530,92 @@ def test_dashboard_config_maps_hold_the_provisioned_dashboards():
         found[name] = json.loads(text)
     directory = REPO / "deploy" / "grafana" / "dashboards"
     assert found == {p.name: json.loads(p.read_text()) for p in directory.glob("*.json")}
+
+
+# --- GCS fault tolerance (platform.kubernetes.gcs_fault_tolerance) ------------------------------
+
+# What KubeRay 1.6 derives from gcsFaultToleranceOptions and refuses beside them
+# (ray-operator/controllers/ray/utils/validation.go, ValidateRayClusterSpec).
+KUBERAY_FT_ENV = {"RAY_REDIS_ADDRESS", "REDIS_PASSWORD", "REDIS_USERNAME"}
+KUBERAY_FT_START_PARAMS = {"redis-password", "redis-username"}
+KUBERAY_FT_ANNOTATIONS = {"ray.io/ft-enabled", "ray.io/external-storage-namespace"}
+
+FT_CONFIG = (
+    "models:\n"
+    "  - {id: a, source: Qwen/Qwen2.5-7B-Instruct, accelerator: gpu, replicas: {min: 1, max: 2}}\n"
+    "platform:\n"
+    "  kubernetes:\n"
+    "    gcs_fault_tolerance:\n"
+    "      redis_address: redis.db.svc:6379\n"
+    "      redis_password_secret: {name: gpu-cluster-redis, key: password}\n"
+)
+
+
+def render_rayservice(config_text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    config_file = tmp_path / "platform.yaml"
+    config_file.write_text(config_text)
+    result = render(["rayservice", "-c", str(config_file), "--json"], monkeypatch)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def annotations(manifest: dict[str, Any]) -> set[str]:
+    found = set(manifest["metadata"].get("annotations", {}))
+    for template in pod_templates(manifest).values():
+        found |= set(template["metadata"].get("annotations", {}))
+    return found
+
+
+def test_gcs_fault_tolerance_is_off_in_the_committed_rayservice():
+    cluster = the_rayservice()["spec"]["rayClusterConfig"]
+    assert "gcsFaultToleranceOptions" not in cluster
+    assert not annotations(the_rayservice()) & KUBERAY_FT_ANNOTATIONS
+
+
+def test_gcs_fault_tolerance_renders_kuberays_options_valid_for_the_crd(tmp_path, monkeypatch):
+    rayservice = render_rayservice(FT_CONFIG, tmp_path, monkeypatch)
+    assert errors(rayservice) == []
+    assert rayservice["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"] == {
+        "redisAddress": "redis.db.svc:6379",
+        "redisPassword": {
+            "valueFrom": {"secretKeyRef": {"name": "gpu-cluster-redis", "key": "password"}}
+        },
+    }
+    # the strict CRD schema covers the options: a misspelt field fails
+    misspelt = copy.deepcopy(rayservice)
+    misspelt["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]["redisAdress"] = "x:1"
+    assert any("'redisAdress'" in error for error in errors(misspelt))
+
+
+def test_gcs_fault_tolerance_changes_nothing_else_and_leaves_kuberay_its_part(
+    tmp_path, monkeypatch
+):
+    on = render_rayservice(FT_CONFIG, tmp_path, monkeypatch)
+    off = render_rayservice(FT_CONFIG.split("platform:")[0], tmp_path, monkeypatch)
+    options = on["spec"]["rayClusterConfig"].pop("gcsFaultToleranceOptions")
+    assert on == off
+    # KubeRay 1.6 sets these itself from the options and refuses a RayCluster that sets them too
+    head = on["spec"]["rayClusterConfig"]["headGroupSpec"]
+    assert not {e["name"] for e in ray_container(head["template"])["env"]} & KUBERAY_FT_ENV
+    assert not set(head["rayStartParams"]) & KUBERAY_FT_START_PARAMS
+    assert not annotations(on) & KUBERAY_FT_ANNOTATIONS
+    assert options["redisAddress"]
+
+
+def test_gcs_fault_tolerance_without_password_or_with_a_namespace(tmp_path, monkeypatch):
+    text = FT_CONFIG.replace(
+        "      redis_password_secret: {name: gpu-cluster-redis, key: password}\n",
+        "      external_storage_namespace: gpu-cluster\n",
+    )
+    rayservice = render_rayservice(text, tmp_path, monkeypatch)
+    assert errors(rayservice) == []
+    assert rayservice["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"] == {
+        "redisAddress": "redis.db.svc:6379",
+        "externalStorageNamespace": "gpu-cluster",
+    }
+
+
+def test_the_readme_says_how_to_turn_gcs_fault_tolerance_on():
+    readme = (KUBERAY / "README.md").read_text(encoding="utf-8")
+    assert "gcs_fault_tolerance:" in readme and "redis_address:" in readme
+    assert "kubectl create secret generic gpu-cluster-redis" in readme
