@@ -28,9 +28,10 @@ def as_checkable(expr: str) -> str:
     return re.sub(r"\s(>|<|==|>=|<=|!=)\s", r" \1 bool ", expr, count=1)
 
 
-def query(live, expr: str) -> list[dict]:
-    """The instant vector `expr` evaluates to on the live Prometheus."""
-    response = httpx.get(f"{live.prometheus}/api/v1/query", params={"query": expr}, timeout=30)
+def query(live, expr: str, at: float | None = None) -> list[dict]:
+    """The instant vector `expr` evaluates to on the live Prometheus (now, or at time `at`)."""
+    params = {"query": expr} if at is None else {"query": expr, "time": str(at)}
+    response = httpx.get(f"{live.prometheus}/api/v1/query", params=params, timeout=30)
     body = response.json()
     assert body["status"] == "success", (expr, body)
     return body["data"]["result"]

@@ -80,8 +80,13 @@ def test_every_dashboard_panel_query_returns_data(with_traffic, uid, title, expr
 def test_histogram_names_read_as_the_guide_writes_them_give_textbook_values(
     with_traffic, as_the_guide_writes, textbook
 ):
-    guide = float(query(with_traffic, as_the_guide_writes)[0]["value"][1])
-    assert guide == pytest.approx(float(query(with_traffic, textbook)[0]["value"][1]), rel=0.05)
+    # Both at the instant the recording rule last ran: asked "now", the recorded series is up
+    # to one evaluation interval old while the textbook form sees the newest samples.
+    recorded = "max(timestamp(vllm:time_to_first_token_seconds))"
+    at = float(query(with_traffic, recorded)[0]["value"][1])
+    guide = float(query(with_traffic, as_the_guide_writes, at=at)[0]["value"][1])
+    textbook_value = float(query(with_traffic, textbook, at=at)[0]["value"][1])
+    assert guide == pytest.approx(textbook_value, rel=0.05)
 
 
 def shipped_rule_with_a_short_for(alert: str) -> str:
