@@ -83,7 +83,11 @@ def test_histogram_names_read_as_the_guide_writes_them_give_textbook_values(
     # Both at the instant the recording rule last ran: asked "now", the recorded series is up
     # to one evaluation interval old while the textbook form sees the newest samples.
     recorded = "max(timestamp(vllm:time_to_first_token_seconds))"
-    at = float(query(with_traffic, recorded)[0]["value"][1])
+    last_run = eventually(
+        lambda: query(with_traffic, recorded)
+    )  # the rule's first run after traffic
+    assert last_run, f"{recorded} never recorded"
+    at = float(last_run[0]["value"][1])
     guide = float(query(with_traffic, as_the_guide_writes, at=at)[0]["value"][1])
     textbook_value = float(query(with_traffic, textbook, at=at)[0]["value"][1])
     assert guide == pytest.approx(textbook_value, rel=0.05)
