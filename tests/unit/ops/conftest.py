@@ -15,10 +15,18 @@ import pytest
 
 from gpucluster.config import Config
 from gpucluster.ops.target import Target
-from gpucluster.runtime.state import Endpoints, StateDir
+from gpucluster.runtime.state import StateDir, endpoints_for
 
-NGINX, SERVE, RAY, RAY_METRICS, PROMETHEUS, ALERTMANAGER = 18080, 18000, 18265, 8080, 19090, 19093
-MODEL = Config().models[0].id  # the built-in model: a CPU model, no adapters
+CONFIG = Config()  # the default platform: the fake answers on its ports
+_PORTS = CONFIG.platform.ports
+NGINX, SERVE, RAY, RAY_METRICS = (
+    _PORTS.nginx_http,
+    _PORTS.serve_http,
+    _PORTS.ray_dashboard,
+    _PORTS.ray_metrics,
+)
+PROMETHEUS, ALERTMANAGER = _PORTS.prometheus, _PORTS.alertmanager
+MODEL = CONFIG.models[0].id  # the built-in model: a CPU model, no adapters
 API_KEY = "k-health"
 RAY_TOKEN = "t0k"
 HEAD_IP = "10.0.0.5"
@@ -155,14 +163,4 @@ def platform_target(tmp_path) -> Target:
     state = StateDir(tmp_path / "state")
     state.ensure()
     state.ray_token_file.write_text(f"{RAY_TOKEN}\n")
-    endpoints = Endpoints(
-        openai_api=f"http://127.0.0.1:{NGINX}/v1",
-        health=f"http://127.0.0.1:{NGINX}/health",
-        dashboard=f"http://127.0.0.1:{NGINX}/dashboard/",
-        ray_dashboard=f"http://127.0.0.1:{RAY}",
-        serve=f"http://127.0.0.1:{SERVE}",
-        ray_metrics=f"http://127.0.0.1:{RAY_METRICS}/metrics",
-        prometheus=f"http://127.0.0.1:{PROMETHEUS}",
-        alertmanager=f"http://127.0.0.1:{ALERTMANAGER}",
-    )
-    return Target(Config(), state, endpoints, True, API_KEY, [MODEL])
+    return Target(CONFIG, state, endpoints_for(CONFIG), True, API_KEY, [MODEL])
