@@ -24,7 +24,7 @@ from gpucluster.ops import health, status
 from gpucluster.ops.prom import Prometheus
 from gpucluster.ops.ray_api import NODES_LIMIT, NODES_PATH, RayApiError, ray_nodes
 from gpucluster.ops.target import Target
-from gpucluster.runtime.state import Endpoints, StateDir
+from gpucluster.runtime.state import StateDir, endpoints_for
 
 DASHBOARD = "http://127.0.0.1:18265"
 HEAD_ID, WORKER_ID = "ab" * 28, "cd" * 28
@@ -111,17 +111,9 @@ def target(tmp_path) -> Target:
     state = StateDir(tmp_path)
     state.ensure()
     state.ray_token_file.write_text("t0k\n")
-    endpoints = Endpoints(
-        openai_api="http://127.0.0.1:18080/v1",
-        health="http://127.0.0.1:18080/health",
-        dashboard="http://127.0.0.1:18080/dashboard/",
-        ray_dashboard=DASHBOARD,
-        serve="http://127.0.0.1:18000",
-        ray_metrics="http://127.0.0.1:8080/metrics",
-        prometheus="http://127.0.0.1:19090",
-        alertmanager="http://127.0.0.1:19093",
-    )
-    return Target(Config(), state, endpoints, True, None, [])
+    config = Config()
+    assert endpoints_for(config).ray_dashboard == DASHBOARD  # the address the answers are for
+    return Target(config, state, endpoints_for(config), True, None, [])
 
 
 def test_health_counts_the_alive_nodes_and_sends_the_platforms_token(target):
